@@ -1,0 +1,72 @@
+"""The `factory` command. Each sub-command lives in its own module and registers on `app`.
+
+User mistakes surface as `error: <one line>` with exit code 2; `--debug` (or FACTORY_DEBUG=1)
+shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from factory.cli.app import app
+from factory.errors import UserError
+
+_COMMAND_MODULES = ("build_cmd", "fake_llm_cmd", "annotate_cmd")
+
+
+def _register_commands() -> None:
+    import importlib
+
+    for name in _COMMAND_MODULES:
+        module = importlib.import_module(f"factory.cli.{name}")
+        module.register(app)
+
+
+def _quiet_environment() -> None:
+    # Offline and quiet by default: no telemetry, no price-list fetch, no Hub look-ups.
+    for key, value in (("DO_NOT_TRACK", "1"), ("PREFECT_SERVER_ANALYTICS_ENABLED", "false"),
+                       ("LITELLM_LOCAL_MODEL_COST_MAP", "True"), ("HF_HUB_DISABLE_TELEMETRY", "1"),
+                       ("TOKENIZERS_PARALLELISM", "false")):
+        os.environ.setdefault(key, value)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the console script."""
+    _quiet_environment()
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("FACTORY_DEBUG") == "1"
+    args = [a for a in args if a != "--debug"]
+    try:
+        _register_commands()
+        app(args=args, standalone_mode=False)
+    except UserError as exc:
+        if debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("error: interrupted; resume with --resume RUN_DIR", file=sys.stderr)
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as exc:  # noqa: BLE001 - last line of defence: one line, never a traceback
+        import click
+
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.ClickException):
+            if debug:
+                raise
+            print(f"error: {exc.format_message()}", file=sys.stderr)
+            sys.exit(2)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(1)
+        if debug:
+            raise
+        print(f"error: {type(exc).__name__}: {' '.join(str(exc).split())[:300]} (rerun with --debug for details)",
+              file=sys.stderr)
+        sys.exit(1)
+
+
+__all__ = ["app", "main"]

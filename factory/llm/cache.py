@@ -1,0 +1,69 @@
+"""Persistent request cache (SQLite, one file per run folder).
+
+Every completed call is committed as soon as it returns, so a build killed at any point repeats
+no call that already finished. The key is the sha256 of the normalized request (sorted JSON of
+model, endpoint, messages, parameters, schema and sample index), never of secrets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+
+def request_key(request: dict[str, Any]) -> str:
+    """sha256 of the normalized request; the same request always maps to the same key."""
+    blob = json.dumps(request, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class RequestCache:
+    """A key -> response-record store. Thread-safe; WAL journal so readers never block the writer."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._memory: dict[str, dict[str, Any]] = {}
+        self._conn: sqlite3.Connection | None = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            # NORMAL survives a killed process (not a power cut) and keeps commits cheap.
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, model TEXT, record TEXT NOT NULL)"
+            )
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        with self._lock:
+            if self._conn is None:
+                return self._memory.get(key)
+            row = self._conn.execute("SELECT record FROM calls WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put(self, key: str, model: str, record: dict[str, Any]) -> None:
+        with self._lock:
+            if self._conn is None:
+                self._memory[key] = record
+                return
+            self._conn.execute(
+                "INSERT OR REPLACE INTO calls (key, model, record) VALUES (?, ?, ?)",
+                (key, model, json.dumps(record, ensure_ascii=False)),
+            )
+
+    def __len__(self) -> int:
+        with self._lock:
+            if self._conn is None:
+                return len(self._memory)
+            return int(self._conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None

@@ -1,0 +1,61 @@
+"""The gateway's typed error tree. litellm's exceptions are translated into these in one place
+(`_translate.py`); nothing else in the code base branches on litellm."""
+
+from __future__ import annotations
+
+
+class LLMError(Exception):
+    """A model call failed. `retryable` says whether trying again may help."""
+
+    retryable = False
+
+    def __init__(self, message: str, *, model: str = "", status: int | None = None,
+                 retry_after: float | None = None, raw: str | None = None) -> None:
+        super().__init__(" ".join(message.split())[:500])
+        self.model = model
+        self.status = status
+        self.retry_after = retry_after
+        self.raw = raw
+
+    @property
+    def reason(self) -> str:
+        """Short machine-readable reason used in failure tables."""
+        return type(self).__name__
+
+
+class AuthError(LLMError):
+    """Missing or rejected credentials."""
+
+
+class BadRequestError(LLMError):
+    """The provider rejected the request itself (context too long, unknown parameter...)."""
+
+
+class RateLimitError(LLMError):
+    """429: slow down; `retry_after` holds the provider's hint in seconds when it sent one."""
+
+    retryable = True
+
+
+class LLMTimeoutError(LLMError):
+    """The call did not finish within the per-call timeout."""
+
+    retryable = True
+
+
+class ProviderError(LLMError):
+    """5xx, connection errors and malformed responses from the provider."""
+
+    retryable = True
+
+
+class OutputParseError(LLMError):
+    """The reply did not match the requested JSON schema. `raw` holds the text, so it stays data."""
+
+
+class BudgetExceededError(LLMError):
+    """A configured budget (calls, tokens, cost) would be exceeded by another call."""
+
+
+class CircuitOpenError(LLMError):
+    """Too many consecutive failures on one model: the stage stops instead of spinning."""

@@ -1,0 +1,309 @@
+"""The model gateway: every model call in the factory goes through `Gateway.complete`.
+
+It resolves a role to a model, bounds concurrency (overall and per model), retries transient
+failures with exponential backoff that honours Retry-After, enforces per-call timeouts and
+budgets, asks for JSON-schema output where the backend supports it, accounts usage and cost, and
+answers repeated requests from the run's persistent cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from factory.llm import _litellm_env  # noqa: F401  (offline settings before litellm is imported)
+import litellm  # noqa: E402
+
+litellm.suppress_debug_info = True  # no "Provider List" banners on stdout for every failed lookup
+
+from factory.llm._translate import translate  # noqa: E402
+from factory.llm.cache import RequestCache, request_key  # noqa: E402
+from factory.llm.errors import (  # noqa: E402
+    BudgetExceededError,
+    CircuitOpenError,
+    LLMError,
+    OutputParseError,
+    ProviderError,
+)
+from factory.llm.models import ModelSpec  # noqa: E402
+from factory.llm.usage import UsageLedger  # noqa: E402
+
+Message = dict[str, Any]
+
+
+class GatewaySettings(BaseModel):
+    """Limits that apply to every model call of a build."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_concurrency: int = Field(64, ge=1, description="Maximum model calls in flight overall.")
+    max_retries: int = Field(4, ge=0, le=20, description="Retries of a retryable failure (429, 5xx, timeout).")
+    backoff_base_s: float = Field(0.5, ge=0.0, description="First backoff delay; doubles each retry, with jitter.")
+    backoff_max_s: float = Field(30.0, ge=0.0, description="Upper bound of one backoff delay (and of Retry-After).")
+    circuit_breaker_failures: int = Field(
+        25, ge=1, description="Consecutive failed calls (after retries) on one model that open its circuit."
+    )
+
+
+class Budget(BaseModel):
+    """Caps for one build. A cap of None means unlimited. Cached calls are free and never count."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_calls: int | None = Field(None, ge=0, description="Maximum model calls (cache hits excluded).")
+    max_tokens: int | None = Field(None, ge=0, description="Maximum prompt + completion tokens.")
+    max_cost_usd: float | None = Field(None, ge=0.0, description="Maximum spend in USD as priced by litellm.")
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One finished model call (or a cache hit of one)."""
+
+    text: str
+    parsed: BaseModel | None
+    model: str
+    role: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    latency_s: float
+    cached: bool
+    request_hash: str
+    finish_reason: str | None = None
+
+
+_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
+
+
+def parse_json_reply(text: str, schema: type[BaseModel], model: str) -> BaseModel:
+    """Validate a JSON reply against `schema`; a failure is an `OutputParseError` carrying the raw text."""
+    body = text.strip()
+    fenced = _FENCE.match(body)
+    if fenced:
+        body = fenced.group(1)
+    try:
+        return schema.model_validate(json.loads(body))
+    except (json.JSONDecodeError, ValidationError) as exc:
+        first = str(exc).splitlines()[0]
+        raise OutputParseError(f"{model}: reply does not match {schema.__name__}: {first}", model=model,
+                               raw=text) from None
+
+
+class Gateway:
+    """Async access to models by role. One instance per build (or per calibration run).
+
+    Example::
+
+        gateway = Gateway({"judge": ModelSpec(model="local/smollm2")}, cache_path=run_dir / "cache.sqlite")
+        reply = await gateway.complete("judge", [{"role": "user", "content": "Hi"}])
+    """
+
+    def __init__(self, roles: Mapping[str, ModelSpec], settings: GatewaySettings | None = None, *,
+                 cache_path: Path | None = None, budget: Budget | None = None, seed: int = 0) -> None:
+        self.roles = dict(roles)
+        self.settings = settings or GatewaySettings()
+        self.budget = budget or Budget()
+        self.cache = RequestCache(cache_path)
+        self.usage = UsageLedger()
+        self._rng = random.Random(seed)
+        self._limits: dict[int, tuple[asyncio.Semaphore, dict[str, asyncio.Semaphore]]] = {}
+        self._consecutive_failures: dict[str, int] = {}
+
+    # -- resolution -------------------------------------------------------------------------
+    def spec(self, target: str | ModelSpec) -> ModelSpec:
+        """The model spec of a role name (or the spec itself)."""
+        if isinstance(target, ModelSpec):
+            return target
+        try:
+            return self.roles[target]
+        except KeyError:
+            known = ", ".join(sorted(self.roles)) or "none"
+            raise LLMError(f"unknown model role '{target}' (known roles: {known})") from None
+
+    def _semaphores(self, spec: ModelSpec) -> tuple[asyncio.Semaphore, asyncio.Semaphore]:
+        # Semaphores belong to one event loop; Prefect tasks may run graphs on their own loops.
+        loop_id = id(asyncio.get_running_loop())
+        overall, per_model = self._limits.setdefault(
+            loop_id, (asyncio.Semaphore(self.settings.max_concurrency), {})
+        )
+        key = f"{spec.model}@{spec.api_base or ''}"
+        if key not in per_model:
+            per_model[key] = asyncio.Semaphore(spec.max_concurrency)
+        return overall, per_model[key]
+
+    # -- the call ---------------------------------------------------------------------------
+    def _request(self, spec: ModelSpec, messages: list[Message], schema: type[BaseModel] | None,
+                 sample: int) -> dict[str, Any]:
+        """The normalized request: everything that changes the answer, nothing secret."""
+        request: dict[str, Any] = {
+            "model": spec.model,
+            "api_base": spec.api_base,
+            "messages": messages,
+            "temperature": spec.temperature,
+            "max_tokens": spec.max_tokens,
+            "top_p": spec.top_p,
+            "seed": (spec.seed or 0) + sample,
+            "params": spec.params,
+        }
+        if schema is not None:
+            request["schema"] = schema.model_json_schema()
+            request["structured_output"] = spec.structured_output
+        return request
+
+    def _call_kwargs(self, spec: ModelSpec, request: dict[str, Any], schema: type[BaseModel] | None) -> dict[str, Any]:
+        messages = request["messages"]
+        kwargs: dict[str, Any] = {
+            "model": spec.model,
+            "messages": messages,
+            "temperature": spec.temperature,
+            "max_tokens": spec.max_tokens,
+            "seed": request["seed"],
+            "timeout": spec.timeout_s,
+            "num_retries": 0,  # retries are ours, so they honour Retry-After and show in usage
+            "max_retries": 0,
+            "drop_params": True,
+            **spec.params,
+        }
+        if spec.top_p is not None:
+            kwargs["top_p"] = spec.top_p
+        if spec.api_base:
+            kwargs["api_base"] = spec.api_base
+        key = os.environ.get(spec.api_key_env) if spec.api_key_env else None
+        if key:
+            kwargs["api_key"] = key
+        elif spec.api_base and spec.model.startswith("openai/"):
+            kwargs["api_key"] = "no-key"  # OpenAI-compatible local servers accept any key
+        if schema is not None:
+            json_schema = schema.model_json_schema()
+            if spec.structured_output:
+                kwargs["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {"name": schema.__name__, "schema": json_schema, "strict": False},
+                }
+            else:
+                instruction = ("\n\nReply with a single JSON object only, matching this JSON schema:\n"
+                               + json.dumps(json_schema))
+                last = dict(messages[-1])
+                last["content"] = f"{last['content']}{instruction}"
+                kwargs["messages"] = [*messages[:-1], last]
+        return kwargs
+
+    def _check_budget(self, model: str) -> None:
+        b, u = self.budget, self.usage
+        if b.max_calls is not None and u.calls >= b.max_calls:
+            raise BudgetExceededError(f"budget reached: max_calls={b.max_calls}", model=model)
+        if b.max_tokens is not None and u.total_tokens >= b.max_tokens:
+            raise BudgetExceededError(f"budget reached: max_tokens={b.max_tokens}", model=model)
+        if b.max_cost_usd is not None and u.cost_usd >= b.max_cost_usd:
+            raise BudgetExceededError(f"budget reached: max_cost_usd={b.max_cost_usd}", model=model)
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        s = self.settings
+        if retry_after is not None:
+            return min(retry_after, s.backoff_max_s)
+        return min(s.backoff_base_s * (2**attempt), s.backoff_max_s) * (0.5 + self._rng.random() / 2)
+
+    async def complete(self, target: str | ModelSpec, messages: list[Message], *, role: str | None = None,
+                       schema: type[BaseModel] | None = None, sample: int = 0, tag: str | None = None) -> Completion:
+        """Call the model of `target` (a role name or a `ModelSpec`) with chat `messages`.
+
+        `schema` asks for JSON matching a pydantic model (validated; `OutputParseError` otherwise),
+        `sample` distinguishes repeated samples of the same request, `tag` labels usage (workflow...).
+        Raises an `LLMError` subclass when the call finally fails.
+        """
+        spec = self.spec(target)
+        role_name = role or (target if isinstance(target, str) else spec.model)
+        request = self._request(spec, messages, schema, sample)
+        key = request_key(request)
+        record = self.cache.get(key)
+        cached = record is not None
+        if record is not None:
+            self.usage.record_cache_hit(role=role_name, model=spec.model, tag=tag)
+        else:
+            record = await self._call_with_retries(spec, request, schema, role_name, tag)
+            self.cache.put(key, spec.model, record)
+        parsed = parse_json_reply(record["text"], schema, spec.model) if schema is not None else None
+        return Completion(
+            text=record["text"], parsed=parsed, model=spec.model, role=role_name,
+            prompt_tokens=record["prompt_tokens"], completion_tokens=record["completion_tokens"],
+            cost_usd=record["cost_usd"], latency_s=0.0 if cached else record["latency_s"], cached=cached,
+            request_hash=key, finish_reason=record.get("finish_reason"),
+        )
+
+    async def _call_with_retries(self, spec: ModelSpec, request: dict[str, Any], schema: type[BaseModel] | None,
+                                 role: str, tag: str | None) -> dict[str, Any]:
+        if self._consecutive_failures.get(spec.model, 0) >= self.settings.circuit_breaker_failures:
+            raise CircuitOpenError(
+                f"{spec.model}: circuit open after {self.settings.circuit_breaker_failures} consecutive "
+                "failed calls; the endpoint looks down — fix it and rerun with --resume", model=spec.model)
+        if spec.is_local:
+            from factory.llm.local import ensure_registered
+
+            ensure_registered()
+        kwargs = self._call_kwargs(spec, request, schema)
+        overall, per_model = self._semaphores(spec)
+        attempt = 0
+        while True:
+            self._check_budget(spec.model)
+            try:
+                async with overall, per_model:
+                    started = time.perf_counter()
+                    response = await asyncio.wait_for(litellm.acompletion(**kwargs), spec.timeout_s + 5.0)
+                    latency = time.perf_counter() - started
+                record = _record_from_response(response, spec.model, latency)
+                self._consecutive_failures[spec.model] = 0
+                self.usage.record_call(role=role, model=spec.model, tag=tag, prompt_tokens=record["prompt_tokens"],
+                                       completion_tokens=record["completion_tokens"], cost_usd=record["cost_usd"],
+                                       latency_s=latency)
+                return record
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - every provider failure is translated here
+                error = translate(exc, spec.model)
+                if error.retryable and attempt < self.settings.max_retries:
+                    self.usage.record_retry(role=role, model=spec.model, tag=tag)
+                    await asyncio.sleep(self._backoff(attempt, error.retry_after))
+                    attempt += 1
+                    continue
+                self.usage.record_error(role=role, model=spec.model, tag=tag)
+                if error.retryable:
+                    self._consecutive_failures[spec.model] = self._consecutive_failures.get(spec.model, 0) + 1
+                raise error from None
+
+    def close(self) -> None:
+        self.cache.close()
+
+
+def _record_from_response(response: Any, model: str, latency: float) -> dict[str, Any]:
+    """What we keep of a reply: text, usage, cost. A reply without text is a provider error."""
+    try:
+        choice = response.choices[0]
+        text = choice.message.content
+        finish_reason = getattr(choice, "finish_reason", None)
+    except (AttributeError, IndexError, TypeError):
+        raise ProviderError(f"{model}: malformed response without choices", model=model) from None
+    if text is None:
+        raise ProviderError(f"{model}: response has no message content", model=model)
+    usage = getattr(response, "usage", None)
+    try:
+        cost = float(litellm.completion_cost(completion_response=response) or 0.0)
+    except Exception:  # noqa: BLE001 - unknown price (local or self-hosted models) costs 0
+        cost = 0.0
+    return {
+        "text": text,
+        "prompt_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
+        "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0),
+        "cost_usd": cost,
+        "latency_s": round(latency, 6),
+        "finish_reason": finish_reason,
+    }

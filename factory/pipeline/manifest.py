@@ -1,0 +1,36 @@
+"""manifest.json: what a build produced and what it cost, in one place."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import polars as pl
+
+from factory import __version__
+from factory.pipeline.context import BuildContext
+from factory.run_folder import atomic_write_json
+
+
+def write_manifest(ctx: BuildContext, tables: dict[str, pl.DataFrame], stopped: str | None) -> dict[str, Any]:
+    prompts = pl.read_parquet(ctx.run.table("prompts"))
+    usage = ctx.gateway.usage.snapshot()
+    manifest: dict[str, Any] = {
+        "run_id": ctx.run.run_id,
+        "factory_version": __version__,
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "status": "stopped" if stopped else "complete",
+        "stopped_reason": stopped,
+        "counts": {
+            "prompts": prompts.height,
+            "candidates": tables["candidates"].height,
+            "judgments": tables["judgments"].height,
+            "pairs": tables["pairs"].height,
+            "failures": tables["failures"].height,
+        },
+        "llm": usage,
+        "models": {role: spec.model for role, spec in ctx.config.models.items()},
+        "judge_setting": ctx.config.judging.setting.setting_id,
+    }
+    atomic_write_json(ctx.run.manifest_path, manifest)
+    return manifest

@@ -1,0 +1,119 @@
+"""The build's per-shard stages. Each takes the shard's prompts and earlier stages' rows and
+returns (rows, failures); the runner persists them as shard files.
+
+Every prompt that drops out of a stage leaves a failure row (stage, reason, raw) behind, so each
+prompt ends in the dataset or in the failures table.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from factory.concurrency import map_bounded
+from factory.llm import LLMError
+from factory.pairs import paper_pairs
+from factory.pipeline.context import BuildContext
+from factory.sources import Prompt
+from factory.workflows.generation import generate_candidates
+from judges.engine import judge_pair
+
+Rows = list[dict[str, Any]]
+
+
+def failure(item_id: str, stage: str, reason: str, raw: str = "") -> dict[str, Any]:
+    return {"item_id": item_id, "stage": stage, "reason": reason, "raw": raw[:4000]}
+
+
+async def generate_stage(ctx: BuildContext, prompts: list[Prompt]) -> tuple[Rows, Rows]:
+    async def one(prompt: Prompt) -> tuple[Rows, Rows]:
+        try:
+            rows = await generate_candidates(ctx.gateway, ctx.config.generation.workflows, prompt)
+        except LLMError as exc:
+            return [], [failure(prompt.prompt_id, "generate", f"{exc.reason}: {exc}", exc.raw or "")]
+        finally:
+            ctx.on_progress("generate", 1)
+        if len({r["content_hash"] for r in rows}) < 2:
+            return rows, [failure(prompt.prompt_id, "generate", "fewer_than_two_distinct_candidates")]
+        return rows, []
+
+    return _merge(await map_bounded(prompts, one, ctx.config.run.concurrency))
+
+
+async def judge_stage(ctx: BuildContext, prompts: list[Prompt], candidates: Rows) -> tuple[Rows, Rows]:
+    """Knockout over each prompt's distinct candidates: r1 vs r2, the winner vs r3, and so on."""
+    by_prompt = _group(candidates, "prompt_id")
+    setting = ctx.config.judging.setting
+
+    async def one(prompt: Prompt) -> tuple[Rows, Rows]:
+        cands = _distinct(by_prompt.get(prompt.prompt_id, []))
+        if len(cands) < 2:
+            return [], []  # already recorded as a generation failure
+        judgments: Rows = []
+        champion = cands[0]
+        for challenger in cands[1:]:
+            item_id = f"{prompt.prompt_id}@{champion['candidate_id']}~{challenger['candidate_id']}"
+            row = await judge_pair(ctx.gateway, setting, item_id, _question(prompt), champion["text"],
+                                   challenger["text"])
+            row.update(prompt_id=prompt.prompt_id, candidate_a=champion["candidate_id"],
+                       candidate_b=challenger["candidate_id"])
+            judgments.append(row)
+            if row["verdict"] == "B":
+                champion = challenger
+        for row in judgments:
+            row["best_id"] = champion["candidate_id"]
+        ctx.on_progress("judge", 1)
+        if all(j["verdict"] is None for j in judgments):
+            last = judgments[-1]
+            return judgments, [failure(prompt.prompt_id, "judge", f"unscored: {last['unscored_reason']}",
+                                       last["raw"])]
+        return judgments, []
+
+    return _merge(await map_bounded(prompts, one, ctx.config.run.concurrency))
+
+
+def pairs_stage(ctx: BuildContext, prompts: list[Prompt], candidates: Rows, judgments: Rows) -> tuple[Rows, Rows]:
+    cands_by_prompt = _group(candidates, "prompt_id")
+    judg_by_prompt = _group(judgments, "prompt_id")
+    rows: Rows = []
+    fails: Rows = []
+    for prompt in prompts:
+        judged = judg_by_prompt.get(prompt.prompt_id, [])
+        if not judged or all(j["verdict"] is None for j in judged):
+            continue  # recorded upstream
+        pairs = paper_pairs(prompt.prompt_id, prompt.text, _distinct(cands_by_prompt[prompt.prompt_id]),
+                            judged[0]["best_id"], judged, ctx.config.pairs)
+        if not pairs:
+            fails.append(failure(prompt.prompt_id, "pairs", "no_preference: every comparison was a tie or below "
+                                 "min_margin"))
+        rows += pairs
+    return rows, fails
+
+
+def _question(prompt: Prompt) -> list[dict[str, str]] | str:
+    return prompt.text if len(prompt.turns) == 1 else [{"role": "user", "content": t} for t in prompt.turns]
+
+
+def _distinct(candidates: Rows) -> Rows:
+    seen: set[str] = set()
+    out = []
+    for c in candidates:
+        if c["content_hash"] not in seen:
+            seen.add(c["content_hash"])
+            out.append(c)
+    return out
+
+
+def _group(rows: Rows, key: str) -> dict[str, Rows]:
+    out: dict[str, Rows] = {}
+    for row in rows:
+        out.setdefault(row[key], []).append(row)
+    return out
+
+
+def _merge(results: list[tuple[Rows, Rows]]) -> tuple[Rows, Rows]:
+    rows: Rows = []
+    fails: Rows = []
+    for r, f in results:
+        rows += r
+        fails += f
+    return rows, fails

@@ -1,0 +1,140 @@
+"""The run folder `outputs/<run_id>/`: paths, atomic writes, shard files.
+
+Every file is written to a temporary name in the same folder and renamed into place, so a killed
+build never leaves a partial file that a reader could mistake for a finished one. Stage outputs
+are written per shard (`stages/<stage>/shard-00003.parquet`); a shard file that exists is done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from factory.errors import UserError
+
+FAILURE_SCHEMA = {"item_id": pl.Utf8, "stage": pl.Utf8, "reason": pl.Utf8, "raw": pl.Utf8}
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def atomic_write_parquet(path: Path, frame: pl.DataFrame) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        frame.write_parquet(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def new_run_id(name: str) -> str:
+    return f"{name}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}-{os.urandom(2).hex()}"
+
+
+class RunFolder:
+    """Paths of one run. `RunFolder.create` makes a new one; `RunFolder.open` resumes one."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @classmethod
+    def create(cls, output_dir: str | Path, name: str) -> "RunFolder":
+        root = Path(output_dir) / new_run_id(name)
+        try:
+            root.mkdir(parents=True, exist_ok=False)
+        except OSError as exc:
+            raise UserError(f"cannot create run folder {root}: {exc.strerror}") from None
+        return cls(root)
+
+    @classmethod
+    def open(cls, path: str | Path) -> "RunFolder":
+        root = Path(path)
+        if not (root / "config.yaml").is_file():
+            raise UserError(f"not a run folder (no config.yaml): {root}")
+        return cls(root)
+
+    @property
+    def run_id(self) -> str:
+        return self.root.name
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def cache_path(self) -> Path:
+        return self.root / "cache.sqlite"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "manifest.json"
+
+    def table(self, name: str) -> Path:
+        return self.root / f"{name}.parquet"
+
+    def shard_path(self, stage: str, shard: int, kind: str = "rows") -> Path:
+        suffix = "" if kind == "rows" else f".{kind}"
+        return self.root / "stages" / stage / f"shard-{shard:05d}{suffix}.parquet"
+
+    def shard_done(self, stage: str, shard: int) -> bool:
+        return self.shard_path(stage, shard).is_file()
+
+    def read_stage(self, stage: str, kind: str = "rows") -> pl.DataFrame | None:
+        """All shard files of a stage concatenated in shard order, or None when there are none."""
+        folder = self.root / "stages" / stage
+        suffix = "" if kind == "rows" else f".{kind}"
+        pattern = re.compile(rf"^shard-\d{{5}}{re.escape(suffix)}\.parquet$")
+        files = sorted(p for p in folder.glob("shard-*.parquet") if pattern.match(p.name)) if folder.is_dir() else []
+        frames = [pl.read_parquet(p) for p in files]
+        frames = [f for f in frames if f.height > 0]
+        return pl.concat(frames, how="diagonal_relaxed") if frames else None
+
+    def write_shard(self, stage: str, shard: int, rows: list[dict[str, Any]], failures: list[dict[str, Any]]) -> None:
+        # Failures first: the rows file is the "shard done" marker, so it must be the last write.
+        atomic_write_parquet(self.shard_path(stage, shard, "failures"), failures_frame(failures))
+        atomic_write_parquet(self.shard_path(stage, shard), rows_frame(rows))
+
+
+def rows_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
+    """Rows to a frame; nested values (lists, dicts) are stored as JSON strings for stable schemas."""
+    if not rows:
+        return pl.DataFrame()
+    flat = [{k: (json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict, tuple)) else v)
+             for k, v in row.items()} for row in rows]
+    return pl.DataFrame(flat, infer_schema_length=None)
+
+
+def failures_frame(failures: list[dict[str, Any]]) -> pl.DataFrame:
+    return pl.DataFrame(
+        [{k: (None if f.get(k) is None else str(f.get(k))) for k in FAILURE_SCHEMA} for f in failures],
+        schema=FAILURE_SCHEMA,
+    )

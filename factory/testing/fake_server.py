@@ -1,0 +1,434 @@
+"""A fake OpenAI-compatible chat server on 127.0.0.1 for tests and benchmarks.
+
+Three ways to run it:
+
+* in-process, on a background thread with its own event loop: `with FakeLLMServer(...) as server:`;
+* in a separate process, so a benchmark's server does not share the client's GIL:
+  `FakeLLMServer.spawn(...)` (runs `python -m factory.testing.fake_server --port 0`, which prints
+  its port as stdout's first line);
+* blocking, for the CLI: `serve_forever(host, port, script_path, latency_s)`.
+
+Endpoints: `POST /v1/chat/completions` (also `stream: true` as minimal SSE), `GET /v1/models`,
+`GET /health`, `GET /stats`, `POST /reset`, `POST /outage` (body `{"on": true}`).
+
+Token counts are whitespace-split words: prompt tokens over the contents of all request messages,
+completion tokens over the reply text(s). Only answered completions (HTTP 200 with a well-formed
+body) add to the token totals. Faults and latency are drawn from an RNG seeded by (seed, request
+index), the index counting requests since start or reset in order of arrival, so a sequential
+client sees the same faults on every run. Faults fire before the script is consulted, so a retried
+request gets the reply the failed attempt would have got.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from typing import Any, Self
+
+from aiohttp import web
+
+from factory.errors import UserError
+from factory.testing._process import ServerStats, SpawnedServer, spawn_server
+from factory.testing.default_replies import message_text
+from factory.testing.script import Fault, Rule, Script, ScriptExhausted, fault_from_dict, load_script
+
+
+class FakeLLMApp:
+    """The request handlers and their shared state; `FakeLLMServer` and `serve_forever` host it."""
+
+    def __init__(self, script: Script, faults: Fault, latency_s: float = 0.0, latency_jitter_s: float = 0.0,
+                 seed: int = 0, keep_requests: bool = True) -> None:
+        if latency_s < 0 or latency_jitter_s < 0:
+            raise UserError(f"Latency must be >= 0; got latency_s={latency_s}, latency_jitter_s={latency_jitter_s}.")
+        self.script = script
+        self.faults = faults
+        self.latency_s = latency_s
+        self.latency_jitter_s = latency_jitter_s
+        self.seed = seed
+        self.keep_requests = keep_requests
+        self.outage = faults.outage
+        # Handlers run on one event loop, but tests read state from other threads.
+        self._lock = threading.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._zero()
+
+    def _zero(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self._calls = self._ok = self._prompt_tokens = self._completion_tokens = 0
+        self._in_flight = getattr(self, "_in_flight", 0)
+        self._peak = self._in_flight
+        self._status: dict[int, int] = {}
+        self._faults: dict[str, int] = {}
+        self._by_model: dict[str, dict[str, int]] = {}
+        self._models_seen: set[str] = set()
+
+    def reset(self) -> None:
+        """Forget requests and stats, and restart rule counts and the request index."""
+        with self._lock:
+            self._zero()
+        self.script.reset()
+
+    def snapshot(self) -> ServerStats:
+        with self._lock:
+            return ServerStats(calls=self._calls, ok=self._ok, status_counts=dict(self._status),
+                               faults=dict(self._faults), in_flight=self._in_flight,
+                               peak_in_flight=self._peak, prompt_tokens=self._prompt_tokens,
+                               completion_tokens=self._completion_tokens,
+                               by_model={k: dict(v) for k, v in self._by_model.items()})
+
+    def recorded_requests(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self.requests)
+
+    def cancel_pending(self) -> None:
+        """Cancel handlers still sleeping (latency or timeout faults) so shutdown is immediate."""
+        for task in list(self._tasks):
+            task.cancel()
+
+    def application(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/chat/completions", self._chat)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/health", self._health)
+        app.router.add_get("/stats", self._stats)
+        app.router.add_post("/reset", self._reset)
+        app.router.add_post("/outage", self._outage)
+        return app
+
+    # --- handlers ----------------------------------------------------------------------------------
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        return web.json_response(self.snapshot().to_dict())
+
+    async def _reset(self, request: web.Request) -> web.Response:
+        self.reset()
+        return web.json_response({"status": "reset"})
+
+    async def _outage(self, request: web.Request) -> web.Response:
+        try:
+            self.outage = bool((await request.json()).get("on", True))
+        except (ValueError, AttributeError):
+            return _error(400, "body must be a JSON object like {\"on\": true}", "invalid_request_error")
+        return web.json_response({"outage": self.outage})
+
+    async def _models(self, request: web.Request) -> web.Response:
+        with self._lock:
+            names = {"fake", *self._models_seen, *(r.model for r in self.script.rules if r.model)}
+        data = [{"id": n, "object": "model", "created": 0, "owned_by": "factory-fake"} for n in sorted(names)]
+        return web.json_response({"object": "list", "data": data})
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        with self._lock:
+            index = self._calls
+            self._calls += 1
+            self._in_flight += 1
+            self._peak = max(self._peak, self._in_flight)
+        try:
+            response = await self._answer(request, index)
+            with self._lock:
+                self._status[response.status] = self._status.get(response.status, 0) + 1
+            return response
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+            if task is not None:
+                self._tasks.discard(task)
+
+    def _fault(self, kind: str) -> None:
+        with self._lock:
+            self._faults[kind] = self._faults.get(kind, 0) + 1
+
+    async def _answer(self, request: web.Request, index: int) -> web.StreamResponse:
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, "request body is not valid JSON", "invalid_request_error")
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+            return _error(400, "'messages' must be a list of chat messages", "invalid_request_error")
+        model = str(body.get("model") or "fake")
+        with self._lock:
+            if self.keep_requests:
+                self.requests.append(body)
+            self._models_seen.add(model)
+
+        faults = self.faults
+        rng = random.Random(self.seed * 1_000_003 + index) if faults.any_random or self.latency_jitter_s else None
+        delay = self.latency_s + (rng.uniform(0.0, self.latency_jitter_s) if rng and self.latency_jitter_s else 0.0)
+        fault = faults.pick(rng) if rng is not None and faults.any_random else None
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+        if self.outage:
+            self._fault("outage")
+            return _error(503, "fake outage: the service is unavailable", "service_unavailable")
+        if index < faults.first_n_fail:
+            self._fault("first_n_fail")
+            retry_headers = ({"Retry-After": f"{faults.retry_after_s:g}",
+                              "retry-after-ms": str(round(faults.retry_after_s * 1000))}
+                             if faults.fail_status == 429 else None)
+            return _error(faults.fail_status, f"fake failure {index + 1} of the first {faults.first_n_fail}",
+                          "server_error", headers=retry_headers)
+        if fault is not None:
+            self._fault(fault)
+        if fault == "429":
+            retry = faults.retry_after_s
+            return _error(429, "fake rate limit: slow down", "rate_limit_exceeded",
+                          headers={"Retry-After": f"{retry:g}", "retry-after-ms": str(round(retry * 1000))})
+        if fault == "500":
+            return _error(500, "fake internal server error", "server_error")
+        if fault == "timeout":
+            await asyncio.sleep(faults.timeout_s)
+        if fault == "malformed":
+            assert rng is not None
+            if rng.random() < 0.5:
+                return web.Response(status=200, text='{"id": "chatcmpl-broken", "choices": [{"mess',
+                                    content_type="application/json")
+            return web.json_response({"id": f"chatcmpl-{index}", "object": "chat.completion", "model": model})
+
+        n = body.get("n")
+        count = max(1, min(n, 16)) if isinstance(n, int) else 1
+        try:
+            texts = [self.script.reply(body, choice) for choice in range(count)]
+        except ScriptExhausted as exc:
+            return _error(500, str(exc), "script_exhausted")
+        except Exception as exc:  # noqa: BLE001 - a user's reply callable failed: say so, not a bare 500
+            return _error(500, f"fake LLM reply callable raised {type(exc).__name__}: {exc}", "script_error")
+        finish = "stop"
+        if fault == "truncated":
+            texts = [t[: len(t) // 2] for t in texts]
+            finish = "length"
+
+        prompt_tokens = sum(len(message_text(m).split()) for m in body["messages"] if isinstance(m, dict))
+        completion_tokens = sum(len(t.split()) for t in texts)
+        with self._lock:
+            self._ok += 1
+            self._prompt_tokens += prompt_tokens
+            self._completion_tokens += completion_tokens
+            per = self._by_model.setdefault(model, {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0})
+            per["calls"] += 1
+            per["prompt_tokens"] += prompt_tokens
+            per["completion_tokens"] += completion_tokens
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                 "total_tokens": prompt_tokens + completion_tokens}
+        head = {"id": f"chatcmpl-fake-{index}", "created": int(time.time()), "model": model}
+        if body.get("stream"):
+            return await _stream(request, head, texts, finish, usage, body.get("stream_options"))
+        choices = [{"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": finish,
+                    "logprobs": None} for i, t in enumerate(texts)]
+        return web.json_response({**head, "object": "chat.completion", "choices": choices, "usage": usage})
+
+
+def _error(status: int, message: str, code: str, headers: dict[str, str] | None = None) -> web.Response:
+    """An OpenAI-shaped error body."""
+    kind = "rate_limit_error" if status == 429 else "invalid_request_error" if status < 500 else "server_error"
+    return web.json_response({"error": {"message": message, "type": kind, "code": code, "param": None}},
+                             status=status, headers=headers)
+
+
+async def _stream(request: web.Request, head: dict[str, Any], texts: list[str], finish: str,
+                  usage: dict[str, int], options: Any) -> web.StreamResponse:
+    """Minimal SSE: one content chunk and one finish chunk per choice, usage if asked, then [DONE]."""
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await response.prepare(request)
+    chunk = {**head, "object": "chat.completion.chunk"}
+    events = [{**chunk, "choices": [{"index": i, "delta": {"role": "assistant", "content": t},
+                                     "finish_reason": None}]} for i, t in enumerate(texts)]
+    events += [{**chunk, "choices": [{"index": i, "delta": {}, "finish_reason": finish}]} for i in range(len(texts))]
+    if isinstance(options, dict) and options.get("include_usage"):
+        events.append({**chunk, "choices": [], "usage": usage})
+    payload = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+    await response.write(payload.encode())
+    await response.write_eof()
+    return response
+
+
+async def _open(app: FakeLLMApp, host: str, port: int) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(app.application(), access_log=None)
+    await runner.setup()
+    # A deep backlog so benchmark bursts of new connections are not refused.
+    await web.TCPSite(runner, host, port, backlog=1024).start()
+    return runner, int(runner.addresses[0][1])
+
+
+class FakeLLMServer:
+    """The fake server on a background thread; use as a context manager or call start()/stop().
+
+    Example::
+
+        with FakeLLMServer(rules=[Rule("capital", reply="Paris")], faults=Fault(rate_429=0.1)) as server:
+            ModelSpec(model="openai/fake", api_base=server.base_url, api_key_env=None)
+            ...
+            assert server.stats.calls == len(server.requests)
+    """
+
+    def __init__(self, rules: Sequence[Rule] = (), default: str | Callable[[dict[str, Any]], str] | None = None,
+                 *, latency_s: float = 0.0, latency_jitter_s: float = 0.0, faults: Fault | None = None,
+                 seed: int = 0, strict: bool = True, keep_requests: bool = True,
+                 host: str = "127.0.0.1", port: int = 0) -> None:
+        self._app = FakeLLMApp(Script(rules, default, strict), faults or Fault(), latency_s, latency_jitter_s,
+                               seed, keep_requests)
+        self.host = host
+        self.port = port
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI base URL, e.g. "http://127.0.0.1:PORT/v1"."""
+        return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        """A copy of the JSON bodies received so far (chat completions only), in arrival order."""
+        return self._app.recorded_requests()
+
+    @property
+    def stats(self) -> ServerStats:
+        """A snapshot of the counters (calls, ok, status_counts, peak_in_flight, tokens, ...)."""
+        return self._app.snapshot()
+
+    def reset(self) -> None:
+        """Forget requests and stats, and restart rule counts and the fault sequence."""
+        self._app.reset()
+
+    def set_outage(self, on: bool) -> None:
+        """Start (True) or end (False) a sustained outage: every request gets 503 meanwhile."""
+        self._app.outage = on
+
+    def start(self) -> Self:
+        if self._thread is not None:
+            raise RuntimeError("FakeLLMServer is already running")
+        ready = threading.Event()
+        failure: list[BaseException] = []
+        loop = asyncio.new_event_loop()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            try:
+                runner, self.port = loop.run_until_complete(_open(self._app, self.host, self.port))
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller of start()
+                failure.append(exc)
+                ready.set()
+                loop.close()
+                return
+            ready.set()
+            loop.run_forever()
+            self._app.cancel_pending()
+            loop.run_until_complete(runner.cleanup())
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+        self._loop = loop
+        self._thread = threading.Thread(target=run, name="fake-llm-server", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if failure:
+            self._thread = None
+            raise failure[0]
+        return self
+
+    def stop(self) -> None:
+        """Stop serving; requests still waiting (latency, timeout faults) are dropped."""
+        if self._thread is None or self._loop is None:
+            return
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=30)
+        self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @staticmethod
+    def spawn(script_path: str | None = None, *, latency_s: float | None = None,
+              latency_jitter_s: float | None = None, faults: Fault | None = None, seed: int | None = None,
+              startup_timeout_s: float = 30.0) -> SpawnedServer:
+        """Run the server in a separate process (see `SpawnedServer`); settings given here override
+        the script file's. Example: `with FakeLLMServer.spawn(latency_s=0.1) as server: server.stats()`."""
+        args = ["--script", str(script_path)] if script_path else []
+        for flag, value in (("--latency", latency_s), ("--jitter", latency_jitter_s), ("--seed", seed)):
+            if value is not None:
+                args += [flag, str(value)]
+        if faults is not None:
+            args += ["--faults", json.dumps(asdict(faults))]
+        return spawn_server(args, startup_timeout_s)
+
+
+def serve_forever(host: str = "127.0.0.1", port: int = 0, script_path: str | None = None,
+                  latency_s: float | None = None, latency_jitter_s: float | None = None,
+                  faults: Fault | None = None, seed: int | None = None,
+                  on_ready: Callable[[int], None] | None = None) -> None:
+    """Serve until SIGINT/SIGTERM. Arguments given here override the script file's settings;
+    `on_ready` gets the bound port once the server accepts connections."""
+    file = load_script(script_path) if script_path else None
+    app = FakeLLMApp(
+        Script(file.rules if file else [], file.default if file else None, file.strict if file else True),
+        faults if faults is not None else (file.faults if file else Fault()),
+        latency_s if latency_s is not None else (file.latency_s if file else 0.0),
+        latency_jitter_s if latency_jitter_s is not None else (file.latency_jitter_s if file else 0.0),
+        seed if seed is not None else (file.seed if file else 0),
+        # A long-running server would otherwise grow without bound.
+        keep_requests=False)
+    asyncio.run(_serve(app, host, port, on_ready))
+
+
+async def _serve(app: FakeLLMApp, host: str, port: int, on_ready: Callable[[int], None] | None) -> None:
+    runner, bound = await _open(app, host, port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or Windows
+            pass
+    if on_ready is not None:
+        on_ready(bound)
+    try:
+        await stop.wait()
+    finally:
+        app.cancel_pending()
+        await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m factory.testing.fake_server --port 0 [--script F] ...`: prints the port, then serves."""
+    parser = argparse.ArgumentParser(prog="python -m factory.testing.fake_server", description=main.__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--script", help="YAML or JSON script file (rules, latency, faults)")
+    parser.add_argument("--latency", type=float, help="seconds added to every request")
+    parser.add_argument("--jitter", type=float, help="extra random latency, up to this many seconds")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--faults", help='JSON object of Fault settings, e.g. \'{"rate_429": 0.1}\'')
+    ns = parser.parse_args(argv)
+    try:
+        faults = fault_from_dict(json.loads(ns.faults)) if ns.faults else None
+        serve_forever(ns.host, ns.port, ns.script, ns.latency, ns.jitter, faults, ns.seed,
+                      on_ready=lambda port: print(port, flush=True))
+    except (UserError, json.JSONDecodeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

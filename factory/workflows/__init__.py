@@ -1,0 +1,1 @@
+"""LangGraph workflows: generation, the generator-reviewer feedback loop, rationale writing."""

@@ -1,0 +1,1 @@
+"""Judges: protocols, judge / jury / debate graphs, human sets, agreement metrics, calibration, report."""
