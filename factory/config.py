@@ -69,6 +69,8 @@ class FeedbackLoopWorkflow(_Section):
                                        description="One reviewer, or two whose feedback is combined.")
     n_responses: int = Field(3, ge=1, le=10, description="Responses in all (3 = answer + 2 revisions).")
     stop_score: float | None = Field(None, ge=0, le=10, description="Stop early once the review score reaches this.")
+    review_last: bool = Field(False, description="Also review the final response (one more reviewer call each; "
+                              "the paper reviews only responses that get revised).")
 
 
 Workflow = Annotated[SingleAgentWorkflow | FeedbackLoopWorkflow, Field(discriminator="kind")]

@@ -1,56 +1,256 @@
-"""Preference pairs from judgments (first version: the Fellowship paper's rule).
+"""Preference pairs cut from one prompt's judgments.
 
-The judge's best response is accepted and every other response rejected. A pair whose two
-answers were judged a tie (or unscored) is dropped unless `keep_ties`, since it carries no preference.
+Three rules (`PairSettings.rule`):
+
+* `paper` (Fellowship of the LLMs): the judge's best response is accepted and every other distinct
+  response is rejected against it, giving DPO pairs and, from the same rows, KTO rows.
+* `best_vs_worst`: one pair per prompt, the best response against the weakest one.
+* `all_pairs`: every two responses whose mean judge scores differ (needs a scored protocol).
+
+The evidence of a pair is the judgment that compared its two responses. A knockout does not compare
+the best response with every other one: a response knocked out by a third one is rejected by
+transitivity, with the judgment that knocked it out as its evidence (`direct` = False).
+
+Each pair keeps its margin (the score difference in the judge's points, chosen minus rejected; None
+for unscored protocols such as `direct`) as its preference strength, and the jurors' votes oriented
+to the pair (`A` = chosen, `B` = rejected), the way `factory annotate` reads them.
+
+    >>> from factory.config import PairSettings
+    >>> cands = [{"candidate_id": "c1", "content_hash": "h1", "text": "4"},
+    ...          {"candidate_id": "c2", "content_hash": "h2", "text": "5"}]
+    >>> j = {"judgment_id": "j1", "candidate_a": "c1", "candidate_b": "c2", "verdict": "A",
+    ...      "score_a": 8.0, "score_b": 3.0, "best_id": "c1", "judge_id": "judge"}
+    >>> pairs, why = select_pairs("p1", ["2+2?"], cands, [j], PairSettings())
+    >>> [(p["chosen"], p["rejected"], p["margin"]) for p in pairs]
+    [('4', '5', 5.0)]
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from factory.config import PairSettings
 
+Row = dict[str, Any]
+
 
 def pair_id(prompt_id: str, chosen_id: str, rejected_id: str) -> str:
+    """Stable id of a pair: the same prompt and responses always give the same id."""
     return hashlib.sha256(f"{prompt_id}|{chosen_id}|{rejected_id}".encode()).hexdigest()[:16]
 
 
-def paper_pairs(prompt_id: str, prompt_text: str, candidates: list[dict[str, Any]], best_id: str,
-                judgments: list[dict[str, Any]], settings: PairSettings) -> list[dict[str, Any]]:
-    by_id = {c["candidate_id"]: c for c in candidates}
-    best = by_id[best_id]
-    # Which judgment compared the best with each other candidate (knockout compares only some).
-    decisive: dict[str, dict[str, Any]] = {}
+def load_json(value: Any) -> Any:
+    """Nested columns come back from parquet as JSON strings; fresh rows hold Python values."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def is_inconsistent(judgment: Row) -> bool:
+    """True when the verdict changed under an order swap.
+
+    An explicit `inconsistent` column wins; otherwise `flipped` on a both-orders judgment means the
+    two orders disagreed (with a random order, `flipped` only says which order was shown).
+    """
+    if judgment.get("inconsistent") is not None:
+        return bool(judgment["inconsistent"])
+    return judgment.get("order") == "both" and bool(judgment.get("flipped"))
+
+
+def oriented_votes(judgment: Row, chosen_id: str) -> list[dict[str, Any]]:
+    """The jurors' verdicts of `judgment` turned to the pair's orientation (A = chosen).
+
+    Reads `votes` (a list of verdicts, of `{"verdict", "juror"...}` objects, or a `{juror: verdict}`
+    map); a single judge without `votes` counts as one vote. Unscored votes stay None.
+    """
+    raw = load_json(judgment.get("votes"))
+    if isinstance(raw, dict):
+        raw = [{"juror": k, "verdict": v} for k, v in raw.items()]
+    if not isinstance(raw, list) or not raw:
+        raw = [{"juror": judgment.get("judge_id"), "verdict": judgment.get("verdict")}]
+    swap = judgment.get("candidate_b") == chosen_id
+    out = []
+    for i, vote in enumerate(raw):
+        verdict = vote.get("verdict") if isinstance(vote, dict) else vote
+        juror = (vote.get("juror") or vote.get("judge") or vote.get("model")) if isinstance(vote, dict) else None
+        if swap and verdict in ("A", "B"):
+            verdict = "B" if verdict == "A" else "A"
+        out.append({"juror": juror if juror is not None else str(i), "verdict": verdict})
+    return out
+
+
+@dataclass
+class _Evidence:
+    """What one judgment says about chosen vs rejected."""
+
+    judgment: Row | None
+    relation: str | None  # "chosen" (chosen preferred), "tie", "rejected" (contradicts), None (unscored)
+    margin: float | None
+    direct: bool
+
+
+def _scores(judgments: Sequence[Row], keep_inconsistent: bool) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {}
     for j in judgments:
-        a_id, b_id = j["candidate_a"], j["candidate_b"]
-        if best_id in (a_id, b_id):
-            decisive[b_id if a_id == best_id else a_id] = j
-    pairs = []
-    for cand in candidates:
-        if cand["candidate_id"] == best_id or cand["content_hash"] == best["content_hash"]:
+        if j.get("verdict") is None or (is_inconsistent(j) and not keep_inconsistent):
             continue
-        j = decisive.get(cand["candidate_id"])
-        if j is not None and j["verdict"] != ("A" if j["candidate_a"] == best_id else "B") and not settings.keep_ties:
-            continue
-        margin = None
-        if j is not None and j.get("score_a") is not None and j.get("score_b") is not None:
-            margin = abs(float(j["score_a"]) - float(j["score_b"]))
-            if margin < settings.min_margin:
-                continue
-        pairs.append({
-            "pair_id": pair_id(prompt_id, best_id, cand["candidate_id"]),
-            "prompt_id": prompt_id,
-            "prompt": prompt_text,
-            "chosen": best["text"],
-            "rejected": cand["text"],
-            "chosen_id": best_id,
-            "rejected_id": cand["candidate_id"],
-            "margin": margin,
-            "votes": json.dumps([j["verdict"]] if j else []),
-            "judgment_id": j["judgment_id"] if j else None,
-            "source": "judged",
-            "rationale": None,
-        })
-    return pairs
+        for side in ("a", "b"):
+            score = j.get(f"score_{side}")
+            if score is not None:
+                out.setdefault(j[f"candidate_{side}"], []).append(float(score))
+    return out
+
+
+def _mean(values: list[float] | None) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _evidence(judgments: Sequence[Row], chosen_id: str, rejected_id: str) -> _Evidence:
+    """The direct comparison of the two when there is one, else the judgment that knocked `rejected` out."""
+    direct = [j for j in judgments if {j["candidate_a"], j["candidate_b"]} == {chosen_id, rejected_id}]
+    if direct:
+        j = direct[-1]
+        return _Evidence(j, _relation(j, chosen_id), _margin(j, chosen_id), True)
+    knocked_out = [j for j in judgments if rejected_id in (j["candidate_a"], j["candidate_b"])
+                   and (j.get("verdict") == "tie" or j.get("verdict") == ("B" if j["candidate_a"] == rejected_id
+                                                                           else "A"))]
+    if not knocked_out:
+        return _Evidence(None, None, None, False)
+    j = knocked_out[0]
+    winner = j["candidate_b"] if j["candidate_a"] == rejected_id else j["candidate_a"]
+    return _Evidence(j, _relation(j, winner), _margin(j, winner), False)
+
+
+def _relation(j: Row, chosen_id: str) -> str | None:
+    verdict = j.get("verdict")
+    if verdict is None or verdict == "tie":
+        return verdict
+    return "chosen" if verdict == ("A" if j["candidate_a"] == chosen_id else "B") else "rejected"
+
+
+def _margin(j: Row, chosen_id: str) -> float | None:
+    if j.get("score_a") is None or j.get("score_b") is None:
+        return None
+    a, b = float(j["score_a"]), float(j["score_b"])
+    return a - b if j["candidate_a"] == chosen_id else b - a
+
+
+def _rank(candidates: Sequence[Row], judgments: Sequence[Row], means: dict[str, float | None]) -> list[Row]:
+    """Candidates from strongest to weakest: mean score when there are scores, else net wins."""
+    net: Counter[str] = Counter()
+    for j in judgments:
+        if j.get("verdict") in ("A", "B"):
+            winner = j["candidate_a"] if j["verdict"] == "A" else j["candidate_b"]
+            loser = j["candidate_b"] if j["verdict"] == "A" else j["candidate_a"]
+            net[winner] += 1
+            net[loser] -= 1
+    order = {c["candidate_id"]: i for i, c in enumerate(candidates)}
+    return sorted(candidates, key=lambda c: (-(means.get(c["candidate_id"]) or 0.0), -net[c["candidate_id"]],
+                                             order[c["candidate_id"]]))
+
+
+def select_pairs(prompt_id: str, turns: Sequence[str], candidates: Sequence[Row], judgments: Sequence[Row],
+                 settings: PairSettings) -> tuple[list[Row], str | None]:
+    """The pairs of one prompt under `settings`, and when there are none, the reason why.
+
+    `candidates` are the prompt's distinct candidates; `judgments` its judgment rows (with
+    `candidate_a`, `candidate_b` and `best_id`, as the build's judge stage writes them).
+    """
+    by_id = {c["candidate_id"]: c for c in candidates}
+    scored = [j for j in judgments if j.get("verdict") is not None]
+    if not scored:
+        return [], "unscored: no judgment produced a verdict"
+    means = {cid: _mean(v) for cid, v in _scores(judgments, settings.keep_inconsistent).items()}
+    best_id = judgments[0].get("best_id") or _rank(candidates, judgments, means)[0]["candidate_id"]
+    if best_id not in by_id:
+        return [], f"unknown best_id {best_id!r}"
+    dropped: Counter[str] = Counter()
+    pairs: list[Row] = []
+
+    def consider(chosen: Row, rejected: Row, ev: _Evidence, margin: float | None) -> None:
+        if chosen["content_hash"] == rejected["content_hash"]:
+            return
+        if ev.relation is None:
+            dropped["unscored"] += 1
+        elif ev.relation == "rejected":
+            dropped["contradicted"] += 1  # the judge preferred the "rejected" one in its own comparison
+        elif ev.judgment is not None and is_inconsistent(ev.judgment) and not settings.keep_inconsistent:
+            dropped["inconsistent"] += 1
+        elif ev.relation == "tie" and not settings.keep_ties:
+            dropped["tie"] += 1
+        elif margin is not None and margin < settings.min_margin:
+            dropped["below_min_margin"] += 1
+        else:
+            pairs.append(_pair_row(prompt_id, turns, chosen, rejected, ev, margin, settings.rule))
+
+    best = by_id[best_id]
+    if settings.rule in ("paper", "best_vs_worst"):
+        others = [c for c in candidates if c["candidate_id"] != best_id]
+        if settings.rule == "best_vs_worst" and others:
+            others = [_rank(others, judgments, means)[-1]]
+        for other in others:
+            ev = _evidence(judgments, best_id, other["candidate_id"])
+            consider(best, other, ev, ev.margin)
+    else:
+        if not means:
+            return [], "no_scores: rule all_pairs needs a scored protocol (combined or independent)"
+        ranked = [c for c in _rank(candidates, judgments, means) if means.get(c["candidate_id"]) is not None]
+        for i, hi in enumerate(ranked):
+            for lo in ranked[i + 1:]:
+                gap = means[hi["candidate_id"]] - means[lo["candidate_id"]]  # type: ignore[operator]
+                if gap <= 0:
+                    dropped["equal_scores"] += 1
+                    continue
+                ev = _evidence(judgments, hi["candidate_id"], lo["candidate_id"])
+                relation = "chosen" if not ev.direct or ev.relation in ("chosen", "tie") else ev.relation
+                consider(hi, lo, _Evidence(ev.judgment, relation, gap, ev.direct), gap)
+    if pairs:
+        return pairs, None
+    detail = ", ".join(f"{n} {why}" for why, n in sorted(dropped.items())) or "one distinct response"
+    return [], f"no_preference: {detail}"
+
+
+def _pair_row(prompt_id: str, turns: Sequence[str], chosen: Row, rejected: Row, ev: _Evidence,
+              margin: float | None, rule: str) -> Row:
+    j = ev.judgment or {}
+    labels = {cid: side for side, cid in (("A", j.get("candidate_a")), ("B", j.get("candidate_b")))}
+    return {
+        "pair_id": pair_id(prompt_id, chosen["candidate_id"], rejected["candidate_id"]),
+        "prompt_id": prompt_id,
+        "prompt": "\n\n".join(turns),
+        "turns": list(turns),
+        "chosen": chosen["text"],
+        "rejected": rejected["text"],
+        "chosen_id": chosen["candidate_id"],
+        "rejected_id": rejected["candidate_id"],
+        "chosen_model": chosen.get("model"),
+        "rejected_model": rejected.get("model"),
+        "margin": margin,
+        "votes": oriented_votes(j, chosen["candidate_id"]) if j else [],
+        "tie": ev.relation == "tie",
+        "flipped": is_inconsistent(j) if j else False,
+        "judgment_id": j.get("judgment_id"),
+        "judge_id": j.get("judge_id"),
+        "source": "judged",
+        "rationale": None,
+        "provenance": {
+            "rule": rule,
+            "direct": ev.direct,
+            "protocol": j.get("protocol"),
+            "scale": j.get("scale"),
+            # How the judge's raw notes name each side ("A"/"B"); None when the evidence judgment
+            # compared `rejected` with a third response (knockout transitivity).
+            "chosen_label": labels.get(chosen["candidate_id"]),
+            "rejected_label": labels.get(rejected["candidate_id"]),
+            "chosen_workflow": chosen.get("workflow"),
+            "rejected_workflow": rejected.get("workflow"),
+        },
+    }

@@ -16,7 +16,7 @@ from typing import Any
 import polars as pl
 
 from factory.errors import UserError
-from factory.public_data import PublicFile, resolve_public_file
+from judges.public_sets import PublicSet, resolve_public_file
 
 TEXT_FIELDS = ("prompt", "instruction", "question", "turns", "text", "input")
 ID_FIELDS = ("id", "prompt_id", "question_id", "key", "idx")
@@ -46,25 +46,26 @@ class RejectedPrompt:
     raw: str
 
 
-# Public prompt sets: the canonical URL and checksum; a local copy is found through FACTORY_DATA_DIR.
-PUBLIC_PROMPT_SETS: dict[str, PublicFile] = {
-    "mt_bench": PublicFile(
-        name="mt_bench", relative_path="prompts/mt_bench_question.jsonl",
+# Public prompt sets: canonical URL and checksum; a local copy is found through FACTORY_DATA_DIR,
+# then the download cache (same machinery as the human-labelled sets).
+PUBLIC_PROMPT_SETS: dict[str, PublicSet] = {
+    "mt_bench": PublicSet(
+        name="mt_bench", relpath="prompts/mt_bench_question.jsonl",
         url="https://raw.githubusercontent.com/lm-sys/FastChat/main/fastchat/llm_judge/data/mt_bench/question.jsonl",
-        sha256="119565adbab82227089cefdb44c8d7e2cf04dc0a0ec233634c82e7d4e2a944f7", license="Apache-2.0"),
-    "alpaca_eval": PublicFile(
-        name="alpaca_eval", relative_path="prompts/alpaca_eval_805_text_davinci_003_outputs.json",
+        sha256="119565adbab82227089cefdb44c8d7e2cf04dc0a0ec233634c82e7d4e2a944f7", license="Apache-2.0", format="jsonl", rows=80),
+    "alpaca_eval": PublicSet(
+        name="alpaca_eval", relpath="prompts/alpaca_eval_805_text_davinci_003_outputs.json",
         url="https://raw.githubusercontent.com/tatsu-lab/alpaca_eval/main/results/text_davinci_003/model_outputs.json",
-        sha256="af0bc112f08c88bf589bbfe6fc1036806d0a0f6fec9c4d5a4db860f5afe73b4b", license="Apache-2.0"),
-    "ifeval": PublicFile(
-        name="ifeval", relative_path="prompts/ifeval_input_data.jsonl",
+        sha256="af0bc112f08c88bf589bbfe6fc1036806d0a0f6fec9c4d5a4db860f5afe73b4b", license="Apache-2.0", format="json", rows=805),
+    "ifeval": PublicSet(
+        name="ifeval", relpath="prompts/ifeval_input_data.jsonl",
         url="https://raw.githubusercontent.com/google-research/google-research/master/"
             "instruction_following_eval/data/input_data.jsonl",
-        sha256="67ffeee0fcb87c317c5b08a2de85557b4a7e96ada6178aa645b4954fe4b53d49", license="Apache-2.0"),
-    "gsm8k": PublicFile(
-        name="gsm8k", relative_path="prompts/gsm8k_test.jsonl",
+        sha256="67ffeee0fcb87c317c5b08a2de85557b4a7e96ada6178aa645b4954fe4b53d49", license="Apache-2.0", format="jsonl", rows=541),
+    "gsm8k": PublicSet(
+        name="gsm8k", relpath="prompts/gsm8k_test.jsonl",
         url="https://raw.githubusercontent.com/openai/grade-school-math/master/grade_school_math/data/test.jsonl",
-        sha256="3730d312f6e3440559ace48831e51066acaca737f6eabec99bccb9e4b3c39d14", license="MIT"),
+        sha256="3730d312f6e3440559ace48831e51066acaca737f6eabec99bccb9e4b3c39d14", license="MIT", format="jsonl", rows=1319),
 }
 
 

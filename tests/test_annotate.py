@@ -85,6 +85,7 @@ def make_run(run_dir: Path) -> Path:
                 "margin": float(i) / 2,
             }
         )
+    rows[11]["prompt"] = json.dumps([{"role": "user", "content": "Prompt 11, as chat turns"}])
     pl.DataFrame(rows).write_parquet(run_dir / "pairs.parquet")
     return run_dir
 
@@ -105,7 +106,8 @@ def call(
         with urllib.request.urlopen(req, timeout=10) as res:
             return res.status, json.loads(res.read() or b"{}")
     except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"{}")
+        with e:
+            return e.code, json.loads(e.read() or b"{}")
 
 
 @pytest.fixture
@@ -136,6 +138,7 @@ def test_run_folder_items_keep_chosen_as_a_and_jury_info(tmp_path: Path) -> None
     assert (items[0].response_a, items[0].response_b) == ("good 0", "bad 0")
     assert items[3].votes == ("A", "B", "tie") and items[3].contested
     assert items[10].contested and not items[0].contested
+    assert items[11].prompt == "Prompt 11, as chat turns"  # conversational prompts are shown as their text
 
 
 def test_contested_items_come_first_then_the_rest(tmp_path: Path) -> None:
@@ -322,7 +325,7 @@ def test_killed_cli_server_loses_no_label(calib_file: Path, tmp_path: Path) -> N
             assert status == 200
     finally:
         os.kill(proc.pid, signal.SIGKILL)  # no shutdown, no flush at exit
-        proc.wait(timeout=10)
+        proc.communicate(timeout=10)  # reaps it and closes the pipes
     rows = fold_labels(out)
     assert len(rows) == 3
     assert sorted(r["labels"][0]["label"] for r in rows).count("tie") == 1
@@ -363,6 +366,7 @@ def test_page_is_served_with_a_nonce_csp_and_requests_from_elsewhere_are_refused
     )
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(req, timeout=10)
+    e.value.close()
     assert e.value.code == 415
     body = {"annotator": "ana", "id": "q0", "choice": "left"}
     assert call(served.url, "/api/label", body, {"Origin": "http://evil.example"})[0] == 403

@@ -12,15 +12,16 @@ import sys
 from factory.cli.app import app
 from factory.errors import UserError
 
-_COMMAND_MODULES = ("build_cmd", "fake_llm_cmd", "annotate_cmd")
-
-
 def _register_commands() -> None:
+    """Every `factory/cli/*_cmd.py` module registers its command; adding a command is adding a file."""
     import importlib
+    import pkgutil
 
-    for name in _COMMAND_MODULES:
-        module = importlib.import_module(f"factory.cli.{name}")
-        module.register(app)
+    import factory.cli as package
+
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        if info.name.endswith("_cmd"):
+            importlib.import_module(f"factory.cli.{info.name}").register(app)
 
 
 def _quiet_environment() -> None:

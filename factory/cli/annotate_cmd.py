@@ -35,7 +35,8 @@ def register(app: typer.Typer) -> None:
         out: Annotated[
             Path | None,
             typer.Option(
-                "--out", help="Labels file [default: <run>/human_labels.jsonl or <stem>.labels.jsonl]."
+                "--out",
+                help="Labels file (default: <run>/human_labels.jsonl, or <stem>.labels.jsonl beside the file).",
             ),
         ] = None,
         seed: Annotated[int, typer.Option("--seed", help="Seed of the item sample and order.")] = 0,

@@ -1,48 +1,40 @@
-"""Candidate generation for one prompt, across the configured workflows."""
+"""Candidate generation for one prompt, across the workflows a build's config selects.
+
+Each workflow is its own compiled LangGraph graph (`single_agent`, `feedback_loop`); the build
+streams prompts through `generate_candidates` with bounded concurrency (see
+`factory.pipeline.stages.generate_stage`). Every gateway call is tagged with the workflow's name,
+so the usage ledger (and the manifest's `llm.by_tag`) reports calls and tokens per workflow.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from typing import Any
 
-from factory.config import SingleAgentWorkflow, Workflow
-from factory.llm import Completion, Gateway
+from factory.config import FeedbackLoopWorkflow, SingleAgentWorkflow, Workflow
+from factory.llm import Gateway
 from factory.sources import Prompt
-from factory.workflows.candidates import candidate_row
+from factory.workflows.candidates import mark_duplicates
+from factory.workflows.feedback_loop import run_feedback_loop
+from factory.workflows.single_agent import run_single_agent
 
 
-async def _answer_turns(gateway: Gateway, role: str, prompt: Prompt, sample: int, tag: str
-                        ) -> tuple[list[str], list[Completion], list[dict[str, Any]]]:
-    """Answer every user turn in order, each turn seeing the earlier turns and answers."""
-    messages: list[dict[str, Any]] = []
-    answers: list[str] = []
-    completions: list[Completion] = []
-    for turn in prompt.turns:
-        messages.append({"role": "user", "content": turn})
-        completion = await gateway.complete(role, messages, sample=sample, tag=tag)
-        messages.append({"role": "assistant", "content": completion.text})
-        answers.append(completion.text)
-        completions.append(completion)
-    return answers, completions, messages
+async def run_workflow(gateway: Gateway, workflow: Workflow, prompt: Prompt) -> list[dict[str, Any]]:
+    """Candidate rows of one workflow for one prompt."""
+    if isinstance(workflow, SingleAgentWorkflow):
+        return await run_single_agent(gateway, workflow, prompt)
+    if isinstance(workflow, FeedbackLoopWorkflow):
+        return await run_feedback_loop(gateway, workflow, prompt)
+    raise TypeError(f"unknown workflow kind: {type(workflow).__name__}")
 
 
-async def single_agent(gateway: Gateway, workflow: SingleAgentWorkflow, prompt: Prompt) -> list[dict[str, Any]]:
-    rows = []
-    for g_index, role in enumerate(workflow.generators):
-        for s in range(workflow.samples):
-            sample = g_index * workflow.samples + s
-            answers, completions, history = await _answer_turns(gateway, role, prompt, s, workflow.name)
-            rows.append(candidate_row(prompt_id=prompt.prompt_id, workflow=workflow.name, step=0, sample=sample,
-                                      answers=answers, completions=completions, history=history))
-    return rows
+async def generate_candidates(gateway: Gateway, workflows: Sequence[Workflow], prompt: Prompt) -> list[dict[str, Any]]:
+    """Every candidate of every configured workflow for one prompt, in config order.
 
-
-async def generate_candidates(gateway: Gateway, workflows: tuple[Workflow, ...], prompt: Prompt
-                              ) -> list[dict[str, Any]]:
-    """Every candidate answer of every configured workflow for one prompt."""
-    rows: list[dict[str, Any]] = []
-    for workflow in workflows:
-        if isinstance(workflow, SingleAgentWorkflow):
-            rows += await single_agent(gateway, workflow, prompt)
-        else:
-            raise NotImplementedError("feedback_loop workflow")
-    return rows
+    Workflows run concurrently (the gateway bounds the calls). Rows whose text equals an earlier
+    row's, in this or another workflow, get `duplicate_of` set to that row's candidate id.
+    Raises the first `LLMError` of any workflow (the stage records the prompt as a failure).
+    """
+    results = await asyncio.gather(*(run_workflow(gateway, wf, prompt) for wf in workflows))
+    return mark_duplicates([row for rows in results for row in rows])

@@ -1,0 +1,151 @@
+"""Best-of-N selection and workflow comparison by a judge setting (Fellowship paper, arXiv 2408.08688).
+
+* `knockout`: the paper's best-of-N: r1 vs r2, the winner vs r3, and so on. A challenger replaces
+  the champion only on a strict win; a tie or an unscored comparison keeps the champion.
+* `win_rate` / `compare_workflows`: the paper's comparison of a workflow against another (or a
+  single-agent baseline) = strict wins / n, ties are not wins; ties, losses and unscored comparisons
+  are reported beside it, with the answer order the judge setting used.
+
+Every comparison goes through `judges.engine.judge_pair`, so juries, debates and order swapping
+come with the judge setting; verdicts are in the item's orientation (A = the first output given).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from factory.concurrency import stream_bounded
+from factory.llm import Gateway
+from factory.sources import Prompt
+from judges.engine import judge_pair
+from judges.settings import JudgeSetting
+
+_POSITION = {
+    "fixed": "fixed order: the first output is always shown as Assistant A (the paper's setup)",
+    "random": "seeded random order per item; verdicts mapped back to the first output = A",
+    "both": "both orders; a verdict that flips under the swap counts as a tie",
+}
+
+
+def question_of(prompt: Prompt) -> str | list[dict[str, str]]:
+    """What a judge sees as the question: the text, or every user turn of a multi-turn prompt."""
+    return prompt.text if len(prompt.turns) == 1 else [{"role": "user", "content": t} for t in prompt.turns]
+
+
+@dataclass(frozen=True)
+class KnockoutResult:
+    """The winning candidate (None when given none) and the judgment rows, in the order judged."""
+
+    best: dict[str, Any] | None
+    judgments: list[dict[str, Any]]
+
+
+async def knockout(gateway: Gateway, setting: JudgeSetting, prompt: Prompt, candidates: Sequence[dict[str, Any]],
+                   *, tag: str | None = None) -> KnockoutResult:
+    """Pick the best of `candidates` (rows with `candidate_id`, `text`, `content_hash`) by knockout.
+
+    Candidates whose text repeats an earlier one are skipped (judging a text against itself tells
+    nothing). Each judgment row gets `prompt_id`, `candidate_a` (the champion), `candidate_b` (the
+    challenger) and, once the knockout is over, `best_id`.
+    """
+    seen: set[str] = set()
+    distinct = []
+    for cand in candidates:
+        key = cand.get("content_hash") or cand["text"]
+        if key not in seen:
+            seen.add(key)
+            distinct.append(cand)
+    if not distinct:
+        return KnockoutResult(None, [])
+    judgments: list[dict[str, Any]] = []
+    champion = distinct[0]
+    question = question_of(prompt)
+    for challenger in distinct[1:]:
+        item_id = f"{prompt.prompt_id}@{champion['candidate_id']}~{challenger['candidate_id']}"
+        row = await judge_pair(gateway, setting, item_id, question, champion["text"], challenger["text"], tag=tag)
+        row.update(prompt_id=prompt.prompt_id, candidate_a=champion["candidate_id"],
+                   candidate_b=challenger["candidate_id"])
+        judgments.append(row)
+        if row["verdict"] == "B":
+            champion = challenger
+    for row in judgments:
+        row["best_id"] = champion["candidate_id"]
+    return KnockoutResult(champion, judgments)
+
+
+def win_rate(verdicts: Iterable[str | None]) -> dict[str, Any]:
+    """Win rate of side A from verdicts in A's orientation (`A` win, `B` loss, `tie`, None unscored).
+
+    `n` counts scored comparisons (wins + ties + losses); unscored ones are reported, never guessed.
+    `win_rate` = wins / n (ties are not wins); None when nothing was scored.
+
+    >>> win_rate(["A"] * 359 + ["B"] * 100 + ["tie"] * 41)["win_rate"]
+    0.718
+    """
+    counts = {"A": 0, "B": 0, "tie": 0, None: 0}
+    for verdict in verdicts:
+        if verdict not in counts:
+            raise ValueError(f"unknown verdict {verdict!r}: expected 'A', 'B', 'tie' or None")
+        counts[verdict] += 1
+    n = counts["A"] + counts["B"] + counts["tie"]
+    return {"wins": counts["A"], "ties": counts["tie"], "losses": counts["B"], "unscored": counts[None], "n": n,
+            "win_rate": counts["A"] / n if n else None,
+            "tie_rate": counts["tie"] / n if n else None,
+            "loss_rate": counts["B"] / n if n else None}
+
+
+async def compare_workflows(gateway: Gateway, setting: JudgeSetting, prompts: Iterable[Prompt],
+                            outputs_a: Mapping[str, str], outputs_b: Mapping[str, str], *,
+                            tag: str | None = None, concurrency: int = 16,
+                            names: tuple[str, str] = ("a", "b")) -> dict[str, Any]:
+    """Judge A's output against B's for every prompt both answered; the win rate of A over B.
+
+    `outputs_*` map prompt id -> output text (see `workflow_outputs`). Prompts are streamed with at
+    most `concurrency` comparisons in flight. Returns `win_rate`'s fields plus `missing` (prompts
+    lacking an output on either side), `order`/`position` (how answers were placed), `flipped`
+    (comparisons shown in B-A order), `judge` (the setting id) and `judgments` (the rows).
+    """
+    missing = 0
+
+    def answered() -> Iterable[Prompt]:
+        nonlocal missing
+        for prompt in prompts:
+            if prompt.prompt_id in outputs_a and prompt.prompt_id in outputs_b:
+                yield prompt
+            else:
+                missing += 1
+
+    async def one(prompt: Prompt) -> dict[str, Any]:
+        item_id = f"{prompt.prompt_id}@{names[0]}~{names[1]}"
+        row = await judge_pair(gateway, setting, item_id, question_of(prompt), outputs_a[prompt.prompt_id],
+                               outputs_b[prompt.prompt_id], tag=tag)
+        row.update(prompt_id=prompt.prompt_id, workflow_a=names[0], workflow_b=names[1])
+        return row
+
+    judgments = [row async for _, row in stream_bounded(answered(), one, concurrency)]
+    judgments.sort(key=lambda r: r["item_id"])
+    return {**win_rate(j["verdict"] for j in judgments), "missing": missing, "order": setting.order,
+            "position": _POSITION.get(setting.order, setting.order),
+            "flipped": sum(1 for j in judgments if j.get("flipped")), "judge": setting.setting_id,
+            "workflows": list(names), "judgments": judgments}
+
+
+def workflow_outputs(candidates: Iterable[Mapping[str, Any]], workflow: str,
+                     pick: Literal["final", "first"] = "final") -> dict[str, str]:
+    """One output per prompt of a workflow: its first sample's final response (last step) or first answer.
+
+    `pick="first"` on a feedback loop gives its unrevised answer: the single-agent baseline of the
+    same generator, at no extra cost.
+    """
+    chosen: dict[str, Mapping[str, Any]] = {}
+    for row in candidates:
+        if row["workflow"] != workflow:
+            continue
+        current = chosen.get(row["prompt_id"])
+        rank = (row.get("sample", 0), row.get("step", 0) if pick == "first" else -row.get("step", 0))
+        if current is None or rank < (current.get("sample", 0),
+                                      current.get("step", 0) if pick == "first" else -current.get("step", 0)):
+            chosen[row["prompt_id"]] = row
+    return {pid: str(row["text"]) for pid, row in chosen.items()}

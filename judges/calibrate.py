@@ -1,0 +1,481 @@
+"""Calibrate judge settings against a human-labelled set: expand, judge, score, rank, write agreement.json.
+
+A `CalibrationConfig` names a human set and judge models. `expand_settings` turns it into judge
+settings: every model x protocol (x scale for combined scoring) x order as a single judge, plus,
+on request, a plurality jury over every subset of two or more of the models (the Fellowship
+paper's 57 combinations of six judges) and a debate per model. `run_calibration` judges the set
+with each single judge once, reduces the jurors' verdicts per jury subset without a further call,
+and scores every setting against the human labels (`judges.scoring`-style entries built by
+`score_setting`). The run folder `<output_dir>/<run_id>/` receives `agreement.json`,
+`judgments.parquet`, `report.html` and `report.md`; the request cache sits in `<output_dir>/cache.sqlite`,
+shared by every run there, so a rerun (or a wider sweep over the same models) repeats no finished call.
+
+Example:
+    >>> config = CalibrationConfig(human_set="pandalm", human_set_limit=100,
+    ...                            models=["openai/gpt-4o-mini"], orders=["fixed", "both"])
+    >>> result = calibrate(config)
+    >>> result.agreement["settings"][0]["kappa"]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import itertools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import polars as pl
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from factory.concurrency import map_bounded
+from factory.errors import UserError
+from factory.llm import Budget, Gateway, GatewaySettings, ModelSpec
+from factory.run_folder import atomic_write_json, atomic_write_parquet, atomic_write_text, new_run_id, rows_frame
+from judges.human_sets import ColumnMapping, HumanSet, load_human_set
+from judges.scoring import human_ceiling, plurality, score_setting
+from judges.settings import DebateSettings, JudgeSetting, Order, Protocol
+
+Progress = Callable[[str, int, int], None]  # (setting_id, done, total)
+SCHEMA_ID = "preference-factory/agreement@1"
+
+
+class CalibrationConfig(BaseModel):
+    """What `factory calibrate CONFIG` runs. Every list multiplies the settings tried.
+
+    Example YAML::
+
+        human_set: pandalm
+        human_set_limit: 200
+        models: [openai/gpt-4o-mini, {model: openai/llama3, api_base: "http://localhost:8000/v1"}]
+        protocols: [combined, direct]
+        orders: [fixed, both]
+        jury_subsets: true
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    human_set: str = Field(description="Human-labelled set: a public name (pandalm, llmbar-natural, ...) or a path.")
+    human_set_limit: int | None = Field(None, ge=1, description="Use only the first N items of the set.")
+    data_dir: str | None = Field(None, description="Folder holding the public sets (else FACTORY_DATA_DIR, cache).")
+    mapping: ColumnMapping | None = Field(None, description="Column mapping for a foreign table layout.")
+    seed: int = Field(0, description="Seed of the random order, answer shuffles and the bootstrap.")
+    models: tuple[ModelSpec, ...] = Field((), description="Judge models: litellm model strings or full model specs.")
+    api_base: str | None = Field(None, description="Default endpoint for models given as plain strings.")
+    protocols: tuple[Protocol, ...] = Field(("combined",), min_length=1, description="Judge prompting strategies.")
+    scales: tuple[Literal[5, 10, 100], ...] = Field((10,), min_length=1, description="Scales of combined scoring.")
+    orders: tuple[Order, ...] = Field(("fixed",), min_length=1, description="Answer orders: fixed, random, both.")
+    structured: bool = Field(False, description="Ask judges for JSON-schema output instead of '###' lines.")
+    jury_subsets: bool = Field(False, description="Add a plurality jury for every subset of >= 2 models.")
+    juries: tuple[tuple[str, ...], ...] = Field((), description="Explicit juries (lists of model strings).")
+    debate: bool = Field(False, description="Add a ChatEval-style debate for every model.")
+    debate_rounds: int = Field(2, ge=1, le=10, description="Debate rounds.")
+    judgments: str | None = Field(None, description="Score this judgments file (parquet/jsonl) instead of "
+                                  "calling models.")
+    output_dir: str = Field("outputs", description="Parent of the run folder; holds the shared request cache.")
+    concurrency: int = Field(16, ge=1, description="Items judged at once per setting.")
+    bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples behind each 95% interval (0: none).")
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings, description="Retries and concurrency.")
+    budget: Budget = Field(default_factory=Budget, description="Caps on calls, tokens and cost.")
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _specs(cls, value: Any) -> Any:
+        # A plain string is a litellm model string; judges default to greedy decoding so that a
+        # rerun reproduces a verdict (and the cache can answer it).
+        if isinstance(value, list | tuple):
+            return [{"model": v, "temperature": 0.0} if isinstance(v, str) else v for v in value]
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> "CalibrationConfig":
+        if self.api_base:
+            specs = tuple(s if s.api_base else s.model_copy(update={"api_base": self.api_base}) for s in self.models)
+            object.__setattr__(self, "models", specs)
+        names = [s.model for s in self.models]
+        if len(set(names)) != len(names):
+            raise ValueError(f"models must be distinct model strings, got {names}")
+        if not self.models and self.judgments is None:
+            raise ValueError("give judge models (models: [...]) or a judgments file to score")
+        for jury in self.juries:
+            unknown = [m for m in jury if m not in names]
+            if unknown or len(jury) < 2:
+                raise ValueError(f"jury {list(jury)} needs >= 2 of the listed models (unknown: {unknown})")
+        return self
+
+
+def load_calibration_config(path: str | Path) -> CalibrationConfig:
+    """Read a calibration YAML file; any problem is a one-line `UserError`."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"calibration config not found: {path}") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise UserError(f"cannot read calibration config {path}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"calibration config {path}: expected a mapping at the top level")
+    for key in ("human_set", "judgments"):  # relative paths are relative to the config file
+        value = data.get(key)
+        if isinstance(value, str) and not Path(value).is_absolute() and (path.parent / value).exists():
+            data[key] = str((path.parent / value).resolve())
+    return parse_calibration_config(data, str(path))
+
+
+def parse_calibration_config(data: dict[str, Any], source: str = "<calibration>") -> CalibrationConfig:
+    """Validate a mapping into a `CalibrationConfig` (one-line `UserError` on the first problem)."""
+    try:
+        return CalibrationConfig.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+        raise UserError(f"invalid calibration config {source}: {where + ': ' if where else ''}{message}") from None
+
+
+# ---------------------------------------------------------------- settings
+
+
+def expand_settings(config: CalibrationConfig) -> list[JudgeSetting]:
+    """Every setting the config asks for, single judges first (juries are reduced from them).
+
+    Scales multiply only combined scoring (the other protocols have a fixed scale of 10).
+    """
+    models = tuple(s.model for s in config.models)
+    variants = list(dict.fromkeys((p, s if p == "combined" else 10) for p in config.protocols for s in config.scales))
+    common = {"structured": config.structured, "seed": config.seed}
+    singles: list[JudgeSetting] = []
+    others: list[JudgeSetting] = []
+    juries = [tuple(j) for j in config.juries]
+    if config.jury_subsets:
+        juries += [c for k in range(2, len(models) + 1) for c in itertools.combinations(models, k)]
+    juries = list(dict.fromkeys(juries))
+    for order in config.orders:
+        for protocol, scale in variants:
+            singles += [JudgeSetting(kind="judge", models=(m,), protocol=protocol, scale=scale, order=order, **common)
+                        for m in models]
+            others += [JudgeSetting(kind="jury", models=j, protocol=protocol, scale=scale, order=order,
+                                    reducer="plurality", **common) for j in juries]
+        if config.debate:
+            # The debate's final scores are out of 10 whatever protocols the sweep lists.
+            others += [JudgeSetting(kind="debate", models=(m,), protocol="combined", scale=10, order=order,
+                                    debate=DebateSettings(rounds=config.debate_rounds), **common) for m in models]
+    return singles + others
+
+
+def _juror_setting(jury: JudgeSetting, model: str) -> JudgeSetting:
+    return JudgeSetting(kind="judge", models=(model,), protocol=jury.protocol, scale=jury.scale, order=jury.order,
+                        structured=jury.structured, seed=jury.seed)
+
+
+# ---------------------------------------------------------------- judging
+
+
+async def judge_items(gateway: Gateway, setting: JudgeSetting, frame: pl.DataFrame, *, concurrency: int = 16,
+                      progress: Progress | None = None) -> list[dict[str, Any]]:
+    """Judgment rows of `setting` over the human-set `frame`, one per item, in the frame's order.
+
+    Uses `judges.table.judge_table` where it exists, else `judges.engine.judge_pair` per item.
+    """
+    total = frame.height
+    done = 0
+
+    def tick(n: int = 1) -> None:
+        nonlocal done
+        done += n
+        if progress:
+            progress(setting.setting_id, done, total)
+
+    try:
+        table = importlib.import_module("judges.table")
+    except ModuleNotFoundError:
+        table = None
+    if table is not None and hasattr(table, "judge_table"):
+        result = await table.judge_table(gateway, setting, frame, concurrency=concurrency,
+                                         progress=lambda *args: tick(args[0] if args and isinstance(args[0], int) else 1))
+        rows = result.to_dicts() if isinstance(result, pl.DataFrame) else list(result)
+    else:
+        from judges.engine import judge_pair
+
+        async def one(item: dict[str, Any]) -> dict[str, Any]:
+            row = await judge_pair(gateway, setting, item["id"], item["prompt"], item["response_a"],
+                                   item["response_b"])
+            tick()
+            return row
+
+        rows = await map_bounded(frame.select("id", "prompt", "response_a", "response_b").to_dicts(), one,
+                                 concurrency)
+    by_id = {row["item_id"]: row for row in rows}
+    return [by_id.get(item_id) or _missing_row(setting, item_id) for item_id in frame["id"]]
+
+
+def _missing_row(setting: JudgeSetting, item_id: str) -> dict[str, Any]:
+    return {"judgment_id": f"{item_id}|{setting.setting_id}", "item_id": item_id, "judge_id": setting.setting_id,
+            "kind": setting.kind, "models": list(setting.models), "verdict": None, "unscored_reason": "not_judged"}
+
+
+def reduce_jury(setting: JudgeSetting, juror_rows: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """A plurality jury's rows from its jurors' own rows (same items, same order); no model call.
+
+    Cost and tokens add up over jurors; latency is the slowest juror's, as jurors run in parallel.
+    """
+    columns = [juror_rows[m] for m in setting.models]
+    rows = []
+    for per_item in zip(*columns, strict=True):
+        votes = [{"model": m, "verdict": r.get("verdict")} for m, r in zip(setting.models, per_item, strict=True)]
+        verdict = plurality([v["verdict"] for v in votes])
+        item_id = per_item[0]["item_id"]
+        rows.append({
+            "judgment_id": f"{item_id}|{setting.setting_id}", "item_id": item_id, "judge_id": setting.setting_id,
+            "kind": "jury", "models": list(setting.models), "protocol": setting.protocol, "scale": setting.scale,
+            "order": per_item[0].get("order"), "flipped": per_item[0].get("flipped"), "verdict": verdict,
+            "score_a": None, "score_b": None,
+            "unscored_reason": None if verdict is not None else "all_jurors_unscored",
+            "raw": json.dumps([], ensure_ascii=False), "votes": json.dumps(votes, ensure_ascii=False),
+            "latency_s": max((r.get("latency_s") or 0.0) for r in per_item),
+            "prompt_tokens": sum(r.get("prompt_tokens") or 0 for r in per_item),
+            "completion_tokens": sum(r.get("completion_tokens") or 0 for r in per_item),
+            "cost_usd": sum(r.get("cost_usd") or 0.0 for r in per_item),
+        })
+    return rows
+
+
+async def order_verdicts(gateway: Gateway, setting: JudgeSetting, frame: pl.DataFrame, rows: list[dict[str, Any]],
+                         *, concurrency: int = 16) -> tuple[list[str | None], list[str | None]]:
+    """The verdicts of each item shown A-first and B-first (item orientation), for position bias.
+
+    Rows that carry `verdict_ab` / `verdict_ba` are read as they are; otherwise both orders are asked
+    again in fixed order, which the request cache answers for the calls the order=both run made.
+    """
+    if rows and all("verdict_ab" in r and "verdict_ba" in r for r in rows):
+        return [r["verdict_ab"] for r in rows], [r["verdict_ba"] for r in rows]
+    fixed = setting.model_copy(update={"order": "fixed"})
+    items = frame.select("id", "prompt", "response_a", "response_b").to_dicts()
+    from judges.engine import judge_pair
+
+    async def both(item: dict[str, Any]) -> tuple[str | None, str | None]:
+        ab = await judge_pair(gateway, fixed, item["id"], item["prompt"], item["response_a"], item["response_b"])
+        ba = await judge_pair(gateway, fixed, item["id"], item["prompt"], item["response_b"], item["response_a"])
+        swap = {"A": "B", "B": "A", "tie": "tie", None: None}
+        return ab["verdict"], swap[ba["verdict"]]
+
+    pairs = await map_bounded(items, both, concurrency)
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+async def judge_settings(gateway: Gateway, settings: list[JudgeSetting], frame: pl.DataFrame, *,
+                         concurrency: int = 16, progress: Progress | None = None
+                         ) -> dict[str, list[dict[str, Any]]]:
+    """Rows per setting id. Single judges and debates call models (all settings at once, so several
+    models work in parallel); a plurality jury whose jurors are also listed is reduced from their rows."""
+    singles = {s.setting_id: s for s in settings if s.kind != "jury"}
+    juries = [s for s in settings if s.kind == "jury"]
+    needed = dict(singles)
+    for jury in juries:
+        if jury.reducer == "plurality":
+            for model in jury.models:
+                juror = _juror_setting(jury, model)
+                needed.setdefault(juror.setting_id, juror)
+    # A jury with another reducer is judged as a whole by the engine (weights, mean scores).
+    needed.update({j.setting_id: j for j in juries if j.reducer != "plurality"})
+    ids = list(needed)
+    results = await asyncio.gather(*(judge_items(gateway, needed[i], frame, concurrency=concurrency,
+                                                 progress=progress) for i in ids))
+    rows = dict(zip(ids, results, strict=True))
+    for jury in juries:
+        if jury.reducer == "plurality":
+            rows[jury.setting_id] = reduce_jury(jury, {m: rows[_juror_setting(jury, m).setting_id]
+                                                       for m in jury.models})
+    return {s.setting_id: rows[s.setting_id] for s in settings}
+
+
+async def evaluate(gateway: Gateway, settings: list[JudgeSetting], human: HumanSet, *, concurrency: int = 16,
+                   n_boot: int = 1000, seed: int = 0, progress: Progress | None = None
+                   ) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    """Judge `human` with every setting and score each: (ranked agreement entries, rows per setting)."""
+    rows = await judge_settings(gateway, settings, human.frame, concurrency=concurrency, progress=progress)
+    usage = gateway.usage.snapshot().get("by_tag", {})
+    entries = []
+    for setting in settings:
+        per_order = None
+        if setting.order == "both" and setting.kind == "judge":
+            per_order = await order_verdicts(gateway, setting, human.frame, rows[setting.setting_id],
+                                             concurrency=concurrency)
+        entries.append(score_setting(_describe(setting), rows[setting.setting_id], human, per_order=per_order,
+                                     usage=usage.get(setting.setting_id), n_boot=n_boot, seed=seed))
+    return rank(entries), rows
+
+
+def _describe(setting: JudgeSetting) -> dict[str, Any]:
+    return {"setting_id": setting.setting_id, "kind": setting.kind, "models": list(setting.models),
+            "protocol": setting.protocol, "scale": setting.scale, "order": setting.order,
+            "structured": setting.structured, "reducer": setting.reducer if setting.kind == "jury" else None}
+
+
+def rank(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Entries sorted by kappa, best first (undefined kappas last), each with its `rank`."""
+    ordered = sorted(entries, key=lambda e: (e["kappa"] is None, -(e["kappa"] or 0.0), e["setting_id"]))
+    return [{"rank": i + 1, **e} for i, e in enumerate(ordered)]
+
+
+# ---------------------------------------------------------------- existing judgments
+
+
+def read_judgments(path: str | Path) -> pl.DataFrame:
+    """A judgments file (parquet, jsonl, json or csv) with at least `item_id` and `verdict`."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"judgments file not found: {path}")
+    try:
+        if path.suffix == ".parquet":
+            frame = pl.read_parquet(path)
+        elif path.suffix in (".jsonl", ".ndjson"):
+            frame = pl.read_ndjson(path, infer_schema_length=None)
+        elif path.suffix == ".json":
+            frame = pl.DataFrame(json.loads(path.read_text(encoding="utf-8")), infer_schema_length=None)
+        elif path.suffix == ".csv":
+            frame = pl.read_csv(path)
+        else:
+            raise UserError(f"{path}: judgments must be .parquet, .jsonl, .json or .csv")
+    except UserError:
+        raise
+    except Exception as exc:  # polars raises several unrelated types for unreadable files
+        raise UserError(f"{path}: cannot read judgments ({str(exc).splitlines()[0] if str(exc) else exc})") from None
+    missing = [c for c in ("item_id", "verdict") if c not in frame.columns]
+    if missing:
+        raise UserError(f"{path}: judgments lack column(s) {', '.join(missing)}; have {', '.join(frame.columns)}")
+    return frame
+
+
+def _verdict(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    mapped = {"a": "A", "b": "B", "tie": "tie", "c": "tie", "": None, "none": None, "null": None}.get(text.lower(), "?")
+    if mapped == "?":
+        raise UserError(f"{where}: verdict {value!r} is not A, B, tie or empty")
+    return mapped
+
+
+def _list_value(value: Any) -> list[str]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return [value]
+    return [str(v) for v in value] if isinstance(value, list) else ([] if value is None else [str(value)])
+
+
+def score_judgments(frame: pl.DataFrame, human: HumanSet, *, n_boot: int = 1000, seed: int = 0,
+                    source: str = "judgments") -> list[dict[str, Any]]:
+    """Agreement entries for judgments already made, one per `judge_id` (no model is called)."""
+    known = set(human.frame["id"].to_list())
+    if "judge_id" not in frame.columns:
+        frame = frame.with_columns(pl.lit(source).alias("judge_id"))
+    records = frame.with_columns(pl.col("item_id").cast(pl.String)).to_dicts()
+    if not any(r["item_id"] in known for r in records):
+        example = records[0]["item_id"] if records else "(none)"
+        raise UserError(f"no judgment item_id matches the human set's ids (e.g. {example!r} vs "
+                        f"{human.frame['id'][0]!r})")
+    entries = []
+    for judge_id, group in itertools.groupby(sorted(records, key=lambda r: str(r["judge_id"])),
+                                             key=lambda r: str(r["judge_id"])):
+        rows = []
+        for r in group:
+            if r["item_id"] in known:
+                rows.append({**r, "verdict": _verdict(r["verdict"], f"judge {judge_id}, item {r['item_id']}")})
+        ids = {r["item_id"] for r in rows}
+        subset = HumanSet(human.name, human.frame.filter(pl.col("id").is_in(list(ids))), human.annotators)
+        first = rows[0]
+        meta = {"setting_id": judge_id, "kind": first.get("kind") or "judge",
+                "models": _list_value(first.get("models")), "protocol": first.get("protocol"),
+                "scale": first.get("scale"), "order": first.get("order"), "structured": None, "reducer": None}
+        ordered = {r["item_id"]: r for r in rows}
+        entries.append(score_setting(meta, [ordered[i] for i in subset.frame["id"]], subset,
+                                     n_boot=n_boot, seed=seed))
+    return rank(entries)
+
+
+# ---------------------------------------------------------------- the whole run
+
+
+@dataclass
+class CalibrationResult:
+    run_dir: Path
+    agreement: dict[str, Any]
+
+
+def build_agreement(human: HumanSet, entries: list[dict[str, Any]], *, run_id: str, source: str,
+                    llm: dict[str, Any] | None = None, human_set_spec: str | None = None) -> dict[str, Any]:
+    """The agreement.json document: the human set, its ceiling, and the ranked entries."""
+    counts = human.frame["label"].value_counts()
+    label_counts = {str(r["label"]): int(r["count"]) for r in counts.to_dicts()}
+    return {
+        "schema": SCHEMA_ID,
+        "run_id": run_id,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "source": source,
+        "human_set": {"name": human.name, "spec": human_set_spec or human.name, "n_items": len(human),
+                      "annotators": list(human.annotators),
+                      "label_counts": {k: label_counts.get(k, 0) for k in ("A", "B", "tie")}},
+        "human_ceiling": human_ceiling(human),
+        "best": entries[0]["setting_id"] if entries and entries[0]["kappa"] is not None else None,
+        "settings": entries,
+        "llm": {k: v for k, v in (llm or {}).items() if not k.startswith("by_")} or None,
+    }
+
+
+def write_outputs(run_dir: Path, agreement: dict[str, Any], *, gate: dict[str, Any] | None = None) -> dict[str, Path]:
+    """agreement.json plus the report (HTML + markdown) in `run_dir`; returns their paths."""
+    from judges.report import render_report
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run_dir / "agreement.json", agreement)
+    paths = render_report(agreement, run_dir, gate=gate)
+    return {"agreement": run_dir / "agreement.json", **paths}
+
+
+async def calibrate_async(config: CalibrationConfig, *, progress: Progress | None = None) -> CalibrationResult:
+    """`calibrate` for callers that already run an event loop."""
+    human = load_human_set(config.human_set, mapping=config.mapping, data_dir=config.data_dir,
+                           limit=config.human_set_limit, seed=config.seed)
+    out = Path(config.output_dir)
+    run_id = new_run_id("calibrate")
+    run_dir = out / run_id
+    try:
+        run_dir.mkdir(parents=True, exist_ok=False)
+    except OSError as exc:
+        raise UserError(f"cannot create run folder {run_dir}: {exc.strerror}") from None
+    atomic_write_text(run_dir / "calibration.yaml",
+                      yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True))
+    if config.judgments is not None:
+        entries = score_judgments(read_judgments(config.judgments), human, n_boot=config.bootstrap, seed=config.seed,
+                                  source=Path(config.judgments).stem)
+        agreement = build_agreement(human, entries, run_id=run_id, source=f"judgments file {config.judgments}",
+                                    human_set_spec=config.human_set)
+    else:
+        roles = {spec.model: spec for spec in config.models}
+        gateway = Gateway(roles, config.gateway, cache_path=out / "cache.sqlite", budget=config.budget,
+                          seed=config.seed)
+        try:
+            entries, rows = await evaluate(gateway, expand_settings(config), human, concurrency=config.concurrency,
+                                           n_boot=config.bootstrap, seed=config.seed, progress=progress)
+            llm = gateway.usage.snapshot()
+        finally:
+            gateway.close()
+        all_rows = [row for setting_rows in rows.values() for row in setting_rows]
+        atomic_write_parquet(run_dir / "judgments.parquet", rows_frame(all_rows))
+        agreement = build_agreement(human, entries, run_id=run_id, source="models", llm=llm,
+                                    human_set_spec=config.human_set)
+    write_outputs(run_dir, agreement)
+    return CalibrationResult(run_dir, agreement)
+
+
+def calibrate(config: CalibrationConfig, *, progress: Progress | None = None) -> CalibrationResult:
+    """Run a calibration: judge the human set with every setting, rank by kappa, write the run folder."""
+    return asyncio.run(calibrate_async(config, progress=progress))

@@ -1,0 +1,198 @@
+"""One agreement entry per judge setting: kappa against humans, bias, jurors, cost and latency.
+
+`score_setting` turns a setting's judgment rows (one per human-set item, in the set's order) into
+the JSON-ready entry that `agreement.json` lists and the report draws; `human_ceiling` measures how
+far humans agree with each other on the same set, the best a judge can be expected to reach.
+
+Example:
+    >>> entry = score_setting({"setting_id": "judge[m]/combined10/fixed", ...}, rows, human_set)
+    >>> entry["kappa"], entry["ci95"], entry["bias"]["length"]["longer_preferred_rate"]
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from judges.agreement import (
+    agreement_summary,
+    fleiss_kappa,
+    inter_judge_kappas,
+    krippendorff_alpha_nominal,
+    pairwise_kappas,
+)
+from judges.bias import length_bias, position_bias, self_preference
+from judges.human_sets import HumanSet
+
+Verdict = str | None
+
+
+def plurality(verdicts: Sequence[Verdict]) -> Verdict:
+    """The jury verdict: the label most scored jurors gave; a split at the top is a tie; None if none scored."""
+    ranked = Counter(v for v in verdicts if v is not None).most_common()
+    if not ranked:
+        return None
+    if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
+        return "tie"
+    return ranked[0][0]
+
+
+def _finite(value: float) -> float | None:
+    return None if value is None or math.isnan(value) else float(value)
+
+
+def human_ceiling(human: HumanSet) -> dict[str, Any] | None:
+    """Human-human agreement on the set (pairwise Cohen's kappa, Fleiss' kappa); None with < 2 annotators."""
+    if len(human.annotators) < 2:
+        return None
+    matrix = human.labels_matrix()
+    kappas = pairwise_kappas(matrix, human.annotators)
+    index = {name: i for i, name in enumerate(human.annotators)}
+    pairs = []
+    for (a, b), kappa in kappas.items():
+        n = sum(row[index[a]] is not None and row[index[b]] is not None for row in matrix)
+        pairs.append({"a": a, "b": b, "kappa": _finite(kappa), "n": n})
+    complete = [row for row in matrix if all(v is not None for v in row)]
+    defined = [p["kappa"] for p in pairs if p["kappa"] is not None]
+    return {
+        "annotators": list(human.annotators),
+        "pairwise": pairs,
+        "mean_pairwise_kappa": statistics.fmean(defined) if defined else None,
+        "min_pairwise_kappa": min(defined) if defined else None,
+        "max_pairwise_kappa": max(defined) if defined else None,
+        # Fleiss needs every rater on every item: only fully labelled items count.
+        "fleiss_kappa": _finite(fleiss_kappa(complete)) if complete else None,  # type: ignore[arg-type]
+        "n_items_complete": len(complete),
+    }
+
+
+def _votes(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """A jury row's juror verdicts as [{"model", "verdict"}] (the engine may store plain verdicts)."""
+    votes = row.get("votes")
+    if isinstance(votes, str):
+        votes = json.loads(votes) if votes else []
+    out = []
+    models = row.get("models") or []
+    if isinstance(models, str):
+        models = json.loads(models)
+    for i, vote in enumerate(votes or []):
+        if isinstance(vote, dict):
+            name = vote.get("model") or vote.get("juror") or vote.get("judge_id") or f"juror{i + 1}"
+            out.append({"model": str(name), "verdict": vote.get("verdict")})
+        else:
+            out.append({"model": str(models[i]) if i < len(models) else f"juror{i + 1}", "verdict": vote})
+    return out
+
+
+def juror_agreement(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """Krippendorff's alpha across jurors and Cohen's kappa between every two, from jury rows' votes.
+
+    Needs no human labels, so it also measures a build's own judgments. None when no row has votes.
+    """
+    per_row = [_votes(r) for r in rows]
+    names = list(dict.fromkeys(v["model"] for votes in per_row for v in votes))
+    if len(names) < 2:
+        return None
+    columns: dict[str, list[Verdict]] = {name: [] for name in names}
+    for votes in per_row:
+        given = {v["model"]: v["verdict"] for v in votes}
+        for name in names:
+            columns[name].append(given.get(name))
+    kappas = inter_judge_kappas(columns)
+    defined = [k for k in kappas.values() if not math.isnan(k)]
+    matrix = [[columns[name][i] for name in names] for i in range(len(per_row))]
+    return {
+        "jurors": names,
+        "n_items": len(per_row),
+        "krippendorff_alpha": _finite(krippendorff_alpha_nominal(matrix)),
+        "inter_juror_kappas": [{"a": a, "b": b, "kappa": _finite(k)} for (a, b), k in kappas.items()],
+        "mean_inter_juror_kappa": statistics.fmean(defined) if defined else None,
+    }
+
+
+def _answer_models(human: HumanSet) -> tuple[list[str], list[str]] | None:
+    """Which model wrote each answer, from `meta` (`model_a`/`model_b`, or PandaLM's `cmp_key`)."""
+    model_a, model_b = [], []
+    for meta_text in human.frame["meta"]:
+        meta = json.loads(meta_text or "{}")
+        if meta.get("model_a") and meta.get("model_b"):
+            model_a.append(str(meta["model_a"]))
+            model_b.append(str(meta["model_b"]))
+        elif isinstance(meta.get("cmp_key"), str) and meta["cmp_key"].count("_") == 1:
+            a, b = meta["cmp_key"].split("_")
+            model_a.append(a)
+            model_b.append(b)
+        else:
+            return None
+    return model_a, model_b
+
+
+def _model_key(model: str) -> str:
+    # "openai/llama-7b" and "llama-7b" name the same model: compare the last path part, case-blind.
+    return model.rsplit("/", 1)[-1].strip().lower()
+
+
+def _self_preference(models: Sequence[str], human: HumanSet, verdicts: list[Verdict]) -> list[dict[str, Any]] | None:
+    answer_models = _answer_models(human)
+    if answer_models is None:
+        return None
+    model_a = [_model_key(m) for m in answer_models[0]]
+    model_b = [_model_key(m) for m in answer_models[1]]
+    out = []
+    for model in models:
+        result = self_preference(model_a, model_b, verdicts, _model_key(model), human=human.frame["label"].to_list())
+        if result["n"] or result["n_unscored"]:
+            out.append({**result, "judge_model": model})
+    return out or None
+
+
+def _cost(rows: Sequence[dict[str, Any]], usage: dict[str, Any] | None) -> dict[str, Any]:
+    latencies = sorted(float(r.get("latency_s") or 0.0) for r in rows)
+    p95 = latencies[min(len(latencies) - 1, math.ceil(0.95 * len(latencies)) - 1)] if latencies else None
+    cost = {
+        "cost_usd": sum(float(r.get("cost_usd") or 0.0) for r in rows),
+        "prompt_tokens": sum(int(r.get("prompt_tokens") or 0) for r in rows),
+        "completion_tokens": sum(int(r.get("completion_tokens") or 0) for r in rows),
+        "latency_mean_s": statistics.fmean(latencies) if latencies else None,
+        "latency_p95_s": p95,
+    }
+    if usage:
+        cost["calls"] = int(usage.get("calls", 0))
+        cost["cache_hits"] = int(usage.get("cache_hits", 0))
+    return cost
+
+
+def score_setting(meta: dict[str, Any], rows: Sequence[dict[str, Any]], human: HumanSet, *,
+                  per_order: tuple[Sequence[Verdict], Sequence[Verdict]] | None = None,
+                  usage: dict[str, Any] | None = None, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """The agreement entry of one setting: `meta` (setting_id, kind, models, ...) plus its figures.
+
+    `rows` are judgment rows aligned with `human.frame` (row i judges item i). `per_order` holds the
+    A-first and B-first verdicts when the setting judged both orders (position bias).
+    Unscored verdicts are left out of kappa and counted in `n_unscored`, with their reasons.
+    """
+    if len(rows) != len(human):
+        raise ValueError(f"got {len(rows)} judgment rows for {len(human)} items")
+    verdicts: list[Verdict] = [r.get("verdict") for r in rows]
+    labels = human.frame["label"].to_list()
+    summary = agreement_summary(labels, verdicts, n_boot=n_boot, seed=seed)
+    reasons = Counter(str(r.get("unscored_reason") or "unknown") for r in rows if r.get("verdict") is None)
+    models = [str(m) for m in meta.get("models") or []]
+    bias = {
+        "position": position_bias(*per_order) if per_order is not None else None,
+        "length": length_bias(human.frame["response_a"].to_list(), human.frame["response_b"].to_list(), verdicts),
+        "self_preference": _self_preference(models, human, verdicts),
+    }
+    return {
+        **meta,
+        **{k: summary[k] for k in ("kappa", "kappa_no_ties", "accuracy", "n", "n_unscored", "ci95", "confusion",
+                                   "label_counts")},
+        "unscored_reasons": dict(reasons.most_common()),
+        "bias": bias,
+        "jurors": juror_agreement(rows) if meta.get("kind") == "jury" else None,
+        "cost": _cost(rows, usage),
+    }
