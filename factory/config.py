@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from factory.errors import UserError
-from factory.llm.gateway import Budget, GatewaySettings
+from factory.llm.limits import Budget, GatewaySettings
 from factory.llm.models import ModelSpec
 from judges.settings import JudgeSetting
 
@@ -92,14 +92,17 @@ class JudgingSettings(_Section):
 
 
 class PairSettings(_Section):
-    """How preference pairs are cut from judgments."""
+    """How preference pairs are cut from judgments (see factory/pairs.py)."""
 
     rule: Literal["paper", "best_vs_worst", "all_pairs"] = Field(
         "paper", description="paper: best accepted, every other rejected; best_vs_worst; all_pairs by score.")
-    min_margin: float = Field(0.0, ge=0, description="Minimum score margin (scored protocols) to keep a pair.")
+    min_margin: float = Field(0.0, ge=0, description="Minimum score margin (judge points; scored protocols) "
+                              "to keep a pair.")
     keep_ties: bool = Field(False, description="Keep items the judge called a tie (as weak pairs).")
     keep_inconsistent: bool = Field(False, description="Keep items whose verdict flipped under order swap.")
-    target_pairs: int | None = Field(None, ge=1, description="Stop once this many pairs are accepted.")
+    target_pairs: int | None = Field(None, ge=1, description="Stop once this many judged pairs are accepted: "
+                                     "shards run in order and no new shard starts after the target is reached "
+                                     "(shards in flight finish, so it may overshoot a little).")
 
 
 class RationaleSettings(_Section):
@@ -109,7 +112,8 @@ class RationaleSettings(_Section):
     role: str = Field("rationale_writer", description="Model role of the rationale writer.")
     verify: bool = Field(False, description="A second agent checks the rationale argues for the chosen answer.")
     verifier_role: str | None = Field(None, description="Model role of the verifier (default: the judge's).")
-    max_rewrites: int = Field(1, ge=0, le=5, description="Rewrites of a rationale the verifier rejects.")
+    max_rewrites: int = Field(1, ge=0, le=5, description="Rewrites of a rationale the verifier rejects; "
+                              "after that the pair goes to the failures table (every pair keeps a rationale).")
 
 
 class VariantSettings(_Section):
@@ -119,6 +123,10 @@ class VariantSettings(_Section):
     intra: bool = Field(True, description="Intra-sample rows: one response, a satisfied and a violated prompt.")
     inter: bool = Field(True, description="Inter-sample pairs: constraints chosen satisfies and rejected violates.")
     constraints: int = Field(2, ge=1, le=6, description="Constraints added per variant prompt.")
+    fresh: bool = Field(False, description="Also answer a multi-instruction prompt per prompt afresh and pair "
+                        "the answers by the checkers alone (costs `fresh_samples` calls per prompt).")
+    fresh_role: str = Field("generator", description="Model role that writes the fresh answers.")
+    fresh_samples: int = Field(4, ge=2, le=16, description="Fresh answers per multi-instruction prompt.")
 
 
 class DatasetSettings(_Section):
@@ -132,16 +140,24 @@ class DatasetSettings(_Section):
 
 
 class GateSettings(_Section):
-    """Quality gate checked before the data may reach a trainer or the Hub."""
+    """Quality gate checked before the data may reach a trainer or the Hub (see `factory/gate.py`).
 
-    enabled: bool = Field(True, description="Run the gate.")
-    human_set: str | None = Field("pandalm", description="Human-labelled set (name or path) the judge is checked on.")
-    human_set_limit: int = Field(50, ge=1, description="Items of the human set used for the check.")
-    min_kappa: float = Field(0.4, ge=-1, le=1, description="Minimum 3-class Cohen's kappa of the judge vs humans.")
+    A threshold left at None is not checked; a check that cannot be measured fails.
+    """
+
+    enabled: bool = Field(True, description="Run the gate (false: nothing is checked and the build is approved).")
+    human_set: str | None = Field("pandalm", description="Human-labelled set (name or path) the build's judge "
+                                  "setting is checked on; None skips the kappa check.")
+    human_set_limit: int = Field(50, ge=1, description="Items of the human set used for the check (first N).")
+    min_kappa: float = Field(0.4, ge=-1, le=1, description="Minimum 3-class Cohen's kappa (ties kept) of the "
+                             "build's judge setting vs the human labels.")
     min_inter_juror_kappa: float | None = Field(None, ge=-1, le=1,
-                                                description="Minimum mean pairwise kappa between jurors.")
+                                                description="Minimum mean pairwise Cohen's kappa between jurors "
+                                                "on the build's own judgments (needs a jury setting).")
     max_flip_rate: float | None = Field(None, ge=0, le=1,
-                                        description="Maximum share of verdicts flipping under order swap.")
+                                        description="Maximum share of items whose winner reverses when the answer "
+                                        "order is swapped (from the build's order-both judgments, else measured "
+                                        "on the human set).")
 
 
 class BuildConfig(_Section):

@@ -65,26 +65,22 @@ def is_inconsistent(judgment: Row) -> bool:
     return judgment.get("order") == "both" and bool(judgment.get("flipped"))
 
 
-def oriented_votes(judgment: Row, chosen_id: str) -> list[dict[str, Any]]:
-    """The jurors' verdicts of `judgment` turned to the pair's orientation (A = chosen).
+def oriented_votes(judgment: Row, chosen_id: str) -> list[Any]:
+    """The votes behind `judgment`'s verdict (per juror, or per order for `order: both`), turned to
+    the pair's orientation: `A` = chosen, `B` = rejected.
 
-    Reads `votes` (a list of verdicts, of `{"verdict", "juror"...}` objects, or a `{juror: verdict}`
-    map); a single judge without `votes` counts as one vote. Unscored votes stay None.
+    Reads `votes` as the judge writes it (a JSON list of verdicts; `{"verdict": ...}` objects keep
+    their other keys); a row without votes counts its own verdict as the one vote. Unscored stays None.
     """
     raw = load_json(judgment.get("votes"))
-    if isinstance(raw, dict):
-        raw = [{"juror": k, "verdict": v} for k, v in raw.items()]
     if not isinstance(raw, list) or not raw:
-        raw = [{"juror": judgment.get("judge_id"), "verdict": judgment.get("verdict")}]
+        raw = [judgment.get("verdict")]
     swap = judgment.get("candidate_b") == chosen_id
-    out = []
-    for i, vote in enumerate(raw):
-        verdict = vote.get("verdict") if isinstance(vote, dict) else vote
-        juror = (vote.get("juror") or vote.get("judge") or vote.get("model")) if isinstance(vote, dict) else None
-        if swap and verdict in ("A", "B"):
-            verdict = "B" if verdict == "A" else "A"
-        out.append({"juror": juror if juror is not None else str(i), "verdict": verdict})
-    return out
+
+    def turn(verdict: Any) -> Any:
+        return {"A": "B", "B": "A"}.get(verdict, verdict) if swap else verdict
+
+    return [{**v, "verdict": turn(v.get("verdict"))} if isinstance(v, dict) else turn(v) for v in raw]
 
 
 @dataclass
@@ -210,8 +206,10 @@ def select_pairs(prompt_id: str, turns: Sequence[str], candidates: Sequence[Row]
                     dropped["equal_scores"] += 1
                     continue
                 ev = _evidence(judgments, hi["candidate_id"], lo["candidate_id"])
-                relation = "chosen" if not ev.direct or ev.relation in ("chosen", "tie") else ev.relation
-                consider(hi, lo, _Evidence(ev.judgment, relation, gap, ev.direct), gap)
+                # Scores decide; a direct comparison of the two may still veto (contradiction, tie).
+                ev = _Evidence(ev.judgment, ev.relation, gap, True) if ev.direct else _Evidence(None, "chosen", gap,
+                                                                                                 False)
+                consider(hi, lo, ev, gap)
     if pairs:
         return pairs, None
     detail = ", ".join(f"{n} {why}" for why, n in sorted(dropped.items())) or "one distinct response"
@@ -221,7 +219,6 @@ def select_pairs(prompt_id: str, turns: Sequence[str], candidates: Sequence[Row]
 def _pair_row(prompt_id: str, turns: Sequence[str], chosen: Row, rejected: Row, ev: _Evidence,
               margin: float | None, rule: str) -> Row:
     j = ev.judgment or {}
-    labels = {cid: side for side, cid in (("A", j.get("candidate_a")), ("B", j.get("candidate_b")))}
     return {
         "pair_id": pair_id(prompt_id, chosen["candidate_id"], rejected["candidate_id"]),
         "prompt_id": prompt_id,
@@ -246,10 +243,6 @@ def _pair_row(prompt_id: str, turns: Sequence[str], chosen: Row, rejected: Row, 
             "direct": ev.direct,
             "protocol": j.get("protocol"),
             "scale": j.get("scale"),
-            # How the judge's raw notes name each side ("A"/"B"); None when the evidence judgment
-            # compared `rejected` with a third response (knockout transitivity).
-            "chosen_label": labels.get(chosen["candidate_id"]),
-            "rejected_label": labels.get(rejected["candidate_id"]),
             "chosen_workflow": chosen.get("workflow"),
             "rejected_workflow": rejected.get("workflow"),
         },

@@ -114,14 +114,58 @@ class RunFolder:
         suffix = "" if kind == "rows" else f".{kind}"
         pattern = re.compile(rf"^shard-\d{{5}}{re.escape(suffix)}\.parquet$")
         files = sorted(p for p in folder.glob("shard-*.parquet") if pattern.match(p.name)) if folder.is_dir() else []
+        if kind != "rows":
+            # Only finished shards count: a failures file is written just before its rows file.
+            files = [p for p in files if (folder / (p.name[:11] + ".parquet")).is_file()]
         frames = [pl.read_parquet(p) for p in files]
         frames = [f for f in frames if f.height > 0]
         return pl.concat(frames, how="diagonal_relaxed") if frames else None
+
+    def prepare_resume(self, retry_markers: tuple[str, ...]) -> list[int]:
+        """Get the folder ready to resume: drop temporary files left by a killed writer, and reopen
+        every shard whose stage files record a failure that may pass (any reason or unscored reason
+        containing one of `retry_markers`), so the resume redoes it. Returns the reopened shards.
+
+        A reopened shard loses all its stage files and is redone from the first stage; the request
+        cache answers every call that had finished, so redoing it costs only the calls that failed.
+        """
+        for tmp in self.root.rglob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+        stages = self.root / "stages"
+        files_by_shard: dict[int, list[Path]] = {}
+        for path in stages.glob("*/shard-*.parquet") if stages.is_dir() else []:
+            match = re.match(r"^shard-(\d{5})(?:\.[a-z_]+)?\.parquet$", path.name)
+            if match:
+                files_by_shard.setdefault(int(match.group(1)), []).append(path)
+        reopened = []
+        for shard, files in sorted(files_by_shard.items()):
+            marked = [p for p in files if _records_marker(p, retry_markers)]
+            if not marked:
+                continue
+            # Unmarked files go first: if this is interrupted, the marker survives for the next resume.
+            for path in [p for p in files if p not in marked] + marked:
+                path.unlink(missing_ok=True)
+            reopened.append(shard)
+        return reopened
 
     def write_shard(self, stage: str, shard: int, rows: list[dict[str, Any]], failures: list[dict[str, Any]]) -> None:
         # Failures first: the rows file is the "shard done" marker, so it must be the last write.
         atomic_write_parquet(self.shard_path(stage, shard, "failures"), failures_frame(failures))
         atomic_write_parquet(self.shard_path(stage, shard), rows_frame(rows))
+
+
+def _records_marker(path: Path, markers: tuple[str, ...]) -> bool:
+    """Whether a stage file's `reason` or `unscored_reason` column mentions one of `markers`."""
+    try:
+        frame = pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, OSError):
+        return True  # unreadable: redo the shard rather than trust it
+    for column in ("reason", "unscored_reason"):
+        if column in frame.columns and frame.schema[column] == pl.Utf8:
+            values = frame[column].drop_nulls()
+            if any(values.str.contains(m, literal=True).any() for m in markers):
+                return True
+    return False
 
 
 def rows_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:

@@ -159,6 +159,13 @@ def prompts_from_records(records: list[dict[str, Any]], *, source: str, id_field
                                            f"max_chars {max_chars}", raw[:2000]))
         else:
             prompts.append(Prompt(pid, turns, source))
+    if not prompts:
+        # Rejects alone would make a run of nothing but failures: say why instead.
+        first = rejected[0]
+        hint = f" ({first.reason}; raise prompts.max_chars)" if first.reason.startswith("prompt_too_long") else \
+            f" ({first.reason})"
+        raise UserError(f"no usable prompts in {source}: all {len(rejected)} were rejected, e.g. "
+                        f"'{first.item_id}'{hint}")
     return prompts, rejected
 
 

@@ -25,6 +25,14 @@ from judges.protocols import (
 )
 
 
+@dataclass(frozen=True)
+class JudgeContext:
+    """What every judge graph run gets injected: the gateway, and the tag its usage is recorded under."""
+
+    gateway: Gateway
+    tag: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """A judge model as the gateway takes it, the label its usage is recorded under, and its name."""

@@ -20,29 +20,32 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import importlib
 import itertools
 import json
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import polars as pl
-import yaml
+import yaml  # type: ignore[import-untyped]
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from factory.concurrency import map_bounded
 from factory.errors import UserError
 from factory.llm import Budget, Gateway, GatewaySettings, ModelSpec
-from factory.run_folder import atomic_write_json, atomic_write_parquet, atomic_write_text, new_run_id, rows_frame
+from factory.run_folder import atomic_write_json, atomic_write_parquet, atomic_write_text, new_run_id
+from judges.engine import JUDGMENT_SCHEMA
 from judges.human_sets import ColumnMapping, HumanSet, load_human_set
-from judges.scoring import human_ceiling, plurality, score_setting
-from judges.settings import DebateSettings, JudgeSetting, Order, Protocol
+from judges.jury import plurality
+from judges.scoring import human_ceiling, score_setting
+from judges.settings import JudgeSetting, Order, Protocol
+from judges.table import judge_table
 
 Progress = Callable[[str, int, int], None]  # (setting_id, done, total)
 SCHEMA_ID = "preference-factory/agreement@1"
+T = TypeVar("T")
 
 
 class CalibrationConfig(BaseModel):
@@ -60,24 +63,39 @@ class CalibrationConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    human_set: str = Field(description="Human-labelled set: a public name (pandalm, llmbar-natural, ...) or a path.")
+    human_set: str = Field(
+        description="Human-labelled set: a public name (pandalm, llmbar-natural, ...) or a path."
+    )
     human_set_limit: int | None = Field(None, ge=1, description="Use only the first N items of the set.")
-    data_dir: str | None = Field(None, description="Folder holding the public sets (else FACTORY_DATA_DIR, cache).")
+    data_dir: str | None = Field(
+        None, description="Folder holding the public sets (else FACTORY_DATA_DIR, cache)."
+    )
     mapping: ColumnMapping | None = Field(None, description="Column mapping for a foreign table layout.")
     seed: int = Field(0, description="Seed of the random order, answer shuffles and the bootstrap.")
-    models: tuple[ModelSpec, ...] = Field((), description="Judge models: litellm model strings or full model specs.")
+    models: tuple[ModelSpec, ...] = Field(
+        (), description="Judge models: litellm model strings or full model specs."
+    )
     api_base: str | None = Field(None, description="Default endpoint for models given as plain strings.")
-    protocols: tuple[Protocol, ...] = Field(("combined",), min_length=1, description="Judge prompting strategies.")
-    scales: tuple[Literal[5, 10, 100], ...] = Field((10,), min_length=1, description="Scales of combined scoring.")
-    orders: tuple[Order, ...] = Field(("fixed",), min_length=1, description="Answer orders: fixed, random, both.")
+    protocols: tuple[Protocol, ...] = Field(
+        ("combined",), min_length=1, description="Judge prompting strategies."
+    )
+    scales: tuple[Literal[5, 10, 100], ...] = Field(
+        (10,), min_length=1, description="Scales of combined scoring."
+    )
+    orders: tuple[Order, ...] = Field(
+        ("fixed",), min_length=1, description="Answer orders: fixed, random, both."
+    )
     structured: bool = Field(False, description="Ask judges for JSON-schema output instead of '###' lines.")
     jury_subsets: bool = Field(False, description="Add a plurality jury for every subset of >= 2 models.")
     juries: tuple[tuple[str, ...], ...] = Field((), description="Explicit juries (lists of model strings).")
     debate: bool = Field(False, description="Add a ChatEval-style debate for every model.")
     debate_rounds: int = Field(2, ge=1, le=10, description="Debate rounds.")
-    judgments: str | None = Field(None, description="Score this judgments file (parquet/jsonl) instead of "
-                                  "calling models.")
-    output_dir: str = Field("outputs", description="Parent of the run folder; holds the shared request cache.")
+    judgments: str | None = Field(
+        None, description="Score this judgments file (parquet/jsonl) instead of calling models."
+    )
+    output_dir: str = Field(
+        "outputs", description="Parent of the run folder; holds the shared request cache."
+    )
     concurrency: int = Field(16, ge=1, description="Items judged at once per setting.")
     bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples behind each 95% interval (0: none).")
     gateway: GatewaySettings = Field(default_factory=GatewaySettings, description="Retries and concurrency.")
@@ -93,9 +111,11 @@ class CalibrationConfig(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _check(self) -> "CalibrationConfig":
+    def _check(self) -> CalibrationConfig:
         if self.api_base:
-            specs = tuple(s if s.api_base else s.model_copy(update={"api_base": self.api_base}) for s in self.models)
+            specs = tuple(
+                s if s.api_base else s.model_copy(update={"api_base": self.api_base}) for s in self.models
+            )
             object.__setattr__(self, "models", specs)
         names = [s.model for s in self.models]
         if len(set(names)) != len(names):
@@ -134,8 +154,12 @@ def parse_calibration_config(data: dict[str, Any], source: str = "<calibration>"
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
-        message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
-        raise UserError(f"invalid calibration config {source}: {where + ': ' if where else ''}{message}") from None
+        message = (
+            "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+        )
+        raise UserError(
+            f"invalid calibration config {source}: {where + ': ' if where else ''}{message}"
+        ) from None
 
 
 # ---------------------------------------------------------------- settings
@@ -147,174 +171,250 @@ def expand_settings(config: CalibrationConfig) -> list[JudgeSetting]:
     Scales multiply only combined scoring (the other protocols have a fixed scale of 10).
     """
     models = tuple(s.model for s in config.models)
-    variants = list(dict.fromkeys((p, s if p == "combined" else 10) for p in config.protocols for s in config.scales))
-    common = {"structured": config.structured, "seed": config.seed}
+    variants = list(
+        dict.fromkeys((p, s if p == "combined" else 10) for p in config.protocols for s in config.scales)
+    )
     singles: list[JudgeSetting] = []
     others: list[JudgeSetting] = []
     juries = [tuple(j) for j in config.juries]
     if config.jury_subsets:
         juries += [c for k in range(2, len(models) + 1) for c in itertools.combinations(models, k)]
     juries = list(dict.fromkeys(juries))
+
+    def setting(**fields: Any) -> JudgeSetting:
+        return JudgeSetting.model_validate({"structured": config.structured, "seed": config.seed, **fields})
+
     for order in config.orders:
         for protocol, scale in variants:
-            singles += [JudgeSetting(kind="judge", models=(m,), protocol=protocol, scale=scale, order=order, **common)
-                        for m in models]
-            others += [JudgeSetting(kind="jury", models=j, protocol=protocol, scale=scale, order=order,
-                                    reducer="plurality", **common) for j in juries]
+            common = {"protocol": protocol, "scale": scale, "order": order}
+            singles += [setting(kind="judge", models=(m,), **common) for m in models]
+            others += [setting(kind="jury", models=j, reducer="plurality", **common) for j in juries]
         if config.debate:
             # The debate's final scores are out of 10 whatever protocols the sweep lists.
-            others += [JudgeSetting(kind="debate", models=(m,), protocol="combined", scale=10, order=order,
-                                    debate=DebateSettings(rounds=config.debate_rounds), **common) for m in models]
+            debate = {"rounds": config.debate_rounds}
+            others += [
+                setting(kind="debate", models=(m,), protocol="combined", scale=10, order=order, debate=debate)
+                for m in models
+            ]
     return singles + others
 
 
 def _juror_setting(jury: JudgeSetting, model: str) -> JudgeSetting:
-    return JudgeSetting(kind="judge", models=(model,), protocol=jury.protocol, scale=jury.scale, order=jury.order,
-                        structured=jury.structured, seed=jury.seed)
+    # The engine's own juror settings, so a juror's id (and its rows) match the single judge's.
+    return next(j for j in jury.juror_settings() if j.models == (model,))
 
 
 # ---------------------------------------------------------------- judging
 
 
-async def judge_items(gateway: Gateway, setting: JudgeSetting, frame: pl.DataFrame, *, concurrency: int = 16,
-                      progress: Progress | None = None) -> list[dict[str, Any]]:
+async def judge_items(
+    gateway: Gateway,
+    setting: JudgeSetting,
+    frame: pl.DataFrame,
+    *,
+    concurrency: int = 16,
+    progress: Progress | None = None,
+    tag: str | None = None,
+) -> list[dict[str, Any]]:
     """Judgment rows of `setting` over the human-set `frame`, one per item, in the frame's order.
-
-    Uses `judges.table.judge_table` where it exists, else `judges.engine.judge_pair` per item.
-    """
-    total = frame.height
+    Usage is recorded under `tag` (default: the setting id)."""
     done = 0
 
     def tick(n: int = 1) -> None:
         nonlocal done
         done += n
         if progress:
-            progress(setting.setting_id, done, total)
+            progress(setting.setting_id, done, frame.height)
 
-    try:
-        table = importlib.import_module("judges.table")
-    except ModuleNotFoundError:
-        table = None
-    if table is not None and hasattr(table, "judge_table"):
-        result = await table.judge_table(gateway, setting, frame, concurrency=concurrency,
-                                         progress=lambda *args: tick(args[0] if args and isinstance(args[0], int) else 1))
-        rows = result.to_dicts() if isinstance(result, pl.DataFrame) else list(result)
-    else:
-        from judges.engine import judge_pair
-
-        async def one(item: dict[str, Any]) -> dict[str, Any]:
-            row = await judge_pair(gateway, setting, item["id"], item["prompt"], item["response_a"],
-                                   item["response_b"])
-            tick()
-            return row
-
-        rows = await map_bounded(frame.select("id", "prompt", "response_a", "response_b").to_dicts(), one,
-                                 concurrency)
-    by_id = {row["item_id"]: row for row in rows}
-    return [by_id.get(item_id) or _missing_row(setting, item_id) for item_id in frame["id"]]
-
-
-def _missing_row(setting: JudgeSetting, item_id: str) -> dict[str, Any]:
-    return {"judgment_id": f"{item_id}|{setting.setting_id}", "item_id": item_id, "judge_id": setting.setting_id,
-            "kind": setting.kind, "models": list(setting.models), "verdict": None, "unscored_reason": "not_judged"}
+    table = await judge_table(
+        gateway,
+        setting,
+        frame.select("id", "prompt", "response_a", "response_b"),
+        concurrency=concurrency,
+        progress=tick,
+        tag=tag,
+    )
+    return table.to_dicts()
 
 
 def reduce_jury(setting: JudgeSetting, juror_rows: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """A plurality jury's rows from its jurors' own rows (same items, same order); no model call.
 
-    Cost and tokens add up over jurors; latency is the slowest juror's, as jurors run in parallel.
+    The same rule as the engine's jury (`judges.jury.plurality` over the scored jurors). Cost and
+    tokens add up over jurors; latency is the slowest juror's, as jurors run in parallel.
     """
-    columns = [juror_rows[m] for m in setting.models]
+    columns = [juror_rows[_juror_setting(setting, m).setting_id] for m in setting.models]
     rows = []
     for per_item in zip(*columns, strict=True):
-        votes = [{"model": m, "verdict": r.get("verdict")} for m, r in zip(setting.models, per_item, strict=True)]
-        verdict = plurality([v["verdict"] for v in votes])
+        verdicts = [r.get("verdict") for r in per_item]
+        scored = [v for v in verdicts if v is not None]
+        verdict = plurality(scored) if scored else None  # type: ignore[arg-type]
+        orders = {r.get("order") for r in per_item}
         item_id = per_item[0]["item_id"]
-        rows.append({
-            "judgment_id": f"{item_id}|{setting.setting_id}", "item_id": item_id, "judge_id": setting.setting_id,
-            "kind": "jury", "models": list(setting.models), "protocol": setting.protocol, "scale": setting.scale,
-            "order": per_item[0].get("order"), "flipped": per_item[0].get("flipped"), "verdict": verdict,
-            "score_a": None, "score_b": None,
-            "unscored_reason": None if verdict is not None else "all_jurors_unscored",
-            "raw": json.dumps([], ensure_ascii=False), "votes": json.dumps(votes, ensure_ascii=False),
-            "latency_s": max((r.get("latency_s") or 0.0) for r in per_item),
-            "prompt_tokens": sum(r.get("prompt_tokens") or 0 for r in per_item),
-            "completion_tokens": sum(r.get("completion_tokens") or 0 for r in per_item),
-            "cost_usd": sum(r.get("cost_usd") or 0.0 for r in per_item),
-        })
+        reasons = "; ".join(dict.fromkeys(str(r.get("unscored_reason")) for r in per_item))
+        rows.append(
+            {
+                "judgment_id": f"{item_id}|{setting.setting_id}",
+                "item_id": item_id,
+                "judge_id": setting.setting_id,
+                "kind": "jury",
+                "models": list(setting.models),
+                "protocol": setting.protocol,
+                "scale": setting.scale,
+                "order": orders.pop() if len(orders) == 1 else "mixed",
+                "flipped": any(bool(r.get("flipped")) for r in per_item),
+                "verdict": verdict,
+                "score_a": None,
+                "score_b": None,
+                "unscored_reason": None if verdict is not None else f"all_jurors_unscored: {reasons}",
+                "raw": json.dumps(
+                    [raw for r in per_item for raw in json.loads(r.get("raw") or "[]")], ensure_ascii=False
+                ),
+                "latency_s": max(float(r.get("latency_s") or 0.0) for r in per_item),
+                "prompt_tokens": sum(int(r.get("prompt_tokens") or 0) for r in per_item),
+                "completion_tokens": sum(int(r.get("completion_tokens") or 0) for r in per_item),
+                "cost_usd": sum(float(r.get("cost_usd") or 0.0) for r in per_item),
+                "votes": json.dumps(verdicts),
+                "injection_flags": per_item[0].get("injection_flags") or "[]",
+            }
+        )
     return rows
 
 
-async def order_verdicts(gateway: Gateway, setting: JudgeSetting, frame: pl.DataFrame, rows: list[dict[str, Any]],
-                         *, concurrency: int = 16) -> tuple[list[str | None], list[str | None]]:
-    """The verdicts of each item shown A-first and B-first (item orientation), for position bias.
-
-    Rows that carry `verdict_ab` / `verdict_ba` are read as they are; otherwise both orders are asked
-    again in fixed order, which the request cache answers for the calls the order=both run made.
-    """
-    if rows and all("verdict_ab" in r and "verdict_ba" in r for r in rows):
-        return [r["verdict_ab"] for r in rows], [r["verdict_ba"] for r in rows]
-    fixed = setting.model_copy(update={"order": "fixed"})
-    items = frame.select("id", "prompt", "response_a", "response_b").to_dicts()
-    from judges.engine import judge_pair
-
-    async def both(item: dict[str, Any]) -> tuple[str | None, str | None]:
-        ab = await judge_pair(gateway, fixed, item["id"], item["prompt"], item["response_a"], item["response_b"])
-        ba = await judge_pair(gateway, fixed, item["id"], item["prompt"], item["response_b"], item["response_a"])
-        swap = {"A": "B", "B": "A", "tie": "tie", None: None}
-        return ab["verdict"], swap[ba["verdict"]]
-
-    pairs = await map_bounded(items, both, concurrency)
-    return [p[0] for p in pairs], [p[1] for p in pairs]
+def order_verdicts(rows: list[dict[str, Any]]) -> tuple[list[str | None], list[str | None]] | None:
+    """The verdicts of each item shown A-first and B-first (item orientation), from `order: both` rows'
+    votes; None when the rows do not carry both orders."""
+    ab: list[str | None] = []
+    ba: list[str | None] = []
+    for row in rows:
+        votes = row.get("votes")
+        votes = json.loads(votes) if isinstance(votes, str) else votes
+        if row.get("order") != "both" or not isinstance(votes, list) or len(votes) != 2:
+            return None
+        ab.append(votes[0])
+        ba.append(votes[1])
+    return ab, ba
 
 
-async def judge_settings(gateway: Gateway, settings: list[JudgeSetting], frame: pl.DataFrame, *,
-                         concurrency: int = 16, progress: Progress | None = None
-                         ) -> dict[str, list[dict[str, Any]]]:
-    """Rows per setting id. Single judges and debates call models (all settings at once, so several
-    models work in parallel); a plurality jury whose jurors are also listed is reduced from their rows."""
-    singles = {s.setting_id: s for s in settings if s.kind != "jury"}
-    juries = [s for s in settings if s.kind == "jury"]
-    needed = dict(singles)
-    for jury in juries:
-        if jury.reducer == "plurality":
-            for model in jury.models:
-                juror = _juror_setting(jury, model)
-                needed.setdefault(juror.setting_id, juror)
-    # A jury with another reducer is judged as a whole by the engine (weights, mean scores).
-    needed.update({j.setting_id: j for j in juries if j.reducer != "plurality"})
-    ids = list(needed)
-    results = await asyncio.gather(*(judge_items(gateway, needed[i], frame, concurrency=concurrency,
-                                                 progress=progress) for i in ids))
-    rows = dict(zip(ids, results, strict=True))
-    for jury in juries:
-        if jury.reducer == "plurality":
-            rows[jury.setting_id] = reduce_jury(jury, {m: rows[_juror_setting(jury, m).setting_id]
-                                                       for m in jury.models})
-    return {s.setting_id: rows[s.setting_id] for s in settings}
+def _jury_order_verdicts(
+    jury: JudgeSetting, rows: dict[str, list[dict[str, Any]]]
+) -> tuple[list[str | None], list[str | None]] | None:
+    """A plurality jury's verdicts per order: the plurality of its jurors' verdicts in each order."""
+    per_juror = [order_verdicts(rows[_juror_setting(jury, m).setting_id]) for m in jury.models]
+    if any(p is None for p in per_juror):
+        return None
+
+    def vote(column: tuple[str | None, ...]) -> str | None:
+        scored = [v for v in column if v is not None]
+        return plurality(scored) if scored else None  # type: ignore[arg-type]
+
+    ab = [vote(col) for col in zip(*(p[0] for p in per_juror), strict=True)]  # type: ignore[index]
+    ba = [vote(col) for col in zip(*(p[1] for p in per_juror), strict=True)]  # type: ignore[index]
+    return ab, ba
 
 
-async def evaluate(gateway: Gateway, settings: list[JudgeSetting], human: HumanSet, *, concurrency: int = 16,
-                   n_boot: int = 1000, seed: int = 0, progress: Progress | None = None
-                   ) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
-    """Judge `human` with every setting and score each: (ranked agreement entries, rows per setting)."""
-    rows = await judge_settings(gateway, settings, human.frame, concurrency=concurrency, progress=progress)
+async def judge_settings(
+    gateway: Gateway,
+    settings: list[JudgeSetting],
+    frame: pl.DataFrame,
+    *,
+    concurrency: int = 16,
+    progress: Progress | None = None,
+    tag_prefix: str = "",
+) -> dict[str, list[dict[str, Any]]]:
+    """Rows per setting id (jurors' own settings included). Single judges and debates call models, all
+    settings at once so several models work in parallel; a plurality jury is reduced from its jurors'
+    rows, so a sweep over every subset of six jurors costs six judges' calls, not 63 settings'."""
+    needed = {s.setting_id: s for s in settings if not _reducible(s)}
+    for jury in filter(_reducible, settings):
+        for model in jury.models:
+            juror = _juror_setting(jury, model)
+            needed.setdefault(juror.setting_id, juror)
+    rows: dict[str, list[dict[str, Any]]] = {}
+    # Fixed order first: an order=both or random run then finds its A-first calls in the cache
+    # instead of racing the fixed run to make the same call twice.
+    for wave in (
+        [i for i, s in needed.items() if s.order == "fixed"],
+        [i for i, s in needed.items() if s.order != "fixed"],
+    ):
+        results = await asyncio.gather(
+            *(
+                judge_items(
+                    gateway,
+                    needed[i],
+                    frame,
+                    concurrency=concurrency,
+                    progress=progress,
+                    tag=f"{tag_prefix}{i}" if tag_prefix else None,
+                )
+                for i in wave
+            )
+        )
+        rows.update(zip(wave, results, strict=True))
+    for jury in filter(_reducible, settings):
+        rows[jury.setting_id] = reduce_jury(jury, rows)
+    return rows
+
+
+def _reducible(setting: JudgeSetting) -> bool:
+    # Weighted and mean-score juries, and juries of mixed jurors, are judged as a whole by the engine.
+    return setting.kind == "jury" and setting.reducer == "plurality" and setting.jurors is None
+
+
+async def evaluate(
+    gateway: Gateway,
+    settings: list[JudgeSetting],
+    human: HumanSet,
+    *,
+    concurrency: int = 16,
+    n_boot: int = 1000,
+    seed: int = 0,
+    progress: Progress | None = None,
+    tag_prefix: str = "",
+) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    """Judge `human` with every setting and score each: (ranked agreement entries, rows per setting).
+
+    `tag_prefix` files the calls' usage apart (the quality gate's under `gate/<setting id>`)."""
+    rows = await judge_settings(
+        gateway, settings, human.frame, concurrency=concurrency, progress=progress, tag_prefix=tag_prefix
+    )
     usage = gateway.usage.snapshot().get("by_tag", {})
     entries = []
     for setting in settings:
         per_order = None
-        if setting.order == "both" and setting.kind == "judge":
-            per_order = await order_verdicts(gateway, setting, human.frame, rows[setting.setting_id],
-                                             concurrency=concurrency)
-        entries.append(score_setting(_describe(setting), rows[setting.setting_id], human, per_order=per_order,
-                                     usage=usage.get(setting.setting_id), n_boot=n_boot, seed=seed))
-    return rank(entries), rows
+        if setting.order == "both":
+            per_order = (
+                _jury_order_verdicts(setting, rows)
+                if _reducible(setting)
+                else order_verdicts(rows[setting.setting_id])
+                if setting.kind != "jury"
+                else None
+            )
+        entries.append(
+            score_setting(
+                _describe(setting),
+                rows[setting.setting_id],
+                human,
+                per_order=per_order,
+                usage=usage.get(f"{tag_prefix}{setting.setting_id}"),
+                n_boot=n_boot,
+                seed=seed,
+            )
+        )
+    return rank(entries), {s.setting_id: rows[s.setting_id] for s in settings}
 
 
 def _describe(setting: JudgeSetting) -> dict[str, Any]:
-    return {"setting_id": setting.setting_id, "kind": setting.kind, "models": list(setting.models),
-            "protocol": setting.protocol, "scale": setting.scale, "order": setting.order,
-            "structured": setting.structured, "reducer": setting.reducer if setting.kind == "jury" else None}
+    return {
+        "setting_id": setting.setting_id,
+        "kind": setting.kind,
+        "models": list(setting.models),
+        "protocol": setting.protocol,
+        "scale": setting.scale,
+        "order": setting.order,
+        "structured": setting.structured,
+        "reducer": setting.reducer if setting.kind == "jury" else None,
+    }
 
 
 def rank(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -344,11 +444,15 @@ def read_judgments(path: str | Path) -> pl.DataFrame:
             raise UserError(f"{path}: judgments must be .parquet, .jsonl, .json or .csv")
     except UserError:
         raise
-    except Exception as exc:  # polars raises several unrelated types for unreadable files
-        raise UserError(f"{path}: cannot read judgments ({str(exc).splitlines()[0] if str(exc) else exc})") from None
+    except Exception as exc:  # noqa: BLE001 - polars raises several unrelated types for unreadable files
+        raise UserError(
+            f"{path}: cannot read judgments ({str(exc).splitlines()[0] if str(exc) else exc})"
+        ) from None
     missing = [c for c in ("item_id", "verdict") if c not in frame.columns]
     if missing:
-        raise UserError(f"{path}: judgments lack column(s) {', '.join(missing)}; have {', '.join(frame.columns)}")
+        raise UserError(
+            f"{path}: judgments lack column(s) {', '.join(missing)}; have {', '.join(frame.columns)}"
+        )
     return frame
 
 
@@ -356,7 +460,9 @@ def _verdict(value: Any, where: str) -> str | None:
     if value is None:
         return None
     text = str(value).strip()
-    mapped = {"a": "A", "b": "B", "tie": "tie", "c": "tie", "": None, "none": None, "null": None}.get(text.lower(), "?")
+    mapped = {"a": "A", "b": "B", "tie": "tie", "c": "tie", "": None, "none": None, "null": None}.get(
+        text.lower(), "?"
+    )
     if mapped == "?":
         raise UserError(f"{where}: verdict {value!r} is not A, B, tie or empty")
     return mapped
@@ -371,8 +477,9 @@ def _list_value(value: Any) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list) else ([] if value is None else [str(value)])
 
 
-def score_judgments(frame: pl.DataFrame, human: HumanSet, *, n_boot: int = 1000, seed: int = 0,
-                    source: str = "judgments") -> list[dict[str, Any]]:
+def score_judgments(
+    frame: pl.DataFrame, human: HumanSet, *, n_boot: int = 1000, seed: int = 0, source: str = "judgments"
+) -> list[dict[str, Any]]:
     """Agreement entries for judgments already made, one per `judge_id` (no model is called)."""
     known = set(human.frame["id"].to_list())
     if "judge_id" not in frame.columns:
@@ -380,24 +487,39 @@ def score_judgments(frame: pl.DataFrame, human: HumanSet, *, n_boot: int = 1000,
     records = frame.with_columns(pl.col("item_id").cast(pl.String)).to_dicts()
     if not any(r["item_id"] in known for r in records):
         example = records[0]["item_id"] if records else "(none)"
-        raise UserError(f"no judgment item_id matches the human set's ids (e.g. {example!r} vs "
-                        f"{human.frame['id'][0]!r})")
+        raise UserError(
+            f"no judgment item_id matches the human set's ids (e.g. {example!r} vs {human.frame['id'][0]!r})"
+        )
     entries = []
-    for judge_id, group in itertools.groupby(sorted(records, key=lambda r: str(r["judge_id"])),
-                                             key=lambda r: str(r["judge_id"])):
+    for judge_id, group in itertools.groupby(
+        sorted(records, key=lambda r: str(r["judge_id"])), key=lambda r: str(r["judge_id"])
+    ):
         rows = []
         for r in group:
             if r["item_id"] in known:
-                rows.append({**r, "verdict": _verdict(r["verdict"], f"judge {judge_id}, item {r['item_id']}")})
+                rows.append(
+                    {**r, "verdict": _verdict(r["verdict"], f"judge {judge_id}, item {r['item_id']}")}
+                )
         ids = {r["item_id"] for r in rows}
         subset = HumanSet(human.name, human.frame.filter(pl.col("id").is_in(list(ids))), human.annotators)
         first = rows[0]
-        meta = {"setting_id": judge_id, "kind": first.get("kind") or "judge",
-                "models": _list_value(first.get("models")), "protocol": first.get("protocol"),
-                "scale": first.get("scale"), "order": first.get("order"), "structured": None, "reducer": None}
+        meta = {
+            "setting_id": judge_id,
+            "kind": first.get("kind") or "judge",
+            "models": _list_value(first.get("models")),
+            "protocol": first.get("protocol"),
+            "scale": first.get("scale"),
+            "order": first.get("order"),
+            "structured": None,
+            "reducer": None,
+        }
         ordered = {r["item_id"]: r for r in rows}
-        entries.append(score_setting(meta, [ordered[i] for i in subset.frame["id"]], subset,
-                                     n_boot=n_boot, seed=seed))
+        aligned = [ordered[i] for i in subset.frame["id"]]
+        # Judgments made in both orders carry both verdicts in `votes`: position bias comes for free.
+        per_order = (
+            order_verdicts(aligned) if all(r.get("kind", "judge") != "jury" for r in aligned) else None
+        )
+        entries.append(score_setting(meta, aligned, subset, per_order=per_order, n_boot=n_boot, seed=seed))
     return rank(entries)
 
 
@@ -410,9 +532,26 @@ class CalibrationResult:
     agreement: dict[str, Any]
 
 
-def build_agreement(human: HumanSet, entries: list[dict[str, Any]], *, run_id: str, source: str,
-                    llm: dict[str, Any] | None = None, human_set_spec: str | None = None) -> dict[str, Any]:
-    """The agreement.json document: the human set, its ceiling, and the ranked entries."""
+def build_agreement(
+    human: HumanSet,
+    entries: list[dict[str, Any]],
+    *,
+    run_id: str,
+    source: str,
+    llm: dict[str, Any] | None = None,
+    human_set_spec: str | None = None,
+) -> dict[str, Any]:
+    """The agreement.json document (schema `preference-factory/agreement@1`).
+
+    Top level: `run_id`, `created_at`, `source`, `human_set` {name, spec, n_items, annotators,
+    label_counts}, `human_ceiling` (pairwise human kappas + Fleiss, or None with one label per
+    item), `best` (setting id), `llm` (usage totals) and `settings`, ranked by kappa. Each setting:
+    `rank`, `setting_id`, `kind`, `models`, `protocol`, `scale`, `order`, `structured`, `reducer`,
+    `kappa`, `kappa_no_ties`, `accuracy`, `n`, `n_unscored`, `ci95`, `confusion`, `label_counts`,
+    `unscored_reasons`, `bias` {position, length, self_preference}, `jurors` (juries: Krippendorff's
+    alpha, inter-juror kappas), `disagreements` (examples) and `cost` {cost_usd, tokens, latency, calls}.
+    The quality gate adds `gate` and `focus` (the id of the setting it checked).
+    """
     counts = human.frame["label"].value_counts()
     label_counts = {str(r["label"]): int(r["count"]) for r in counts.to_dicts()}
     return {
@@ -420,9 +559,13 @@ def build_agreement(human: HumanSet, entries: list[dict[str, Any]], *, run_id: s
         "run_id": run_id,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "source": source,
-        "human_set": {"name": human.name, "spec": human_set_spec or human.name, "n_items": len(human),
-                      "annotators": list(human.annotators),
-                      "label_counts": {k: label_counts.get(k, 0) for k in ("A", "B", "tie")}},
+        "human_set": {
+            "name": human.name,
+            "spec": human_set_spec or human.name,
+            "n_items": len(human),
+            "annotators": list(human.annotators),
+            "label_counts": {k: label_counts.get(k, 0) for k in ("A", "B", "tie")},
+        },
         "human_ceiling": human_ceiling(human),
         "best": entries[0]["setting_id"] if entries and entries[0]["kappa"] is not None else None,
         "settings": entries,
@@ -430,7 +573,9 @@ def build_agreement(human: HumanSet, entries: list[dict[str, Any]], *, run_id: s
     }
 
 
-def write_outputs(run_dir: Path, agreement: dict[str, Any], *, gate: dict[str, Any] | None = None) -> dict[str, Path]:
+def write_outputs(
+    run_dir: Path, agreement: dict[str, Any], *, gate: dict[str, Any] | None = None
+) -> dict[str, Path]:
     """agreement.json plus the report (HTML + markdown) in `run_dir`; returns their paths."""
     from judges.report import render_report
 
@@ -440,10 +585,17 @@ def write_outputs(run_dir: Path, agreement: dict[str, Any], *, gate: dict[str, A
     return {"agreement": run_dir / "agreement.json", **paths}
 
 
-async def calibrate_async(config: CalibrationConfig, *, progress: Progress | None = None) -> CalibrationResult:
+async def calibrate_async(
+    config: CalibrationConfig, *, progress: Progress | None = None
+) -> CalibrationResult:
     """`calibrate` for callers that already run an event loop."""
-    human = load_human_set(config.human_set, mapping=config.mapping, data_dir=config.data_dir,
-                           limit=config.human_set_limit, seed=config.seed)
+    human = load_human_set(
+        config.human_set,
+        mapping=config.mapping,
+        data_dir=config.data_dir,
+        limit=config.human_set_limit,
+        seed=config.seed,
+    )
     out = Path(config.output_dir)
     run_id = new_run_id("calibrate")
     run_dir = out / run_id
@@ -451,31 +603,76 @@ async def calibrate_async(config: CalibrationConfig, *, progress: Progress | Non
         run_dir.mkdir(parents=True, exist_ok=False)
     except OSError as exc:
         raise UserError(f"cannot create run folder {run_dir}: {exc.strerror}") from None
-    atomic_write_text(run_dir / "calibration.yaml",
-                      yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True))
+    atomic_write_text(
+        run_dir / "calibration.yaml",
+        yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True),
+    )
     if config.judgments is not None:
-        entries = score_judgments(read_judgments(config.judgments), human, n_boot=config.bootstrap, seed=config.seed,
-                                  source=Path(config.judgments).stem)
-        agreement = build_agreement(human, entries, run_id=run_id, source=f"judgments file {config.judgments}",
-                                    human_set_spec=config.human_set)
+        entries = score_judgments(
+            read_judgments(config.judgments),
+            human,
+            n_boot=config.bootstrap,
+            seed=config.seed,
+            source=Path(config.judgments).stem,
+        )
+        agreement = build_agreement(
+            human,
+            entries,
+            run_id=run_id,
+            source=f"judgments file {config.judgments}",
+            human_set_spec=config.human_set,
+        )
     else:
         roles = {spec.model: spec for spec in config.models}
-        gateway = Gateway(roles, config.gateway, cache_path=out / "cache.sqlite", budget=config.budget,
-                          seed=config.seed)
+        gateway = Gateway(
+            roles, config.gateway, cache_path=out / "cache.sqlite", budget=config.budget, seed=config.seed
+        )
         try:
-            entries, rows = await evaluate(gateway, expand_settings(config), human, concurrency=config.concurrency,
-                                           n_boot=config.bootstrap, seed=config.seed, progress=progress)
+            entries, rows = await evaluate(
+                gateway,
+                expand_settings(config),
+                human,
+                concurrency=config.concurrency,
+                n_boot=config.bootstrap,
+                seed=config.seed,
+                progress=progress,
+            )
             llm = gateway.usage.snapshot()
         finally:
             gateway.close()
         all_rows = [row for setting_rows in rows.values() for row in setting_rows]
-        atomic_write_parquet(run_dir / "judgments.parquet", rows_frame(all_rows))
-        agreement = build_agreement(human, entries, run_id=run_id, source="models", llm=llm,
-                                    human_set_spec=config.human_set)
+        atomic_write_parquet(run_dir / "judgments.parquet", pl.DataFrame(all_rows, schema=JUDGMENT_SCHEMA))
+        agreement = build_agreement(
+            human, entries, run_id=run_id, source="models", llm=llm, human_set_spec=config.human_set
+        )
     write_outputs(run_dir, agreement)
     return CalibrationResult(run_dir, agreement)
 
 
 def calibrate(config: CalibrationConfig, *, progress: Progress | None = None) -> CalibrationResult:
     """Run a calibration: judge the human set with every setting, rank by kappa, write the run folder."""
-    return asyncio.run(calibrate_async(config, progress=progress))
+    return run_sync(lambda: calibrate_async(config, progress=progress))
+
+
+def run_sync(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to completion from synchronous code, also where an event loop is already
+    running in this thread (a notebook, an async flow, Playwright's sync API): there it runs on a
+    fresh loop in a helper thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(make())
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="run-sync")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]  # type: ignore[no-any-return]

@@ -1,108 +1,127 @@
-"""Judge one pair with one judge setting, returning a judgment row.
+"""Judge one pair with any judge setting (judge, jury or debate), returning one judgments-table row.
 
-Thin first version: a single judge in fixed order. The jury, debate and order handling build on
-the same row shape (see docs/architecture.md, judgments table).
+This is the judging API the build pipeline and calibration call. Whatever happens to an item (a
+reply that cannot be parsed, a failed model call, a budget reached mid-item), it yields exactly one
+row: a verdict, or `verdict=None` with `unscored_reason`. Reasons that start with
+`BudgetExceededError` or `CircuitOpenError` are stop signals for the caller (see
+`judges.outcome.stop_reason`).
+
+Row columns (docs/architecture.md, judgments table): judgment_id, item_id, judge_id, kind, models,
+protocol, scale, order ("AB", "BA", "both"; "mixed" for a jury whose jurors showed different orders),
+flipped, verdict (A / B / tie / None, always in the item's orientation: A = answer_a), score_a,
+score_b, unscored_reason, raw (JSON list of every raw model output), latency_s, prompt_tokens,
+completion_tokens, cost_usd, plus votes (JSON list: per-juror verdicts for a jury, per-order verdicts
+for `order: both`, else the one verdict) and injection_flags (JSON list of judge-format markers found
+in the answers, as "A:### Answer", "B:[[verdict]]", ...).
+
+The independent protocol shows each answer alone, so `order` does not apply to it: its rows say "AB".
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
 from typing import Any
 
-from factory.llm import Completion, Gateway, LLMError, ModelSpec, OutputParseError
-from judges.protocols import (
-    Parsed,
-    combine_single_scores,
-    parse_combined,
-    parse_direct,
-    parse_single_score,
-    render_pairwise,
-    render_reprompt,
-    render_single,
-    schema_for,
-    verdict_from_structured,
-)
+import polars as pl
+
+from factory.llm import Gateway
+from judges.graphs import Item, judge_item
+from judges.outcome import Outcome
+from judges.protocols import Answer, Question, injection_markers
 from judges.settings import JudgeSetting
 
-
-def _parse(protocol: str, text: str, scale: int) -> Parsed:
-    if protocol == "direct":
-        return parse_direct(text)
-    if protocol == "combined":
-        return parse_combined(text, scale)
-    return parse_single_score(text, 10)
-
-
-async def ask_judge(gateway: Gateway, model: str | ModelSpec, protocol: str, scale: int, structured: bool,
-                    messages: list[dict[str, Any]], tag: str) -> tuple[Parsed, list[str], list[Completion]]:
-    """One judge conversation: ask, parse, and on a parse failure re-prompt once for the final answer."""
-    pscale = scale if protocol == "combined" else 10
-    schema = schema_for(protocol, pscale) if structured else None  # type: ignore[arg-type]
-    raws: list[str] = []
-    completions: list[Completion] = []
-    for attempt in range(2):
-        try:
-            completion = await gateway.complete(model, messages, schema=schema, tag=tag, role="judge")
-        except OutputParseError as exc:
-            raws.append(exc.raw or "")
-            parsed = Parsed(unscored_reason="invalid_structured")
-        else:
-            completions.append(completion)
-            raws.append(completion.text)
-            parsed = (verdict_from_structured(protocol, completion.parsed, pscale)  # type: ignore[arg-type]
-                      if completion.parsed is not None else _parse(protocol, completion.text, pscale))
-        if parsed.scored or attempt == 1:
-            return parsed, raws, completions
-        messages = [*messages, {"role": "assistant", "content": raws[-1]},
-                    render_reprompt(protocol, pscale, structured=structured)]  # type: ignore[arg-type]
-    raise AssertionError("unreachable")
+JUDGMENT_SCHEMA: dict[str, Any] = {
+    "judgment_id": pl.String,
+    "item_id": pl.String,
+    "judge_id": pl.String,
+    "kind": pl.String,
+    "models": pl.List(pl.String),
+    "protocol": pl.String,
+    "scale": pl.Int64,
+    "order": pl.String,
+    "flipped": pl.Boolean,
+    "verdict": pl.String,
+    "score_a": pl.Float64,
+    "score_b": pl.Float64,
+    "unscored_reason": pl.String,
+    "raw": pl.String,
+    "latency_s": pl.Float64,
+    "prompt_tokens": pl.Int64,
+    "completion_tokens": pl.Int64,
+    "cost_usd": pl.Float64,
+    "votes": pl.String,
+    "injection_flags": pl.String,
+}
+"""Column types of a judgment row, for frames built from rows (all-None columns keep their type)."""
 
 
-async def judge_pair(gateway: Gateway, setting: JudgeSetting, item_id: str, question: Sequence[dict[str, str]] | str,
-                     answer_a: str, answer_b: str, *, tag: str | None = None) -> dict[str, Any]:
-    """Judge `answer_a` vs `answer_b`; the verdict is in the item's orientation (A = answer_a)."""
-    model = setting.models[0]
+async def judge_pair(gateway: Gateway, setting: JudgeSetting, item_id: str, question: Question,
+                     answer_a: str | list[str], answer_b: str | list[str], *, tag: str | None = None) -> dict[str, Any]:
+    """Judge `answer_a` vs `answer_b` for `question`; the verdict is in the item's orientation (A = answer_a).
+
+    `question` is a string or a list of `{role, content}` turns; an answer is a string or one string
+    per user turn. `setting.models` name gateway roles or litellm model strings (at `setting.api_base`).
+
+    Example::
+
+        row = await judge_pair(gateway, JudgeSetting(order="both"), "q1", "What is 2+2?", "4", "5")
+        row["verdict"], row["votes"]          # 'A', '["A", "A"]'
+    """
     started = time.perf_counter()
-    raws: list[str] = []
-    completions: list[Completion] = []
-    tag = tag or setting.setting_id
+    item = Item(item_id=item_id, question=question, answer_a=answer_a, answer_b=answer_b)
     try:
-        if setting.protocol == "independent":
-            parsed_a, raw_a, comp_a = await ask_judge(gateway, model, "independent", 10, setting.structured,
-                                                      render_single(question, answer_a, structured=setting.structured), tag)
-            parsed_b, raw_b, comp_b = await ask_judge(gateway, model, "independent", 10, setting.structured,
-                                                      render_single(question, answer_b, structured=setting.structured), tag)
-            parsed = combine_single_scores(parsed_a, parsed_b)
-            raws, completions = raw_a + raw_b, comp_a + comp_b
-            score_a, score_b = parsed_a.score, parsed_b.score
-        else:
-            messages = render_pairwise(setting.protocol, question, answer_a, answer_b, setting.scale,
-                                       structured=setting.structured)
-            parsed, raws, completions = await ask_judge(gateway, model, setting.protocol, setting.scale,
-                                                        setting.structured, messages, tag)
-            score_a, score_b = parsed.score_a, parsed.score_b
-        verdict, reason = parsed.verdict, parsed.unscored_reason
-    except LLMError as exc:
-        verdict, reason, score_a, score_b = None, f"llm_error: {exc.reason}: {exc}", None, None
+        outcome = await judge_item(gateway, setting, item, tag=tag)
+    except ValueError as exc:
+        # The prompts could not lay the item out (e.g. 3 answers for 2 user turns): bad data, one row.
+        outcome = Outcome(reason=f"invalid_item: {exc}", order="both" if setting.order == "both" else "AB")
+    return judgment_row(setting, item_id, outcome, time.perf_counter() - started, answer_a, answer_b)
+
+
+def judgment_row(setting: JudgeSetting, item_id: str, outcome: Outcome, latency_s: float,
+                 answer_a: Answer, answer_b: Answer) -> dict[str, Any]:
+    """The judgments-table row of one outcome (see the module docstring for the columns)."""
     return {
         "judgment_id": f"{item_id}|{setting.setting_id}",
         "item_id": item_id,
         "judge_id": setting.setting_id,
         "kind": setting.kind,
-        "models": list(setting.models),
-        "protocol": setting.protocol,
+        "models": list(outcome.models or _all_models(setting)),
+        "protocol": _protocol(setting),
         "scale": setting.scale,
-        "order": "AB",
-        "flipped": False,
-        "verdict": verdict,
-        "score_a": score_a,
-        "score_b": score_b,
-        "unscored_reason": reason,
-        "raw": json.dumps(raws, ensure_ascii=False),
-        "latency_s": round(time.perf_counter() - started, 4),
-        "prompt_tokens": sum(c.prompt_tokens for c in completions),
-        "completion_tokens": sum(c.completion_tokens for c in completions),
-        "cost_usd": sum(c.cost_usd for c in completions),
+        "order": outcome.order,
+        "flipped": outcome.flipped,
+        "verdict": outcome.verdict,
+        "score_a": outcome.score_a,
+        "score_b": outcome.score_b,
+        "unscored_reason": outcome.reason,
+        "raw": json.dumps(list(outcome.raws), ensure_ascii=False),
+        "latency_s": round(latency_s, 4),
+        "prompt_tokens": outcome.usage.prompt_tokens,
+        "completion_tokens": outcome.usage.completion_tokens,
+        "cost_usd": outcome.usage.cost_usd,
+        "votes": json.dumps(list(outcome.votes) or [outcome.verdict]),
+        "injection_flags": json.dumps(answer_flags(answer_a, answer_b), ensure_ascii=False),
     }
+
+
+def answer_flags(answer_a: Answer, answer_b: Answer) -> list[str]:
+    """Judge-format markers planted in either answer, labelled by side: ["A:### Answer", ...]."""
+    flags = []
+    for side, answer in (("A", answer_a), ("B", answer_b)):
+        text = answer if isinstance(answer, str) else "\n".join(answer)
+        flags += [f"{side}:{marker}" for marker in injection_markers(text)]
+    return flags
+
+
+def _all_models(setting: JudgeSetting) -> tuple[str, ...]:
+    if setting.kind == "jury":
+        return tuple(dict.fromkeys(m for juror in setting.juror_settings() for m in _all_models(juror)))
+    return setting.models
+
+
+def _protocol(setting: JudgeSetting) -> str:
+    if setting.kind == "jury" and setting.jurors is not None:
+        protocols = {_protocol(j) for j in setting.jurors}
+        return protocols.pop() if len(protocols) == 1 else "mixed"
+    return setting.protocol

@@ -31,16 +31,6 @@ from judges.human_sets import HumanSet
 Verdict = str | None
 
 
-def plurality(verdicts: Sequence[Verdict]) -> Verdict:
-    """The jury verdict: the label most scored jurors gave; a split at the top is a tie; None if none scored."""
-    ranked = Counter(v for v in verdicts if v is not None).most_common()
-    if not ranked:
-        return None
-    if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
-        return "tie"
-    return ranked[0][0]
-
-
 def _finite(value: float) -> float | None:
     return None if value is None or math.isnan(value) else float(value)
 
@@ -52,7 +42,7 @@ def human_ceiling(human: HumanSet) -> dict[str, Any] | None:
     matrix = human.labels_matrix()
     kappas = pairwise_kappas(matrix, human.annotators)
     index = {name: i for i, name in enumerate(human.annotators)}
-    pairs = []
+    pairs: list[dict[str, Any]] = []
     for (a, b), kappa in kappas.items():
         n = sum(row[index[a]] is not None and row[index[b]] is not None for row in matrix)
         pairs.append({"a": a, "b": b, "kappa": _finite(kappa), "n": n})
@@ -136,7 +126,9 @@ def _model_key(model: str) -> str:
     return model.rsplit("/", 1)[-1].strip().lower()
 
 
-def _self_preference(models: Sequence[str], human: HumanSet, verdicts: list[Verdict]) -> list[dict[str, Any]] | None:
+def _self_preference(
+    models: Sequence[str], human: HumanSet, verdicts: list[Verdict]
+) -> list[dict[str, Any]] | None:
     answer_models = _answer_models(human)
     if answer_models is None:
         return None
@@ -144,7 +136,9 @@ def _self_preference(models: Sequence[str], human: HumanSet, verdicts: list[Verd
     model_b = [_model_key(m) for m in answer_models[1]]
     out = []
     for model in models:
-        result = self_preference(model_a, model_b, verdicts, _model_key(model), human=human.frame["label"].to_list())
+        result = self_preference(
+            model_a, model_b, verdicts, _model_key(model), human=human.frame["label"].to_list()
+        )
         if result["n"] or result["n_unscored"]:
             out.append({**result, "judge_model": model})
     return out or None
@@ -166,9 +160,51 @@ def _cost(rows: Sequence[dict[str, Any]], usage: dict[str, Any] | None) -> dict[
     return cost
 
 
-def score_setting(meta: dict[str, Any], rows: Sequence[dict[str, Any]], human: HumanSet, *,
-                  per_order: tuple[Sequence[Verdict], Sequence[Verdict]] | None = None,
-                  usage: dict[str, Any] | None = None, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+def _clip(text: Any, limit: int) -> str:
+    value = str(text or "")
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+def disagreements(rows: Sequence[dict[str, Any]], human: HumanSet, limit: int = 3) -> list[dict[str, Any]]:
+    """A few items where the judge and the humans disagree, with the judge's own words, for a reader
+    to see what goes wrong: opposite winners first, then tie-vs-winner; texts clipped."""
+    frame = human.frame.to_dicts()
+    found = [
+        (i, r)
+        for i, r in enumerate(rows)
+        if r.get("verdict") is not None and r["verdict"] != frame[i]["label"]
+    ]
+    found.sort(key=lambda pair: ({pair[1]["verdict"], frame[pair[0]]["label"]} != {"A", "B"}, pair[0]))
+    out = []
+    for i, row in found[:limit]:
+        raws = (
+            json.loads(row.get("raw") or "[]") if isinstance(row.get("raw"), str) else (row.get("raw") or [])
+        )
+        item = frame[i]
+        out.append(
+            {
+                "item_id": item["id"],
+                "human": item["label"],
+                "judge": row["verdict"],
+                "prompt": _clip(item["prompt"], 400),
+                "response_a": _clip(item["response_a"], 400),
+                "response_b": _clip(item["response_b"], 400),
+                "judge_output": _clip(raws[-1] if raws else "", 800),
+            }
+        )
+    return out
+
+
+def score_setting(
+    meta: dict[str, Any],
+    rows: Sequence[dict[str, Any]],
+    human: HumanSet,
+    *,
+    per_order: tuple[Sequence[Verdict], Sequence[Verdict]] | None = None,
+    usage: dict[str, Any] | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
     """The agreement entry of one setting: `meta` (setting_id, kind, models, ...) plus its figures.
 
     `rows` are judgment rows aligned with `human.frame` (row i judges item i). `per_order` holds the
@@ -184,15 +220,29 @@ def score_setting(meta: dict[str, Any], rows: Sequence[dict[str, Any]], human: H
     models = [str(m) for m in meta.get("models") or []]
     bias = {
         "position": position_bias(*per_order) if per_order is not None else None,
-        "length": length_bias(human.frame["response_a"].to_list(), human.frame["response_b"].to_list(), verdicts),
+        "length": length_bias(
+            human.frame["response_a"].to_list(), human.frame["response_b"].to_list(), verdicts
+        ),
         "self_preference": _self_preference(models, human, verdicts),
     }
     return {
         **meta,
-        **{k: summary[k] for k in ("kappa", "kappa_no_ties", "accuracy", "n", "n_unscored", "ci95", "confusion",
-                                   "label_counts")},
+        **{
+            k: summary[k]
+            for k in (
+                "kappa",
+                "kappa_no_ties",
+                "accuracy",
+                "n",
+                "n_unscored",
+                "ci95",
+                "confusion",
+                "label_counts",
+            )
+        },
         "unscored_reasons": dict(reasons.most_common()),
         "bias": bias,
         "jurors": juror_agreement(rows) if meta.get("kind") == "jury" else None,
+        "disagreements": disagreements(rows, human),
         "cost": _cost(rows, usage),
     }

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from factory.errors import UserError
+
+if TYPE_CHECKING:
+    from factory.config import BuildConfig
+    from factory.pipeline import BuildResult
 
 console = Console(stderr=True)
 
@@ -21,18 +25,69 @@ def build(
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue this run folder.")] = None,
     output_dir: Annotated[Optional[Path], typer.Option("--output-dir", help="Parent of the run folder.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+    estimate: Annotated[bool, typer.Option(
+        "--estimate", help="Print the calls, tokens and cost the build may take, then exit; no model is called.")
+    ] = False,
+    max_calls: Annotated[Optional[int], typer.Option(
+        "--max-calls", help="Override budget.max_calls (with --resume: saved into the run's config).")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option(
+        "--max-tokens", help="Override budget.max_tokens (prompt + completion tokens).")] = None,
+    max_cost: Annotated[Optional[float], typer.Option(
+        "--max-cost", help="Override budget.max_cost_usd (USD, litellm prices).")] = None,
+    engine: Annotated[str, typer.Option(
+        "--engine", envvar="FACTORY_ENGINE", help="prefect: run the build flow (a task per shard, UI, retries; "
+        "the local Prefect API takes seconds to start); local: the same pipeline in this process, no Prefect.")
+    ] = "prefect",
+    runner: Annotated[Optional[str], typer.Option(
+        "--runner", help="Prefect task runner: threads (default) or dask (a local cluster, or --address).")] = None,
+    address: Annotated[Optional[str], typer.Option(
+        "--address", help="Dask scheduler of an existing cluster, e.g. tcp://10.0.0.5:8786 (with --runner dask).")
+    ] = None,
+    workers: Annotated[Optional[int], typer.Option(
+        "--workers", help="Shards at once: threads, or local Dask worker processes (default 2).")] = None,
 ) -> None:
-    """Build a preference dataset: generate, judge, select pairs; write outputs/<run_id>/."""
-    from factory.config import load_config
+    """Build a preference dataset: generate, judge, select pairs; write outputs/<run_id>/.
+
+    Budgets count across resumes: a build stopped at a cap resumes with a raised one, e.g.
+    `factory build --resume RUN_DIR --max-calls 5000`.
+    """
+    from factory.preflight import check_api_keys, load_build_prompts, load_build_spec, save_resume_config, with_budget
+
+    if engine not in ("prefect", "local"):
+        raise UserError(f"--engine must be prefect or local, got '{engine}'")
+    if engine == "local" and (runner, address, workers) != (None, None, None):
+        raise UserError("--runner, --address and --workers need --engine prefect")
+
+    # Everything a user can get wrong is checked before a run folder exists or litellm is imported.
+    spec = load_build_spec(config, resume, output_dir)
+    spec = with_budget(spec, max_calls=max_calls, max_tokens=max_tokens, max_cost_usd=max_cost)
+    prompts, rejected = load_build_prompts(spec)
+    if estimate:
+        from factory.estimate import estimate_build, format_estimate
+
+        print(format_estimate(estimate_build(spec, prompts, len(rejected))))
+        return
+    check_api_keys(spec)
+    if resume is not None and (max_calls, max_tokens, max_cost) != (None, None, None):
+        save_resume_config(resume, spec)
+
+    if resume is not None:
+        spec = None  # run_build reads the run folder's config (just saved with any raised caps)
+    if engine == "prefect":
+        from flows import run_build_flow
+
+        # The same pipeline as a Prefect flow: Prefect's own log lines replace the progress bar.
+        outcome = run_build_flow(spec, resume_dir=resume, runner=runner or "threads", address=address,
+                                 workers=workers, quiet=quiet)
+        _summary(Path(outcome["run_dir"]), outcome["manifest"])
+    else:
+        result = _run_local(spec, resume, quiet)
+        _summary(result.run_dir, result.manifest)
+
+
+def _run_local(spec: BuildConfig | None, resume: Path | None, quiet: bool) -> BuildResult:
     from factory.pipeline import run_build
 
-    if (config is None) == (resume is None):
-        raise UserError("give a CONFIG file or --resume RUN_DIR (not both)")
-    spec = None
-    if config is not None:
-        spec = load_config(config)
-        if output_dir is not None:
-            spec = spec.model_copy(update={"run": spec.run.model_copy(update={"output_dir": str(output_dir)})})
     with Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, disable=quiet, transient=False) as progress:
         tasks: dict[str, int] = {}
@@ -46,17 +101,30 @@ def build(
             if stage in tasks:
                 progress.advance(tasks[stage], n)
 
-        result = run_build(spec, resume_dir=resume, progress=on_progress, on_start=on_start)
-    m = result.manifest
+        return run_build(spec, resume_dir=resume, progress=on_progress, on_start=on_start)
+
+
+def _summary(run_dir: Path, m: dict[str, Any]) -> None:
     c, llm = m["counts"], m["llm"]
     console.print(
         f"[bold]{m['status']}[/bold]: {c['prompts']} prompts -> {c['candidates']} candidates, "
         f"{c['judgments']} judgments, {c['pairs']} pairs, {c['failures']} failures; "
         f"{llm['calls']} LLM calls ({llm['cache_hits']} from cache), "
         f"{llm['prompt_tokens'] + llm['completion_tokens']} tokens, ${llm['cost_usd']:.4f}")
+    from rich.markup import escape
+
+    from factory.gate import summary_lines
+
+    for i, line in enumerate(summary_lines(m.get("gate"), run_dir)):
+        style = "bold green" if "passed" in line and i == 0 else "bold red" if i == 0 and "FAILED" in line else ""
+        console.print(f"[{style}]{escape(line)}[/{style}]" if style else escape(line))
     if m.get("stopped_reason"):
-        console.print(f"stopped early: {m['stopped_reason']}; finish with: factory build --resume {result.run_dir}")
-    print(result.run_dir)
+        hint = " (raise the cap with --max-calls/--max-tokens/--max-cost)" if "Budget" in m["stopped_reason"] else ""
+        console.print(f"stopped early: {m['stopped_reason']}; finished shards are kept; finish with: "
+                      f"factory build --resume {run_dir}{hint}")
+    print(run_dir)
+    if m.get("stopped_reason"):
+        raise typer.Exit(3)  # not an error, but not done: scripts and schedules must be able to tell
 
 
 def register(app: typer.Typer) -> None:

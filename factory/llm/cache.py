@@ -56,6 +56,18 @@ class RequestCache:
                 (key, model, json.dumps(record, ensure_ascii=False)),
             )
 
+    def totals(self) -> tuple[int, int, float]:
+        """Calls, tokens (prompt + completion) and cost recorded so far: what the run has spent."""
+        with self._lock:
+            if self._conn is None:
+                records = list(self._memory.values())
+                return (len(records), sum(r["prompt_tokens"] + r["completion_tokens"] for r in records),
+                        sum(r["cost_usd"] for r in records))
+            row = self._conn.execute(
+                "SELECT COUNT(*), SUM(json_extract(record, '$.prompt_tokens') + json_extract(record, "
+                "'$.completion_tokens')), SUM(json_extract(record, '$.cost_usd')) FROM calls").fetchone()
+        return int(row[0] or 0), int(row[1] or 0), float(row[2] or 0.0)
+
     def __len__(self) -> int:
         with self._lock:
             if self._conn is None:

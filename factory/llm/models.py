@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# Parameter names that carry credentials: those belong in the environment, named by api_key_env,
+# or they would be written into config.yaml, the request cache and the logs.
+_SECRET_PARAM = re.compile(r"(^|[_-])(api_?key|key|token|secret|password|credentials?)$|authorization",
+                           re.IGNORECASE)
 
 
 class ModelSpec(BaseModel):
@@ -34,6 +40,27 @@ class ModelSpec(BaseModel):
         "When false the schema is described in the prompt and the reply validated afterwards.",
     )
     params: dict[str, Any] = Field(default_factory=dict, description="Extra litellm parameters passed as-is.")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, name: str | None) -> str | None:
+        # A pasted key here would be saved in config.yaml; the message must not echo it back.
+        if name is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ValueError("api_key_env takes the NAME of an environment variable (e.g. OPENAI_API_KEY), "
+                             "not the key itself")
+        return name
+
+    @field_validator("params")
+    @classmethod
+    def _no_secrets_in_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        names = [str(k) for k in params if _SECRET_PARAM.search(str(k))]
+        headers = params.get("extra_headers") or params.get("headers") or {}
+        if isinstance(headers, dict):
+            names += [f"extra_headers.{h}" for h in headers if _SECRET_PARAM.search(str(h))]
+        if names:
+            raise ValueError(f"params must not hold credentials ({', '.join(names)}): put the key in an "
+                             "environment variable and name it in api_key_env")
+        return params
 
     @property
     def is_local(self) -> bool:

@@ -12,7 +12,10 @@ from factory.pipeline.context import BuildContext
 from factory.run_folder import atomic_write_json
 
 
-def write_manifest(ctx: BuildContext, tables: dict[str, pl.DataFrame], stopped: str | None) -> dict[str, Any]:
+def write_manifest(ctx: BuildContext, tables: dict[str, pl.DataFrame], stopped: str | None,
+                   gate: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write manifest.json. `gate` is the quality gate's outcome (`factory.gate`); `approved` is its
+    verdict, which publishing and trainer hand-off read (a build without a gate result is not approved)."""
     prompts = pl.read_parquet(ctx.run.table("prompts"))
     usage = ctx.gateway.usage.snapshot()
     manifest: dict[str, Any] = {
@@ -31,6 +34,8 @@ def write_manifest(ctx: BuildContext, tables: dict[str, pl.DataFrame], stopped: 
         "llm": usage,
         "models": {role: spec.model for role, spec in ctx.config.models.items()},
         "judge_setting": ctx.config.judging.setting.setting_id,
+        "gate": gate,
+        "approved": bool(gate is not None and gate.get("passed")),
     }
     atomic_write_json(ctx.run.manifest_path, manifest)
     return manifest

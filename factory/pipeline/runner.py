@@ -18,17 +18,21 @@ from typing import Any
 import polars as pl
 
 from factory.config import BuildConfig, dump_config, load_config
+from factory.dataset import collect_pair_tables, write_dataset
 from factory.llm import Gateway
 from factory.pipeline import stages
 from factory.pipeline.context import BuildContext
 from factory.pipeline.manifest import write_manifest
-from factory.run_folder import RunFolder, atomic_write_parquet, atomic_write_text, failures_frame, rows_frame
-from factory.sources import Prompt, load_prompts
+from factory.run_folder import (RunFolder, atomic_write_json, atomic_write_parquet, atomic_write_text, failures_frame,
+                                rows_frame)
+from factory.sources import Prompt, RejectedPrompt, load_prompts
 
 # Columns stored as JSON strings in parquet that stages read back as Python values.
 _JSON_COLUMNS = ("answers", "history", "reviewer_scores", "models", "turns")
 # Failures that mean "stop the build", not "this item is bad": the shard stays unfinished for --resume.
 _STOPPING_REASONS = ("BudgetExceededError", "CircuitOpenError")
+# Failures that may pass: a resume redoes the shards that recorded one (finished calls come from the cache).
+_RETRY_ON_RESUME = (*_STOPPING_REASONS, "ProviderError", "RateLimitError", "LLMTimeoutError")
 
 StageFn = Callable[..., Awaitable[tuple[list[dict[str, Any]], list[dict[str, Any]]]]]
 
@@ -55,6 +59,17 @@ def _shards(prompts: list[Prompt], size: int) -> list[list[Prompt]]:
     return [prompts[i:i + size] for i in range(0, len(prompts), size)]
 
 
+def _stop_reason(rows: list[dict[str, Any]], failures: list[dict[str, Any]]) -> str | None:
+    """The first budget or circuit stop in a stage's output, from its class name on. It may sit in a
+    failure's reason or, for a judge that ran out of budget mid-item, in a row's unscored reason."""
+    texts = [str(f.get("reason") or "") for f in failures] + [str(r.get("unscored_reason") or "") for r in rows]
+    for text in texts:
+        at = min((i for i in (text.find(n) for n in _STOPPING_REASONS) if i >= 0), default=-1)
+        if at >= 0:
+            return text[at:]
+    return None
+
+
 async def _run_stage(ctx: BuildContext, name: str, shard: int, fn: Callable[[], Awaitable[Any]]
                      ) -> list[dict[str, Any]]:
     """Run one stage of one shard unless its shard file exists; persist rows and failures."""
@@ -63,32 +78,43 @@ async def _run_stage(ctx: BuildContext, name: str, shard: int, fn: Callable[[], 
         return _decode(frame.to_dicts())
     result = fn()
     rows, failures = (await result) if asyncio.iscoroutine(result) else result
-    stopping = [f for f in failures if str(f["reason"]).startswith(_STOPPING_REASONS)]
+    stopping = _stop_reason(rows, failures)
     if stopping:
-        raise BuildStopped(stopping[0]["reason"])
+        raise BuildStopped(stopping)
     ctx.run.write_shard(name, shard, rows, failures)
     return rows
 
 
-async def process_shard(ctx: BuildContext, shard: int, prompts: list[Prompt]) -> None:
-    """All stages of one shard, in order."""
+async def process_shard(ctx: BuildContext, shard: int, prompts: list[Prompt]) -> int:
+    """All stages of one shard, in order; returns the shard's accepted judged pairs."""
     candidates = await _run_stage(ctx, "generate", shard, lambda: stages.generate_stage(ctx, prompts))
     judgments = await _run_stage(ctx, "judge", shard, lambda: stages.judge_stage(ctx, prompts, candidates))
-    await _run_stage(ctx, "pairs", shard, lambda: stages.pairs_stage(ctx, prompts, candidates, judgments))
+    pairs = await _run_stage(ctx, "pairs", shard, lambda: stages.pairs_stage(ctx, prompts, candidates, judgments))
+    pairs = await _run_stage(ctx, "rationales", shard,
+                             lambda: stages.rationales_stage(ctx, prompts, pairs, judgments))
+    await _run_stage(ctx, "variants", shard, lambda: stages.variants_stage(ctx, prompts, pairs))
+    return len(pairs)
 
 
 async def run_shards(ctx: BuildContext, shards: list[list[Prompt]], parallel_shards: int = 2) -> str | None:
     """Process shards, a few at a time so stage barriers inside one shard do not idle the gateway.
-    Returns the reason the build stopped early, or None."""
+    Returns the reason the build stopped early, or None.
+
+    With `pairs.target_pairs`, shards start in order and no new shard starts once the accepted
+    judged pairs reach the target; shards already running finish, so the build may overshoot by
+    up to `parallel_shards - 1` shards. A budget still stops the build first if it runs out."""
     semaphore = asyncio.Semaphore(parallel_shards)
     stopped: list[str] = []
+    target = ctx.config.pairs.target_pairs
+    accepted = 0
 
     async def guarded(index: int, prompts: list[Prompt]) -> None:
+        nonlocal accepted
         async with semaphore:
-            if stopped:
+            if stopped or (target is not None and accepted >= target):
                 return
             try:
-                await process_shard(ctx, index, prompts)
+                accepted += await process_shard(ctx, index, prompts)
             except BuildStopped as exc:
                 stopped.append(str(exc))
 
@@ -100,6 +126,7 @@ def prepare_run(config: BuildConfig | None, resume_dir: str | Path | None) -> tu
     """A new run folder with the resolved config saved, or an existing one to resume."""
     if resume_dir is not None:
         run = RunFolder.open(resume_dir)
+        run.prepare_resume(_RETRY_ON_RESUME)
         return load_config(run.config_path), run
     assert config is not None
     run = RunFolder.create(config.run.output_dir, config.run.name)
@@ -107,45 +134,81 @@ def prepare_run(config: BuildConfig | None, resume_dir: str | Path | None) -> tu
     return config, run
 
 
+# The steps of `run_build` before and around the shards, public so that the Prefect flow
+# (flows/build.py) runs the very same pipeline: prepare_run -> load_build_prompts ->
+# write_prompts_table -> process_shard per shard -> finalize.
+def load_build_prompts(config: BuildConfig) -> tuple[list[Prompt], list[RejectedPrompt]]:
+    """The build's usable prompts and the rejected ones (empty, too long), as the config names them."""
+    return load_prompts(path=config.prompts.path, name=config.prompts.name, id_field=config.prompts.id_field,
+                        text_field=config.prompts.text_field, limit=config.prompts.limit,
+                        max_chars=config.prompts.max_chars)
+
+
+def write_prompts_table(run: RunFolder, prompts: list[Prompt], rejected: list[RejectedPrompt]) -> None:
+    """prompts.parquet: every prompt of the run, rejects with their reason."""
+    prompt_rows = [p.to_row() | {"rejected_reason": None} for p in prompts]
+    prompt_rows += [{"prompt_id": r.item_id, "turns": [], "source": "", "rejected_reason": r.reason} for r in rejected]
+    atomic_write_parquet(run.table("prompts"), rows_frame(prompt_rows))
+
+
+def loading_failures(rejected: list[RejectedPrompt]) -> list[dict[str, Any]]:
+    """Failure rows (stage `load`) for prompts rejected while loading."""
+    return [stages.failure(r.item_id, "load", r.reason, r.raw) for r in rejected]
+
+
+def shard_prompts(prompts: list[Prompt], size: int) -> list[list[Prompt]]:
+    """Prompts cut into shards of `size`, in order; shard N is the same in every engine."""
+    return _shards(prompts, size)
+
+
 def run_build(config: BuildConfig | None = None, *, resume_dir: str | Path | None = None,
               progress: Callable[[str, int], None] | None = None,
               on_start: Callable[[RunFolder, int], None] | None = None) -> BuildResult:
     """Run (or resume) a build and return its run folder and manifest."""
     config, run = prepare_run(config, resume_dir)
-    prompts, rejected = load_prompts(path=config.prompts.path, name=config.prompts.name,
-                                     id_field=config.prompts.id_field, text_field=config.prompts.text_field,
-                                     limit=config.prompts.limit, max_chars=config.prompts.max_chars)
-    prompt_rows = [p.to_row() | {"rejected_reason": None} for p in prompts]
-    prompt_rows += [{"prompt_id": r.item_id, "turns": [], "source": "", "rejected_reason": r.reason} for r in rejected]
-    atomic_write_parquet(run.table("prompts"), rows_frame(prompt_rows))
+    prompts, rejected = load_build_prompts(config)
+    write_prompts_table(run, prompts, rejected)
     if on_start:
         on_start(run, len(prompts))
     gateway = Gateway(config.models, config.gateway, cache_path=run.cache_path, budget=config.budget,
-                      seed=config.run.seed)
+                      seed=config.run.seed, budget_includes_cache=True)
     ctx = BuildContext(config=config, run=run, gateway=gateway, on_progress=progress or (lambda s, n: None))
     try:
         stopped = asyncio.run(run_shards(ctx, _shards(prompts, config.run.shard_size)))
-        loading_failures = [stages.failure(r.item_id, "load", r.reason, r.raw) for r in rejected]
-        manifest = finalize(ctx, loading_failures, stopped)
+        manifest = finalize(ctx, loading_failures(rejected), stopped)
     finally:
         gateway.close()
     return BuildResult(run.root, manifest)
 
 
 def finalize(ctx: BuildContext, loading_failures: list[dict[str, Any]], stopped: str | None) -> dict[str, Any]:
-    """Merge shard files into the run's tables and write the manifest."""
+    """Merge shard files into the run's tables, write the dataset and the manifest."""
     run = ctx.run
     tables: dict[str, pl.DataFrame] = {}
-    for stage, table in (("generate", "candidates"), ("judge", "judgments"), ("pairs", "pairs")):
+    for stage, table in (("generate", "candidates"), ("judge", "judgments")):
         frame = run.read_stage(stage)
         tables[table] = frame if frame is not None else pl.DataFrame()
-        atomic_write_parquet(run.table(table), tables[table])
+    tables.update(collect_pair_tables(run))
+    for table, frame in tables.items():
+        atomic_write_parquet(run.table(table), frame)
     failure_frames = [failures_frame(loading_failures)]
-    for stage in ("generate", "judge", "pairs"):
+    for stage in ("generate", "judge", "pairs", "rationales", "variants"):
         frame = run.read_stage(stage, "failures")
         if frame is not None:
             failure_frames.append(frame)
     failures = pl.concat(failure_frames, how="vertical_relaxed")
     atomic_write_parquet(run.table("failures"), failures)
     tables["failures"] = failures
-    return write_manifest(ctx, tables, stopped)
+    # The gate writes agreement.json + report.html (also into dataset/, which the dataset writer keeps).
+    from factory.gate import run_gate
+
+    manifest = write_manifest(ctx, tables, stopped, gate=run_gate(ctx, tables))
+    # The dataset card quotes the manifest (gate figures), and the manifest counts the dataset's rows.
+    manifest["counts"]["dataset"] = write_dataset(run, ctx.config, tables, manifest)
+    manifest["counts"]["mapl_intra"] = tables["mapl_intra"].height
+    if ctx.config.pairs.target_pairs is not None:
+        judged = int((tables["pairs"]["source"] == "judged").sum()) if tables["pairs"].height else 0
+        manifest["target_pairs"] = {"target": ctx.config.pairs.target_pairs, "accepted": judged,
+                                    "reached": judged >= ctx.config.pairs.target_pairs}
+    atomic_write_json(run.manifest_path, manifest)
+    return manifest

@@ -11,11 +11,13 @@ from typing import Any
 
 from factory.concurrency import map_bounded
 from factory.llm import LLMError
-from factory.pairs import paper_pairs
+from factory.pairs import select_pairs
 from factory.pipeline.context import BuildContext
 from factory.sources import Prompt
+from factory.variants_stage import mapl_variants
 from factory.workflows.generation import generate_candidates
-from judges.engine import judge_pair
+from factory.workflows.selection import knockout
+from factory.workflows.rationale import write_rationales
 
 Rows = list[dict[str, Any]]
 
@@ -48,19 +50,7 @@ async def judge_stage(ctx: BuildContext, prompts: list[Prompt], candidates: Rows
         cands = _distinct(by_prompt.get(prompt.prompt_id, []))
         if len(cands) < 2:
             return [], []  # already recorded as a generation failure
-        judgments: Rows = []
-        champion = cands[0]
-        for challenger in cands[1:]:
-            item_id = f"{prompt.prompt_id}@{champion['candidate_id']}~{challenger['candidate_id']}"
-            row = await judge_pair(ctx.gateway, setting, item_id, _question(prompt), champion["text"],
-                                   challenger["text"])
-            row.update(prompt_id=prompt.prompt_id, candidate_a=champion["candidate_id"],
-                       candidate_b=challenger["candidate_id"])
-            judgments.append(row)
-            if row["verdict"] == "B":
-                champion = challenger
-        for row in judgments:
-            row["best_id"] = champion["candidate_id"]
+        judgments = (await knockout(ctx.gateway, setting, prompt, cands)).judgments
         ctx.on_progress("judge", 1)
         if all(j["verdict"] is None for j in judgments):
             last = judgments[-1]
@@ -72,6 +62,7 @@ async def judge_stage(ctx: BuildContext, prompts: list[Prompt], candidates: Rows
 
 
 def pairs_stage(ctx: BuildContext, prompts: list[Prompt], candidates: Rows, judgments: Rows) -> tuple[Rows, Rows]:
+    """Cut each prompt's pairs from its judgments (`pairs.rule`); a prompt without one leaves a failure."""
     cands_by_prompt = _group(candidates, "prompt_id")
     judg_by_prompt = _group(judgments, "prompt_id")
     rows: Rows = []
@@ -80,13 +71,26 @@ def pairs_stage(ctx: BuildContext, prompts: list[Prompt], candidates: Rows, judg
         judged = judg_by_prompt.get(prompt.prompt_id, [])
         if not judged or all(j["verdict"] is None for j in judged):
             continue  # recorded upstream
-        pairs = paper_pairs(prompt.prompt_id, prompt.text, _distinct(cands_by_prompt[prompt.prompt_id]),
-                            judged[0]["best_id"], judged, ctx.config.pairs)
-        if not pairs:
-            fails.append(failure(prompt.prompt_id, "pairs", "no_preference: every comparison was a tie or below "
-                                 "min_margin"))
+        pairs, why = select_pairs(prompt.prompt_id, prompt.turns, _distinct(cands_by_prompt[prompt.prompt_id]),
+                                  judged, ctx.config.pairs)
+        if why is not None:
+            fails.append(failure(prompt.prompt_id, "pairs", why))
         rows += pairs
     return rows, fails
+
+
+async def rationales_stage(ctx: BuildContext, prompts: list[Prompt], pairs: Rows, judgments: Rows
+                           ) -> tuple[Rows, Rows]:
+    """A rationale on every judged pair (see factory/workflows/rationale.py); a pair without one is a failure."""
+    settings = ctx.config.rationales
+    verifier = settings.verifier_role or ctx.config.judging.setting.models[0]
+    return await write_rationales(ctx.gateway, pairs, judgments, settings, verifier=verifier,
+                                  concurrency=ctx.config.run.concurrency)
+
+
+async def variants_stage(ctx: BuildContext, prompts: list[Prompt], pairs: Rows) -> tuple[Rows, Rows]:
+    """MAPL rows with code-verified labels (see factory/variants_stage.py)."""
+    return await mapl_variants(ctx, prompts, pairs)
 
 
 def _question(prompt: Prompt) -> list[dict[str, str]] | str:

@@ -110,7 +110,7 @@ class _State(TypedDict):
     steps: list[_Step]
 
 
-async def _answer(state: _State, runtime: Runtime[GatewayContext]) -> dict[str, Any]:
+async def _answer(state: _State, *, runtime: Runtime[GatewayContext]) -> dict[str, Any]:
     """First answer (after answering any earlier turns), or a revision with the last feedback."""
     gateway, wf, prompt, steps = runtime.context.gateway, state["workflow"], state["prompt"], state["steps"]
     spent: list[Completion] = []
@@ -128,7 +128,7 @@ async def _answer(state: _State, runtime: Runtime[GatewayContext]) -> dict[str, 
     return {"generator_messages": messages, "earlier_answers": earlier, "steps": [*steps, step]}
 
 
-async def _review(state: _State, runtime: Runtime[GatewayContext]) -> dict[str, Any]:
+async def _review(state: _State, *, runtime: Runtime[GatewayContext]) -> dict[str, Any]:
     """Every reviewer reviews the latest response in its own ongoing conversation, concurrently."""
     gateway, wf, prompt = runtime.context.gateway, state["workflow"], state["prompt"]
     latest = state["steps"][-1]

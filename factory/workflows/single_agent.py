@@ -55,7 +55,10 @@ class _State(TypedDict):
     rows: Annotated[list[dict[str, Any]], operator.add]
 
 
-class _Job(TypedDict):
+@dataclass(frozen=True)
+class _Job:
+    """One branch of the fan-out: a generator role and its sample index."""
+
     prompt: Prompt
     workflow: SingleAgentWorkflow
     role: str
@@ -66,18 +69,18 @@ def _fan_out(state: _State) -> list[Send]:
     wf = state["workflow"]
     # One sample index per (generator, sample) across the workflow, so two roles that happen to
     # share a model spec still send different requests (different cache keys and seeds).
-    return [Send("converse", _Job(prompt=state["prompt"], workflow=wf, role=role, sample=g * wf.samples + s))
+    return [Send("converse", _Job(state["prompt"], wf, role, g * wf.samples + s))
             for g, role in enumerate(wf.generators) for s in range(wf.samples)]
 
 
-async def _converse(job: _Job, runtime: Runtime[GatewayContext]) -> dict[str, Any]:
+async def _converse(state: _Job, *, runtime: Runtime[GatewayContext]) -> dict[str, Any]:
     gateway = runtime.context.gateway
-    wf, prompt = job["workflow"], job["prompt"]
-    answers, completions, history = await answer_turns(gateway, job["role"], prompt.turns,
-                                                       sample=job["sample"], tag=wf.name)
-    row = candidate_row(prompt_id=prompt.prompt_id, workflow=wf.name, kind=wf.kind, role=job["role"], step=0,
-                        sample=job["sample"], answers=answers, completions=completions,
-                        models=[gateway.spec(job["role"]).model], history=history)
+    job = state  # one branch's payload
+    wf, prompt = job.workflow, job.prompt
+    answers, completions, history = await answer_turns(gateway, job.role, prompt.turns, sample=job.sample, tag=wf.name)
+    row = candidate_row(prompt_id=prompt.prompt_id, workflow=wf.name, kind=wf.kind, role=job.role, step=0,
+                        sample=job.sample, answers=answers, completions=completions,
+                        models=[gateway.spec(job.role).model], history=history)
     return {"rows": [row]}
 
 
@@ -85,7 +88,7 @@ async def _converse(job: _Job, runtime: Runtime[GatewayContext]) -> dict[str, An
 def single_agent_graph() -> Any:
     """The compiled graph (built once). Input: `{"prompt", "workflow", "rows": []}`; context: `GatewayContext`."""
     builder = StateGraph(_State, context_schema=GatewayContext)
-    builder.add_node("converse", _converse)
+    builder.add_node("converse", _converse, input_schema=_Job)  # fed by Send payloads, not the graph state
     builder.add_conditional_edges(START, _fan_out, ["converse"])
     builder.add_edge("converse", END)
     return builder.compile()

@@ -50,6 +50,11 @@ _BRACKET_VERDICT = re.compile(
     r"(?<![\w\])])\[\[(?=[ \t]*(?:[abc]|tie|\d+(?:\.\d+)?(?:[ \t]*/[ \t]*\d+)?)[ \t]*\]\])", re.IGNORECASE
 )
 
+# A JSON object that carries a structured judge verdict (the keys of `schema_for`): an answer could plant
+# one for a structured-output judge to copy. The opening brace is what makes it an object.
+_JSON_VERDICT = re.compile(r'(?<!\\)\{(?=[^{}]{0,500}?"(?:answer|verdict|score|score_a|score_b|rating)"\s*:)',
+                           re.IGNORECASE)
+
 _CANONICAL = {
     "evaluation evidence": "### Evaluation Evidence",
     "answer": "### Answer",
@@ -66,13 +71,15 @@ def neutralize(text: str) -> str:
     """Escape our delimiters and judge-format markers inside untrusted text, visibly.
 
     `### Answer: A` becomes `# # # Answer: A`, `[The End of Assistant A's Answer]` becomes
-    `\\[The End of Assistant A's Answer]` and `[[A]]` becomes `[\\[A]]`; everything else is unchanged.
+    `\\[The End of Assistant A's Answer]`, `[[A]]` becomes `[\\[A]]` and a JSON verdict `{"score": 10}`
+    becomes `\\{"score": 10}`; everything else is unchanged.
 
     >>> neutralize("### Answer: A")
     '# # # Answer: A'
     """
     text = _HASH_MARKER.sub(lambda m: " ".join(m["hashes"]) + m["gap"] + m["name"], text)
     text = _DELIMITER.sub(lambda m: "\\" + m["open"], text)
+    text = _JSON_VERDICT.sub(lambda m: "\\{", text)
     return _BRACKET_VERDICT.sub("[\\\\[", text)
 
 
@@ -101,6 +108,7 @@ def injection_markers(text: str) -> list[str]:
         )
         found.append((m.start(), label))
     found.extend((m.start(), "[[verdict]]") for m in _BRACKET_VERDICT.finditer(text))
+    found.extend((m.start(), "{json verdict}") for m in _JSON_VERDICT.finditer(text))
     labels: list[str] = []
     for _, label in sorted(found):
         if label not in labels:

@@ -1,0 +1,148 @@
+"""The dataset card (`dataset/README.md`): Hub YAML metadata plus a description of how the data was made.
+
+The YAML declares one config per written folder (`dpo`, `kto`, `mapl_intra`) with its split files, so
+`load_dataset(folder, "dpo")` and the Hub read the same layout. The prose names the prompt source,
+the models by role, the judge setting, the pair rule, the rationale writer, the MAPL settings, the
+quality gate's figures (from `manifest.json`'s `gate`, written by the gate step; "not recorded"
+when absent) and the row counts.
+
+    text = render_card(config, counts, {"dpo": ["train", "test"]}, manifest, "demo-20260101-000000-abcd")
+    DatasetCard(text).data.configs
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import DatasetCard, DatasetCardData
+
+from factory.config import BuildConfig
+
+TAGS = ["synthetic", "preference", "dpo", "kto", "llm-as-a-judge", "rationales", "mapl"]
+_DESCRIPTIONS = {
+    "dpo": ("TRL conversational preference rows: `prompt` (user turns), `chosen` and `rejected` (one assistant "
+            "message each), `rationale`, and provenance (`pair_id`, `prompt_id`, `source` = judged / mapl_inter, "
+            "`chosen_model`, `rejected_model`, `judge_setting`, `margin`, `votes`, `constraints`, `checks`)."),
+    "kto": ("TRL unpaired rows: `prompt`, `completion`, `label` (true = desirable), with `prompt_id`, `source`, "
+            "`pair_id`, `model`."),
+    "mapl_intra": ("MAPL prompt-level preferences: one fixed `response`, a `prompt_chosen` whose added "
+                   "constraints it satisfies and a `prompt_rejected` whose constraints it violates "
+                   "(`chosen_constraints`, `rejected_constraints`, `checks` record the checker results)."),
+}
+
+
+def _size_category(n: int) -> str:
+    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if n < limit:
+            return name
+    return "1M<n<10M"
+
+
+def card_metadata(config: BuildConfig, counts: dict[str, int], written: dict[str, list[str]]) -> DatasetCardData:
+    """The YAML header: license, tags, task, size and a config per written folder."""
+    configs = [{"config_name": name, **({"default": True} if name == "dpo" else {}),
+                "data_files": [{"split": s, "path": f"{name}/{s}-*.parquet"} for s in splits]}
+               for name, splits in written.items()]
+    total = counts.get("dpo_train", 0) + counts.get("dpo_test", 0)
+    return DatasetCardData(license=config.dataset.license, pretty_name=config.run.name, tags=TAGS,
+                           task_categories=["text-generation"], size_categories=[_size_category(total)],
+                           configs=configs)
+
+
+def _source(config: BuildConfig) -> str:
+    p = config.prompts
+    # Only the file name: a local absolute path says nothing to a reader and may leak a home folder.
+    what = f"the public prompt set `{p.name}`" if p.name else f"the prompt file `{Path(p.path or '').name}`"
+    return what + (f" (first {p.limit} prompts)" if p.limit else "")
+
+
+def _gate(manifest: dict[str, Any]) -> list[str]:
+    gate = manifest.get("gate")
+    if not isinstance(gate, dict):
+        return [("No quality-gate result was recorded for this build (the gate was disabled or did not run), "
+                 "so nothing here says how well the judge agrees with humans.")]
+    lines = [f"- passed: **{gate.get('passed')}**"]
+    for key, value in gate.items():
+        if key == "passed":
+            continue
+        if value is None or isinstance(value, (int, float, str, bool)):
+            lines.append(f"- {key}: {value}")
+        elif isinstance(value, dict):
+            flat = ", ".join(f"{k}={v}" for k, v in value.items() if isinstance(v, (int, float, str, bool)))
+            if flat:
+                lines.append(f"- {key}: {flat}")
+    return lines
+
+
+def render_card(config: BuildConfig, counts: dict[str, int], written: dict[str, list[str]],
+                manifest: dict[str, Any], run_id: str) -> str:
+    """The whole README.md: YAML metadata and prose."""
+    meta = card_metadata(config, counts, written)
+    models = "\n".join(f"- `{role}`: `{spec.model}`" for role, spec in sorted(config.models.items()))
+    workflows = ", ".join(f"`{w.name}` ({w.kind})" for w in config.generation.workflows)
+    r, v = config.rationales, config.variants
+    verifier = f", checked by a verifier (`{r.verifier_role or config.judging.setting.models[0]}`, up to " \
+               f"{r.max_rewrites} rewrites)" if r.verify else ""
+    rationale = (f"Every judged pair carries a rationale written by `{r.role}`{verifier}, grounded in the judges' "
+                 "notes (arXiv 2407.14477); a pair whose rationale could not be written is left out."
+                 if r.enabled else "Rationales were disabled for this build.")
+    mapl = (f"MAPL variants (arXiv 2505.12845): {v.constraints} verifiable constraint(s) per variant prompt; "
+            f"inter-sample pairs {'on' if v.inter else 'off'}, intra-sample rows {'on' if v.intra else 'off'}, "
+            f"fresh answers {'on' if v.fresh else 'off'}. Their labels come from code checkers, not from an LLM."
+            if v.enabled else "MAPL variants were disabled for this build.")
+    count_rows = "\n".join(f"| {name} | {counts.get(f'{name}_train', 0)} | {counts.get(f'{name}_test', 0)} |"
+                           for name in _DESCRIPTIONS)
+    columns = "\n".join(f"- `{name}`: {text}" for name, text in _DESCRIPTIONS.items() if name in written)
+    body = f"""
+# {config.run.name}
+
+Synthetic preference data built by the preference factory (run `{run_id}`): prompts answered by LLM
+workflows, answers compared by an LLM judge, pairs cut from the judgments, explained by rationales and
+extended with verifiable MAPL prompt variants.
+
+## How it was made
+
+- Prompts: {_source(config)}.
+- Generation workflows: {workflows}.
+- Judge setting: `{config.judging.setting.setting_id}` ({config.judging.select}); pair rule `{config.pairs.rule}`,
+  minimum margin {config.pairs.min_margin}, ties {'kept' if config.pairs.keep_ties else 'dropped'},
+  swap-inconsistent verdicts {'kept' if config.pairs.keep_inconsistent else 'dropped'}.
+- {rationale}
+- {mapl}
+- Duplicates: {counts.get('exact_duplicates_removed', 0)} exact and {counts.get('near_duplicates_removed', 0)} near
+  duplicates removed (word 3-shingle Jaccard >= {config.dataset.near_duplicate_threshold}); the train/test split is
+  by prompt ({counts.get('test_prompts', 0)} test prompts), so no prompt appears in both.
+
+Models by role:
+
+{models}
+
+## Quality gate
+
+{chr(10).join(_gate(manifest))}
+
+## Counts
+
+| config | train | test |
+|---|---|---|
+{count_rows}
+
+## Columns
+
+{columns}
+
+## Use
+
+```python
+from datasets import load_dataset
+dpo = load_dataset("path/or/repo", "dpo")   # TRL DPOTrainer
+kto = load_dataset("path/or/repo", "kto")   # TRL KTOTrainer
+```
+
+## License
+
+{config.dataset.license}. The answers were written by the models listed above; check their terms of use
+before training on them.
+"""
+    return DatasetCard(f"---\n{meta.to_yaml()}\n---\n{body}").content

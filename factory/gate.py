@@ -1,0 +1,278 @@
+"""The quality gate: may this build's data reach a trainer or the Hub?
+
+After a build's tables are merged, the build's own judge setting judges `gate.human_set_limit`
+items of the named human set through the build's gateway (so its request cache makes a rerun
+free) and the gate compares what it measures with the thresholds in `GateSettings`:
+
+* `min_kappa`: Cohen's kappa (3 classes, ties kept) of the judge setting against the human labels;
+* `min_inter_juror_kappa`: the mean Cohen's kappa between every two jurors on the build's own
+  judgments (jury votes; needs no humans);
+* `max_flip_rate`: the share of items whose winner reverses when the answer order is swapped,
+  from the build's own judgments when it judged both orders, else measured on the human set.
+
+A threshold left unset is not checked. A check that cannot be measured fails (say, an inter-juror
+threshold on a single judge): a gate never passes on a figure it does not have. The figures go to
+`agreement.json` and `report.html` in the run folder (and in `dataset/`), and the outcome to
+`manifest.json` as `gate` (`passed`, `checks`, `figures`); a failed gate marks the build not approved
+and publishing and training refuse it unless forced.
+
+Example:
+    >>> gate = run_gate(ctx, tables)
+    >>> gate["passed"], [(c["name"], c["value"], c["threshold"]) for c in gate["checks"]]
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Mapping
+from typing import Any
+
+import polars as pl
+
+from factory.config import GateSettings
+from factory.errors import UserError
+from factory.pipeline.context import BuildContext
+
+
+def _check(
+    name: str, value: float | None, threshold: float, *, higher_is_better: bool, note: str | None = None
+) -> dict[str, Any]:
+    if value is None:
+        passed = False
+    else:
+        passed = value >= threshold if higher_is_better else value <= threshold
+    return {"name": name, "value": value, "threshold": threshold, "passed": passed, "note": note}
+
+
+def evaluate_checks(
+    settings: GateSettings, figures: Mapping[str, Any], notes: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """The gate's checks from measured `figures` (`kappa`, `inter_juror_kappa`, `flip_rate`; None = not measured).
+
+    >>> evaluate_checks(GateSettings(min_kappa=0.4), {"kappa": 0.1})[0]["passed"]
+    False
+    """
+    notes = notes or {}
+    checks = []
+    if settings.human_set is not None:
+        checks.append(
+            _check(
+                "min_kappa",
+                figures.get("kappa"),
+                settings.min_kappa,
+                higher_is_better=True,
+                note=notes.get("kappa"),
+            )
+        )
+    if settings.min_inter_juror_kappa is not None:
+        checks.append(
+            _check(
+                "min_inter_juror_kappa",
+                figures.get("inter_juror_kappa"),
+                settings.min_inter_juror_kappa,
+                higher_is_better=True,
+                note=notes.get("inter_juror_kappa"),
+            )
+        )
+    if settings.max_flip_rate is not None:
+        checks.append(
+            _check(
+                "max_flip_rate",
+                figures.get("flip_rate"),
+                settings.max_flip_rate,
+                higher_is_better=False,
+                note=notes.get("flip_rate"),
+            )
+        )
+    return checks
+
+
+def _jury_rows(judgments: pl.DataFrame) -> list[dict[str, Any]]:
+    if judgments.height == 0 or "kind" not in judgments.columns or "votes" not in judgments.columns:
+        return []
+    return judgments.filter(pl.col("kind") == "jury").to_dicts()
+
+
+def _build_flip_rate(judgments: pl.DataFrame) -> tuple[float | None, int]:
+    """Flip rate on the build's own `order: both` judgments (their votes hold the two orders' verdicts)."""
+    from judges.bias import position_bias
+
+    if judgments.height == 0 or "votes" not in judgments.columns or "order" not in judgments.columns:
+        return None, 0
+    ab, ba = [], []
+    for row in judgments.filter(pl.col("order") == "both").to_dicts():
+        votes = json.loads(row["votes"]) if isinstance(row["votes"], str) else row["votes"]
+        if isinstance(votes, list) and len(votes) == 2:
+            ab.append(votes[0])
+            ba.append(votes[1])
+    if not ab:
+        return None, 0
+    result = position_bias(ab, ba)
+    return result["flip_rate"], result["n"]
+
+
+def _advice(settings: GateSettings, checks: list[dict[str, Any]], judge: str) -> str | None:
+    failed = [c["name"] for c in checks if not c["passed"]]
+    if not failed:
+        return None
+    text = (
+        f"The gate failed on {', '.join(failed)}. The data and this report are kept, marked not approved. "
+        "Lowering a threshold until it passes would hide the problem; change the judge instead."
+    )
+    if "min_kappa" in failed:
+        text += (
+            f" The judge setting {judge} does not agree with humans well enough: a capable judge model "
+            "(published figures on PandaLM: GPT-4o-mini 0.613, Llama-3.1-8B 0.523, GPT-4o 0.688) or a jury of "
+            f"such models would be expected to clear min_kappa {settings.min_kappa}; point judging.setting at "
+            "one and rebuild. Check it first with `factory calibrate`."
+        )
+    return text
+
+
+async def run_gate_async(ctx: BuildContext, tables: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
+    """Measure, check, write agreement.json + report into the run folder; return the manifest's `gate`."""
+    from judges.calibrate import build_agreement, evaluate, write_outputs
+    from judges.human_sets import load_human_set
+    from judges.scoring import juror_agreement
+
+    settings = ctx.config.gate
+    setting = ctx.config.judging.setting
+    if not settings.enabled:
+        return {
+            "enabled": False,
+            "passed": True,
+            "checks": [],
+            "figures": {},
+            "note": "the gate is disabled in the config (gate.enabled: false): nothing was checked",
+        }
+    judgments = tables.get("judgments", pl.DataFrame())
+    figures: dict[str, Any] = {}
+    notes: dict[str, str] = {}
+    error = None
+    agreement = None
+
+    jurors = juror_agreement(_jury_rows(judgments))
+    figures["inter_juror_kappa"] = jurors["mean_inter_juror_kappa"] if jurors else None
+    figures["krippendorff_alpha"] = jurors["krippendorff_alpha"] if jurors else None
+    if jurors is None:
+        notes["inter_juror_kappa"] = (
+            "not measurable: the build's judgments have no jury votes (use kind: jury)"
+        )
+    flip_rate, flip_n = _build_flip_rate(judgments)
+    if flip_rate is not None:
+        figures["flip_rate"] = flip_rate
+        notes["flip_rate"] = f"on the build's own {flip_n} judgments in both orders"
+
+    if settings.human_set is not None:
+        wanted = [setting]
+        flip_setting = None
+        if settings.max_flip_rate is not None and flip_rate is None:
+            # The build did not judge both orders: measure the swap on the human set instead.
+            flip_setting = (
+                setting if setting.order == "both" else setting.model_copy(update={"order": "both"})
+            )
+            if flip_setting is not setting:
+                wanted.append(flip_setting)
+        try:
+            human = load_human_set(
+                settings.human_set, limit=settings.human_set_limit, seed=ctx.config.run.seed
+            )
+            entries, _ = await evaluate(
+                ctx.gateway,
+                wanted,
+                human,
+                concurrency=ctx.config.run.concurrency,
+                seed=ctx.config.run.seed,
+                tag_prefix="gate/",
+            )
+        except UserError as exc:
+            error = f"human set {settings.human_set!r}: {exc}"
+            notes["kappa"] = "not measured: the human set could not be loaded"
+        else:
+            by_id = {e["setting_id"]: e for e in entries}
+            main = by_id[setting.setting_id]
+            figures.update(
+                {
+                    "kappa": main["kappa"],
+                    "kappa_ci95": main["ci95"],
+                    "kappa_no_ties": main["kappa_no_ties"],
+                    "accuracy": main["accuracy"],
+                    "n": main["n"],
+                    "n_unscored": main["n_unscored"],
+                }
+            )
+            notes["kappa"] = f"{setting.setting_id} on {main['n']} items of {human.name}"
+            if main["n"] == 0 and main["unscored_reasons"]:
+                notes["kappa"] += f"; nothing scored (reason: {next(iter(main['unscored_reasons']))})"
+            if flip_setting is not None:
+                position = by_id[flip_setting.setting_id]["bias"]["position"] or {}
+                figures["flip_rate"] = position.get("flip_rate")
+                notes["flip_rate"] = (
+                    f"measured on {position.get('n', 0)} items of {human.name} in both orders"
+                )
+            agreement = build_agreement(
+                human,
+                entries,
+                run_id=ctx.run.run_id,
+                source="quality gate",
+                human_set_spec=settings.human_set,
+            )
+            agreement["focus"] = setting.setting_id  # the report leads with the gated setting
+    checks = evaluate_checks(settings, figures, notes)
+    gate: dict[str, Any] = {
+        "enabled": True,
+        "passed": error is None and all(c["passed"] for c in checks),
+        "judge_setting": setting.setting_id,
+        "human_set": settings.human_set,
+        "human_set_limit": settings.human_set_limit,
+        "checks": checks,
+        "figures": figures,
+        "error": error,
+        "advice": _advice(settings, checks, setting.setting_id) if error is None else None,
+    }
+    if agreement is not None:
+        gate.update(report="report.html", agreement="agreement.json")
+        agreement["gate"] = gate
+        paths = write_outputs(ctx.run.root, agreement, gate=gate)
+        # The dataset writer keeps files it does not own in dataset/, so the Hub folder carries them too.
+        dataset = ctx.run.root / "dataset"
+        dataset.mkdir(exist_ok=True)
+        for name in ("agreement", "html"):
+            shutil.copy2(paths[name], dataset / paths[name].name)
+    return gate
+
+
+def run_gate(ctx: BuildContext, tables: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
+    """`run_gate_async` for synchronous callers (the build's `finalize`), inside or outside an event loop."""
+    from judges.calibrate import run_sync
+
+    return run_sync(lambda: run_gate_async(ctx, tables))
+
+
+def summary_lines(gate: Mapping[str, Any] | None, run_dir: Any = None) -> list[str]:
+    """Plain-text lines for the end of `factory build`: the outcome, every check, what it means."""
+    if not gate:
+        return ["quality gate: not run; the build is not approved"]
+    if not gate.get("enabled", True):
+        return ["quality gate: disabled in the config; nothing was checked"]
+    verdict = "passed" if gate.get("passed") else "FAILED"
+    lines = [f"quality gate {verdict} ({gate.get('judge_setting')} against {gate.get('human_set')})"]
+    for c in gate.get("checks", []):
+        value = "not measured" if c["value"] is None else f"{c['value']:.3f}"
+        relation = "<=" if c["name"].startswith("max_") else ">="
+        note = f" [{c['note']}]" if c.get("note") else ""
+        lines.append(
+            f"  {'ok  ' if c['passed'] else 'FAIL'} {c['name']}: {value} (needs {relation} {c['threshold']}){note}"
+        )
+    if gate.get("error"):
+        lines.append(f"  error: {gate['error']}")
+    if not gate.get("passed"):
+        where = f" (report: {run_dir}/report.html)" if run_dir is not None and gate.get("report") else ""
+        lines.append(
+            "  the data is written but NOT approved: `factory publish` and trainer hand-off refuse it "
+            f"unless forced{where}"
+        )
+        if gate.get("advice"):
+            lines.append(f"  {gate['advice']}")
+    return lines

@@ -1,0 +1,65 @@
+"""Checks and adjustments before a build starts, so that mistakes surface as one-line errors at once:
+before a run folder exists, before litellm is imported, before any model is called.
+
+* `load_build_spec`: the config of a new build, or of the run folder being resumed;
+* `with_budget`: budget caps overridden from the command line (how a stopped build resumes with more);
+* `load_build_prompts`: the prompts, read once up front (a bad prompt file fails here);
+* `check_api_keys`: every `api_key_env` a used model names is set.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from factory.config import BuildConfig, dump_config, load_config
+from factory.errors import UserError
+from factory.run_folder import RunFolder, atomic_write_text
+from factory.sources import Prompt, RejectedPrompt, load_prompts
+
+
+def load_build_spec(config_path: Path | None, resume: Path | None, output_dir: Path | None = None) -> BuildConfig:
+    """The config of a new build (CONFIG, optionally with another output folder) or of a run to resume."""
+    if (config_path is None) == (resume is None):
+        raise UserError("give a CONFIG file or --resume RUN_DIR (not both)")
+    if resume is not None:
+        if output_dir is not None:
+            raise UserError("--output-dir is for new builds; a resumed build stays in its run folder")
+        return load_config(RunFolder.open(resume).config_path)
+    assert config_path is not None
+    spec = load_config(config_path)
+    if output_dir is not None:
+        spec = spec.model_copy(update={"run": spec.run.model_copy(update={"output_dir": str(output_dir)})})
+    return spec
+
+
+def with_budget(config: BuildConfig, *, max_calls: int | None = None, max_tokens: int | None = None,
+                max_cost_usd: float | None = None) -> BuildConfig:
+    """`config` with the given budget caps replaced (None keeps the configured cap)."""
+    caps = {k: v for k, v in (("max_calls", max_calls), ("max_tokens", max_tokens),
+                              ("max_cost_usd", max_cost_usd)) if v is not None}
+    for name, value in caps.items():
+        if value < 0:
+            raise UserError(f"budget {name} must be >= 0, got {value}")
+    if not caps:
+        return config
+    return config.model_copy(update={"budget": config.budget.model_copy(update=caps)})
+
+
+def save_resume_config(run_dir: Path, config: BuildConfig) -> None:
+    """Write `config` back into a run folder, so this and later resumes use the raised caps."""
+    atomic_write_text(RunFolder.open(run_dir).config_path, dump_config(config))
+
+
+def load_build_prompts(config: BuildConfig) -> tuple[list[Prompt], list[RejectedPrompt]]:
+    """The build's prompts as the config names them; a prompt source with no usable prompt is an error."""
+    p = config.prompts
+    return load_prompts(path=p.path, name=p.name, id_field=p.id_field, text_field=p.text_field, limit=p.limit,
+                        max_chars=p.max_chars)
+
+
+def check_api_keys(config: BuildConfig) -> None:
+    """Every model role that names an `api_key_env` must find that variable set (the key is never read here)."""
+    for role, spec in config.models.items():
+        if spec.api_key_env and not os.environ.get(spec.api_key_env):
+            raise UserError(f"models.{role}.api_key_env: environment variable {spec.api_key_env} is not set")

