@@ -96,7 +96,9 @@ def run(opts: Options) -> dict[str, Any]:
     measured = {r["prompts"]: r["peak_rss_mib"] for r in rows}
     tiled = None
     if max(sizes) < max(tiled_sizes):
-        tiled = _tiled_finalize(opts, rows[-1], tiled_sizes, work)
+        # Tile the largest build that divides every target size, so 10k and 100k are hit exactly.
+        source = next((r for r in reversed(rows) if all(t % r["prompts"] == 0 for t in tiled_sizes)), rows[-1])
+        tiled = _tiled_finalize(opts, source, tiled_sizes, work)
     largest = rows[-1]
     samples = [tuple(x) for x in largest["rss_by_prompts_done"]]
     slope = steady_slope(samples)  # type: ignore[arg-type]

@@ -115,12 +115,10 @@ def _vs_distilabel(r: dict[str, Any]) -> tuple[str, list[list[Any]]]:
 
 def _memory(r: dict[str, Any]) -> tuple[str, list[list[Any]]]:
     rows = [[x["prompts"], x["server_calls"], x["wall_s"], x["rss_before_build_mib"],
-             x.get("peak_rss_before_finalize_mib"), x["peak_rss_mib"], x["growth_over_imports_mib"]]
-            for x in r["builds"]]
+             x.get("peak_rss_before_finalize_mib"), x["peak_rss_mib"]] for x in r["builds"]]
     text = ("Each build in its own process, fake server with no added latency, concurrency "
             f"{r['concurrency']}. RSS in MiB.\n\n")
-    text += table(["prompts", "calls", "wall s", "RSS before build", "peak RSS before finalize", "peak RSS",
-                   "growth over imports"], rows)
+    text += table(["prompts", "calls", "wall s", "RSS before build", "peak RSS before finalize", "peak RSS"], rows)
     text += (f"\n\nPeak RSS at 100,000 prompts: **{_fmt(r['peak_rss_100k_mib'])} MiB** "
              f"({r['peak_rss_100k_kind']}); at 10,000: {_fmt(r.get('peak_rss_10k_mib'))} MiB; "
              f"shard phase: {_fmt(r.get('shard_phase_slope_kib_per_prompt'))} KiB per prompt over the second half "

@@ -3,10 +3,9 @@
 A `CalibrationConfig` names a human set and judge models. `expand_settings` turns it into judge
 settings: every model x protocol (x scale for combined scoring) x order as a single judge, plus,
 on request, a plurality jury over every subset of two or more of the models (the Fellowship
-paper's 57 combinations of six judges) and a debate per model. `run_calibration` judges the set
-with each single judge once, reduces the jurors' verdicts per jury subset without a further call,
-and scores every setting against the human labels (`judges.scoring`-style entries built by
-`score_setting`). The run folder `<output_dir>/<run_id>/` receives `agreement.json`,
+paper's 57 combinations of six judges) and a debate per model. `calibrate` judges the set with
+each single judge once, reduces the jurors' verdicts per jury subset without a further call, and
+scores every setting against the human labels (`judges.scoring.score_setting`). The run folder `<output_dir>/<run_id>/` receives `agreement.json`,
 `judgments.parquet`, `report.html` and `report.md`; the request cache sits in `<output_dir>/cache.sqlite`,
 shared by every run there, so a rerun (or a wider sweep over the same models) repeats no finished call.
 
@@ -39,7 +38,7 @@ from factory.run_folder import atomic_write_json, atomic_write_parquet, atomic_w
 from judges.engine import JUDGMENT_SCHEMA
 from judges.human_sets import ColumnMapping, HumanSet, load_human_set
 from judges.jury import plurality
-from judges.scoring import human_ceiling, score_setting
+from judges.scoring import human_ceiling, order_verdicts, rank, read_judgments, score_judgments, score_setting
 from judges.settings import JudgeSetting, Order, Protocol
 from judges.table import judge_table
 
@@ -281,21 +280,6 @@ def reduce_jury(setting: JudgeSetting, juror_rows: dict[str, list[dict[str, Any]
     return rows
 
 
-def order_verdicts(rows: list[dict[str, Any]]) -> tuple[list[str | None], list[str | None]] | None:
-    """The verdicts of each item shown A-first and B-first (item orientation), from `order: both` rows'
-    votes; None when the rows do not carry both orders."""
-    ab: list[str | None] = []
-    ba: list[str | None] = []
-    for row in rows:
-        votes = row.get("votes")
-        votes = json.loads(votes) if isinstance(votes, str) else votes
-        if row.get("order") != "both" or not isinstance(votes, list) or len(votes) != 2:
-            return None
-        ab.append(votes[0])
-        ba.append(votes[1])
-    return ab, ba
-
-
 def _jury_order_verdicts(
     jury: JudgeSetting, rows: dict[str, list[dict[str, Any]]]
 ) -> tuple[list[str | None], list[str | None]] | None:
@@ -415,112 +399,6 @@ def _describe(setting: JudgeSetting) -> dict[str, Any]:
         "structured": setting.structured,
         "reducer": setting.reducer if setting.kind == "jury" else None,
     }
-
-
-def rank(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Entries sorted by kappa, best first (undefined kappas last), each with its `rank`."""
-    ordered = sorted(entries, key=lambda e: (e["kappa"] is None, -(e["kappa"] or 0.0), e["setting_id"]))
-    return [{"rank": i + 1, **e} for i, e in enumerate(ordered)]
-
-
-# ---------------------------------------------------------------- existing judgments
-
-
-def read_judgments(path: str | Path) -> pl.DataFrame:
-    """A judgments file (parquet, jsonl, json or csv) with at least `item_id` and `verdict`."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"judgments file not found: {path}")
-    try:
-        if path.suffix == ".parquet":
-            frame = pl.read_parquet(path)
-        elif path.suffix in (".jsonl", ".ndjson"):
-            frame = pl.read_ndjson(path, infer_schema_length=None)
-        elif path.suffix == ".json":
-            frame = pl.DataFrame(json.loads(path.read_text(encoding="utf-8")), infer_schema_length=None)
-        elif path.suffix == ".csv":
-            frame = pl.read_csv(path)
-        else:
-            raise UserError(f"{path}: judgments must be .parquet, .jsonl, .json or .csv")
-    except UserError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - polars raises several unrelated types for unreadable files
-        raise UserError(
-            f"{path}: cannot read judgments ({str(exc).splitlines()[0] if str(exc) else exc})"
-        ) from None
-    missing = [c for c in ("item_id", "verdict") if c not in frame.columns]
-    if missing:
-        raise UserError(
-            f"{path}: judgments lack column(s) {', '.join(missing)}; have {', '.join(frame.columns)}"
-        )
-    return frame
-
-
-def _verdict(value: Any, where: str) -> str | None:
-    if value is None:
-        return None
-    text = str(value).strip()
-    mapped = {"a": "A", "b": "B", "tie": "tie", "c": "tie", "": None, "none": None, "null": None}.get(
-        text.lower(), "?"
-    )
-    if mapped == "?":
-        raise UserError(f"{where}: verdict {value!r} is not A, B, tie or empty")
-    return mapped
-
-
-def _list_value(value: Any) -> list[str]:
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            return [value]
-    return [str(v) for v in value] if isinstance(value, list) else ([] if value is None else [str(value)])
-
-
-def score_judgments(
-    frame: pl.DataFrame, human: HumanSet, *, n_boot: int = 1000, seed: int = 0, source: str = "judgments"
-) -> list[dict[str, Any]]:
-    """Agreement entries for judgments already made, one per `judge_id` (no model is called)."""
-    known = set(human.frame["id"].to_list())
-    if "judge_id" not in frame.columns:
-        frame = frame.with_columns(pl.lit(source).alias("judge_id"))
-    records = frame.with_columns(pl.col("item_id").cast(pl.String)).to_dicts()
-    if not any(r["item_id"] in known for r in records):
-        example = records[0]["item_id"] if records else "(none)"
-        raise UserError(
-            f"no judgment item_id matches the human set's ids (e.g. {example!r} vs {human.frame['id'][0]!r})"
-        )
-    entries = []
-    for judge_id, group in itertools.groupby(
-        sorted(records, key=lambda r: str(r["judge_id"])), key=lambda r: str(r["judge_id"])
-    ):
-        rows = []
-        for r in group:
-            if r["item_id"] in known:
-                rows.append(
-                    {**r, "verdict": _verdict(r["verdict"], f"judge {judge_id}, item {r['item_id']}")}
-                )
-        ids = {r["item_id"] for r in rows}
-        subset = HumanSet(human.name, human.frame.filter(pl.col("id").is_in(list(ids))), human.annotators)
-        first = rows[0]
-        meta = {
-            "setting_id": judge_id,
-            "kind": first.get("kind") or "judge",
-            "models": _list_value(first.get("models")),
-            "protocol": first.get("protocol"),
-            "scale": first.get("scale"),
-            "order": first.get("order"),
-            "structured": None,
-            "reducer": None,
-        }
-        ordered = {r["item_id"]: r for r in rows}
-        aligned = [ordered[i] for i in subset.frame["id"]]
-        # Judgments made in both orders carry both verdicts in `votes`: position bias comes for free.
-        per_order = (
-            order_verdicts(aligned) if all(r.get("kind", "judge") != "jury" for r in aligned) else None
-        )
-        entries.append(score_setting(meta, aligned, subset, per_order=per_order, n_boot=n_boot, seed=seed))
-    return rank(entries)
 
 
 # ---------------------------------------------------------------- the whole run

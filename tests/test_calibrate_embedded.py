@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +42,12 @@ if not CHROMIUM.exists():
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright Python package")
 
 
-def test_embedded_judge_calibration_and_report(
-    tmp_path: Path, shared_data: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    out_dir = tmp_path / "out"
+def test_embedded_judge_calibration_and_report(shared_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The output folder (and its request cache) lives in test-artifacts/: a rerun of this slow test
+    # answers every finished call from the cache. Delete its cache.sqlite to measure from scratch.
+    out_dir = ARTIFACTS / "calibrate_embedded"
+    for old in out_dir.glob("calibrate-*"):
+        shutil.rmtree(old)
     # Constrained JSON keeps the 135M judge's replies parseable; a short reply keeps it to minutes.
     main(
         [

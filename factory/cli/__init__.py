@@ -40,9 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     args = [a for a in args if a != "--debug"]
     try:
         _register_commands()
-        code = app(args=args, standalone_mode=False)
-        if isinstance(code, int) and code:
-            sys.exit(code)  # `raise typer.Exit(n)` comes back as a return value without standalone mode
+        app(args=args, standalone_mode=False)
     except UserError as exc:
         if debug:
             raise

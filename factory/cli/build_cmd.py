@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -124,7 +125,9 @@ def _summary(run_dir: Path, m: dict[str, Any]) -> None:
                       f"factory build --resume {run_dir}{hint}")
     print(run_dir)
     if m.get("stopped_reason"):
-        raise typer.Exit(3)  # not an error, but not done: scripts and schedules must be able to tell
+        # Not an error, but not done: scripts and schedules must be able to tell. (typer.Exit would come
+        # back as a return value, since the CLI runs click without standalone mode.)
+        sys.exit(3)
 
 
 def register(app: typer.Typer) -> None:
