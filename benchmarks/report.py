@@ -173,11 +173,13 @@ def findings(records: dict[str, dict[str, Any]]) -> list[str]:
     tp = records.get("throughput", {}).get("results")
     if tp and tp.get("gateway_only"):
         bare, gw = tp["baseline_bare_litellm"]["cpu_ms_per_call"], tp["gateway_only"]["cpu_ms_per_call"]
-        builds = [b["cpu_ms_per_call"] for b in tp["builds"] if b["concurrency"] >= 64]
+        builds = [b.get("shards_cpu_ms_per_call") or b["cpu_ms_per_call"] for b in tp["builds"]
+                  if b["concurrency"] >= 64]
         build = min(builds) if builds else None
         out.append(
             f"CPU per call: bare litellm {_fmt(bare)} ms, `Gateway.complete` alone {_fmt(gw)} ms, full build "
-            f"{_fmt(build)} ms (C >= 64). The gateway itself (cache, usage, limits) costs little; py-spy on a build "
+            f"{_fmt(build)} ms (C >= 64, shard phase). The gateway itself (cache, usage, limits) costs little; py-spy "
+            "on a build (2026-11-27) "
             "puts about 85% of the factory's own per-call CPU in LangGraph (`Pregel` + langchain_core config and "
             "callbacks, roughly 1.2 ms per node step on this machine), three graph runs per prompt (generation, "
             "judge, rationale). Where the client is CPU-bound (C = 64 and 256 on 2 cores) that, plus litellm's "

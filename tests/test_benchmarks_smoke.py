@@ -70,8 +70,9 @@ def test_vs_distilabel_quick_runs_the_same_call_graph(tmp_path: Path) -> None:
     r = run_one("vs_distilabel", quick(tmp_path))["results"]
     [entry] = r["rounds"]
     factory = entry["factory"]
-    assert factory["judged"] == entry["prompts"]  # every prompt judged once
-    assert factory["server_calls"] == 3 * entry["prompts"]  # 2 generations + 1 judge, no rationale
+    # Two generations per prompt, one judge call per prompt whose two answers differ, no rationale.
+    assert 0 < factory["judged"] <= entry["prompts"]
+    assert factory["server_calls"] == 2 * entry["prompts"] + factory["judged"]
     assert factory["peak_in_flight"] <= factory["concurrency"]
     distilabel = entry["distilabel"]
     if "skipped" not in distilabel:  # its venv exists only where a full run created it
