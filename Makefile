@@ -8,6 +8,10 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export HF_HUB_OFFLINE := 1
+# Public sets are downloaded from their canonical URLs when online; offline, a local copy with the
+# same layout is used. The team's shared copy sits next to the checkout: use it unless told otherwise.
+FACTORY_DATA_DIR ?= $(if $(wildcard ../shared/data/calibration),$(abspath ../shared/data))
+export FACTORY_DATA_DIR
 
 .PHONY: install demo test test-embedded test-fast bench clean
 
