@@ -9,7 +9,9 @@ Counts follow the configured workflows, per prompt:
   costs 1 call per order shown (2 with `order: both`), 2 for independent scoring, roles x rounds + roles
   for a debate, summed over a jury's jurors; every judge conversation may be re-prompted once;
 * rationales: one writer call per pair (+ a verifier call with `verify`; rewrites up to `max_rewrites`);
-* MAPL variants: code-verified, no calls unless `variants.fresh` (fresh_samples calls per prompt).
+* MAPL variants: code-verified, no calls unless `variants.fresh` (fresh_samples calls per prompt);
+* the quality gate: `gate.human_set_limit` comparisons of the human set under the build's judge
+  setting (sized from the set's own texts when it is available locally, else from the prompts).
 
 `calls` is what a build without re-prompts, rewrites or early stops makes; `max_calls` is the upper
 bound. Tokens are upper bounds too: prompts are counted at about 4 characters per token, and every
@@ -25,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from factory.config import BuildConfig, FeedbackLoopWorkflow, SingleAgentWorkflow
+from factory.errors import UserError
 from factory.sources import Prompt
 from judges.protocols import render_pairwise, render_single
 from judges.settings import JudgeSetting
@@ -116,12 +119,13 @@ def _pairwise_overhead(setting: JudgeSetting) -> int:
     return tokens("\n".join(m["content"] for m in messages))
 
 
-def _judge(tally: _Tally, setting: JudgeSetting, comparisons: int, question: int, answer: int) -> None:
+def _judge(tally: _Tally, setting: JudgeSetting, comparisons: int, question: int, answer: int,
+           stage: str = "judge") -> None:
     """Calls of `comparisons` comparisons under one judge setting (recursing into a jury)."""
     if setting.kind == "jury":
         jurors = setting.juror_settings() if hasattr(setting, "juror_settings") else ()
         for juror in jurors:
-            _judge(tally, juror, comparisons, question, answer)
+            _judge(tally, juror, comparisons, question, answer, stage)
         return
     role = setting.models[0]
     views = 2 if setting.order == "both" else 1
@@ -131,13 +135,13 @@ def _judge(tally: _Tally, setting: JudgeSetting, comparisons: int, question: int
         speeches = len(setting.debate.roles) * setting.debate.rounds
         scorers = len(setting.debate.roles)
         per_call = overhead + question + 2 * answer + speeches * judge_out
-        tally.add("judge", role, comparisons * views * (speeches + scorers),
+        tally.add(stage, role, comparisons * views * (speeches + scorers),
                   comparisons * views * (speeches + 2 * scorers), per_call)
     elif setting.protocol == "independent":
         # Each answer alone, whatever the order; a re-prompt repeats the conversation plus the reply.
-        tally.add("judge", role, comparisons * 2, comparisons * 4, overhead + question + answer + judge_out)
+        tally.add(stage, role, comparisons * 2, comparisons * 4, overhead + question + answer + judge_out)
     else:
-        tally.add("judge", role, comparisons * views, comparisons * views * 2,
+        tally.add(stage, role, comparisons * views, comparisons * views * 2,
                   overhead + question + 2 * answer + judge_out)
 
 
@@ -217,10 +221,32 @@ def estimate_build(config: BuildConfig, prompts: Sequence[Prompt], rejected: int
             samples = getattr(v, "fresh_samples", 0)
             tally.add("variants", getattr(v, "fresh_role", "generator"), samples, samples,
                       _WRAPPER_TOKENS + question)
+    _gate(tally, config, prompts)
     for line in tally.lines.values():
         line.cost_usd = estimate_cost(line.model, line.prompt_tokens, line.completion_tokens)
     budget = {k: v for k, v in config.budget.model_dump().items() if v is not None}
     return BuildEstimate(prompts=len(prompts), rejected=rejected, lines=list(tally.lines.values()), budget=budget)
+
+
+def _gate(tally: _Tally, config: BuildConfig, prompts: Sequence[Prompt]) -> None:
+    """The gate's judge calls: one comparison per human-set item it checks."""
+    gate = config.gate
+    if not gate.enabled or not gate.human_set:
+        return
+    from judges.human_sets import load_human_set
+
+    try:
+        frame = load_human_set(gate.human_set, limit=gate.human_set_limit).frame
+    except UserError:  # not available (offline, no local copy): size the items like the build's prompts
+        items = gate.human_set_limit
+        question = math.ceil(sum(tokens(t) for p in prompts for t in p.turns) / max(1, len(prompts)))
+        answer = max((spec.max_tokens for spec in config.models.values()), default=question)
+    else:
+        items = frame.height
+        question = math.ceil(sum(tokens(t) for t in frame["prompt"].to_list()) / max(1, items))
+        texts = frame["response_a"].to_list() + frame["response_b"].to_list()
+        answer = math.ceil(sum(tokens(t) for t in texts) / max(1, len(texts)))
+    _judge(tally, config.judging.setting, items, question, answer, stage="gate")
 
 
 def _money(value: float | None) -> str:

@@ -132,10 +132,6 @@ def _advice(settings: GateSettings, checks: list[dict[str, Any]], judge: str) ->
 
 async def run_gate_async(ctx: BuildContext, tables: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
     """Measure, check, write agreement.json + report into the run folder; return the manifest's `gate`."""
-    from judges.calibrate import build_agreement, evaluate, write_outputs
-    from judges.human_sets import load_human_set
-    from judges.scoring import juror_agreement
-
     settings = ctx.config.gate
     setting = ctx.config.judging.setting
     if not settings.enabled:
@@ -146,6 +142,11 @@ async def run_gate_async(ctx: BuildContext, tables: Mapping[str, pl.DataFrame]) 
             "figures": {},
             "note": "the gate is disabled in the config (gate.enabled: false): nothing was checked",
         }
+    # Imported here, after the enabled check: scikit-learn and the report stack cost seconds to import.
+    from judges.calibrate import build_agreement, evaluate, write_outputs
+    from judges.human_sets import load_human_set
+    from judges.scoring import juror_agreement
+
     judgments = tables.get("judgments", pl.DataFrame())
     figures: dict[str, Any] = {}
     notes: dict[str, str] = {}

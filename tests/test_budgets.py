@@ -147,3 +147,21 @@ def test_estimate_matches_the_workflows_a_build_runs(tmp_path: Path) -> None:
     assert usage["calls"] <= estimate.max_calls
     assert usage["prompt_tokens"] + usage["completion_tokens"] <= estimate.total_tokens
     assert 0 < usage["cost_usd"] <= estimate.cost_usd
+
+
+def test_estimate_counts_the_gate_judging_the_human_set(tmp_path: Path, shared_data: Path) -> None:
+    """With the gate on, the judge also judges `human_set_limit` human-set items: the estimate books
+    them under `gate`, and the build's gate makes that many calls."""
+    with FakeLLMServer() as server:
+        config = build_config(server.base_url, tmp_path, prompts=3,
+                              gate={"enabled": True, "human_set": "pandalm", "human_set_limit": 5, "min_kappa": 0.0})
+        spec = parse_config(config)
+        prompts, rejected = load_build_prompts(spec)
+        estimate = estimate_build(spec, prompts, len(rejected))
+        result = run_build(spec)
+    gate_lines = [line for line in estimate.lines if line.stage == "gate"]
+    assert [(line.role, line.calls, line.max_calls) for line in gate_lines] == [("judge", 5, 10)]
+    judge_calls = result.manifest["llm"]["by_role"]["judge"]["calls"]
+    build_judge = sum(line.calls for line in estimate.lines if line.stage == "judge")
+    assert judge_calls == build_judge + 5  # no re-prompts: the fake server's replies all parse
+    assert gate_lines[0].prompt_tokens > 0
