@@ -15,6 +15,7 @@ from judges.outcome import Usage, error_reason
 from judges.protocols import (
     INVALID_STRUCTURED,
     Parsed,
+    TRUNCATED,
     Protocol,
     parse_combined,
     parse_direct,
@@ -71,6 +72,15 @@ def parse_reply(protocol: Protocol, text: str, scale: int) -> Parsed:
     return parse_single_score(text, scale)
 
 
+def _unless_cut(parsed: Parsed, protocol: Protocol, text: str, scale: int) -> Parsed:
+    """A free-text reply stopped at max_tokens: only its last line can be cut off (a "10/10" cut to
+    "1"), so its verdict stands only if the reply without that line says the same."""
+    if not parsed.scored:
+        return parsed
+    complete_lines = text.rstrip("\n").rpartition("\n")[0]
+    return parsed if parse_reply(protocol, complete_lines, scale) == parsed else Parsed(unscored_reason=TRUNCATED)
+
+
 async def ask(gateway: Gateway, target: Target, messages: list[dict[str, Any]], *, protocol: Protocol,
               scale: int, structured: bool, tag: str | None) -> Asked:
     """Send `messages`, parse the reply as `protocol`, and on failure re-prompt exactly once.
@@ -97,6 +107,8 @@ async def ask(gateway: Gateway, target: Target, messages: list[dict[str, Any]], 
             raws.append(completion.text)
             parsed = (verdict_from_structured(protocol, completion.parsed, scale)
                       if completion.parsed is not None else parse_reply(protocol, completion.text, scale))
+            if completion.parsed is None and completion.finish_reason == "length":
+                parsed = _unless_cut(parsed, protocol, completion.text, scale)
         if parsed.scored or attempt == 1:
             break
         messages = [*messages, {"role": "assistant", "content": raws[-1]},

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from factory.llm import Budget, Gateway, GatewaySettings, ModelSpec
-from factory.testing import FakeLLMServer, Rule
+from factory.testing import Fault, FakeLLMServer, Rule
 from judges.engine import judge_pair
 from judges.protocols import parse_combined
 from judges.settings import DebateSettings, JudgeSetting
@@ -191,6 +191,27 @@ async def test_reprompt_that_succeeds_gives_a_verdict() -> None:
         row = await judge(gateway(server, "judge"), JudgeSetting())
         assert server.stats.calls == 2
     assert row["verdict"] == "B" and len(json.loads(row["raw"])) == 2
+
+
+async def test_reply_cut_at_max_tokens_inside_a_score_is_truncated_not_misread() -> None:
+    """The server cuts every reply at half with finish_reason "length". Padded so the cut falls
+    inside "10/10", the cut reply reads "B: 1", which must not become a win for A."""
+    full = "### Score Assistant A: 8/10\n### Score Assistant B: 10/10"
+    cut_at = full.index("10/10") + 1  # keep "1" of B's score
+    reply = full + "\n" + "x" * (2 * cut_at - len(full) - 1)
+    assert reply[: len(reply) // 2].endswith("B: 1")
+    with FakeLLMServer(rules=[Rule(reply=reply)], faults=Fault(rate_truncated=1.0)) as server:
+        row = await judge(gateway(server, "judge"), JudgeSetting())
+        assert server.stats.calls == 2  # the cut reply was re-prompted once
+    assert row["verdict"] is None and row["unscored_reason"] == "truncated"
+
+
+async def test_reply_cut_at_max_tokens_after_its_scores_keeps_its_verdict() -> None:
+    reply = combined(3, 8) + "\n" + "The second answer is right and the first is not. " * 4
+    with FakeLLMServer(rules=[Rule(reply=reply)], faults=Fault(rate_truncated=1.0)) as server:
+        row = await judge(gateway(server, "judge"), JudgeSetting())
+        assert server.stats.calls == 1
+    assert row["verdict"] == "B"
 
 
 async def test_structured_output_is_requested_and_invalid_json_is_reprompted_once() -> None:
