@@ -100,6 +100,9 @@ class PairSettings(_Section):
                               "to keep a pair.")
     keep_ties: bool = Field(False, description="Keep items the judge called a tie (as weak pairs).")
     keep_inconsistent: bool = Field(False, description="Keep items whose verdict flipped under order swap.")
+    keep_injection_flagged: bool = Field(False, description="Keep pairs whose chosen answer contains judge-format "
+                                         "markers (a fake '### Answer:' or score line): such a win may be an "
+                                         "injection that fooled the judge, so by default the pair is dropped.")
     target_pairs: int | None = Field(None, ge=1, description="Stop once this many judged pairs are accepted: "
                                      "shards run in order and no new shard starts after the target is reached "
                                      "(shards in flight finish, so it may overshoot a little).")

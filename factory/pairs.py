@@ -13,9 +13,12 @@ transitivity, with the judgment that knocked it out as its evidence (`direct` = 
 
 Each pair keeps its margin (the score difference in the judge's points, chosen minus rejected; None
 for unscored protocols such as `direct`) as its preference strength, and the jurors' votes oriented
-to the pair (`A` = chosen, `B` = rejected), the way `factory annotate` reads them.
+to the pair (`A` = chosen, `B` = rejected), the way `factory annotate` reads them. A pair whose chosen
+answer speaks in the judge's own format (`### Answer:`, score lines, the template's delimiters) is
+dropped unless `keep_injection_flagged`: on small judges such text wins most comparisons it is in.
 
     >>> from factory.config import PairSettings
+from judges.protocols import injection_markers
     >>> cands = [{"candidate_id": "c1", "content_hash": "h1", "text": "4"},
     ...          {"candidate_id": "c2", "content_hash": "h2", "text": "5"}]
     >>> j = {"judgment_id": "j1", "candidate_a": "c1", "candidate_b": "c2", "verdict": "A",
@@ -35,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from factory.config import PairSettings
+from judges.protocols import injection_markers
 
 Row = dict[str, Any]
 
@@ -184,6 +188,8 @@ def select_pairs(prompt_id: str, turns: Sequence[str], candidates: Sequence[Row]
             dropped["tie"] += 1
         elif margin is not None and margin < settings.min_margin:
             dropped["below_min_margin"] += 1
+        elif not settings.keep_injection_flagged and injection_markers(chosen["text"]):
+            dropped["chosen_injection_flagged"] += 1  # its win may come from talking to the judge
         else:
             pairs.append(_pair_row(prompt_id, turns, chosen, rejected, ev, margin, settings.rule))
 
