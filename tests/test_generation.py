@@ -11,7 +11,7 @@ from factory.config import FeedbackLoopWorkflow, SingleAgentWorkflow, parse_conf
 from factory.llm import Gateway, ModelSpec
 from factory.pipeline import run_build
 from factory.sources import Prompt
-from factory.testing import FakeLLMServer, Rule
+from factory.testing import Fault, FakeLLMServer, Rule
 from factory.workflows.candidates import content_hash
 from factory.workflows.generation import generate_candidates
 
@@ -45,6 +45,17 @@ async def test_every_generator_answers_every_sample_turn_by_turn() -> None:
     assert first_turn_seeds == [("gen-a", 100), ("gen-a", 101), ("gen-b", 102), ("gen-b", 103)]
     assert len({row["content_hash"] for row in rows}) == 4
     assert all(row["prompt_tokens"] > 0 and row["completion_tokens"] > 0 for row in rows)
+
+
+async def test_candidates_record_whether_their_answer_was_cut_at_max_tokens() -> None:
+    with FakeLLMServer(faults=Fault(rate_truncated=1.0)) as server:
+        rows = await generate_candidates(gateway_for(server, "gen-a"), (SingleAgentWorkflow(generators=("gen-a",)),),
+                                         Prompt("p1", ("Explain tides.",), "test"))
+    assert [r["finish_reason"] for r in rows] == ["length"]
+    with FakeLLMServer() as server:
+        rows = await generate_candidates(gateway_for(server, "gen-a"), (SingleAgentWorkflow(generators=("gen-a",)),),
+                                         Prompt("p1", ("Explain tides.",), "test"))
+    assert [r["finish_reason"] for r in rows] == ["stop"]
 
 
 async def test_duplicates_across_workflows_name_the_first_candidate() -> None:

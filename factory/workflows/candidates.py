@@ -39,7 +39,9 @@ def candidate_row(*, prompt_id: str, workflow: str, kind: str, role: str, step: 
     summing tokens and cost over a workflow's rows gives the workflow's spend.
     """
     text = answers[-1]
-    model = next((c.model for c in completions if c.role == role), "")
+    own = [c for c in completions if c.role == role]
+    model = own[0].model if own else ""
+    final = next((c for c in reversed(own) if c.text == text), None)  # the call that wrote `text`
     return {
         "candidate_id": candidate_id(prompt_id, workflow, role, sample, step),
         "prompt_id": prompt_id,
@@ -61,6 +63,8 @@ def candidate_row(*, prompt_id: str, workflow: str, kind: str, role: str, step: 
         "completion_tokens": sum(c.completion_tokens for c in completions),
         "cost_usd": sum(c.cost_usd for c in completions),
         "cached_calls": sum(1 for c in completions if c.cached),
+        # "length" means the final answer was cut at max_tokens: worth knowing before training on it.
+        "finish_reason": final.finish_reason if final else None,
         "content_hash": content_hash(text),
         "duplicate_of": None,
     }
