@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import math
 import os
 import threading
 import time
@@ -87,7 +88,7 @@ class LocalLlama:
         response_format = params.get("response_format")
         if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
             schema = response_format.get("json_schema", {}).get("schema")
-            kwargs["response_format"] = {"type": "json_object", "schema": schema}
+            kwargs["response_format"] = {"type": "json_object", "schema": grammar_friendly(schema)}
         elif isinstance(response_format, dict) and response_format.get("type") == "json_object":
             kwargs["response_format"] = {"type": "json_object"}
         return llama.create_chat_completion(**kwargs)
@@ -95,6 +96,33 @@ class LocalLlama:
     async def agenerate(self, messages: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self.generate, messages, params)
+
+
+# A bounded number with at most this many whole values becomes an enum of them for the grammar.
+_MAX_ENUM_VALUES = 101
+
+
+def grammar_friendly(schema: Any) -> Any:
+    """The schema with each bounded number (a judge's 0..10 score) turned into an enum of its whole
+    values, so the grammar itself keeps scores on the scale.
+
+    llama-cpp-python's JSON-schema-to-grammar conversion ignores `minimum` / `maximum`: the 135M model
+    then writes scores like 10.5, which our validation rightly rejects (an unscored judgment). An enum
+    is enforced; the cost is that the local model gives whole-number scores only.
+
+    >>> grammar_friendly({"type": "number", "minimum": 0, "maximum": 3, "description": "s"})
+    {'description': 's', 'enum': [0, 1, 2, 3]}
+    """
+    if isinstance(schema, list):
+        return [grammar_friendly(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    low, high = schema.get("minimum"), schema.get("maximum")
+    if (schema.get("type") in ("number", "integer") and isinstance(low, int | float) and isinstance(high, int | float)
+            and 0 <= high - low < _MAX_ENUM_VALUES):
+        keep = {k: v for k, v in schema.items() if k not in ("type", "minimum", "maximum")}
+        return {**keep, "enum": list(range(math.ceil(low), math.floor(high) + 1))}
+    return {key: grammar_friendly(value) for key, value in schema.items()}
 
 
 def _to_model_response(raw: dict[str, Any], model: str, model_response: ModelResponse | None) -> ModelResponse:
