@@ -14,8 +14,8 @@ from factory.llm import Completion, Gateway, LLMError, ModelSpec, OutputParseErr
 from judges.outcome import Usage, error_reason
 from judges.protocols import (
     INVALID_STRUCTURED,
-    Parsed,
     TRUNCATED,
+    Parsed,
     Protocol,
     parse_combined,
     parse_direct,

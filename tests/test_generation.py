@@ -11,7 +11,7 @@ from factory.config import FeedbackLoopWorkflow, SingleAgentWorkflow, parse_conf
 from factory.llm import Gateway, ModelSpec
 from factory.pipeline import run_build
 from factory.sources import Prompt
-from factory.testing import Fault, FakeLLMServer, Rule
+from factory.testing import FakeLLMServer, Fault, Rule
 from factory.workflows.candidates import content_hash
 from factory.workflows.generation import generate_candidates
 

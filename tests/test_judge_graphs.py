@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from factory.llm import Budget, Gateway, GatewaySettings, ModelSpec
-from factory.testing import Fault, FakeLLMServer, Rule
+from factory.testing import FakeLLMServer, Fault, Rule
 from judges.engine import judge_pair
 from judges.protocols import parse_combined
 from judges.settings import DebateSettings, JudgeSetting
