@@ -67,19 +67,20 @@ def finalize_only(run_dir: Path) -> dict[str, Any]:
     """Run the build's `finalize` on an existing run folder (shards done); no model is called."""
     from factory.config import load_config
     from factory.llm import Gateway
+    from factory.pipeline import finalize as finalize_module
     from factory.pipeline import runner
     from factory.pipeline.context import BuildContext
     from factory.run_folder import RunFolder
 
     phases: dict[str, float] = {}
-    plain_write = getattr(runner, "write_dataset", None)
+    plain_write = getattr(finalize_module, "write_dataset", None)
     if plain_write is not None:
         def traced_write(*args: Any, **kwargs: Any) -> Any:
             # RSS once every table is merged, and the peak the dataset build adds on top of it.
             phases["rss_tables_merged_mib"] = _rss_now_mib()
             return plain_write(*args, **kwargs)
 
-        runner.write_dataset = traced_write  # type: ignore[attr-defined]
+        finalize_module.write_dataset = traced_write  # type: ignore[attr-defined]
     run = RunFolder.open(run_dir)
     config = load_config(run.config_path)
     gateway = Gateway(config.models, config.gateway, cache_path=run.cache_path, budget=config.budget)

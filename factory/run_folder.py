@@ -108,8 +108,8 @@ class RunFolder:
     def shard_done(self, stage: str, shard: int) -> bool:
         return self.shard_path(stage, shard).is_file()
 
-    def read_stage(self, stage: str, kind: str = "rows") -> pl.DataFrame | None:
-        """All shard files of a stage concatenated in shard order, or None when there are none."""
+    def stage_files(self, stage: str, kind: str = "rows") -> list[Path]:
+        """The finished shard files of a stage, in shard order."""
         folder = self.root / "stages" / stage
         suffix = "" if kind == "rows" else f".{kind}"
         pattern = re.compile(rf"^shard-\d{{5}}{re.escape(suffix)}\.parquet$")
@@ -117,9 +117,18 @@ class RunFolder:
         if kind != "rows":
             # Only finished shards count: a failures file is written just before its rows file.
             files = [p for p in files if (folder / (p.name[:11] + ".parquet")).is_file()]
-        frames = [pl.read_parquet(p) for p in files]
-        frames = [f for f in frames if f.height > 0]
-        return pl.concat(frames, how="diagonal_relaxed") if frames else None
+        return files
+
+    def scan_stage(self, stage: str, kind: str = "rows") -> pl.LazyFrame | None:
+        """All non-empty shard files of a stage as one lazy frame (columns unioned, types widened, as
+        `read_stage`), or None when there are none: a merge can stream it instead of holding it."""
+        scans = [pl.scan_parquet(p) for p in self.stage_files(stage, kind) if _parquet_rows(p) > 0]
+        return pl.concat(scans, how="diagonal_relaxed") if scans else None
+
+    def read_stage(self, stage: str, kind: str = "rows") -> pl.DataFrame | None:
+        """All shard files of a stage concatenated in shard order, or None when there are none."""
+        scan = self.scan_stage(stage, kind)
+        return None if scan is None else scan.collect()
 
     def prepare_resume(self, retry_markers: tuple[str, ...]) -> list[int]:
         """Get the folder ready to resume: drop temporary files left by a killed writer, and reopen
@@ -166,6 +175,10 @@ def _records_marker(path: Path, markers: tuple[str, ...]) -> bool:
             if any(values.str.contains(m, literal=True).any() for m in markers):
                 return True
     return False
+
+
+def _parquet_rows(path: Path) -> int:
+    return pl.scan_parquet(path).select(pl.len()).collect().item()
 
 
 def rows_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:

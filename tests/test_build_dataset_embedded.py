@@ -11,7 +11,7 @@ import pytest
 from datasets import load_dataset, load_from_disk
 
 from factory.config import parse_config
-from factory.dataset import reverify_dataset_row
+from factory.dataset_rows import reverify_dataset_row
 from factory.mapl import reverify
 from factory.pipeline import run_build
 

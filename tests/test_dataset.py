@@ -12,14 +12,10 @@ from datasets import load_dataset, load_from_disk
 from huggingface_hub import DatasetCard
 
 from factory.config import parse_config
-from factory.dataset import (
-    dedupe,
-    dpo_rows,
-    kto_rows,
-    reverify_dataset_row,
-    split_test_prompts,
-    write_dataset,
-)
+from factory.dataset import write_dataset
+from factory.dataset_decide import KTO_FIRST, KTO_SECOND, PairDedupe, decide, split_test_prompts
+from factory.dataset_rows import dpo_rows, kto_row, reverify_dataset_row
+from factory.dataset_sources import DatasetSources
 from factory.llm import Gateway
 from factory.pipeline.context import BuildContext
 from factory.run_folder import RunFolder, rows_frame
@@ -109,18 +105,20 @@ def test_exact_and_near_duplicates_are_removed_within_a_prompt_only(built: Any) 
 
 
 def test_dedupe_thresholds() -> None:
-    def row(chosen: str, rejected: str = "no") -> dict[str, Any]:
-        return {"prompt": [{"role": "user", "content": "q"}], "chosen": [{"role": "assistant", "content": chosen}],
-                "rejected": [{"role": "assistant", "content": rejected}]}
+    def kept(threshold: float) -> int:
+        dedupe = PairDedupe(threshold)
+        return sum(dedupe.keep("q", chosen, "no") for chosen in
+                   (LONG, LONG.replace("Friday", "Monday"), "A different answer entirely, short."))
 
-    rows = [row(LONG), row(LONG.replace("Friday", "Monday")), row("A different answer entirely, short.")]
-    assert [len(x) for x in (dedupe(rows, 0.8)[0], dedupe(rows, 0.95)[0])] == [2, 3]
+    assert [kept(0.8), kept(0.95)] == [2, 3]
 
 
 def test_kto_leaves_out_an_answer_that_is_both_chosen_and_rejected() -> None:
     pairs = pl.DataFrame([judged(1, "best", "middle"), {**judged(1, "middle", "worst"), "pair_id": "x"}])
-    rows, conflicts = kto_rows(dpo_rows(pairs), [])
-    assert conflicts == 1
+    decisions = decide(DatasetSources.from_frames(pairs, None), 0.9)
+    rows = [kto_row(row, candidate) for row, flag in zip(dpo_rows(pairs), decisions.pairs[0], strict=True)
+            for candidate, bit in enumerate((KTO_FIRST, KTO_SECOND)) if flag & bit]
+    assert decisions.kto_conflicts == 1
     assert sorted((r["completion"][0]["content"], r["label"]) for r in rows) == [("best", True), ("worst", False)]
 
 

@@ -12,10 +12,11 @@ from factory.pipeline.context import BuildContext
 from factory.run_folder import atomic_write_json
 
 
-def write_manifest(ctx: BuildContext, tables: dict[str, pl.DataFrame], stopped: str | None,
+def write_manifest(ctx: BuildContext, rows: dict[str, int], stopped: str | None,
                    gate: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Write manifest.json. `gate` is the quality gate's outcome (`factory.gate`); `approved` is its
-    verdict, which publishing and trainer hand-off read (a build without a gate result is not approved)."""
+    """Write manifest.json. `rows` holds the row counts of the run's tables; `gate` is the quality gate's
+    outcome (`factory.gate`); `approved` is its verdict, which publishing and trainer hand-off read (a
+    build without a gate result is not approved)."""
     prompts = pl.read_parquet(ctx.run.table("prompts"))
     usage = ctx.gateway.usage.snapshot()
     manifest: dict[str, Any] = {
@@ -26,10 +27,10 @@ def write_manifest(ctx: BuildContext, tables: dict[str, pl.DataFrame], stopped: 
         "stopped_reason": stopped,
         "counts": {
             "prompts": prompts.height,
-            "candidates": tables["candidates"].height,
-            "judgments": tables["judgments"].height,
-            "pairs": tables["pairs"].height,
-            "failures": tables["failures"].height,
+            "candidates": rows["candidates"],
+            "judgments": rows["judgments"],
+            "pairs": rows["pairs"],
+            "failures": rows["failures"],
         },
         "llm": usage,
         "models": {role: spec.model for role, spec in ctx.config.models.items()},

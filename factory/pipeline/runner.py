@@ -18,13 +18,11 @@ from typing import Any
 import polars as pl
 
 from factory.config import BuildConfig, dump_config, load_config
-from factory.dataset import collect_pair_tables, write_dataset
 from factory.llm import Gateway
 from factory.pipeline import stages
 from factory.pipeline.context import BuildContext
-from factory.pipeline.manifest import write_manifest
-from factory.run_folder import (RunFolder, atomic_write_json, atomic_write_parquet, atomic_write_text, failures_frame,
-                                rows_frame)
+from factory.pipeline.finalize import finalize
+from factory.run_folder import RunFolder, atomic_write_parquet, atomic_write_text, rows_frame
 from factory.sources import Prompt, RejectedPrompt, load_prompts
 
 # Columns stored as JSON strings in parquet that stages read back as Python values.
@@ -179,36 +177,3 @@ def run_build(config: BuildConfig | None = None, *, resume_dir: str | Path | Non
     finally:
         gateway.close()
     return BuildResult(run.root, manifest)
-
-
-def finalize(ctx: BuildContext, loading_failures: list[dict[str, Any]], stopped: str | None) -> dict[str, Any]:
-    """Merge shard files into the run's tables, write the dataset and the manifest."""
-    run = ctx.run
-    tables: dict[str, pl.DataFrame] = {}
-    for stage, table in (("generate", "candidates"), ("judge", "judgments")):
-        frame = run.read_stage(stage)
-        tables[table] = frame if frame is not None else pl.DataFrame()
-    tables.update(collect_pair_tables(run))
-    for table, frame in tables.items():
-        atomic_write_parquet(run.table(table), frame)
-    failure_frames = [failures_frame(loading_failures)]
-    for stage in ("generate", "judge", "pairs", "rationales", "variants"):
-        frame = run.read_stage(stage, "failures")
-        if frame is not None:
-            failure_frames.append(frame)
-    failures = pl.concat(failure_frames, how="vertical_relaxed")
-    atomic_write_parquet(run.table("failures"), failures)
-    tables["failures"] = failures
-    # The gate writes agreement.json + report.html (also into dataset/, which the dataset writer keeps).
-    from factory.gate import run_gate
-
-    manifest = write_manifest(ctx, tables, stopped, gate=run_gate(ctx, tables))
-    # The dataset card quotes the manifest (gate figures), and the manifest counts the dataset's rows.
-    manifest["counts"]["dataset"] = write_dataset(run, ctx.config, tables, manifest)
-    manifest["counts"]["mapl_intra"] = tables["mapl_intra"].height
-    if ctx.config.pairs.target_pairs is not None:
-        judged = int((tables["pairs"]["source"] == "judged").sum()) if tables["pairs"].height else 0
-        manifest["target_pairs"] = {"target": ctx.config.pairs.target_pairs, "accepted": judged,
-                                    "reached": judged >= ctx.config.pairs.target_pairs}
-    atomic_write_json(run.manifest_path, manifest)
-    return manifest

@@ -1,0 +1,50 @@
+"""The end of a build: the run's tables merged from its shard files, the quality gate, the dataset
+and the manifest. Every step streams from the files on disk, so finalizing a build holds a shard's
+worth of rows at a time whatever the number of prompts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+
+from factory.dataset import write_dataset
+from factory.dataset_sources import DatasetSources
+from factory.pipeline.context import BuildContext
+from factory.pipeline.manifest import write_manifest
+from factory.run_folder import RunFolder, atomic_write_json
+from factory.run_tables import merge_tables
+
+# The judgments the gate measures (jury votes; both-order verdicts) and the columns it reads.
+_GATE_COLUMNS = ("kind", "order", "votes", "models")
+
+
+def gate_judgments(run: RunFolder) -> pl.DataFrame:
+    """The rows of judgments.parquet the quality gate reads, not the whole table."""
+    scan = pl.scan_parquet(run.table("judgments"))
+    names = scan.collect_schema().names()
+    wanted = [pl.col(c) == v for c, v in (("kind", "jury"), ("order", "both")) if c in names]
+    if not wanted:
+        return pl.DataFrame(schema={c: pl.Utf8 for c in _GATE_COLUMNS if c in names})
+    return scan.filter(pl.any_horizontal(wanted)).select([c for c in _GATE_COLUMNS if c in names]).collect()
+
+
+def finalize(ctx: BuildContext, loading_failures: list[dict[str, Any]], stopped: str | None) -> dict[str, Any]:
+    """Merge shard files into the run's tables, write the dataset and the manifest."""
+    from factory.gate import run_gate
+
+    run = ctx.run
+    rows = merge_tables(run, loading_failures)
+    # The gate writes agreement.json + report.html (also into dataset/, which the dataset writer keeps).
+    manifest = write_manifest(ctx, rows, stopped, gate=run_gate(ctx, {"judgments": gate_judgments(run)}))
+    # The dataset card quotes the manifest (gate figures), and the manifest counts the dataset's rows.
+    manifest["counts"]["dataset"] = write_dataset(run, ctx.config, DatasetSources.from_run(run), manifest)
+    manifest["counts"]["mapl_intra"] = rows["mapl_intra"]
+    if ctx.config.pairs.target_pairs is not None:
+        pairs = pl.scan_parquet(run.table("pairs"))
+        judged = (pairs.filter(pl.col("source") == "judged").select(pl.len()).collect().item()
+                  if "source" in pairs.collect_schema().names() else 0)
+        manifest["target_pairs"] = {"target": ctx.config.pairs.target_pairs, "accepted": judged,
+                                    "reached": judged >= ctx.config.pairs.target_pairs}
+    atomic_write_json(run.manifest_path, manifest)
+    return manifest
