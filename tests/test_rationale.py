@@ -45,11 +45,14 @@ async def test_writes_a_rationale_grounded_in_the_judges_notes() -> None:
     assert [r["rationale"] for r in rows] == ["It lists all three fruits the question asks for."] * 2
     assert {r["rationale_status"] for r in rows} == {"unverified"}
     assert rows[0]["pair_id"] == "pair1" and rows[0]["chosen"] == "Apple, pear and plum."
+    # The two pairs are written concurrently: their requests may reach the server in either order.
+    direct = [p for p in writer_prompts if "Assistant B is the REJECTED answer" in p]
+    other = [p for p in writer_prompts if "Assistant B is another answer" in p]
     # The judge's raw note reaches the writer, with its A/B names mapped to chosen and rejected.
-    assert NOTE in writer_prompts[0]
-    assert "Assistant A is the CHOSEN answer, Assistant B is the REJECTED answer" in writer_prompts[0]
+    assert len(direct) == 1 and NOTE in direct[0]
+    assert "Assistant A is the CHOSEN answer, Assistant B is the REJECTED answer" in direct[0]
     # pair2's rejected answer (c3) never met the judge: the note names it as another answer.
-    assert "Assistant B is another answer" in writer_prompts[1]
+    assert len(other) == 1
 
 
 async def test_verifier_rejects_then_the_rewrite_is_accepted() -> None:

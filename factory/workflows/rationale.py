@@ -11,8 +11,8 @@ rewrites, or whose writer call fails, leaves the pairs table and goes to the fai
 `rationales`, the reason, and every attempt in `raw`). Nothing is lost: the pair stays in
 `stages/pairs/` and its candidates in `candidates.parquet`.
 
-    graph = build_rationale_graph(gateway, RationaleSettings(verify=True), verifier="judge")
-    state = await graph.ainvoke(initial_state(pair, judgments))
+    graph = rationale_graph(RationaleSettings(verify=True), verifier="judge")
+    state = await graph.ainvoke(initial_state(pair, judgments), context=GatewayContext(gateway))
     state["status"], state["rationale"]
 """
 
@@ -20,18 +20,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, TypedDict
 
 import jinja2
 from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field
 
 from factory.concurrency import map_bounded
 from factory.config import RationaleSettings
 from factory.llm import Gateway, LLMError, OutputParseError
 from factory.pairs import load_json
+from factory.workflows.single_agent import GatewayContext
 
 Row = dict[str, Any]
 _NOTE_CHARS = 1500  # per judge note: enough for an evaluation paragraph, bounded for small context windows
@@ -110,11 +112,17 @@ def _clean(text: str) -> str:
     return text
 
 
-def build_rationale_graph(gateway: Gateway, settings: RationaleSettings, verifier: str | None) -> Any:
-    """Compile the write -> verify (-> rewrite) graph. `verifier` is a role name, or None for no
-    second agent (only the code check that the rationale is not empty)."""
+@lru_cache(maxsize=32)
+def rationale_graph(settings: RationaleSettings, verifier: str | None) -> Any:
+    """The compiled write -> verify (-> rewrite) graph. `verifier` is a role name, or None for no
+    second agent (only the code check that the rationale is not empty).
 
-    async def write(state: RationaleState) -> RationaleState:
+    Compiled once per (settings, verifier), not per call: compiling costs about 7 ms, more than the
+    rest of a rationale's client-side work, and the build writes rationales prompt by prompt. The
+    gateway arrives at run time through LangGraph's runtime context (`GatewayContext`)."""
+
+    async def write(state: RationaleState, runtime: Runtime[GatewayContext]) -> RationaleState:
+        gateway = runtime.context.gateway
         previous = state.get("rationale")
         messages = _render("rationale.j2", question=state["question"], chosen=state["chosen"],
                            rejected=state["rejected"], evidence=state["evidence"], feedback=state.get("feedback"),
@@ -122,7 +130,8 @@ def build_rationale_graph(gateway: Gateway, settings: RationaleSettings, verifie
         reply = await gateway.complete(settings.role, messages, sample=state["attempts"], tag="rationale")
         return {"rationale": _clean(reply.text), "attempts": state["attempts"] + 1, "model": reply.model}
 
-    async def verify(state: RationaleState) -> RationaleState:
+    async def verify(state: RationaleState, runtime: Runtime[GatewayContext]) -> RationaleState:
+        gateway = runtime.context.gateway
         rationale = state.get("rationale") or ""
         if not rationale:
             check = RationaleCheck(supports_chosen=False, reason="the rationale is empty")
@@ -146,10 +155,11 @@ def build_rationale_graph(gateway: Gateway, settings: RationaleSettings, verifie
             out["status"], out["reason"] = "rejected", check.reason
         return out
 
-    def route(state: RationaleState) -> str:
+    async def route(state: RationaleState) -> str:
+        # A coroutine on purpose: LangGraph runs a plain function of an async graph in a thread pool.
         return END if state["accepted"] or state.get("status") == "rejected" else "write"
 
-    graph = StateGraph(RationaleState)
+    graph = StateGraph(RationaleState, context_schema=GatewayContext)
     graph.add_node("write", write)
     graph.add_node("verify", verify)
     graph.add_edge(START, "write")
@@ -172,7 +182,8 @@ async def write_rationales(gateway: Gateway, pairs: Sequence[Row], judgments: Se
     pairs pass through with `rationale_status` = "disabled"."""
     if not settings.enabled:
         return [{**p, "rationale": None, "rationale_status": "disabled", "rationale_attempts": 0} for p in pairs], []
-    graph = build_rationale_graph(gateway, settings, verifier if settings.verify else None)
+    graph = rationale_graph(settings, verifier if settings.verify else None)
+    context = GatewayContext(gateway=gateway)
     by_prompt: dict[str, list[Row]] = {}
     for j in judgments:
         by_prompt.setdefault(j["prompt_id"], []).append(j)
@@ -180,7 +191,7 @@ async def write_rationales(gateway: Gateway, pairs: Sequence[Row], judgments: Se
     async def one(pair: Row) -> tuple[Row | None, Row | None]:
         state = initial_state(pair, by_prompt.get(pair["prompt_id"], []))
         try:
-            final = await graph.ainvoke(state)
+            final = await graph.ainvoke(state, context=context)
         except LLMError as exc:
             return None, _failure(pair["pair_id"], f"{exc.reason}: {exc}", {"raw": exc.raw})
         if final.get("status") == "rejected":
