@@ -46,3 +46,44 @@ async def stream_bounded(items: Iterable[T], fn: Callable[[T], Awaitable[R]], li
     finally:
         for task in running:
             task.cancel()
+
+
+async def map_with_slots(items: Iterable[T], fn: Callable[[T], Awaitable[R]], slots: asyncio.Semaphore) -> list[R]:
+    """Apply `fn` to every item, each run holding one of `slots`; results keep input order.
+
+    Items start in order, each as soon as a slot is free, and at most as many tasks exist as slots
+    are held. Callers that share `slots` are served in the order they asked (asyncio semaphores are
+    first come, first served), so a second caller's items take over the slots as the first caller's
+    last items finish: no slot idles at the seam between them. A failing `fn` stops the launching;
+    the runs already started finish, then the first failure is raised.
+    """
+    out: list[R | None] = []
+    running: set[asyncio.Task[None]] = set()
+    errors: list[Exception] = []
+
+    async def run(index: int, item: T) -> None:
+        try:
+            out[index] = await fn(item)
+        except Exception as exc:  # noqa: BLE001 - re-raised by the caller below
+            errors.append(exc)
+        finally:
+            slots.release()
+
+    try:
+        for index, item in enumerate(items):
+            await slots.acquire()
+            if errors:
+                slots.release()
+                break
+            out.append(None)
+            task = asyncio.ensure_future(run(index, item))
+            running.add(task)
+            task.add_done_callback(running.discard)
+        if running:
+            await asyncio.gather(*running)
+    finally:
+        for task in running:
+            task.cancel()
+    if errors:
+        raise errors[0]
+    return out  # type: ignore[return-value]

@@ -1,38 +1,31 @@
 """Run a build: prompts in, shards through the stages, tables and manifest out.
 
-Prompts are cut into shards. Each shard goes through the stages in order and every stage writes
-its shard file atomically; a shard file that exists is finished. Resuming a run therefore skips
-finished shard stages, and the gateway's request cache answers every model call that completed
+Prompts are cut into shards. Each prompt of a shard goes through the stages on its own (no barrier
+between stages, see `factory.pipeline.shard`), and every stage writes its shard file atomically
+once the shard's prompts are through it; a shard file that exists is finished. Resuming a run
+therefore skips finished shard stages, and the gateway's request cache answers every model call that completed
 before an interruption, so nothing that was paid for is paid again.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import polars as pl
 
 from factory.config import BuildConfig, dump_config, load_config
 from factory.llm import Gateway
 from factory.pipeline import stages
 from factory.pipeline.context import BuildContext
 from factory.pipeline.finalize import finalize
+from factory.pipeline.shard import STOPPING_REASONS, BuildStopped, run_shard
 from factory.run_folder import RunFolder, atomic_write_parquet, atomic_write_text, rows_frame
 from factory.sources import Prompt, RejectedPrompt, load_prompts
 
-# Columns stored as JSON strings in parquet that stages read back as Python values.
-_JSON_COLUMNS = ("answers", "history", "reviewer_scores", "models", "turns")
-# Failures that mean "stop the build", not "this item is bad": the shard stays unfinished for --resume.
-_STOPPING_REASONS = ("BudgetExceededError", "CircuitOpenError")
 # Failures that may pass: a resume redoes the shards that recorded one (finished calls come from the cache).
-_RETRY_ON_RESUME = (*_STOPPING_REASONS, "ProviderError", "RateLimitError", "LLMTimeoutError")
-
-StageFn = Callable[..., Awaitable[tuple[list[dict[str, Any]], list[dict[str, Any]]]]]
+_RETRY_ON_RESUME = (*STOPPING_REASONS, "ProviderError", "RateLimitError", "LLMTimeoutError")
 
 
 @dataclass
@@ -41,78 +34,43 @@ class BuildResult:
     manifest: dict[str, Any]
 
 
-class BuildStopped(Exception):
-    """A budget or an open circuit stopped the build; finished shards are kept."""
-
-
-def _decode(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    for row in rows:
-        for col in _JSON_COLUMNS:
-            if isinstance(row.get(col), str):
-                row[col] = json.loads(row[col])
-    return rows
-
-
 def _shards(prompts: list[Prompt], size: int) -> list[list[Prompt]]:
     return [prompts[i:i + size] for i in range(0, len(prompts), size)]
 
 
-def _stop_reason(rows: list[dict[str, Any]], failures: list[dict[str, Any]]) -> str | None:
-    """The first budget or circuit stop in a stage's output, from its class name on. It may sit in a
-    failure's reason or, for a judge that ran out of budget mid-item, in a row's unscored reason."""
-    texts = [str(f.get("reason") or "") for f in failures] + [str(r.get("unscored_reason") or "") for r in rows]
-    for text in texts:
-        at = min((i for i in (text.find(n) for n in _STOPPING_REASONS) if i >= 0), default=-1)
-        if at >= 0:
-            return text[at:]
-    return None
-
-
-async def _run_stage(ctx: BuildContext, name: str, shard: int, fn: Callable[[], Awaitable[Any]]
-                     ) -> list[dict[str, Any]]:
-    """Run one stage of one shard unless its shard file exists; persist rows and failures."""
-    if ctx.run.shard_done(name, shard):
-        frame = pl.read_parquet(ctx.run.shard_path(name, shard))
-        return _decode(frame.to_dicts())
-    result = fn()
-    rows, failures = (await result) if asyncio.iscoroutine(result) else result
-    stopping = _stop_reason(rows, failures)
-    if stopping:
-        raise BuildStopped(stopping)
-    ctx.run.write_shard(name, shard, rows, failures)
-    return rows
-
-
-async def process_shard(ctx: BuildContext, shard: int, prompts: list[Prompt]) -> int:
-    """All stages of one shard, in order; returns the shard's accepted judged pairs."""
-    candidates = await _run_stage(ctx, "generate", shard, lambda: stages.generate_stage(ctx, prompts))
-    judgments = await _run_stage(ctx, "judge", shard, lambda: stages.judge_stage(ctx, prompts, candidates))
-    pairs = await _run_stage(ctx, "pairs", shard, lambda: stages.pairs_stage(ctx, prompts, candidates, judgments))
-    pairs = await _run_stage(ctx, "rationales", shard,
-                             lambda: stages.rationales_stage(ctx, prompts, pairs, judgments))
-    await _run_stage(ctx, "variants", shard, lambda: stages.variants_stage(ctx, prompts, pairs))
-    return len(pairs)
+async def process_shard(ctx: BuildContext, shard: int, prompts: list[Prompt],
+                        slots: asyncio.Semaphore | None = None) -> int:
+    """All stages of one shard, each prompt streamed through them (see `factory.pipeline.shard`);
+    returns the shard's accepted judged pairs. `slots` bounds the prompts in flight; shards given
+    the same `slots` share the bound (default: `run.concurrency` prompts for this shard alone)."""
+    return await run_shard(ctx, shard, prompts, slots or asyncio.Semaphore(ctx.config.run.concurrency))
 
 
 async def run_shards(ctx: BuildContext, shards: list[list[Prompt]], parallel_shards: int = 2) -> str | None:
-    """Process shards, a few at a time so stage barriers inside one shard do not idle the gateway.
-    Returns the reason the build stopped early, or None.
+    """Process shards in order, up to `parallel_shards` at once, their prompts sharing
+    `parallel_shards * run.concurrency` prompt slots. Returns the reason the build stopped early, or None.
+
+    The slots are shared and handed out first come, first served, so the next shard's prompts take
+    over the slots as the current shard's last prompts finish: the gateway sees a steady stream of
+    calls instead of a dip at every shard's end. A shard waits for the one before it to finish
+    only when more than `parallel_shards` would be open (bounded memory).
 
     With `pairs.target_pairs`, shards start in order and no new shard starts once the accepted
     judged pairs reach the target; shards already running finish, so the build may overshoot by
     up to `parallel_shards - 1` shards. A budget still stops the build first if it runs out."""
-    semaphore = asyncio.Semaphore(parallel_shards)
+    open_shards = asyncio.Semaphore(parallel_shards)
+    slots = asyncio.Semaphore(parallel_shards * ctx.config.run.concurrency)
     stopped: list[str] = []
     target = ctx.config.pairs.target_pairs
     accepted = 0
 
     async def guarded(index: int, prompts: list[Prompt]) -> None:
         nonlocal accepted
-        async with semaphore:
+        async with open_shards:
             if stopped or (target is not None and accepted >= target):
                 return
             try:
-                accepted += await process_shard(ctx, index, prompts)
+                accepted += await process_shard(ctx, index, prompts, slots)
             except BuildStopped as exc:
                 stopped.append(str(exc))
 

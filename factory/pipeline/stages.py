@@ -1,5 +1,7 @@
-"""The build's per-shard stages. Each takes the shard's prompts and earlier stages' rows and
-returns (rows, failures); the runner persists them as shard files.
+"""The build's stages. Each takes prompts and the earlier stages' rows for them and returns
+(rows, failures). The runner calls them one prompt at a time (factory/pipeline/shard.py), so a
+prompt moves on to the next stage as soon as it is through this one, and persists a shard's rows
+as shard files once all its prompts are through.
 
 Every prompt that drops out of a stage leaves a failure row (stage, reason, raw) behind, so each
 prompt ends in the dataset or in the failures table.

@@ -1,0 +1,154 @@
+"""One shard of a build: every prompt streamed through all the stages, the stage files written at the end.
+
+Each prompt goes generate -> judge -> pairs -> rationales -> variants on its own, holding one prompt
+slot for the whole chain. There is no barrier between stages: a prompt's judge call goes out as
+soon as its own candidates are back, so the gateway's call slots stay full instead of draining at
+the end of every stage while the slowest prompts of the shard finish. The stage functions of
+`factory.pipeline.stages` do the work, called with the one prompt.
+
+Files and resume are as before: a stage's shard file is written (atomically, failures first) once
+every prompt of the shard is through that stage, in stage order, so a shard file that exists is
+finished. Stages whose file already exists are not run again: their rows are read back and handed
+to the later stages. A budget or an open circuit (see `stop_reason`) ends the chains of the shard;
+only the stages that every prompt finished before the stop are written, and `BuildStopped` is raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import polars as pl
+
+from factory.concurrency import map_with_slots
+from factory.pipeline import stages
+from factory.pipeline.context import BuildContext
+from factory.sources import Prompt
+
+Rows = list[dict[str, Any]]
+StageOutput = tuple[Rows, Rows]
+
+STAGES = ("generate", "judge", "pairs", "rationales", "variants")
+# Columns stored as JSON strings in parquet that stages read back as Python values.
+_JSON_COLUMNS = ("answers", "history", "reviewer_scores", "models", "turns")
+# Failures that mean "stop the build", not "this item is bad": the shard stays unfinished for --resume.
+STOPPING_REASONS = ("BudgetExceededError", "CircuitOpenError")
+
+
+class BuildStopped(Exception):
+    """A budget or an open circuit stopped the build; finished shards are kept."""
+
+
+def stop_reason(rows: Rows, failures: Rows) -> str | None:
+    """The first budget or circuit stop in a stage's output, from its class name on. It may sit in a
+    failure's reason or, for a judge that ran out of budget mid-item, in a row's unscored reason."""
+    texts = [str(f.get("reason") or "") for f in failures] + [str(r.get("unscored_reason") or "") for r in rows]
+    for text in texts:
+        at = min((i for i in (text.find(n) for n in STOPPING_REASONS) if i >= 0), default=-1)
+        if at >= 0:
+            return text[at:]
+    return None
+
+
+def _decode(rows: Rows) -> Rows:
+    for row in rows:
+        for col in _JSON_COLUMNS:
+            if isinstance(row.get(col), str):
+                row[col] = json.loads(row[col])
+    return rows
+
+
+class ShardRun:
+    """The stage outputs of one shard, gathered prompt by prompt (see the module docstring)."""
+
+    def __init__(self, ctx: BuildContext, index: int, prompts: list[Prompt]) -> None:
+        self.ctx, self.index, self.prompts = ctx, index, prompts
+        # Rows of the stages finished by an earlier invocation, by prompt (what later stages need).
+        self._finished: dict[str, dict[str, Rows]] = {}
+        for name in STAGES:
+            if ctx.run.shard_done(name, index):
+                rows = _decode(pl.read_parquet(ctx.run.shard_path(name, index)).to_dicts())
+                by_prompt: dict[str, Rows] = {}
+                for row in rows:
+                    by_prompt.setdefault(row.get("prompt_id"), []).append(row)
+                self._finished[name] = by_prompt
+        # This run's output: stage -> prompt position -> (rows, failures).
+        self._out: dict[str, dict[int, StageOutput]] = {name: {} for name in STAGES}
+        # (stage position, prompt position, reason) of every chain that ended early.
+        self._stops: list[tuple[int, int, str]] = []
+
+    @property
+    def complete(self) -> bool:
+        """Every stage file of the shard exists: nothing to run."""
+        return len(self._finished) == len(STAGES)
+
+    async def run_prompt(self, position: int) -> None:
+        """One prompt through every stage not yet finished for the shard."""
+        ctx, one = self.ctx, [self.prompts[position]]
+        candidates = await self._stage("generate", position, lambda: stages.generate_stage(ctx, one))
+        if candidates is None:
+            return
+        judgments = await self._stage("judge", position, lambda: stages.judge_stage(ctx, one, candidates))
+        if judgments is None:
+            return
+        pairs = await self._stage("pairs", position, lambda: stages.pairs_stage(ctx, one, candidates, judgments))
+        if pairs is None:
+            return
+        pairs = await self._stage("rationales", position, lambda: stages.rationales_stage(ctx, one, pairs, judgments))
+        if pairs is None:
+            return
+        await self._stage("variants", position, lambda: stages.variants_stage(ctx, one, pairs))
+
+    async def _stage(self, name: str, position: int,
+                     step: Callable[[], Awaitable[StageOutput] | StageOutput]) -> Rows | None:
+        """This prompt's rows of stage `name` (read back if the stage is finished), or None when
+        the shard is stopping: a stop seen by any chain ends the others at their next stage."""
+        if name in self._finished:
+            return self._finished[name].get(self.prompts[position].prompt_id, [])
+        stage_at = STAGES.index(name)
+        if self._stops:
+            self._stops.append((stage_at, position, ""))
+            return None
+        result = step()
+        rows, failures = (await result) if asyncio.iscoroutine(result) else result  # pairs is plain code
+        reason = stop_reason(rows, failures)
+        if reason:
+            self._stops.append((stage_at, position, reason))
+            return None
+        self._out[name][position] = (rows, failures)
+        return rows
+
+    def finish(self) -> int:
+        """Write the stage files every prompt got through, in stage order; raise `BuildStopped` if
+        the shard stopped, else return its accepted judged pairs."""
+        written_until = min((at for at, _, _ in self._stops), default=len(STAGES))
+        for name in STAGES[:written_until]:
+            if name in self._finished:
+                continue
+            rows: Rows = []
+            failures: Rows = []
+            for position in range(len(self.prompts)):
+                r, f = self._out[name][position]
+                rows += r
+                failures += f
+            self.ctx.run.write_shard(name, self.index, rows, failures)
+        if self._stops:
+            # The first real stop in stage, then prompt order: what the stage-by-stage build reported.
+            raise BuildStopped(min((at, pos, why) for at, pos, why in self._stops if why)[2])
+        return sum(len(self._rows("rationales", position)) for position in range(len(self.prompts)))
+
+    def _rows(self, name: str, position: int) -> Rows:
+        if name in self._finished:
+            return self._finished[name].get(self.prompts[position].prompt_id, [])
+        return self._out[name][position][0]
+
+
+async def run_shard(ctx: BuildContext, index: int, prompts: list[Prompt], slots: asyncio.Semaphore) -> int:
+    """All stages of one shard, each prompt's chain holding one of `slots`; returns the accepted
+    judged pairs. Raises `BuildStopped` when a budget or an open circuit stopped it."""
+    shard = ShardRun(ctx, index, prompts)
+    if not shard.complete:
+        await map_with_slots(range(len(prompts)), shard.run_prompt, slots)
+    return shard.finish()
