@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-import pyarrow.parquet as pq
+import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from factory.config import BuildConfig
 from factory.dataset_decide import KEEP, KTO_FIRST, KTO_SECOND, Decisions, decide, split_test_prompts
