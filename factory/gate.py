@@ -130,18 +130,23 @@ def _advice(settings: GateSettings, checks: list[dict[str, Any]], judge: str) ->
     return text
 
 
+def _disabled() -> dict[str, Any]:
+    """The manifest's `gate` of a build whose config turns the gate off."""
+    return {
+        "enabled": False,
+        "passed": True,
+        "checks": [],
+        "figures": {},
+        "note": "the gate is disabled in the config (gate.enabled: false): nothing was checked",
+    }
+
+
 async def run_gate_async(ctx: BuildContext, tables: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
     """Measure, check, write agreement.json + report into the run folder; return the manifest's `gate`."""
     settings = ctx.config.gate
     setting = ctx.config.judging.setting
     if not settings.enabled:
-        return {
-            "enabled": False,
-            "passed": True,
-            "checks": [],
-            "figures": {},
-            "note": "the gate is disabled in the config (gate.enabled: false): nothing was checked",
-        }
+        return _disabled()
     # Imported here, after the enabled check: scikit-learn and the report stack cost seconds to import.
     from judges.calibrate import build_agreement, evaluate, write_outputs
     from judges.human_sets import load_human_set
@@ -246,6 +251,8 @@ async def run_gate_async(ctx: BuildContext, tables: Mapping[str, pl.DataFrame]) 
 
 def run_gate(ctx: BuildContext, tables: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
     """`run_gate_async` for synchronous callers (the build's `finalize`), inside or outside an event loop."""
+    if not ctx.config.gate.enabled:
+        return _disabled()  # before the import: judges.calibrate pulls in scikit-learn (seconds)
     from judges.calibrate import run_sync
 
     return run_sync(lambda: run_gate_async(ctx, tables))
