@@ -51,9 +51,9 @@ def _trace_memory(into: dict[str, Any]) -> None:
     into["rss_by_prompts_done"] = samples
     done = 0
 
-    async def traced_shard(ctx: Any, shard: int, prompts: list[Any]) -> Any:
+    async def traced_shard(ctx: Any, shard: int, prompts: list[Any], *args: Any, **kwargs: Any) -> Any:
         nonlocal done
-        result = await plain_shard(ctx, shard, prompts)
+        result = await plain_shard(ctx, shard, prompts, *args, **kwargs)  # run_shards also passes the prompt slots
         done += len(prompts)
         samples.append((done, _rss_mib()["rss_mib"]))
         return result

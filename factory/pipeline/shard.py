@@ -16,6 +16,7 @@ only the stages that every prompt finished before the stop are written, and `Bui
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -72,7 +73,7 @@ class ShardRun:
                 rows = _decode(pl.read_parquet(ctx.run.shard_path(name, index)).to_dicts())
                 by_prompt: dict[str, Rows] = {}
                 for row in rows:
-                    by_prompt.setdefault(row.get("prompt_id"), []).append(row)
+                    by_prompt.setdefault(str(row.get("prompt_id")), []).append(row)
                 self._finished[name] = by_prompt
         # This run's output: stage -> prompt position -> (rows, failures).
         self._out: dict[str, dict[int, StageOutput]] = {name: {} for name in STAGES}
@@ -96,10 +97,11 @@ class ShardRun:
         pairs = await self._stage("pairs", position, lambda: stages.pairs_stage(ctx, one, candidates, judgments))
         if pairs is None:
             return
-        pairs = await self._stage("rationales", position, lambda: stages.rationales_stage(ctx, one, pairs, judgments))
-        if pairs is None:
+        explained = await self._stage("rationales", position,
+                                      lambda: stages.rationales_stage(ctx, one, pairs, judgments))
+        if explained is None:
             return
-        await self._stage("variants", position, lambda: stages.variants_stage(ctx, one, pairs))
+        await self._stage("variants", position, lambda: stages.variants_stage(ctx, one, explained))
 
     async def _stage(self, name: str, position: int,
                      step: Callable[[], Awaitable[StageOutput] | StageOutput]) -> Rows | None:
@@ -112,7 +114,9 @@ class ShardRun:
             self._stops.append((stage_at, position, ""))
             return None
         result = step()
-        rows, failures = (await result) if asyncio.iscoroutine(result) else result  # pairs is plain code
+        if inspect.isawaitable(result):  # every stage but pairs, which is plain code
+            result = await result
+        rows, failures = result
         reason = stop_reason(rows, failures)
         if reason:
             self._stops.append((stage_at, position, reason))
