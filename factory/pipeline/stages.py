@@ -18,8 +18,8 @@ from factory.pipeline.context import BuildContext
 from factory.sources import Prompt
 from factory.variants_stage import mapl_variants
 from factory.workflows.generation import generate_candidates
-from factory.workflows.selection import knockout
 from factory.workflows.rationale import write_rationales
+from factory.workflows.selection import knockout
 
 Rows = list[dict[str, Any]]
 
@@ -93,10 +93,6 @@ async def rationales_stage(ctx: BuildContext, prompts: list[Prompt], pairs: Rows
 async def variants_stage(ctx: BuildContext, prompts: list[Prompt], pairs: Rows) -> tuple[Rows, Rows]:
     """MAPL rows with code-verified labels (see factory/variants_stage.py)."""
     return await mapl_variants(ctx, prompts, pairs)
-
-
-def _question(prompt: Prompt) -> list[dict[str, str]] | str:
-    return prompt.text if len(prompt.turns) == 1 else [{"role": "user", "content": t} for t in prompt.turns]
 
 
 def _distinct(candidates: Rows) -> Rows:
