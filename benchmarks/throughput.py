@@ -31,6 +31,16 @@ CONCURRENCIES = (8, 64, 256)
 CALLS_PER_PROMPT = 4  # 2 generations + 1 judge + 1 rationale
 
 
+def _bare_litellm(server: Any, opts: Options, calls: int, concurrency: int) -> dict[str, Any]:
+    """`litellm.acompletion` alone, in a child process, against the running fake server."""
+    opts.log(f"{NAME}: bare litellm.acompletion, {calls} calls at concurrency {concurrency}")
+    server.reset()
+    figures = run_child(["litellm", "--base-url", server.base_url, "--calls", str(calls),
+                         "--concurrency", str(concurrency)])
+    figures["peak_in_flight"] = server.stats().peak_in_flight
+    return figures
+
+
 def run(opts: Options) -> dict[str, Any]:
     from factory.testing import FakeLLMServer
 
@@ -40,20 +50,11 @@ def run(opts: Options) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     with FakeLLMServer.spawn(latency_s=LATENCY_S) as server:
         baseline_calls = 64 if opts.quick else 2500
-        opts.log(f"{NAME}: bare litellm.acompletion, {baseline_calls} calls at concurrency 64")
-        server.reset()
-        baseline = run_child(["litellm", "--base-url", server.base_url, "--calls", str(baseline_calls),
-                              "--concurrency", "64"])
-        baseline["peak_in_flight"] = server.stats().peak_in_flight
+        baseline = _bare_litellm(server, opts, baseline_calls, 64)
         ceiling = baseline["calls_per_s"]
         # Bare litellm at C = 8 too: how close litellm alone gets to C / L when latency, not CPU, should
         # bound it (each call holds its slot for litellm's client-side work on top of the server's L).
-        c8_calls = 64 if opts.quick else 800
-        opts.log(f"{NAME}: bare litellm.acompletion, {c8_calls} calls at concurrency 8")
-        server.reset()
-        baseline_c8 = run_child(["litellm", "--base-url", server.base_url, "--calls", str(c8_calls),
-                                 "--concurrency", "8"])
-        baseline_c8["peak_in_flight"] = server.stats().peak_in_flight
+        baseline_c8 = _bare_litellm(server, opts, 64 if opts.quick else 800, 8)
         baseline_c8["ratio_to_limit"] = ratio(baseline_c8["calls_per_s"], 8 / LATENCY_S)
         opts.log(f"{NAME}: Gateway.complete alone (no workflow graphs), {baseline_calls} calls at concurrency 64")
         server.reset()
