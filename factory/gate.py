@@ -54,38 +54,14 @@ def evaluate_checks(
     False
     """
     notes = notes or {}
-    checks = []
-    if settings.human_set is not None:
-        checks.append(
-            _check(
-                "min_kappa",
-                figures.get("kappa"),
-                settings.min_kappa,
-                higher_is_better=True,
-                note=notes.get("kappa"),
-            )
-        )
-    if settings.min_inter_juror_kappa is not None:
-        checks.append(
-            _check(
-                "min_inter_juror_kappa",
-                figures.get("inter_juror_kappa"),
-                settings.min_inter_juror_kappa,
-                higher_is_better=True,
-                note=notes.get("inter_juror_kappa"),
-            )
-        )
-    if settings.max_flip_rate is not None:
-        checks.append(
-            _check(
-                "max_flip_rate",
-                figures.get("flip_rate"),
-                settings.max_flip_rate,
-                higher_is_better=False,
-                note=notes.get("flip_rate"),
-            )
-        )
-    return checks
+    # (check name, threshold or None when unset, figure it reads, higher is better)
+    wanted = [
+        ("min_kappa", settings.min_kappa if settings.human_set is not None else None, "kappa", True),
+        ("min_inter_juror_kappa", settings.min_inter_juror_kappa, "inter_juror_kappa", True),
+        ("max_flip_rate", settings.max_flip_rate, "flip_rate", False),
+    ]
+    return [_check(name, figures.get(figure), threshold, higher_is_better=higher, note=notes.get(figure))
+            for name, threshold, figure, higher in wanted if threshold is not None]
 
 
 def _jury_rows(judgments: pl.DataFrame) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 
 from factory.annotate import (
     AnnotationServer,
@@ -24,18 +25,6 @@ from factory.annotate import (
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 KEYS = ["1", "2", "3", "a", "t"]  # left, right, tie, left, tie
 KEY_CHOICE = {"1": "left", "a": "left", "2": "right", "b": "right", "3": "tie", "t": "tie"}
 

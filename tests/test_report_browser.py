@@ -12,24 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 
 from factory.testing import FakeLLMServer, Rule
 from judges.calibrate import CalibrationConfig, calibrate, write_outputs
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 HOSTILE = "<script>alert('judge')</script><img src=x onerror=alert(2)>"
 
 if not CHROMIUM.exists():
