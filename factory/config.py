@@ -30,6 +30,11 @@ class RunSettings(_Section):
     seed: int = Field(0, description="Seed of every random choice in the build.")
     shard_size: int = Field(64, ge=1, description="Prompts per shard: the unit of progress, resume and Prefect tasks.")
     concurrency: int = Field(32, ge=1, description="Prompts in flight at once within a shard run.")
+    salvage_rounds: int = Field(2, ge=0, le=10, description="Rounds, after the last shard, that retry the "
+                                "prompts that failed only for transient reasons (rate limit, 5xx, timeout, "
+                                "empty reply); the cache answers every call that had finished.")
+    salvage_backoff_s: float = Field(5.0, ge=0.0, le=600.0, description="Wait before the first salvage round; "
+                                     "doubles each round, so a provider's burst of errors can pass.")
 
 
 class PromptSource(_Section):

@@ -3,7 +3,8 @@ before a run folder exists, before litellm is imported, before any model is call
 
 * `load_build_spec`: the config of a new build, or of the run folder being resumed;
 * `with_budget`: budget caps overridden from the command line (how a stopped build resumes with more);
-* `load_build_prompts`: the prompts, read once up front (a bad prompt file fails here);
+* `build_prompts`: the prompts, read once up front (a bad prompt file fails here; a resume reads the
+  run's recorded ones);
 * `check_api_keys`: every `api_key_env` a used model names is set.
 """
 
@@ -15,7 +16,8 @@ from pathlib import Path
 from factory.config import BuildConfig, dump_config, load_config
 from factory.errors import UserError
 from factory.run_folder import RunFolder, atomic_write_text
-from factory.sources import Prompt, RejectedPrompt, load_prompts
+from factory.pipeline.inputs import load_build_prompts, recorded_prompts
+from factory.sources import Prompt, RejectedPrompt
 
 
 def load_build_spec(config_path: Path | None, resume: Path | None, output_dir: Path | None = None) -> BuildConfig:
@@ -51,11 +53,14 @@ def save_resume_config(run_dir: Path, config: BuildConfig) -> None:
     atomic_write_text(RunFolder.open(run_dir).config_path, dump_config(config))
 
 
-def load_build_prompts(config: BuildConfig) -> tuple[list[Prompt], list[RejectedPrompt]]:
-    """The build's prompts as the config names them; a prompt source with no usable prompt is an error."""
-    p = config.prompts
-    return load_prompts(path=p.path, name=p.name, id_field=p.id_field, text_field=p.text_field, limit=p.limit,
-                        max_chars=p.max_chars)
+def build_prompts(config: BuildConfig, resume: Path | None = None) -> tuple[list[Prompt], list[RejectedPrompt]]:
+    """The prompts the build will run: a resumed run's recorded ones (the run folder owns its inputs,
+    see `factory.pipeline.inputs`), else the prompt source's; a source with no usable prompt is an error."""
+    if resume is not None:
+        recorded = recorded_prompts(RunFolder.open(resume))
+        if recorded is not None:
+            return recorded
+    return load_build_prompts(config)
 
 
 def check_api_keys(config: BuildConfig) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 import polars as pl
 
 from factory.errors import UserError
+from factory.run_lock import RunLock, lock_run_folder
 
 FAILURE_SCHEMA = {"item_id": pl.Utf8, "stage": pl.Utf8, "reason": pl.Utf8, "raw": pl.Utf8}
 
@@ -130,21 +131,29 @@ class RunFolder:
         scan = self.scan_stage(stage, kind)
         return None if scan is None else scan.collect()
 
-    def prepare_resume(self, retry_markers: tuple[str, ...]) -> list[int]:
-        """Get the folder ready to resume: drop temporary files left by a killed writer, and reopen
-        every shard whose stage files record a failure that may pass (any reason or unscored reason
-        containing one of `retry_markers`), so the resume redoes it. Returns the reopened shards.
+    def lock(self) -> RunLock:
+        """Hold this run folder for this process (see `factory.run_lock`); raises `UserError` when
+        another process holds it."""
+        return lock_run_folder(self.root)
+
+    def drop_temporary_files(self) -> None:
+        """Temporary files left by a writer that was killed mid-write."""
+        for tmp in self.root.rglob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+    def reopen_shards(self, retry_markers: tuple[str, ...], only: set[int] | None = None) -> list[int]:
+        """Reopen every shard (of `only`, when given) whose stage files record a failure that may pass
+        (any reason or unscored reason containing one of `retry_markers`), so that running it again
+        redoes it. Returns the reopened shards.
 
         A reopened shard loses all its stage files and is redone from the first stage; the request
         cache answers every call that had finished, so redoing it costs only the calls that failed.
         """
-        for tmp in self.root.rglob(".*.tmp"):
-            tmp.unlink(missing_ok=True)
         stages = self.root / "stages"
         files_by_shard: dict[int, list[Path]] = {}
         for path in stages.glob("*/shard-*.parquet") if stages.is_dir() else []:
             match = re.match(r"^shard-(\d{5})(?:\.[a-z_]+)?\.parquet$", path.name)
-            if match:
+            if match and (only is None or int(match.group(1)) in only):
                 files_by_shard.setdefault(int(match.group(1)), []).append(path)
         reopened = []
         for shard, files in sorted(files_by_shard.items()):

@@ -26,32 +26,30 @@ import asyncio
 import os
 import socket
 import threading
-import uuid
+import time
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import polars as pl
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from factory.config import BuildConfig, load_config, parse_config
 from factory.errors import UserError
-from factory.incremental import append_version, built_fingerprints, dataset_home, select_new_prompts
+from factory.incremental import append_version
 from factory.llm import Gateway
 from factory.pipeline.context import BuildContext
 from factory.pipeline.runner import (
+    BuildPlan,
     BuildStopped,
     finalize,
-    load_build_prompts,
-    loading_failures,
-    prepare_run,
+    lock_for_build,
+    plan_build,
     process_shard,
-    shard_prompts,
-    write_prompts_table,
+    salvage_delays,
+    shards_to_salvage,
 )
-from factory.run_folder import RunFolder, atomic_write_json
+from factory.run_folder import RunFolder
 from factory.sources import Prompt
 from flows.artifacts import publish_build_artifacts
 
@@ -61,8 +59,6 @@ from flows.artifacts import publish_build_artifacts
 _LOCK = threading.Lock()
 _LOOP: asyncio.AbstractEventLoop | None = None
 _GATEWAYS: dict[str, Gateway] = {}
-_USAGE_TOTALS = ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd", "latency_s", "retries",
-                 "errors")
 
 
 T = TypeVar("T")
@@ -70,20 +66,6 @@ T = TypeVar("T")
 
 class ShardsFailed(RuntimeError):
     """Some shard tasks failed after their retries; finished shards are kept for a rerun."""
-
-
-@dataclass(frozen=True)
-class BuildPlan:
-    """What `prepare` hands to the shard tasks: plain data, picklable for Dask."""
-
-    run_dir: str
-    shards: list[list[Prompt]]
-    loading_failures: list[dict[str, Any]]
-    new_prompts: int
-    skipped_prompts: int | None = None
-    incremental: bool = False
-    dataset_home: str | None = None
-    token: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
 def _host() -> str:
@@ -145,46 +127,22 @@ def _release_gateway(token: str) -> None:
         loop.call_soon_threadsafe(loop.stop)
 
 
-def _resume_restrict(run: RunFolder, prompts: list[Prompt], rejected: list[Any]) -> tuple[list[Prompt], list[Any]]:
-    """On resume, keep the prompts the run started with (an incremental run holds only new ones)."""
-    table = run.table("prompts")
-    if not table.is_file():
-        return prompts, rejected
-    ids = set(pl.read_parquet(table, columns=["prompt_id"])["prompt_id"].cast(pl.Utf8).to_list())
-    return [p for p in prompts if p.prompt_id in ids], [r for r in rejected if r.item_id in ids]
-
-
 @task(name="prepare", cache_policy=NO_CACHE)
 def prepare(config: dict[str, Any] | None, config_path: str | None, resume_dir: str | None,
             incremental: bool) -> BuildPlan | None:
-    """Open or create the run folder and cut the prompts into shards (None: nothing new to build)."""
+    """Open or create the run folder and cut its prompts into shards (`plan_build`; None: nothing new)."""
     logger = get_run_logger()
     spec: BuildConfig | None = None
     if resume_dir is None:
         spec = parse_config(config, "flow parameter 'config'") if config is not None else load_config(str(config_path))
-    skipped: int | None = None
-    home: Path | None = None
-    if spec is not None and incremental:
-        # Versions of a dataset live together: outputs/<name>/<run_id>/ + outputs/<name>/versions.json.
-        home = dataset_home(spec.run.output_dir, spec.run.name)
-        prompts, rejected = load_build_prompts(spec)
-        prompts, skipped = select_new_prompts(prompts, built_fingerprints(spec.run.output_dir, spec.run.name))
-        if not prompts:
-            logger.info("no new prompts for %s (%d already built); no new version", spec.run.name, skipped)
-            return None
-        spec = spec.model_copy(update={"run": spec.run.model_copy(update={"output_dir": str(home)})})
-        spec, run = prepare_run(spec, None)
-    else:
-        spec, run = prepare_run(spec, resume_dir)
-        prompts, rejected = load_build_prompts(spec)
-        if resume_dir is not None:
-            prompts, rejected = _resume_restrict(run, prompts, rejected)
-            home = run.root.parent if incremental else None
-    write_prompts_table(run, prompts, rejected)
-    logger.info("run folder: %s (%d prompts in shards of %d)", run.root, len(prompts), spec.run.shard_size)
-    return BuildPlan(run_dir=str(run.root), shards=shard_prompts(prompts, spec.run.shard_size),
-                     loading_failures=loading_failures(rejected), new_prompts=len(prompts),
-                     skipped_prompts=skipped, incremental=incremental, dataset_home=str(home) if home else None)
+    planned = plan_build(spec, resume_dir, incremental=incremental)
+    if planned is None:
+        assert spec is not None
+        logger.info("no new prompts for %s; no new version", spec.run.name)
+        return None
+    spec, plan = planned
+    logger.info("run folder: %s (%d prompts in shards of %d)", plan.run_dir, plan.new_prompts, spec.run.shard_size)
+    return plan
 
 
 @task(name="shard", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE,
@@ -209,32 +167,13 @@ def run_shard(run_dir: str, index: int, prompts: list[Prompt], token: str, flow_
 
 
 @task(name="finalize", retries=2, cache_policy=NO_CACHE)
-def finalize_build(run_dir: str, failures: list[dict[str, Any]], stopped: str | None, token: str) -> dict[str, Any]:
-    """Tables, dataset, gate and manifest of the run (the library's `finalize`)."""
+def finalize_build(run_dir: str, failures: list[dict[str, Any]], stopped: str | None, token: str,
+                   other_usage: list[dict[str, Any]]) -> dict[str, Any]:
+    """Tables, dataset, gate, outcome and manifest of the run (the library's `finalize`)."""
     run = RunFolder.open(run_dir)
     config = load_config(run.config_path)
     gateway = _gateway(config, run, token, _host())
-    return finalize(BuildContext(config=config, run=run, gateway=gateway), failures, stopped)
-
-
-def merge_usage(base: dict[str, Any], others: list[dict[str, Any]]) -> dict[str, Any]:
-    """Usage snapshots (see `UsageLedger.snapshot`) added up, totals and `by_*` breakdowns alike."""
-    def add(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-        out = dict(a)
-        for key in _USAGE_TOTALS:
-            if isinstance(b.get(key), (int, float)):
-                out[key] = round(out.get(key, 0) + b[key], 8)
-        return out
-
-    merged = add(base, {})
-    for other in others:
-        merged = add(merged, other)
-        for kind in ("by_role", "by_model", "by_tag"):
-            buckets = dict(merged.get(kind) or {})
-            for name, figures in (other.get(kind) or {}).items():
-                buckets[name] = add(buckets.get(name, {}), figures)
-            merged[kind] = buckets
-    return merged
+    return finalize(BuildContext(config=config, run=run, gateway=gateway), failures, stopped, other_usage)
 
 
 def _worker_usage(outcomes: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -251,13 +190,13 @@ def _worker_usage(outcomes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(latest.values())
 
 
-def _run_shards(plan: BuildPlan) -> list[dict[str, Any]]:
-    """Submit every shard to the task runner; raise `ShardsFailed` once all have ended if any failed."""
+def _run_shards(plan: BuildPlan, indices: list[int]) -> list[dict[str, Any]]:
+    """Submit the given shards to the task runner; raise `ShardsFailed` once all have ended if any failed."""
     flow_host = _host()
-    futures = [run_shard.submit(plan.run_dir, i, shard, plan.token, flow_host) for i, shard in enumerate(plan.shards)]
+    futures = [(i, run_shard.submit(plan.run_dir, i, plan.shards[i], plan.token, flow_host)) for i in indices]
     outcomes: list[dict[str, Any]] = []
     errors: list[str] = []
-    for index, future in enumerate(futures):
+    for index, future in futures:
         try:
             outcomes.append(future.result())
         except Exception as exc:  # noqa: BLE001 - collected: every shard gets its chance before the flow fails
@@ -267,6 +206,25 @@ def _run_shards(plan: BuildPlan) -> list[dict[str, Any]]:
         raise ShardsFailed(f"{len(errors)} of {len(futures)} shards failed; finished shards are kept, rerun with: "
                            f"factory build --resume {plan.run_dir} (or resume_dir=...); first error: {errors[0]}")
     return outcomes
+
+
+def _run_with_salvage(plan: BuildPlan, config: BuildConfig) -> tuple[list[dict[str, Any]], str | None]:
+    """Every shard, then the salvage rounds (`factory.pipeline.runner`): shards that recorded a
+    transient failure run again after a backoff. Returns every shard outcome and the stop reason."""
+    run = RunFolder(Path(plan.run_dir))
+    outcomes = _run_shards(plan, list(range(len(plan.shards))))
+    stopped = next((o["stopped"] for o in outcomes if o["stopped"]), None)
+    for delay in salvage_delays(config):
+        if stopped is not None:
+            break
+        reopened = shards_to_salvage(run, plan)
+        if not reopened:
+            break
+        time.sleep(delay)
+        again = _run_shards(plan, reopened)
+        outcomes += again
+        stopped = next((o["stopped"] for o in again if o["stopped"]), None)
+    return outcomes, stopped
 
 
 @flow(name="factory-build", validate_parameters=True)
@@ -282,20 +240,22 @@ def build_flow(config: dict[str, Any] | None = None, config_path: str | None = N
     """
     if sum(x is not None for x in (config, config_path, resume_dir)) != 1:
         raise UserError("give exactly one of config, config_path or resume_dir")
-    plan = prepare(config, config_path, resume_dir, incremental)
-    if plan is None:
-        return {"run_dir": None, "manifest": None, "version": None, "workers": []}
+    lock = lock_for_build(resume_dir)
     try:
-        outcomes = _run_shards(plan)
-        stopped = next((o["stopped"] for o in outcomes if o["stopped"]), None)
-        manifest = finalize_build(plan.run_dir, plan.loading_failures, stopped, plan.token)
+        plan = prepare(config, config_path, resume_dir, incremental)
+        if plan is None:
+            return {"run_dir": None, "manifest": None, "version": None, "workers": []}
+        lock = lock or RunFolder(Path(plan.run_dir)).lock()
+        try:
+            outcomes, stopped = _run_with_salvage(plan, load_config(Path(plan.run_dir) / "config.yaml"))
+            # Calls made in Dask worker processes are not in this process's ledger: finalize adds them.
+            manifest = finalize_build(plan.run_dir, plan.loading_failures, stopped, plan.token,
+                                      _worker_usage(outcomes))
+        finally:
+            _release_gateway(plan.token)
     finally:
-        _release_gateway(plan.token)
-    others = _worker_usage(outcomes)
-    if others:
-        # Calls made in Dask worker processes are not in this process's ledger: add them.
-        manifest["llm"] = merge_usage(manifest["llm"], others)
-        atomic_write_json(Path(plan.run_dir) / "manifest.json", manifest)
+        if lock is not None:
+            lock.release()
     version = None
     if plan.incremental and plan.dataset_home is not None and manifest.get("status") == "complete":
         version = append_version(plan.dataset_home, plan.run_dir, manifest, new_prompts=plan.new_prompts,

@@ -451,6 +451,26 @@ def build_agreement(
     }
 
 
+def judging_outcome(
+    llm: dict[str, Any], rows: list[dict[str, Any]], models: tuple[ModelSpec, ...]
+) -> dict[str, Any]:
+    """`complete`, or `failed` with its cause when the calibration measured nothing: every model call
+    failed (no key, a dead endpoint) or no item got a verdict. An empty table is never a result."""
+    scored = sum(1 for r in rows if r.get("verdict") is not None)
+    answered = llm.get("calls", 0) + llm.get("cache_hits", 0)
+    if scored and answered:
+        return {"status": "complete", "cause": None}
+    reasons = [str(r["unscored_reason"]) for r in rows if r.get("unscored_reason")]
+    last = " ".join(reasons[-1].split())[:240] if reasons else "(none recorded)"
+    where = ", ".join(dict.fromkeys(s.api_base or s.model for s in models))
+    what = (
+        f"every model call failed ({llm.get('errors', 0)} errors)"
+        if not answered
+        else f"no item of {len(rows)} judgments got a verdict"
+    )
+    return {"status": "failed", "cause": f"{what} at {where}; last error: {last}"}
+
+
 def write_outputs(
     run_dir: Path, agreement: dict[str, Any], *, gate: dict[str, Any] | None = None
 ) -> dict[str, Path]:
@@ -523,6 +543,7 @@ async def calibrate_async(
         agreement = build_agreement(
             human, entries, run_id=run_id, source="models", llm=llm, human_set_spec=config.human_set
         )
+        agreement["outcome"] = judging_outcome(llm, all_rows, config.models)
     write_outputs(run_dir, agreement)
     return CalibrationResult(run_dir, agreement)
 

@@ -39,7 +39,7 @@ def build_config(base_url: str, tmp: Path, *, prompts: int = 8, shard_size: int 
     prompt_file = write_prompts(tmp / "prompts.jsonl", prompts)
     config: dict[str, Any] = {
         "run": {"name": "rel", "output_dir": str(tmp / "outputs"), "seed": 3, "shard_size": shard_size,
-                "concurrency": concurrency},
+                "concurrency": concurrency, "salvage_backoff_s": 0.05},
         "models": {"generator": fake_model(base_url, temperature=0.8), "judge": fake_model(base_url, temperature=0.0),
                    "rationale_writer": fake_model(base_url, temperature=0.3)},
         "gateway": {"backoff_base_s": 0.01, "backoff_max_s": 0.05},

@@ -16,7 +16,7 @@ from _reliability import build_config, manifest, run_cli, tables, write_config
 from factory.config import parse_config
 from factory.estimate import estimate_build
 from factory.pipeline import run_build
-from factory.preflight import load_build_prompts
+from factory.pipeline.inputs import load_build_prompts
 from factory.testing import FakeLLMServer
 
 LOCAL = ["--engine", "local"]
@@ -47,7 +47,7 @@ def test_max_calls_stops_the_cli_build_which_resumes_with_a_raised_cap(
         config = write_config(tmp_path / "build.yaml", _config(server.base_url, tmp_path, max_calls=10))
         stopped = run_cli("build", str(config), "--quiet", *LOCAL)
         assert stopped.returncode == 3, stopped.stderr
-        assert "stopped early: BudgetExceededError: budget reached: max_calls=10" in stopped.stderr
+        assert "stopped: BudgetExceededError: budget reached: max_calls=10" in stopped.stderr
         assert "--max-calls" in stopped.stderr and "Traceback" not in stopped.stderr
         assert server.stats.ok == 10  # exactly the cap: calls in flight hold their place in the budget
         run_dir = Path(stopped.stdout.strip().splitlines()[-1])

@@ -89,7 +89,7 @@ def test_engine_local_refuses_runner_options(tmp_path: Path, capsys: pytest.Capt
 
 
 def test_worker_usage_adds_up_totals_and_breakdowns() -> None:
-    from flows.build import merge_usage
+    from factory.pipeline.manifest import merge_usage
 
     base = {"calls": 2, "cache_hits": 1, "cost_usd": 0.5, "by_role": {"judge": {"calls": 2, "cost_usd": 0.5}}}
     worker = {"calls": 3, "cache_hits": 0, "cost_usd": 0.25,

@@ -16,7 +16,7 @@ from factory.incremental import (
     read_versions,
     select_new_prompts,
 )
-from factory.pipeline.runner import write_prompts_table
+from factory.pipeline.inputs import write_prompts_table
 from factory.run_folder import RunFolder
 from factory.sources import Prompt, RejectedPrompt
 

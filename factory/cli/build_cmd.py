@@ -52,7 +52,7 @@ def build(
     Budgets count across resumes: a build stopped at a cap resumes with a raised one, e.g.
     `factory build --resume RUN_DIR --max-calls 5000`.
     """
-    from factory.preflight import check_api_keys, load_build_prompts, load_build_spec, save_resume_config, with_budget
+    from factory.preflight import build_prompts, check_api_keys, load_build_spec, save_resume_config, with_budget
 
     if engine not in ("prefect", "local"):
         raise UserError(f"--engine must be prefect or local, got '{engine}'")
@@ -62,28 +62,36 @@ def build(
     # Everything a user can get wrong is checked before a run folder exists or litellm is imported.
     spec = load_build_spec(config, resume, output_dir)
     spec = with_budget(spec, max_calls=max_calls, max_tokens=max_tokens, max_cost_usd=max_cost)
-    prompts, rejected = load_build_prompts(spec)
+    prompts, rejected = build_prompts(spec, resume)
     if estimate:
         from factory.estimate import estimate_build, format_estimate
 
         print(format_estimate(estimate_build(spec, prompts, len(rejected))))
         return
     check_api_keys(spec)
-    if resume is not None and (max_calls, max_tokens, max_cost) != (None, None, None):
-        save_resume_config(resume, spec)
+    from factory.run_lock import lock_run_folder
 
-    if resume is not None:
-        spec = None  # run_build reads the run folder's config (just saved with any raised caps)
-    if engine == "prefect":
-        from flows import run_build_flow
+    # A resumed run is held from here (before its config is rewritten) to the end of the build.
+    lock = lock_run_folder(resume) if resume is not None else None
+    try:
+        if resume is not None and (max_calls, max_tokens, max_cost) != (None, None, None):
+            save_resume_config(resume, spec)
+        if resume is not None:
+            spec = None  # the build reads the run folder's config (just saved with any raised caps)
+        if engine == "prefect":
+            from flows import run_build_flow
 
-        # The same pipeline as a Prefect flow: Prefect's own log lines replace the progress bar.
-        outcome = run_build_flow(spec, resume_dir=resume, runner=runner or "threads", address=address,
-                                 workers=workers, quiet=quiet)
-        _summary(Path(outcome["run_dir"]), outcome["manifest"])
-    else:
-        result = _run_local(spec, resume, quiet)
-        _summary(result.run_dir, result.manifest)
+            # The same pipeline as a Prefect flow: Prefect's own log lines replace the progress bar.
+            outcome = run_build_flow(spec, resume_dir=resume, runner=runner or "threads", address=address,
+                                     workers=workers, quiet=quiet)
+            run_dir, manifest = Path(outcome["run_dir"]), outcome["manifest"]
+        else:
+            result = _run_local(spec, resume, quiet)
+            run_dir, manifest = result.run_dir, result.manifest
+    finally:
+        if lock is not None:
+            lock.release()
+    _summary(run_dir, manifest)
 
 
 def _run_local(spec: BuildConfig | None, resume: Path | None, quiet: bool) -> BuildResult:
@@ -106,28 +114,32 @@ def _run_local(spec: BuildConfig | None, resume: Path | None, quiet: bool) -> Bu
 
 
 def _summary(run_dir: Path, m: dict[str, Any]) -> None:
-    c, llm = m["counts"], m["llm"]
-    console.print(
-        f"[bold]{m['status']}[/bold]: {c['prompts']} prompts -> {c['candidates']} candidates, "
-        f"{c['judgments']} judgments, {c['pairs']} pairs, {c['failures']} failures; "
-        f"{llm['calls']} LLM calls ({llm['cache_hits']} from cache), "
-        f"{llm['prompt_tokens'] + llm['completion_tokens']} tokens, ${llm['cost_usd']:.4f}")
+    """The build's figures, the gate's lines and the outcome line; exits with the outcome's code."""
     from rich.markup import escape
 
     from factory.gate import summary_lines
+    from factory.pipeline.outcome import EXIT_CODES, BuildOutcome, Outcome
 
+    c, llm = m["counts"], m["llm"]
+    console.print(
+        f"{c['prompts']} prompts -> {c['candidates']} candidates, "
+        f"{c['judgments']} judgments, {c['pairs']} pairs, {c['failures']} failures; "
+        f"{llm['calls']} LLM calls ({llm['cache_hits']} from cache, {llm['errors']} failed), "
+        f"{llm['prompt_tokens'] + llm['completion_tokens']} tokens, ${llm['cost_usd']:.4f}")
     for i, line in enumerate(summary_lines(m.get("gate"), run_dir)):
         style = "bold green" if "passed" in line and i == 0 else "bold red" if i == 0 and "FAILED" in line else ""
         console.print(f"[{style}]{escape(line)}[/{style}]" if style else escape(line))
-    if m.get("stopped_reason"):
-        hint = " (raise the cap with --max-calls/--max-tokens/--max-cost)" if "Budget" in m["stopped_reason"] else ""
-        console.print(f"stopped early: {m['stopped_reason']}; finished shards are kept; finish with: "
-                      f"factory build --resume {run_dir}{hint}")
+    status = Outcome(m["status"])
+    cause = (m.get("outcome") or {}).get("cause")
+    line = BuildOutcome(status, cause).line(run_dir)
+    style = {Outcome.COMPLETE: "bold green", Outcome.PARTIAL: "bold yellow"}.get(status, "bold red")
+    # One line whatever the terminal width: scripts read it, and a cut endpoint is useless.
+    console.print(f"[{style}]{escape(line)}[/{style}]", soft_wrap=True)
     print(run_dir)
-    if m.get("stopped_reason"):
-        # Not an error, but not done: scripts and schedules must be able to tell. (typer.Exit would come
-        # back as a return value, since the CLI runs click without standalone mode.)
-        sys.exit(3)
+    if status is not Outcome.COMPLETE:
+        # Scripts and schedules must be able to tell the outcomes apart. (typer.Exit would come back as
+        # a return value, since the CLI runs click without standalone mode.)
+        sys.exit(EXIT_CODES[status])
 
 
 def register(app: typer.Typer) -> None:

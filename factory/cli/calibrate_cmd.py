@@ -15,6 +15,8 @@ prints agreement.json on stdout; `text` prints the ranked table.
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,6 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from factory.errors import UserError
+from factory.pipeline.outcome import EXIT_CODES, Outcome
 
 err = Console(stderr=True)
 
@@ -177,6 +180,11 @@ def calibrate(
             data["bootstrap"] = bootstrap
         spec = parse_calibration_config(data, "from flags")
 
+    for spec_model in spec.models:
+        # A named key variable that is unset would fail every call: say so before any is made.
+        if spec_model.api_key_env and not os.environ.get(spec_model.api_key_env):
+            raise UserError(f"judge model {spec_model.model}: environment variable {spec_model.api_key_env} is not set")
+
     # Started on the first progress report, so a mistake found before judging prints as one clean line.
     progress = Progress(
         TextColumn("{task.description}"),
@@ -201,8 +209,15 @@ def calibrate(
     finally:
         if tasks:
             progress.stop()
+    outcome = result.agreement.get("outcome") or {"status": "complete"}
     if output == "json":
         print(json.dumps(result.agreement, indent=2, ensure_ascii=False))
+    if outcome["status"] == "failed":
+        # Nothing was measured: an empty table printed with exit 0 would read as a result.
+        err.print(f"[bold red]failed:[/bold red] {escape(outcome['cause'])}")
+        print(result.run_dir)
+        sys.exit(EXIT_CODES[Outcome.FAILED])
+    if output == "json":
         return
     # Piped output gets a wide table: setting ids are long and a cut id is useless.
     print_table(result.agreement, Console() if err.is_terminal else Console(width=180))

@@ -11,7 +11,7 @@ import polars as pl
 from factory.dataset import write_dataset
 from factory.dataset_sources import DatasetSources
 from factory.pipeline.context import BuildContext
-from factory.pipeline.manifest import write_manifest
+from factory.pipeline.manifest import build_manifest, merge_usage, settle_outcome
 from factory.run_folder import RunFolder, atomic_write_json
 from factory.run_tables import merge_tables
 
@@ -29,14 +29,19 @@ def gate_judgments(run: RunFolder) -> pl.DataFrame:
     return scan.filter(pl.any_horizontal(wanted)).select([c for c in _GATE_COLUMNS if c in names]).collect()
 
 
-def finalize(ctx: BuildContext, loading_failures: list[dict[str, Any]], stopped: str | None) -> dict[str, Any]:
-    """Merge shard files into the run's tables, write the dataset and the manifest."""
+def finalize(ctx: BuildContext, loading_failures: list[dict[str, Any]], stopped: str | None,
+             other_usage: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Merge shard files into the run's tables, write the dataset, decide the outcome and write the
+    manifest (the only place it is written). `other_usage`: the usage of worker processes whose calls
+    are not in this process's gateway (Dask workers), added to the manifest's `llm`."""
     from factory.gate import run_gate
 
     run = ctx.run
     rows = merge_tables(run, loading_failures)
+    usage = merge_usage(ctx.gateway.usage.snapshot(), other_usage or [])
     # The gate writes agreement.json + report.html (also into dataset/, which the dataset writer keeps).
-    manifest = write_manifest(ctx, rows, stopped, gate=run_gate(ctx, {"judgments": gate_judgments(run)}))
+    gate = run_gate(ctx, {"judgments": gate_judgments(run)})
+    manifest = build_manifest(ctx, rows, stopped, usage=usage, gate=gate)
     # The dataset card quotes the manifest (gate figures), and the manifest counts the dataset's rows.
     manifest["counts"]["dataset"] = write_dataset(run, ctx.config, DatasetSources.from_run(run), manifest)
     manifest["counts"]["mapl_intra"] = rows["mapl_intra"]
@@ -46,5 +51,14 @@ def finalize(ctx: BuildContext, loading_failures: list[dict[str, Any]], stopped:
                   if "source" in pairs.collect_schema().names() else 0)
         manifest["target_pairs"] = {"target": ctx.config.pairs.target_pairs, "accepted": judged,
                                     "reached": judged >= ctx.config.pairs.target_pairs}
+    settle_outcome(ctx, manifest, _failure_reasons(run))
     atomic_write_json(run.manifest_path, manifest)
     return manifest
+
+
+def _failure_reasons(run: RunFolder) -> list[str]:
+    """The reason of every failure row, in table order (the last one is the latest)."""
+    table = run.table("failures")
+    if not table.is_file():
+        return []
+    return [r or "" for r in pl.read_parquet(table, columns=["reason"])["reason"].to_list()]

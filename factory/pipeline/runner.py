@@ -1,31 +1,45 @@
 """Run a build: prompts in, shards through the stages, tables and manifest out.
 
-Prompts are cut into shards. Each prompt of a shard goes through the stages on its own (no barrier
-between stages, see `factory.pipeline.shard`), and every stage writes its shard file atomically
-once the shard's prompts are through it; a shard file that exists is finished. Resuming a run
-therefore skips finished shard stages, and the gateway's request cache answers every model call that completed
-before an interruption, so nothing that was paid for is paid again.
+Both engines run the same steps, from this module:
+
+    lock -> plan_build (run folder, its prompts, shards) -> shards -> salvage rounds -> finalize
+
+`run_build` runs them in this process; the Prefect flow (`flows/build.py`) runs the very same
+functions with one task per shard. Prompts are cut into shards. Each prompt of a shard goes
+through the stages on its own (no barrier between stages, see `factory.pipeline.shard`), and every
+stage writes its shard file atomically once the shard's prompts are through it; a shard file that
+exists is finished. Resuming a run therefore skips finished shard stages, and the gateway's request
+cache answers every model call that completed before an interruption, so nothing that was paid for
+is paid again.
+
+The run folder owns its inputs: `prompts.parquet` is written once, when the run starts, and a
+resume reads the prompts from it, never again from the prompt source (which may have changed).
 """
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from factory.config import BuildConfig, dump_config, load_config
+from factory.incremental import built_fingerprints, dataset_home, select_new_prompts
 from factory.llm import Gateway
 from factory.pipeline import stages
 from factory.pipeline.context import BuildContext
 from factory.pipeline.finalize import finalize
-from factory.pipeline.shard import STOPPING_REASONS, BuildStopped, run_shard
-from factory.run_folder import RunFolder, atomic_write_parquet, atomic_write_text, rows_frame
-from factory.sources import Prompt, RejectedPrompt, load_prompts
+from factory.pipeline.outcome import STOPPING_REASONS, transient_reasons
+from factory.pipeline.shard import BuildStopped, run_shard
+from factory.pipeline.inputs import load_build_prompts, run_prompts, write_prompts_table
+from factory.run_folder import RunFolder, atomic_write_text
+from factory.run_lock import RunLock
+from factory.sources import Prompt, RejectedPrompt
 
-# Failures that may pass: a resume redoes the shards that recorded one (finished calls come from the cache).
-_RETRY_ON_RESUME = (*STOPPING_REASONS, "ProviderError", "RateLimitError", "LLMTimeoutError")
+__all__ = ["BuildPlan", "BuildResult", "BuildStopped", "finalize", "load_build_prompts", "lock_for_build",
+           "plan_build", "process_shard", "run_build", "salvage_delays", "shards_to_salvage"]
 
 
 @dataclass
@@ -34,8 +48,84 @@ class BuildResult:
     manifest: dict[str, Any]
 
 
-def _shards(prompts: list[Prompt], size: int) -> list[list[Prompt]]:
+@dataclass(frozen=True)
+class BuildPlan:
+    """What a build runs, as plain data (picklable for Prefect tasks on Dask workers)."""
+
+    run_dir: str
+    shards: list[list[Prompt]]
+    loading_failures: list[dict[str, Any]]
+    new_prompts: int
+    skipped_prompts: int | None = None
+    incremental: bool = False
+    dataset_home: str | None = None
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+def loading_failures(rejected: list[RejectedPrompt]) -> list[dict[str, Any]]:
+    """Failure rows (stage `load`) for prompts rejected while loading."""
+    return [stages.failure(r.item_id, "load", r.reason, r.raw) for r in rejected]
+
+
+def shard_prompts(prompts: list[Prompt], size: int) -> list[list[Prompt]]:
+    """Prompts cut into shards of `size`, in order; shard N is the same in every engine."""
     return [prompts[i:i + size] for i in range(0, len(prompts), size)]
+
+
+def lock_for_build(resume_dir: str | Path | None) -> RunLock | None:
+    """Hold the run folder being resumed before anything in it is read or written (a new build's
+    folder is locked as soon as it exists, by `plan_build`'s caller)."""
+    return RunFolder.open(resume_dir).lock() if resume_dir is not None else None
+
+
+def plan_build(config: BuildConfig | None, resume_dir: str | Path | None, *,
+               incremental: bool = False) -> tuple[BuildConfig, BuildPlan] | None:
+    """Open the run folder (or create one with the resolved config saved) and cut its prompts into
+    shards. A resume reopens the shards that recorded a failure that may pass (stops, transient
+    errors) and works on the run's recorded prompts.
+
+    `incremental` (a new build only): only prompts not built by an earlier finished build of the same
+    dataset name, in a run folder under `<output_dir>/<name>/`; None when there is nothing new."""
+    skipped: int | None = None
+    home: Path | None = None
+    if resume_dir is not None:
+        run = RunFolder.open(resume_dir)
+        run.drop_temporary_files()
+        run.reopen_shards((*STOPPING_REASONS, *transient_reasons()))
+        config = load_config(run.config_path)
+        prompts, rejected = run_prompts(run, config)
+        home = run.root.parent if incremental else None
+    else:
+        assert config is not None
+        if incremental:
+            # Versions of a dataset live together: outputs/<name>/<run_id>/ + outputs/<name>/versions.json.
+            home = dataset_home(config.run.output_dir, config.run.name)
+            prompts, rejected = load_build_prompts(config)
+            prompts, skipped = select_new_prompts(prompts, built_fingerprints(config.run.output_dir, config.run.name))
+            if not prompts:
+                return None
+            config = config.model_copy(update={"run": config.run.model_copy(update={"output_dir": str(home)})})
+        run = RunFolder.create(config.run.output_dir, config.run.name)
+        atomic_write_text(run.config_path, dump_config(config))
+        if incremental:
+            write_prompts_table(run, prompts, rejected)
+        else:
+            prompts, rejected = run_prompts(run, config)
+    plan = BuildPlan(run_dir=str(run.root), shards=shard_prompts(prompts, config.run.shard_size),
+                     loading_failures=loading_failures(rejected), new_prompts=len(prompts),
+                     skipped_prompts=skipped, incremental=incremental, dataset_home=str(home) if home else None)
+    return config, plan
+
+
+def salvage_delays(config: BuildConfig) -> list[float]:
+    """The waits before each salvage round: `run.salvage_backoff_s`, doubling, `run.salvage_rounds` of them."""
+    return [config.run.salvage_backoff_s * 2**i for i in range(config.run.salvage_rounds)]
+
+
+def shards_to_salvage(run: RunFolder, plan: BuildPlan) -> list[int]:
+    """Reopen the plan's shards that recorded a transient failure (rate limit, 5xx, timeout, empty
+    reply) and return them: a salvage round runs them again, the cache answering what had finished."""
+    return run.reopen_shards(transient_reasons(), only=set(range(len(plan.shards))))
 
 
 async def process_shard(ctx: BuildContext, shard: int, prompts: list[Prompt],
@@ -46,8 +136,9 @@ async def process_shard(ctx: BuildContext, shard: int, prompts: list[Prompt],
     return await run_shard(ctx, shard, prompts, slots or asyncio.Semaphore(ctx.config.run.concurrency))
 
 
-async def run_shards(ctx: BuildContext, shards: list[list[Prompt]], parallel_shards: int = 2) -> str | None:
-    """Process shards in order, up to `parallel_shards` at once, their prompts sharing
+async def run_shards(ctx: BuildContext, shards: list[tuple[int, list[Prompt]]], parallel_shards: int = 2
+                     ) -> str | None:
+    """Process `(index, prompts)` shards in order, up to `parallel_shards` at once, their prompts sharing
     `parallel_shards * run.concurrency` prompt slots. Returns the reason the build stopped early, or None.
 
     The slots are shared and handed out first come, first served, so the next shard's prompts take
@@ -74,64 +165,45 @@ async def run_shards(ctx: BuildContext, shards: list[list[Prompt]], parallel_sha
             except BuildStopped as exc:
                 stopped.append(str(exc))
 
-    await asyncio.gather(*(guarded(i, p) for i, p in enumerate(shards)))
+    await asyncio.gather(*(guarded(i, p) for i, p in shards))
     return stopped[0] if stopped else None
 
 
-def prepare_run(config: BuildConfig | None, resume_dir: str | Path | None) -> tuple[BuildConfig, RunFolder]:
-    """A new run folder with the resolved config saved, or an existing one to resume."""
-    if resume_dir is not None:
-        run = RunFolder.open(resume_dir)
-        run.prepare_resume(_RETRY_ON_RESUME)
-        return load_config(run.config_path), run
-    assert config is not None
-    run = RunFolder.create(config.run.output_dir, config.run.name)
-    atomic_write_text(run.config_path, dump_config(config))
-    return config, run
-
-
-# The steps of `run_build` before and around the shards, public so that the Prefect flow
-# (flows/build.py) runs the very same pipeline: prepare_run -> load_build_prompts ->
-# write_prompts_table -> process_shard per shard -> finalize.
-def load_build_prompts(config: BuildConfig) -> tuple[list[Prompt], list[RejectedPrompt]]:
-    """The build's usable prompts and the rejected ones (empty, too long), as the config names them."""
-    return load_prompts(path=config.prompts.path, name=config.prompts.name, id_field=config.prompts.id_field,
-                        text_field=config.prompts.text_field, limit=config.prompts.limit,
-                        max_chars=config.prompts.max_chars)
-
-
-def write_prompts_table(run: RunFolder, prompts: list[Prompt], rejected: list[RejectedPrompt]) -> None:
-    """prompts.parquet: every prompt of the run, rejects with their reason."""
-    prompt_rows = [p.to_row() | {"rejected_reason": None} for p in prompts]
-    prompt_rows += [{"prompt_id": r.item_id, "turns": [], "source": "", "rejected_reason": r.reason} for r in rejected]
-    atomic_write_parquet(run.table("prompts"), rows_frame(prompt_rows))
-
-
-def loading_failures(rejected: list[RejectedPrompt]) -> list[dict[str, Any]]:
-    """Failure rows (stage `load`) for prompts rejected while loading."""
-    return [stages.failure(r.item_id, "load", r.reason, r.raw) for r in rejected]
-
-
-def shard_prompts(prompts: list[Prompt], size: int) -> list[list[Prompt]]:
-    """Prompts cut into shards of `size`, in order; shard N is the same in every engine."""
-    return _shards(prompts, size)
+async def _run_with_salvage(ctx: BuildContext, plan: BuildPlan) -> str | None:
+    stopped = await run_shards(ctx, list(enumerate(plan.shards)))
+    for delay in salvage_delays(ctx.config):
+        if stopped is not None:
+            break
+        reopened = shards_to_salvage(ctx.run, plan)
+        if not reopened:
+            break
+        await asyncio.sleep(delay)
+        stopped = await run_shards(ctx, [(i, plan.shards[i]) for i in reopened])
+    return stopped
 
 
 def run_build(config: BuildConfig | None = None, *, resume_dir: str | Path | None = None,
               progress: Callable[[str, int], None] | None = None,
               on_start: Callable[[RunFolder, int], None] | None = None) -> BuildResult:
-    """Run (or resume) a build and return its run folder and manifest."""
-    config, run = prepare_run(config, resume_dir)
-    prompts, rejected = load_build_prompts(config)
-    write_prompts_table(run, prompts, rejected)
-    if on_start:
-        on_start(run, len(prompts))
-    gateway = Gateway(config.models, config.gateway, cache_path=run.cache_path, budget=config.budget,
-                      seed=config.run.seed, budget_includes_cache=True)
-    ctx = BuildContext(config=config, run=run, gateway=gateway, on_progress=progress or (lambda s, n: None))
+    """Run (or resume) a build in this process and return its run folder and manifest."""
+    lock = lock_for_build(resume_dir)
     try:
-        stopped = asyncio.run(run_shards(ctx, _shards(prompts, config.run.shard_size)))
-        manifest = finalize(ctx, loading_failures(rejected), stopped)
+        planned = plan_build(config, resume_dir)
+        assert planned is not None  # only incremental plans come back empty
+        config, plan = planned
+        run = RunFolder(Path(plan.run_dir))
+        lock = lock or run.lock()
+        if on_start:
+            on_start(run, plan.new_prompts)
+        gateway = Gateway(config.models, config.gateway, cache_path=run.cache_path, budget=config.budget,
+                          seed=config.run.seed, budget_includes_cache=True)
+        ctx = BuildContext(config=config, run=run, gateway=gateway, on_progress=progress or (lambda s, n: None))
+        try:
+            stopped = asyncio.run(_run_with_salvage(ctx, plan))
+            manifest = finalize(ctx, plan.loading_failures, stopped)
+        finally:
+            gateway.close()
     finally:
-        gateway.close()
+        if lock is not None:
+            lock.release()
     return BuildResult(run.root, manifest)

@@ -26,6 +26,7 @@ import polars as pl
 from factory.concurrency import map_with_slots
 from factory.pipeline import stages
 from factory.pipeline.context import BuildContext
+from factory.pipeline.outcome import STOPPING_REASONS
 from factory.sources import Prompt
 
 Rows = list[dict[str, Any]]
@@ -34,8 +35,6 @@ StageOutput = tuple[Rows, Rows]
 STAGES = ("generate", "judge", "pairs", "rationales", "variants")
 # Columns stored as JSON strings in parquet that stages read back as Python values.
 _JSON_COLUMNS = ("answers", "history", "reviewer_scores", "reviews", "models", "turns")
-# Failures that mean "stop the build", not "this item is bad": the shard stays unfinished for --resume.
-STOPPING_REASONS = ("BudgetExceededError", "CircuitOpenError")
 
 
 class BuildStopped(Exception):
