@@ -38,9 +38,9 @@ def finalize(ctx: BuildContext, loading_failures: list[dict[str, Any]], stopped:
 
     run = ctx.run
     rows = merge_tables(run, loading_failures)
-    usage = merge_usage(ctx.gateway.usage.snapshot(), other_usage or [])
     # The gate writes agreement.json + report.html (also into dataset/, which the dataset writer keeps).
     gate = run_gate(ctx, {"judgments": gate_judgments(run)})
+    usage = merge_usage(ctx.gateway.usage.snapshot(), other_usage or [])  # after the gate: its calls count
     manifest = build_manifest(ctx, rows, stopped, usage=usage, gate=gate)
     # The dataset card quotes the manifest (gate figures), and the manifest counts the dataset's rows.
     manifest["counts"]["dataset"] = write_dataset(run, ctx.config, DatasetSources.from_run(run), manifest)
