@@ -33,7 +33,7 @@ StageOutput = tuple[Rows, Rows]
 
 STAGES = ("generate", "judge", "pairs", "rationales", "variants")
 # Columns stored as JSON strings in parquet that stages read back as Python values.
-_JSON_COLUMNS = ("answers", "history", "reviewer_scores", "reviews", "models", "turns")
+_JSON_COLUMNS = ("answers", "history", "reviewer_scores", "reviews", "models", "turns", "earlier_answers")
 # Failures that mean "stop the build", not "this item is bad": the shard stays unfinished for --resume.
 STOPPING_REASONS = ("BudgetExceededError", "CircuitOpenError")
 
