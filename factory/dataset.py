@@ -2,9 +2,10 @@
 
 From the run's `pairs` (judged and MAPL inter-sample pairs) and `mapl_intra` rows:
 
-* `dpo`: TRL's conversational preference format, `prompt` (the user turns), `chosen` / `rejected`
-  (one assistant message each), plus `rationale` and provenance columns (`pair_id`, `prompt_id`,
-  `source`, `chosen_model`, `rejected_model`, `judge_setting`, `margin`, `votes`, `constraints`, `checks`);
+* `dpo`: TRL's conversational preference format, `prompt` (the conversation up to the last user
+  turn: user / assistant / user for a two-turn prompt), `chosen` / `rejected` (one assistant message
+  each), plus `rationale` and provenance columns (`pair_id`, `prompt_id`, `source`, `chosen_model`,
+  `rejected_model`, `judge_setting`, `margin`, `votes`, `constraints`, `checks`);
 * `kto`: TRL's unpaired format, `prompt`, `completion`, `label` (bool): every chosen answer is
   desirable and every rejected one undesirable; an answer that is both (all_pairs) is left out; MAPL
   intra rows give the fixed answer under its satisfied prompt (True) and its violated prompt (False);

@@ -21,7 +21,8 @@ from factory.config import BuildConfig
 
 TAGS = ["synthetic", "preference", "dpo", "kto", "llm-as-a-judge", "rationales", "mapl"]
 _DESCRIPTIONS = {
-    "dpo": ("TRL conversational preference rows: `prompt` (user turns), `chosen` and `rejected` (one assistant "
+    "dpo": ("TRL conversational preference rows: `prompt` (the conversation up to the last user turn; "
+            "multi-turn prompts hold the earlier assistant turns), `chosen` and `rejected` (one assistant "
             "message each), `rationale`, and provenance (`pair_id`, `prompt_id`, `source` = judged / mapl_inter, "
             "`chosen_model`, `rejected_model`, `judge_setting`, `margin`, `votes`, `constraints`, `checks`)."),
     "kto": ("TRL unpaired rows: `prompt`, `completion`, `label` (true = desirable), with `prompt_id`, `source`, "

@@ -24,8 +24,8 @@ from factory.dataset_rows import dpo_rows, intra_rows, kto_candidates, messages_
 from factory.dataset_sources import DatasetSources, Part, key_hash, shard_groups
 
 # Columns the decisions read (the rows are built in full only when written).
-_PAIR_COLUMNS = ["turns", "chosen", "rejected", "prompt_id"]
-_INTRA_COLUMNS = ["chosen_turns", "rejected_turns", "response", "prompt_id"]
+_PAIR_COLUMNS = ["turns", "earlier_answers", "chosen", "rejected", "prompt_id"]
+_INTRA_COLUMNS = ["chosen_turns", "rejected_turns", "earlier_answers", "response", "prompt_id"]
 KEEP, KTO_FIRST, KTO_SECOND = 1, 2, 4  # bits of a row's decision byte
 
 

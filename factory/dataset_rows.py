@@ -1,14 +1,19 @@
 """The dataset's row formats: TRL's conversational preference (`dpo`) and unpaired (`kto`) rows, and
-MAPL's prompt-level preferences (`mapl_intra`), built from rows of the run's tables."""
+MAPL's prompt-level preferences (`mapl_intra`), built from rows of the run's tables.
+
+A prompt is the conversation up to the last user turn (for MT-Bench: user, assistant, user, the
+assistant turn being the earlier answer every candidate of the prompt shares); a completion is the
+one assistant message answering the last turn."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import polars as pl
 
+from factory.conversation import prompt_messages
 from factory.mapl import reverify
 from factory.pairs import load_json
 
@@ -29,8 +34,10 @@ CONFIGS = tuple(SCHEMAS)
 SPLITS = ("train", "test")
 
 
-def user_turns(turns: Iterable[str]) -> list[dict[str, str]]:
-    return [{"role": "user", "content": t} for t in turns]
+def prompt_of(row: Mapping[str, Any], turns_column: str = "turns") -> list[dict[str, str]]:
+    """A row's conversational prompt: its user turns with the shared earlier answers between them, so a
+    multi-turn prompt reads user / assistant / user (rows without `earlier_answers` are single-turn)."""
+    return prompt_messages(load_json(row[turns_column]), load_json(row.get("earlier_answers")) or [])
 
 
 def assistant(text: str) -> list[dict[str, str]]:
@@ -53,7 +60,7 @@ def dpo_rows(pairs: pl.DataFrame) -> list[Row]:
     for p in pairs.iter_rows(named=True):
         margin = p.get("margin")
         out.append({
-            "prompt": user_turns(load_json(p["turns"])), "chosen": assistant(p["chosen"]),
+            "prompt": prompt_of(p), "chosen": assistant(p["chosen"]),
             "rejected": assistant(p["rejected"]), "rationale": p.get("rationale"), "pair_id": p.get("pair_id"),
             "prompt_id": p["prompt_id"], "source": p.get("source") or "judged", "chosen_model": p.get("chosen_model"),
             "rejected_model": p.get("rejected_model"), "judge_setting": p.get("judge_id"),
@@ -66,8 +73,8 @@ def dpo_rows(pairs: pl.DataFrame) -> list[Row]:
 def intra_rows(table: pl.DataFrame) -> list[Row]:
     """MAPL intra-sample rows as prompt-level preferences (`prompt_chosen`, `prompt_rejected`, `response`)."""
     return [{
-        "prompt_chosen": user_turns(load_json(r["chosen_turns"])),
-        "prompt_rejected": user_turns(load_json(r["rejected_turns"])),
+        "prompt_chosen": prompt_of(r, "chosen_turns"),
+        "prompt_rejected": prompt_of(r, "rejected_turns"),
         "response": assistant(r["response"]), "row_id": r.get("row_id"), "prompt_id": r["prompt_id"],
         "model": r.get("model"), "chosen_constraints": _json(r.get("chosen_constraints")),
         "rejected_constraints": _json(r.get("rejected_constraints")), "checks": _json(r.get("checks")),

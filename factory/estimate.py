@@ -2,8 +2,9 @@
 
 Counts follow the configured workflows, per prompt:
 
-* single agent: generators x samples x user turns;
-* feedback loop: earlier turns once, `n_responses` answers, and each reviewer reviews every answer
+* a multi-turn prompt's earlier turns: once per prompt, by the first workflow's first generator;
+* single agent: generators x samples answers to the last turn;
+* feedback loop: `n_responses` answers to the last turn, and each reviewer reviews every answer
   that will be revised (every answer with `review_last`);
 * judging: knockout compares C candidates in C-1 comparisons (round robin: C(C-1)/2); a comparison
   costs 1 call per order shown (2 with `order: both`), 2 for independent scoring, roles x rounds + roles
@@ -27,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from factory.config import BuildConfig, FeedbackLoopWorkflow, SingleAgentWorkflow
+from factory.conversation import earlier_turns_role
 from factory.errors import UserError
 from factory.sources import Prompt
 from judges.protocols import render_pairwise, render_single
@@ -148,21 +150,22 @@ def _judge(tally: _Tally, setting: JudgeSetting, comparisons: int, question: int
 def _generation(tally: _Tally, prompt: Prompt) -> tuple[int, int]:
     """Add the generation calls of one prompt; returns (candidates, longest answer in tokens)."""
     turn_tokens = [tokens(t) for t in prompt.turns]
+    workflows = tally.config.generation.workflows
+    lead = earlier_turns_role(workflows)
+    earlier = len(turn_tokens) - 1
+    for t in range(earlier):
+        tally.add("generate", lead, 1, 1, sum(turn_tokens[: t + 1]) + t * tally.max_tokens(lead))
+    history = sum(turn_tokens) + earlier * tally.max_tokens(lead)  # what every last-turn answer reads
     candidates, answer = 0, 0
-    for wf in tally.config.generation.workflows:
+    for wf in workflows:
         if isinstance(wf, SingleAgentWorkflow):
             for role in wf.generators:
                 out = tally.max_tokens(role)
-                for t in range(len(turn_tokens)):
-                    tally.add("generate", role, wf.samples, wf.samples, sum(turn_tokens[: t + 1]) + t * out)
+                tally.add("generate", role, wf.samples, wf.samples, history)
                 candidates += wf.samples
                 answer = max(answer, out)
         elif isinstance(wf, FeedbackLoopWorkflow):
             out = tally.max_tokens(wf.generator)
-            earlier = len(turn_tokens) - 1
-            history = sum(turn_tokens) + earlier * out
-            for t in range(earlier):
-                tally.add("generate", wf.generator, 1, 1, sum(turn_tokens[: t + 1]) + t * out)
             feedback = sum(tally.max_tokens(r) for r in wf.reviewers)
             n = wf.n_responses
             tally.add("generate", wf.generator, n, n, history + n * (out + feedback))

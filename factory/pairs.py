@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from factory.config import PairSettings
+from factory.conversation import earlier_answers
 from judges.protocols import injection_markers
 
 Row = dict[str, Any]
@@ -230,6 +231,8 @@ def _pair_row(prompt_id: str, turns: Sequence[str], chosen: Row, rejected: Row, 
         "prompt_id": prompt_id,
         "prompt": "\n\n".join(turns),
         "turns": list(turns),
+        # Shared by chosen and rejected (both answer the last turn after them): the DPO prompt's assistant turns.
+        "earlier_answers": earlier_answers(chosen),
         "chosen": chosen["text"],
         "rejected": rejected["text"],
         "chosen_id": chosen["candidate_id"],

@@ -10,7 +10,8 @@
 No LLM decides a label here. Every row records its constraints and checker results (`checks`) and is
 re-verified with `factory.mapl.reverify` before it leaves the stage. Random choices are seeded by the
 run seed and the pair or prompt id, so a rerun or resume builds the same rows.
-Constraints go on the last user turn (the one the compared answers reply to).
+Constraints go on the last user turn (the one the compared answers reply to); the earlier turns and
+their shared answers (`earlier_answers`) are carried over unchanged, so multi-turn rows keep their history.
 """
 
 from __future__ import annotations
@@ -60,22 +61,25 @@ def _inter(ctx: BuildContext, pair: Row, earlier: list[str], last: str) -> Row |
         return None  # no measured constraint separates the two answers
     turns = [*earlier, row["prompt"]]
     return {**row, "pair_id": _row_id("mapl_inter", pair["pair_id"], row["prompt"]), "prompt": "\n\n".join(turns),
-            "turns": turns, "chosen_id": pair["chosen_id"], "rejected_id": pair["rejected_id"],
+            "turns": turns, "earlier_answers": pair.get("earlier_answers") or [], "chosen_id": pair["chosen_id"],
+            "rejected_id": pair["rejected_id"],
             "chosen_model": pair.get("chosen_model"), "rejected_model": pair.get("rejected_model"),
             "margin": None, "votes": [], "judge_id": pair.get("judge_id"), "source": "mapl_inter",
             "rationale": checker_rationale(row), "rationale_status": "checker",
             "provenance": {"from_pair": pair["pair_id"], "method": row["method"]}}
 
 
-def _intra(ctx: BuildContext, prompt_id: str, earlier: list[str], last: str, response_id: str, response: str,
+def _intra(ctx: BuildContext, pair: Row, earlier: list[str], last: str, response_id: str, response: str,
            model: str | None) -> list[Row]:
+    prompt_id = pair["prompt_id"]
     rng = ctx.rng("mapl_intra", prompt_id, response_id)
     out = []
     for row in intra_sample_rows(prompt_id, last, response, rng, k=ctx.config.variants.constraints):
         out.append({**row, "row_id": _row_id("mapl_intra", prompt_id, response_id, row["chosen_prompt"]),
                     "source": "mapl_intra", "response_id": response_id, "model": model,
                     "chosen_turns": [*earlier, row["chosen_prompt"]],
-                    "rejected_turns": [*earlier, row["rejected_prompt"]]})
+                    "rejected_turns": [*earlier, row["rejected_prompt"]],
+                    "earlier_answers": pair.get("earlier_answers") or []})
     return out
 
 
@@ -100,8 +104,8 @@ async def _fresh(ctx: BuildContext, prompt: Prompt, best: str) -> tuple[list[Row
     rows = []
     for row in pairs_from_checked(prompt.prompt_id, text, picked, answers):
         ids = [f"{prompt.prompt_id}:mapl_fresh:s{answers.index(row[side])}" for side in ("chosen", "rejected")]
-        rows.append({**row, "pair_id": _row_id("mapl_fresh", *ids, text), "turns": [text], "chosen_id": ids[0],
-                     "rejected_id": ids[1], "chosen_model": models[row["chosen"]],
+        rows.append({**row, "pair_id": _row_id("mapl_fresh", *ids, text), "turns": [text], "earlier_answers": [],
+                     "chosen_id": ids[0], "rejected_id": ids[1], "chosen_model": models[row["chosen"]],
                      "rejected_model": models[row["rejected"]], "margin": None, "votes": [], "judge_id": None,
                      "source": "mapl_inter", "rationale": checker_rationale(row), "rationale_status": "checker",
                      "provenance": {"from_pair": None, "method": row["method"]}})
@@ -128,7 +132,7 @@ async def mapl_variants(ctx: BuildContext, prompts: list[Prompt], pairs: list[Ro
                 response_id = pair[f"{side}_id"]
                 if response_id not in seen_responses:
                     seen_responses.add(response_id)
-                    rows += _intra(ctx, pair["prompt_id"], earlier, last, response_id, pair[side],
+                    rows += _intra(ctx, pair, earlier, last, response_id, pair[side],
                                    pair.get(f"{side}_model"))
     failures: list[Row] = []
     if settings.fresh:

@@ -9,6 +9,7 @@ from factory.llm import Gateway, ModelSpec
 from factory.sources import Prompt
 from factory.testing import FakeLLMServer, Rule
 from factory.workflows.feedback_loop import parse_review, run_feedback_loop
+from factory.workflows.generation import generate_candidates
 
 QUESTION = "Explain why the sky is blue."
 
@@ -120,9 +121,9 @@ async def test_same_model_reviewer_and_multi_turn_prompt() -> None:
         gateway = gateway_for(server, "generator")
         wf = FeedbackLoopWorkflow(reviewers=("generator",), n_responses=2)
         prompt = Prompt("mt", ("Name a prime number.", "Now name an even one."), "t")
-        rows = await run_feedback_loop(gateway, wf, prompt)
+        rows = await generate_candidates(gateway, (wf,), prompt)
         requests = server.requests
-    # Turn 1 answered once, then the loop on turn 2: answer, review, revision.
+    # Turn 1 answered once (the shared history), then the loop on turn 2: answer, review, revision.
     assert len(requests) == 4 and sum(is_review(r) for r in requests) == 1
     reviewer_prompt = next(r for r in requests if is_review(r))["messages"][0]["content"]
     assert "Name a prime number." in reviewer_prompt and "Now name an even one." in reviewer_prompt

@@ -20,29 +20,33 @@ def gateway_for(server: FakeLLMServer, *models: str) -> Gateway:
     return Gateway({m: ModelSpec(model=f"openai/{m}", api_base=server.base_url, seed=100) for m in models})
 
 
-async def test_every_generator_answers_every_sample_turn_by_turn() -> None:
+async def test_every_generator_answers_the_last_turn_after_one_shared_first_answer() -> None:
     with FakeLLMServer() as server:
         gateway = gateway_for(server, "gen-a", "gen-b")
         wf = SingleAgentWorkflow(generators=("gen-a", "gen-b"), samples=2)
         prompt = Prompt("mt1", ("Write a haiku about rain.", "Now translate it into French."), "mt_bench")
         rows = await generate_candidates(gateway, (wf,), prompt)
         requests = server.requests
+        usage = gateway.usage.snapshot()
 
-    assert len(rows) == 4 and len(requests) == 8  # 2 generators x 2 samples x 2 turns
+    assert len(rows) == 4 and len(requests) == 5  # the first turn once, then 2 generators x 2 samples
     assert [(r["role"], r["sample"]) for r in rows] == [("gen-a", 0), ("gen-a", 1), ("gen-b", 2), ("gen-b", 3)]
     assert len({r["candidate_id"] for r in rows}) == 4
+    shared = rows[0]["answers"][0]
     for row in rows:
-        assert len(row["answers"]) == 2 and row["text"] == row["answers"][1]
+        assert row["answers"] == [shared, row["text"]]
         assert row["history"] == [
-            {"role": "user", "content": prompt.turns[0]}, {"role": "assistant", "content": row["answers"][0]},
-            {"role": "user", "content": prompt.turns[1]}, {"role": "assistant", "content": row["answers"][1]}]
-    # Second-turn requests carry the first turn and that sample's own first answer.
+            {"role": "user", "content": prompt.turns[0]}, {"role": "assistant", "content": shared},
+            {"role": "user", "content": prompt.turns[1]}, {"role": "assistant", "content": row["text"]}]
+    # The first turn is answered by the first generator; every second-turn request carries that answer.
+    first = [r for r in requests if len(r["messages"]) == 1]
+    assert [(r["model"], r["seed"]) for r in first] == [("gen-a", 100)]
     second = [r for r in requests if len(r["messages"]) == 3]
-    assert len(second) == 4
-    assert {r["messages"][1]["content"] for r in second} == {row["answers"][0] for row in rows}
+    assert len(second) == 4 and all(r["messages"][1]["content"] == shared for r in second)
     # Samples of one generator are distinct requests (the seed carries the sample index).
-    first_turn_seeds = sorted((r["model"], r["seed"]) for r in requests if len(r["messages"]) == 1)
-    assert first_turn_seeds == [("gen-a", 100), ("gen-a", 101), ("gen-b", 102), ("gen-b", 103)]
+    assert sorted((r["model"], r["seed"]) for r in second) == [("gen-a", 100), ("gen-a", 101), ("gen-b", 102),
+                                                               ("gen-b", 103)]
+    assert usage["by_tag"]["earlier_turns"]["calls"] == 1 and usage["by_tag"]["single"]["calls"] == 4
     assert len({row["content_hash"] for row in rows}) == 4
     assert all(row["prompt_tokens"] > 0 and row["completion_tokens"] > 0 for row in rows)
 

@@ -22,7 +22,7 @@ PROMPTS = [Prompt("p1", ("Describe tea.",), "test"), Prompt("p2", ("Hi.", "Now d
 
 def pairs() -> list[dict[str, Any]]:
     return [{"pair_id": f"pair-{p.prompt_id}", "prompt_id": p.prompt_id, "prompt": "\n\n".join(p.turns),
-             "turns": list(p.turns), "chosen": CHOSEN, "rejected": REJECTED, "chosen_id": f"{p.prompt_id}:c1",
+             "turns": list(p.turns), "earlier_answers": ["Hello!"] * (len(p.turns) - 1), "chosen": CHOSEN, "rejected": REJECTED, "chosen_id": f"{p.prompt_id}:c1",
              "rejected_id": f"{p.prompt_id}:c2", "chosen_model": "m1", "rejected_model": "m2", "source": "judged",
              "judge_id": "judge[judge]/combined10/fixed"} for p in PROMPTS]
 
@@ -53,6 +53,8 @@ async def test_inter_and_intra_rows_carry_constraints_and_re_verify(tmp_path: Pa
     # Constraints go on the last user turn; earlier turns stay as they were.
     two_turn = next(r for r in inter if r["prompt_id"] == "p2")
     assert two_turn["turns"][0] == "Hi." and two_turn["turns"][1].startswith("Now describe tea.")
+    assert two_turn["earlier_answers"] == ["Hello!"]  # the shared first answer stays in the prompt
+    assert all(r["earlier_answers"] == (["Hello!"] if r["prompt_id"] == "p2" else []) for r in intra)
     for row in intra:
         assert row["chosen_turns"][-1] == row["chosen_prompt"] and row["rejected_turns"][-1] == row["rejected_prompt"]
         assert all(from_dict(c).check(row["response"]) for c in row["chosen_constraints"])

@@ -34,7 +34,7 @@ StageOutput = tuple[Rows, Rows]
 
 STAGES = ("generate", "judge", "pairs", "rationales", "variants")
 # Columns stored as JSON strings in parquet that stages read back as Python values.
-_JSON_COLUMNS = ("answers", "history", "reviewer_scores", "reviews", "models", "turns")
+_JSON_COLUMNS = ("answers", "history", "reviewer_scores", "reviews", "models", "turns", "earlier_answers")
 
 
 class BuildStopped(Exception):

@@ -10,6 +10,9 @@ concurrently and their feedback is combined (sections concatenated, score = mean
 The loop stops after `n_responses` answers, or early once the combined score reaches `stop_score`.
 A review whose score cannot be parsed scores None; the loop goes on with its text as feedback.
 
+A multi-turn prompt's earlier turns come answered (the shared history of every workflow, see
+`factory.workflows.generation`); the loop works on the last turn, and reviewers see the earlier turns.
+
 Only responses that will be revised are reviewed (the paper's 3 responses take 2 reviews), unless
 `review_last` asks for a score on the final one too. Every response becomes a candidate row (step
 0..N-1) carrying its reviews, scores and the generator history that produced it.
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -30,10 +34,11 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
 from factory.config import FeedbackLoopWorkflow
+from factory.conversation import Message, prompt_messages
 from factory.llm import Completion, Gateway
 from factory.sources import Prompt
 from factory.workflows.candidates import candidate_row
-from factory.workflows.single_agent import GatewayContext, Message, answer_turns
+from factory.workflows.single_agent import GatewayContext
 from judges.protocols import neutralize, parse_single_score
 
 # A section header of the review: `### Feedback:`, `## **Overall Score**:`...
@@ -111,21 +116,17 @@ class _State(TypedDict):
 
 
 async def _answer(state: _State, *, runtime: Runtime[GatewayContext]) -> dict[str, Any]:
-    """First answer (after answering any earlier turns), or a revision with the last feedback."""
+    """First answer to the last turn (after the shared earlier turns), or a revision with the last feedback."""
     gateway, wf, prompt, steps = runtime.context.gateway, state["workflow"], state["prompt"], state["steps"]
-    spent: list[Completion] = []
     if not steps:
-        # Multi-turn prompts: earlier turns are answered once; the loop works on the final turn.
-        earlier, spent, messages = await answer_turns(gateway, wf.generator, prompt.turns[:-1], sample=0, tag=wf.name)
-        messages.append({"role": "user", "content": prompt.turns[-1]})
+        messages = prompt_messages(prompt.turns, state["earlier_answers"])
     else:
-        earlier = state["earlier_answers"]
         messages = [*state["generator_messages"],
                     {"role": "user", "content": render("reviser.j2", feedback=steps[-1].feedback)}]
     completion = await gateway.complete(wf.generator, messages, tag=wf.name)
     messages = [*messages, {"role": "assistant", "content": completion.text}]
-    step = _Step(text=completion.text, history=messages, completions=[*spent, completion])
-    return {"generator_messages": messages, "earlier_answers": earlier, "steps": [*steps, step]}
+    step = _Step(text=completion.text, history=messages, completions=[completion])
+    return {"generator_messages": messages, "steps": [*steps, step]}
 
 
 async def _review(state: _State, *, runtime: Runtime[GatewayContext]) -> dict[str, Any]:
@@ -182,10 +183,13 @@ def feedback_loop_graph() -> Any:
     return builder.compile()
 
 
-async def run_feedback_loop(gateway: Gateway, workflow: FeedbackLoopWorkflow, prompt: Prompt) -> list[dict[str, Any]]:
-    """Candidate rows of one prompt: one per response, step 0 (first answer) to the last revision."""
+async def run_feedback_loop(gateway: Gateway, workflow: FeedbackLoopWorkflow, prompt: Prompt,
+                            earlier: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Candidate rows of one prompt: one per response, step 0 (first answer) to the last revision.
+    `earlier` holds the shared answers to every user turn but the last (empty for a single-turn prompt)."""
     start: _State = {"prompt": prompt, "workflow": workflow, "generator_messages": [],
-                     "reviewer_messages": [[] for _ in workflow.reviewers], "earlier_answers": [], "steps": []}
+                     "reviewer_messages": [[] for _ in workflow.reviewers], "earlier_answers": list(earlier),
+                     "steps": []}
     state = await feedback_loop_graph().ainvoke(start, {"recursion_limit": 4 * workflow.n_responses + 8},
                                                 context=GatewayContext(gateway=gateway))
     models = [gateway.spec(workflow.generator).model, *(gateway.spec(r).model for r in workflow.reviewers)]

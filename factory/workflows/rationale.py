@@ -31,6 +31,7 @@ from pydantic import BaseModel, Field
 
 from factory.concurrency import map_bounded
 from factory.config import RationaleSettings
+from factory.conversation import prompt_messages
 from factory.llm import Gateway, LLMError, OutputParseError
 from factory.pairs import load_json
 from factory.workflows.single_agent import GatewayContext
@@ -97,9 +98,19 @@ def judge_notes(pair: Row, judgments: Sequence[Row]) -> list[str]:
     return notes
 
 
+def question_text(pair: Row) -> str:
+    """The question as the writer sees it: the prompt text, or for a multi-turn prompt the conversation
+    up to the last user turn (with the shared earlier answers), which both answers reply to."""
+    turns = load_json(pair["turns"])
+    if len(turns) == 1:
+        return pair["prompt"]
+    messages = prompt_messages(turns, load_json(pair["earlier_answers"]))
+    return "\n\n".join(f"[{m['role'].capitalize()}]\n{m['content']}" for m in messages)
+
+
 def initial_state(pair: Row, judgments: Sequence[Row]) -> RationaleState:
     """The graph's input for one pair (judgments: the pair's prompt's judgment rows)."""
-    return RationaleState(pair_id=pair["pair_id"], question=pair["prompt"], chosen=pair["chosen"],
+    return RationaleState(pair_id=pair["pair_id"], question=question_text(pair), chosen=pair["chosen"],
                           rejected=pair["rejected"], evidence=judge_notes(pair, judgments), rationale=None,
                           attempts=0, accepted=False, feedback=None, history=[], status="pending", reason=None,
                           model=None)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from factory.concurrency import stream_bounded
+from factory.conversation import earlier_answers, prompt_messages
 from factory.llm import Gateway
 from factory.sources import Prompt
 from judges.engine import judge_pair
@@ -29,9 +30,15 @@ _POSITION = {
 }
 
 
-def question_of(prompt: Prompt) -> str | list[dict[str, str]]:
-    """What a judge sees as the question: the text, or every user turn of a multi-turn prompt."""
-    return prompt.text if len(prompt.turns) == 1 else [{"role": "user", "content": t} for t in prompt.turns]
+def question_of(prompt: Prompt, earlier: Sequence[str] = ()) -> str | list[dict[str, str]]:
+    """What a judge sees as the question: the text of a single-turn prompt; for a multi-turn one, the
+    conversation up to the last user turn with the shared `earlier` answers (MT-Bench's multi-turn
+    layout, the judge told to focus on the final answer), or only the user turns without them."""
+    if len(prompt.turns) == 1:
+        return prompt.text
+    if not earlier:  # callers holding only final outputs (compare_workflows)
+        return [{"role": "user", "content": t} for t in prompt.turns]
+    return prompt_messages(prompt.turns, earlier)
 
 
 @dataclass(frozen=True)
@@ -61,7 +68,8 @@ async def knockout(gateway: Gateway, setting: JudgeSetting, prompt: Prompt, cand
         return KnockoutResult(None, [])
     judgments: list[dict[str, Any]] = []
     champion = distinct[0]
-    question = question_of(prompt)
+    # Every candidate of a prompt answers its last turn after the same earlier answers.
+    question = question_of(prompt, earlier_answers(champion))
     for challenger in distinct[1:]:
         item_id = f"{prompt.prompt_id}@{champion['candidate_id']}~{challenger['candidate_id']}"
         row = await judge_pair(gateway, setting, item_id, question, champion["text"], challenger["text"], tag=tag)
