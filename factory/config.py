@@ -93,7 +93,8 @@ class JudgingSettings(_Section):
 
     setting: JudgeSetting = Field(default_factory=JudgeSetting, description="Judge, jury or debate.")
     select: Literal["knockout", "round_robin"] = Field(
-        "knockout", description="knockout (paper: r1 vs r2, winner vs r3) or every pair once.")
+        "knockout", description="knockout (paper: r1 vs r2, winner vs r3) or round_robin (every pair once; "
+        "the best answer has the most wins, a tie counting half).")
 
 
 class PairSettings(_Section):

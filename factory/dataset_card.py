@@ -76,6 +76,16 @@ def _gate(manifest: dict[str, Any]) -> list[str]:
     return lines
 
 
+# How each prompt's answers were compared, as the judge stage does it (factory/workflows/selection.py).
+_SELECTION = {
+    "knockout": "knockout selection (answer 1 vs answer 2, the winner vs answer 3, and so on: n-1 comparisons "
+                "per prompt)",
+    "round_robin": "round-robin selection (every two distinct answers compared once: n(n-1)/2 comparisons per "
+                   "prompt; the best answer has the most wins, a tie counting half to each, equal wins settled "
+                   "by the judge's score margin and then by the run's seed)",
+}
+
+
 def render_card(config: BuildConfig, counts: dict[str, int], written: dict[str, list[str]],
                 manifest: dict[str, Any], run_id: str) -> str:
     """The whole README.md: YAML metadata and prose."""
@@ -83,6 +93,7 @@ def render_card(config: BuildConfig, counts: dict[str, int], written: dict[str, 
     models = "\n".join(f"- `{role}`: `{spec.model}`" for role, spec in sorted(config.models.items()))
     workflows = ", ".join(f"`{w.name}` ({w.kind})" for w in config.generation.workflows)
     r, v = config.rationales, config.variants
+    selection = _SELECTION[config.judging.select]
     verifier = f", checked by a verifier (`{r.verifier_role or config.judging.setting.models[0]}`, up to " \
                f"{r.max_rewrites} rewrites)" if r.verify else ""
     rationale = (f"Every judged pair carries a rationale written by `{r.role}`{verifier}, grounded in the judges' "
@@ -106,7 +117,7 @@ extended with verifiable MAPL prompt variants.
 
 - Prompts: {_source(config)}.
 - Generation workflows: {workflows}.
-- Judge setting: `{config.judging.setting.setting_id}` ({config.judging.select}); pair rule `{config.pairs.rule}`,
+- Judge setting: `{config.judging.setting.setting_id}`, {selection}; pair rule `{config.pairs.rule}`,
   minimum margin {config.pairs.min_margin}, ties {'kept' if config.pairs.keep_ties else 'dropped'},
   swap-inconsistent verdicts {'kept' if config.pairs.keep_inconsistent else 'dropped'}.
 - {rationale}

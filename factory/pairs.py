@@ -11,6 +11,15 @@ The evidence of a pair is the judgment that compared its two responses. A knocko
 the best response with every other one: a response knocked out by a third one is rejected by
 transitivity, with the judgment that knocked it out as its evidence (`direct` = False).
 
+A round robin (`judging.select: round_robin`) compares every two responses, so every pair has direct
+evidence. Its rows carry the prompt's `standings` (win counts: a win 1, a tie 0.5; see
+`factory.workflows.selection.standings`): the best response is the one with the most wins, the
+weakest (`best_vs_worst`) the one with the fewest, and each pair records the standings, the two
+responses' wins and the comparisons counted in its provenance. The margin stays the judge's score
+difference of the direct comparison, so `min_margin` keeps one unit (judge points) whatever the
+selection; the win difference is `provenance.win_margin`. A leader that lost or tied to a response
+head to head is not paired with it (`contradicted`, `tie`), as in a knockout.
+
 Each pair keeps its margin (the score difference in the judge's points, chosen minus rejected; None
 for unscored protocols such as `direct`) as its preference strength, and the jurors' votes oriented
 to the pair (`A` = chosen, `B` = rejected), the way `factory annotate` reads them. A pair whose chosen
@@ -18,7 +27,6 @@ answer speaks in the judge's own format (`### Answer:`, score lines, the templat
 dropped unless `keep_injection_flagged`: on small judges such text wins most comparisons it is in.
 
     >>> from factory.config import PairSettings
-from judges.protocols import injection_markers
     >>> cands = [{"candidate_id": "c1", "content_hash": "h1", "text": "4"},
     ...          {"candidate_id": "c2", "content_hash": "h2", "text": "5"}]
     >>> j = {"judgment_id": "j1", "candidate_a": "c1", "candidate_b": "c2", "verdict": "A",
@@ -158,6 +166,30 @@ def _rank(candidates: Sequence[Row], judgments: Sequence[Row], means: dict[str, 
                                              order[c["candidate_id"]]))
 
 
+def _standings(judgments: Sequence[Row]) -> list[Row] | None:
+    """A round robin's ranked standings (strongest first), as its judge stage wrote them; None for a knockout."""
+    table = load_json(judgments[0].get("standings")) if judgments else None
+    return table if isinstance(table, list) else None
+
+
+def _round_robin_provenance(standings: list[Row], judgments: Sequence[Row], chosen_id: str,
+                            rejected_id: str) -> Row:
+    wins = {s["candidate_id"]: s["wins"] for s in standings}
+    scored = sum(1 for j in judgments if j.get("verdict") is not None)
+    return {"select": "round_robin", "chosen_wins": wins[chosen_id], "rejected_wins": wins[rejected_id],
+            "win_margin": wins[chosen_id] - wins[rejected_id], "standings": standings,
+            "comparisons": scored, "unscored_comparisons": len(judgments) - scored}
+
+
+def _weakest(candidates: Sequence[Row], judgments: Sequence[Row], means: dict[str, float | None],
+             standings: list[Row] | None) -> Row:
+    """The weakest of `candidates`: the fewest round-robin wins, else the last by `_rank`."""
+    if standings is None:
+        return _rank(candidates, judgments, means)[-1]
+    place = {s["candidate_id"]: i for i, s in enumerate(standings)}
+    return max(candidates, key=lambda c: place[c["candidate_id"]])
+
+
 def select_pairs(prompt_id: str, turns: Sequence[str], candidates: Sequence[Row], judgments: Sequence[Row],
                  settings: PairSettings) -> tuple[list[Row], str | None]:
     """The pairs of one prompt under `settings`, and when there are none, the reason why.
@@ -175,6 +207,7 @@ def select_pairs(prompt_id: str, turns: Sequence[str], candidates: Sequence[Row]
         return [], f"unknown best_id {best_id!r}"
     dropped: Counter[str] = Counter()
     pairs: list[Row] = []
+    standings = _standings(judgments)
 
     def consider(chosen: Row, rejected: Row, ev: _Evidence, margin: float | None) -> None:
         if chosen["content_hash"] == rejected["content_hash"]:
@@ -192,13 +225,17 @@ def select_pairs(prompt_id: str, turns: Sequence[str], candidates: Sequence[Row]
         elif not settings.keep_injection_flagged and injection_markers(chosen["text"]):
             dropped["chosen_injection_flagged"] += 1  # its win may come from talking to the judge
         else:
-            pairs.append(_pair_row(prompt_id, turns, chosen, rejected, ev, margin, settings.rule))
+            pair = _pair_row(prompt_id, turns, chosen, rejected, ev, margin, settings.rule)
+            if standings is not None:
+                pair["provenance"].update(_round_robin_provenance(standings, judgments, chosen["candidate_id"],
+                                                                  rejected["candidate_id"]))
+            pairs.append(pair)
 
     best = by_id[best_id]
     if settings.rule in ("paper", "best_vs_worst"):
         others = [c for c in candidates if c["candidate_id"] != best_id]
         if settings.rule == "best_vs_worst" and others:
-            others = [_rank(others, judgments, means)[-1]]
+            others = [_weakest(others, judgments, means, standings)]
         for other in others:
             ev = _evidence(judgments, best_id, other["candidate_id"])
             consider(best, other, ev, ev.margin)

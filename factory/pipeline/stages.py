@@ -19,7 +19,7 @@ from factory.sources import Prompt
 from factory.variants_stage import mapl_variants
 from factory.workflows.generation import generate_candidates
 from factory.workflows.rationale import write_rationales
-from factory.workflows.selection import knockout
+from factory.workflows.selection import knockout, round_robin
 
 Rows = list[dict[str, Any]]
 
@@ -44,7 +44,8 @@ async def generate_stage(ctx: BuildContext, prompts: list[Prompt]) -> tuple[Rows
 
 
 async def judge_stage(ctx: BuildContext, prompts: list[Prompt], candidates: Rows) -> tuple[Rows, Rows]:
-    """Knockout over each prompt's distinct candidates: r1 vs r2, the winner vs r3, and so on."""
+    """Each prompt's distinct candidates judged as `judging.select` says: a knockout (r1 vs r2, the
+    winner vs r3, ...) or a round robin (every two once, ties in wins settled by the run's seed)."""
     by_prompt = _group(candidates, "prompt_id")
     setting = ctx.config.judging.setting
 
@@ -52,7 +53,11 @@ async def judge_stage(ctx: BuildContext, prompts: list[Prompt], candidates: Rows
         cands = _distinct(by_prompt.get(prompt.prompt_id, []))
         if len(cands) < 2:
             return [], []  # already recorded as a generation failure
-        judgments = (await knockout(ctx.gateway, setting, prompt, cands)).judgments
+        if ctx.config.judging.select == "round_robin":
+            rng = ctx.rng("round_robin", prompt.prompt_id)
+            judgments = (await round_robin(ctx.gateway, setting, prompt, cands, rng=rng)).judgments
+        else:
+            judgments = (await knockout(ctx.gateway, setting, prompt, cands)).judgments
         ctx.on_progress("judge", 1)
         if all(j["verdict"] is None for j in judgments):
             last = judgments[-1]

@@ -2,6 +2,9 @@
 
 * `knockout`: the paper's best-of-N: r1 vs r2, the winner vs r3, and so on. A challenger replaces
   the champion only on a strict win; a tie or an unscored comparison keeps the champion.
+* `round_robin`: every two distinct candidates are compared once (n(n-1)/2 comparisons), and the
+  candidates are ranked by their win counts (`standings`: a win is 1, a tie 0.5 to each side, an
+  unscored comparison nothing).
 * `win_rate` / `compare_workflows`: the paper's comparison of a workflow against another (or a
   single-agent baseline) = strict wins / n, ties are not wins; ties, losses and unscored comparisons
   are reported beside it, with the answer order the judge setting used.
@@ -12,11 +15,14 @@ come with the judge setting; verdicts are in the item's orientation (A = the fir
 
 from __future__ import annotations
 
+import json
+import random
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from itertools import combinations
 from typing import Any, Literal
 
-from factory.concurrency import stream_bounded
+from factory.concurrency import map_bounded, stream_bounded
 from factory.conversation import earlier_answers, prompt_messages
 from factory.llm import Gateway
 from factory.sources import Prompt
@@ -42,21 +48,16 @@ def question_of(prompt: Prompt, earlier: Sequence[str] = ()) -> str | list[dict[
 
 
 @dataclass(frozen=True)
-class KnockoutResult:
-    """The winning candidate (None when given none) and the judgment rows, in the order judged."""
+class SelectionResult:
+    """The winning candidate (None when given none) and the judgment rows, in the order of the
+    comparisons (a knockout's as judged; a round robin's as (r1, r2), (r1, r3), ..., (r2, r3), ...)."""
 
     best: dict[str, Any] | None
     judgments: list[dict[str, Any]]
 
 
-async def knockout(gateway: Gateway, setting: JudgeSetting, prompt: Prompt, candidates: Sequence[dict[str, Any]],
-                   *, tag: str | None = None) -> KnockoutResult:
-    """Pick the best of `candidates` (rows with `candidate_id`, `text`, `content_hash`) by knockout.
-
-    Candidates whose text repeats an earlier one are skipped (judging a text against itself tells
-    nothing). Each judgment row gets `prompt_id`, `candidate_a` (the champion), `candidate_b` (the
-    challenger) and, once the knockout is over, `best_id`.
-    """
+def _distinct(candidates: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`candidates` less those whose text repeats an earlier one (judging a text against itself tells nothing)."""
     seen: set[str] = set()
     distinct = []
     for cand in candidates:
@@ -64,23 +65,124 @@ async def knockout(gateway: Gateway, setting: JudgeSetting, prompt: Prompt, cand
         if key not in seen:
             seen.add(key)
             distinct.append(cand)
+    return distinct
+
+
+async def _compare(gateway: Gateway, setting: JudgeSetting, prompt: Prompt, a: dict[str, Any], b: dict[str, Any],
+                   tag: str | None) -> dict[str, Any]:
+    """One judgment row of `a` (shown as the item's A) against `b`."""
+    item_id = f"{prompt.prompt_id}@{a['candidate_id']}~{b['candidate_id']}"
+    # Every candidate of a prompt answers its last turn after the same earlier answers.
+    question = question_of(prompt, earlier_answers(a))
+    row = await judge_pair(gateway, setting, item_id, question, a["text"], b["text"], tag=tag)
+    row.update(prompt_id=prompt.prompt_id, candidate_a=a["candidate_id"], candidate_b=b["candidate_id"])
+    return row
+
+
+async def knockout(gateway: Gateway, setting: JudgeSetting, prompt: Prompt, candidates: Sequence[dict[str, Any]],
+                   *, tag: str | None = None) -> SelectionResult:
+    """Pick the best of `candidates` (rows with `candidate_id`, `text`, `content_hash`) by knockout.
+
+    Repeated texts are skipped (`_distinct`). Each judgment row gets `prompt_id`,
+    `candidate_a` (the champion), `candidate_b` (the challenger) and, once the knockout is over, `best_id`.
+    """
+    distinct = _distinct(candidates)
     if not distinct:
-        return KnockoutResult(None, [])
+        return SelectionResult(None, [])
     judgments: list[dict[str, Any]] = []
     champion = distinct[0]
-    # Every candidate of a prompt answers its last turn after the same earlier answers.
-    question = question_of(prompt, earlier_answers(champion))
     for challenger in distinct[1:]:
-        item_id = f"{prompt.prompt_id}@{champion['candidate_id']}~{challenger['candidate_id']}"
-        row = await judge_pair(gateway, setting, item_id, question, champion["text"], challenger["text"], tag=tag)
-        row.update(prompt_id=prompt.prompt_id, candidate_a=champion["candidate_id"],
-                   candidate_b=challenger["candidate_id"])
+        row = await _compare(gateway, setting, prompt, champion, challenger, tag)
         judgments.append(row)
         if row["verdict"] == "B":
             champion = challenger
     for row in judgments:
         row["best_id"] = champion["candidate_id"]
-    return KnockoutResult(champion, judgments)
+    return SelectionResult(champion, judgments)
+
+
+@dataclass(frozen=True)
+class Standing:
+    """One candidate's record in a round robin."""
+
+    candidate_id: str
+    wins: float  # 1 per strict win, 0.5 per tie
+    played: int  # scored comparisons it was in (unscored ones count for nothing)
+    score_margin: float  # its judge scores minus its opponents', summed (0 for unscored protocols)
+
+
+def win_counts(candidate_ids: Sequence[str], judgments: Iterable[Mapping[str, Any]]) -> dict[str, Standing]:
+    """Each candidate's wins over `judgments` (rows with `candidate_a`, `candidate_b`, `verdict` in A's
+    orientation, optional `score_a`/`score_b`). A win counts 1, a tie 0.5 to each side; an unscored
+    comparison (verdict None) counts for nothing, not even as played.
+
+    >>> rows = [{"candidate_a": "x", "candidate_b": "y", "verdict": "A"},
+    ...         {"candidate_a": "x", "candidate_b": "z", "verdict": "tie"},
+    ...         {"candidate_a": "y", "candidate_b": "z", "verdict": None}]
+    >>> {c: (s.wins, s.played) for c, s in win_counts(["x", "y", "z"], rows).items()}
+    {'x': (1.5, 2), 'y': (0.0, 1), 'z': (0.5, 1)}
+    """
+    wins = dict.fromkeys(candidate_ids, 0.0)
+    played = dict.fromkeys(candidate_ids, 0)
+    margin = dict.fromkeys(candidate_ids, 0.0)
+    for j in judgments:
+        a, b, verdict = j["candidate_a"], j["candidate_b"], j.get("verdict")
+        if verdict is None:
+            continue
+        played[a] += 1
+        played[b] += 1
+        if verdict == "tie":
+            wins[a] += 0.5
+            wins[b] += 0.5
+        else:
+            wins[a if verdict == "A" else b] += 1.0
+        if j.get("score_a") is not None and j.get("score_b") is not None:
+            gap = float(j["score_a"]) - float(j["score_b"])
+            margin[a] += gap
+            margin[b] -= gap
+    return {c: Standing(c, wins[c], played[c], margin[c]) for c in candidate_ids}
+
+
+def standings(candidate_ids: Sequence[str], judgments: Iterable[Mapping[str, Any]],
+              rng: random.Random) -> list[Standing]:
+    """The candidates from most to fewest wins.
+
+    Equal win counts are broken by the summed judge score margin (scored protocols), then by a draw
+    from `rng`, so a build's seed fixes the order. The draw, not the candidates' order, settles the
+    rest because that order follows the configured workflows: it would favour the first generator.
+    """
+    draw = {c: rng.random() for c in sorted(candidate_ids)}  # drawn in a fixed order: same seed, same draw
+    table = win_counts(candidate_ids, judgments).values()
+    return sorted(table, key=lambda s: (-s.wins, -s.score_margin, draw[s.candidate_id]))
+
+
+async def round_robin(gateway: Gateway, setting: JudgeSetting, prompt: Prompt, candidates: Sequence[dict[str, Any]],
+                      *, rng: random.Random, tag: str | None = None) -> SelectionResult:
+    """Compare every two distinct `candidates` once and pick the one with the most wins (`standings`).
+
+    Each comparison is judged under `setting` as a knockout's would be (its order policy, jury or
+    debate), the earlier candidate as the item's A. All of a prompt's comparisons are started at
+    once: the gateway's concurrency limits decide how many run. Every judgment row gets `prompt_id`,
+    `candidate_a`, `candidate_b`, `best_id` (the leader) and `standings` (JSON: the ranked list of
+    `Standing`s, which the pair rules read).
+    """
+    distinct = _distinct(candidates)
+    if len(distinct) < 2:
+        return SelectionResult(distinct[0] if distinct else None, [])
+    matches = list(combinations(distinct, 2))
+
+    async def one(match: tuple[dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
+        return await _compare(gateway, setting, prompt, match[0], match[1], tag)
+
+    # No bound of our own: the gateway's concurrency limits (overall and per model) already hold
+    # back calls beyond what the endpoint may take, and results keep the comparisons' order.
+    judgments = await map_bounded(matches, one, len(matches))
+    ranked = standings([c["candidate_id"] for c in distinct], judgments, rng)
+    table = json.dumps([asdict(s) for s in ranked])
+    for row in judgments:
+        row.update(best_id=ranked[0].candidate_id, standings=table)
+    by_id = {c["candidate_id"]: c for c in distinct}
+    return SelectionResult(by_id[ranked[0].candidate_id], judgments)
 
 
 def win_rate(verdicts: Iterable[str | None]) -> dict[str, Any]:
