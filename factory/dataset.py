@@ -22,7 +22,8 @@ and the `DatasetDict` is read back from those files (memory-mapped Arrow), so me
 with the size of the build.
 
 Output, written atomically (built in a temporary folder, then swapped in):
-`dataset/{dpo,kto,mapl_intra}/{train,test}-00000-of-00001.parquet`, `dataset/README.md` (the card) and
+`dataset/{dpo,kto,mapl_intra}/{train,test}-00000-of-00001.parquet`, `dataset/README.md` (the card, whose
+configs carry their files' sha256 so each build has its own `datasets` cache entry) and
 `dataset_dict/` (`DatasetDict.save_to_disk` of the DPO config).
 
     counts = write_dataset(run, config, DatasetSources.from_run(run), manifest)
@@ -143,7 +144,7 @@ def write_dataset(run: RunFolder, config: BuildConfig, sources: DatasetSources |
     `mapl_intra`). Only non-empty splits get a file (and an entry in the card), so `load_dataset`
     never meets an empty data file. `manifest` supplies the gate figures for the card (absent: the
     card says so)."""
-    from factory.dataset_card import render_card
+    from factory.dataset_card import config_patterns, data_fingerprint, render_card
 
     if not isinstance(sources, DatasetSources):
         sources = DatasetSources.from_frames(sources.get("pairs"), sources.get("mapl_intra"))
@@ -162,7 +163,9 @@ def write_dataset(run: RunFolder, config: BuildConfig, sources: DatasetSources |
     counts = {**files.counts, "exact_duplicates_removed": decisions.exact,
               "near_duplicates_removed": decisions.near, "kto_conflicts_removed": decisions.kto_conflicts,
               "test_prompts": len(test)}
-    atomic_write_text(tmp / "README.md", render_card(config, counts, written, dict(manifest or {}), run.run_id))
+    fingerprints = {n: data_fingerprint(tmp, config_patterns(n, splits)) for n, splits in written.items()}
+    card = render_card(config, counts, written, dict(manifest or {}), run.run_id, fingerprints)
+    atomic_write_text(tmp / "README.md", card)
 
     dict_tmp = run.root / f".dataset_dict.tmp-{os.urandom(3).hex()}"
     scratch = run.root / f".hf-cache.tmp-{os.urandom(3).hex()}"

@@ -1,17 +1,22 @@
 """The dataset card (`dataset/README.md`): Hub YAML metadata plus a description of how the data was made.
 
 The YAML declares one config per written folder (`dpo`, `kto`, `mapl_intra`) with its split files, so
-`load_dataset(folder, "dpo")` and the Hub read the same layout. The prose names the prompt source,
-the models by role, the judge setting, the pair rule, the rationale writer, the MAPL settings, the
-quality gate's figures (from `manifest.json`'s `gate`, written by the gate step; "not recorded"
-when absent) and the row counts.
+`load_dataset(folder, "dpo")` and the Hub read the same layout, and a `description` naming the sha256
+of those files, so that `datasets` caches each build's data under its own key (see `data_fingerprint`).
+The prose names the prompt source, the models by role, the judge setting, the pair rule, the
+rationale writer, the MAPL settings, the quality gate's figures (from `manifest.json`'s `gate`,
+written by the gate step; "not recorded" when absent) and the row counts.
 
-    text = render_card(config, counts, {"dpo": ["train", "test"]}, manifest, "demo-20260101-000000-abcd")
+    fingerprints = {"dpo": data_fingerprint(folder, config_patterns("dpo", ["train", "test"]))}
+    text = render_card(config, counts, {"dpo": ["train", "test"]}, manifest, "demo-20260101-000000-abcd",
+                       fingerprints)
     DatasetCard(text).data.configs
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +45,57 @@ def _size_category(n: int) -> str:
     return "1M<n<10M"
 
 
-def card_metadata(config: BuildConfig, counts: dict[str, int], written: dict[str, list[str]]) -> DatasetCardData:
-    """The YAML header: license, tags, task, size and a config per written folder."""
+def config_patterns(name: str, splits: list[str]) -> dict[str, str]:
+    """The card's `data_files` of one config: a glob per split."""
+    return {split: f"{name}/{split}-*.parquet" for split in splits}
+
+
+def data_fingerprint(folder: Path, patterns: dict[str, str]) -> str:
+    """sha256 over the files each split's glob matches under `folder`: split, relative path and bytes.
+
+    Why the card carries it: `datasets` (read and tried in 5.2) caches what `load_dataset` reads from
+    a folder or a Hub repository in `<cache>/<folder or repo name>/<config>/<version>/<hash>`, and
+    `<hash>` is `Hasher.hash({"dataset_infos": ..., "builder_configs": ...})` of the card's YAML only
+    (`LocalDatasetModuleFactory.get_module`, and the same in `HubDatasetModuleFactory.get_module`):
+    a config's builder config holds its `data_files` *patterns*, not the files, their bytes or mtimes.
+    Every build's folder is named `dataset` and declares the same patterns, so every build had one
+    cache entry and `load_dataset` returned whichever build was loaded first; on the Hub, a build
+    pushed over an earlier one to the same repository would be read from the earlier one's cache.
+    """
+    digest = hashlib.sha256()
+    for split, pattern in patterns.items():
+        for path in sorted(folder.glob(pattern)):
+            digest.update(f"{split}\0{path.relative_to(folder).as_posix()}\0".encode())
+            with path.open("rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+            digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def fingerprint_description(fingerprint: str) -> str:
+    """A config's `description`. `BuilderConfig.description` is a builder parameter, so `datasets`
+    puts it in the cache hash (the Hub documents a config's other YAML keys as builder parameters);
+    `pretty_name`, tags and the prose are not hashed, and `dataset_info` (hashed) holds only sizes,
+    which two builds can share. The data's own sha256 rather than the run id, so a dataset rewritten
+    in the same run (a resumed build) gets a new key too, and a copy (`publish --dry-run`) the same."""
+    return f"data files sha256 {fingerprint}"
+
+
+def declared_fingerprint(description: object) -> str | None:
+    """The sha256 a config's `description` declares (None: an older card without one)."""
+    if not isinstance(description, str):
+        return None
+    found = re.fullmatch(r"data files sha256 ([0-9a-f]{64})", description)
+    return found.group(1) if found else None
+
+
+def card_metadata(config: BuildConfig, counts: dict[str, int], written: dict[str, list[str]],
+                  fingerprints: dict[str, str]) -> DatasetCardData:
+    """The YAML header: license, tags, task, size and a config per written folder (with its data's sha256)."""
     configs = [{"config_name": name, **({"default": True} if name == "dpo" else {}),
-                "data_files": [{"split": s, "path": f"{name}/{s}-*.parquet"} for s in splits]}
+                "data_files": [{"split": s, "path": p} for s, p in config_patterns(name, splits).items()],
+                "description": fingerprint_description(fingerprints[name])}
                for name, splits in written.items()]
     total = counts.get("dpo_train", 0) + counts.get("dpo_test", 0)
     return DatasetCardData(license=config.dataset.license, pretty_name=config.run.name, tags=TAGS,
@@ -87,9 +139,9 @@ _SELECTION = {
 
 
 def render_card(config: BuildConfig, counts: dict[str, int], written: dict[str, list[str]],
-                manifest: dict[str, Any], run_id: str) -> str:
-    """The whole README.md: YAML metadata and prose."""
-    meta = card_metadata(config, counts, written)
+                manifest: dict[str, Any], run_id: str, fingerprints: dict[str, str]) -> str:
+    """The whole README.md: YAML metadata and prose. `fingerprints`: `data_fingerprint` per written config."""
+    meta = card_metadata(config, counts, written, fingerprints)
     models = "\n".join(f"- `{role}`: `{spec.model}`" for role, spec in sorted(config.models.items()))
     workflows = ", ".join(f"`{w.name}` ({w.kind})" for w in config.generation.workflows)
     r, v = config.rationales, config.variants

@@ -4,7 +4,7 @@ The run's `dataset/` folder is already the repository (card + `dpo/` and `kto/` 
 agreement figures, report; see docs/architecture.md), so publishing is two calls:
 `HfApi.create_repo` and `HfApi.upload_folder`. Before either, the build must have passed its
 quality gate (`manifest.json` `gate.passed`), unless forced, and the card's YAML must declare
-configs whose data files exist.
+configs whose data files exist (and, where a config names its files' sha256, still have it).
 
 The token comes only from the environment (`HF_TOKEN`) or the saved Hugging Face login; it is
 passed to nothing but `huggingface_hub`, and never printed, logged or written. The endpoint is
@@ -119,9 +119,28 @@ def check_card(folder: Path, files: list[str]) -> dict[str, Any]:
             for pattern in [patterns] if isinstance(patterns, str) else list(patterns or []):
                 if not any(fnmatch.fnmatchcase(f, pattern) for f in files):
                     raise UserError(f"dataset card config '{name}' names '{pattern}', which matches no file in {folder}")
+        _check_fingerprint(folder, config, data_files)
     if not data.get("license"):
         raise UserError(f"dataset card {readme} has no license in its YAML metadata")
     return data
+
+
+def _check_fingerprint(folder: Path, config: dict[str, Any], data_files: list[Any]) -> None:
+    """A config whose card declares its files' sha256 (cards the factory writes) must match them: the
+    fingerprint is what keeps `datasets`' cache key for this data apart from every other build's
+    (`factory.dataset_card.data_fingerprint`), so a stale one would serve another version's rows."""
+    from factory.dataset_card import data_fingerprint, declared_fingerprint
+
+    declared = declared_fingerprint(config.get("description"))
+    if declared is None:
+        return
+    patterns = {str(e.get("split", "train")): e["path"] for e in data_files
+                if isinstance(e, dict) and isinstance(e.get("path"), str)}
+    if len(patterns) == len(data_files) and data_fingerprint(folder, patterns) == declared:
+        return
+    raise UserError(f"dataset card config '{config.get('config_name')}' declares a sha256 its data files in "
+                    f"{folder} do not have: they changed after the card was written; rewrite the dataset "
+                    f"with `factory build --resume {folder.parent}`")
 
 
 def _dry_run(folder: Path, files: list[str], target: Path, configs: list[str]) -> dict[str, dict[str, int]]:

@@ -163,6 +163,25 @@ def test_card_metadata_and_gate_figures(built: Any) -> None:
     assert "passed: **True**" in card.text and "kappa: 0.61" in card.text
 
 
+def test_builds_with_equal_counts_load_as_themselves_from_one_cache(built: Any, tmp_path: Path) -> None:
+    from factory.dataset_card import config_patterns, data_fingerprint, declared_fingerprint
+
+    run, config, tables = built
+    other = RunFolder.create(tmp_path, "unit")  # beside `run`: both folders are `<run>/dataset`
+    retold = {**tables, "pairs": tables["pairs"].with_columns(pl.col("rationale") + " Retold.")}
+    assert write_dataset(run, config, tables, {}) == write_dataset(other, config, retold, {})
+    cache = str(tmp_path / "shared-hf-cache")
+    for written in (run, other, run):  # run again, after other's rows are in the cache
+        loaded = load_dataset(str(written.root / "dataset"), "dpo", cache_dir=cache)
+        assert {s: sorted(d["rationale"]) for s, d in loaded.items()} == \
+            {s: sorted(f["rationale"].to_list()) for s, f in read(written, "dpo").items()}
+    assert read(run, "dpo")["train"]["rationale"].to_list() != read(other, "dpo")["train"]["rationale"].to_list()
+    cards = [DatasetCard.load(written.root / "dataset" / "README.md") for written in (run, other)]
+    declared = [declared_fingerprint(card.data.configs[0]["description"]) for card in cards]
+    assert declared[0] == data_fingerprint(run.root / "dataset", config_patterns("dpo", ["train", "test"]))
+    assert declared[0] != declared[1]
+
+
 def test_rewrite_keeps_other_steps_files(built: Any) -> None:
     run, config, tables = built
     write_dataset(run, config, tables, {})

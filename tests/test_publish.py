@@ -8,6 +8,7 @@ pytest.register_assert_rewrite("conftest_prefect")
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -165,6 +166,18 @@ def test_dry_run_writes_the_exact_repository_folder_and_it_loads(built_run: Path
         assert loaded[split].num_rows == expected > 0
     assert set(loaded["train"].column_names) >= {"prompt", "chosen", "rejected"}
     assert f"{loaded['train'].num_rows} rows" in err
+
+
+def test_a_card_whose_sha256_no_longer_matches_its_files_is_refused(built_run: Path, tmp_path: Path,
+                                                                     hub_env: HubStandIn,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / built_run.name
+    shutil.copytree(built_run, run)
+    _write_dpo(run / "dataset", train_shards=1)  # other rows under the card that names the build's rows
+    target = tmp_path / "repo"
+    code, _, err = _cli(["publish", str(run), "--repo-id", "my-org/prefs", "--dry-run", str(target)], capsys)
+    assert code == 2 and "config 'dpo' declares a sha256 its data files" in err and err.count("\n") == 1
+    assert not target.exists() and hub_env.log == []
 
 
 def test_a_failed_gate_is_refused_unless_forced(tmp_path: Path, hub_env: HubStandIn,
