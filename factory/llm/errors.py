@@ -49,6 +49,14 @@ class ProviderError(LLMError):
     retryable = True
 
 
+class EmptyReplyError(ProviderError):
+    """HTTP 200 whose reply text is empty or only whitespace (and carries no tool call).
+
+    An empty answer is never a usable candidate, verdict or rationale, so it is retried like a 5xx
+    and never cached; once retries are spent the caller records a failure instead of a blank row.
+    """
+
+
 class OutputParseError(LLMError):
     """The reply did not match the requested JSON schema. `raw` holds the text, so it stays data."""
 

@@ -33,6 +33,7 @@ from factory.llm.errors import (  # noqa: E402
     AuthError,
     BudgetExceededError,
     CircuitOpenError,
+    EmptyReplyError,
     LLMError,
     OutputParseError,
     ProviderError,
@@ -314,15 +315,18 @@ def _scrubbed(error: LLMError, secret: str | None) -> LLMError:
 
 
 def _record_from_response(response: Any, model: str, latency: float) -> dict[str, Any]:
-    """What we keep of a reply: text, usage, cost. A reply without text is a provider error."""
+    """What we keep of a reply: text, usage, cost. A reply without text (empty or only whitespace)
+    and without a tool call is an `EmptyReplyError`."""
     try:
         choice = response.choices[0]
         text = choice.message.content
         finish_reason = getattr(choice, "finish_reason", None)
     except (AttributeError, IndexError, TypeError):
         raise ProviderError(f"{model}: malformed response without choices", model=model) from None
-    if text is None:
-        raise ProviderError(f"{model}: response has no message content", model=model)
+    if not (text or "").strip() and not _has_tool_call(choice.message):
+        # An HTTP 200 with nothing in it is a provider failure, not an answer: retried, never cached.
+        shown = "no message content" if text is None else f"empty reply text {text!r}"
+        raise EmptyReplyError(f"{model}: {shown} (finish_reason={finish_reason})", model=model)
     usage = getattr(response, "usage", None)
     hidden = getattr(response, "_hidden_params", None) or {}
     if "response_cost" in hidden:
@@ -335,10 +339,15 @@ def _record_from_response(response: Any, model: str, latency: float) -> dict[str
         except Exception:  # noqa: BLE001 - unknown price (local or self-hosted models) costs 0
             cost = 0.0
     return {
-        "text": text,
+        "text": text or "",
         "prompt_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
         "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0),
         "cost_usd": cost,
         "latency_s": round(latency, 6),
         "finish_reason": finish_reason,
     }
+
+
+def _has_tool_call(message: Any) -> bool:
+    """Whether a reply carries its content as a tool or function call (with `tools` in params)."""
+    return bool(getattr(message, "tool_calls", None) or getattr(message, "function_call", None))
