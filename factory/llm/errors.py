@@ -66,4 +66,6 @@ class BudgetExceededError(LLMError):
 
 
 class CircuitOpenError(LLMError):
-    """Too many consecutive failures on one model: the stage stops instead of spinning."""
+    """The model's endpoint is refused for the rest of this gateway's life: it failed too many
+    attempts in a row, or rejected our credentials once. The stage stops instead of spinning.
+    `status` is the HTTP status of the failure that opened it (401/403 for credentials), if any."""

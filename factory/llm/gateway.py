@@ -1,9 +1,10 @@
 """The model gateway: every model call in the factory goes through `Gateway.complete`.
 
 It resolves a role to a model, bounds concurrency (overall and per model), retries transient
-failures with exponential backoff that honours Retry-After, enforces per-call timeouts and
-budgets, asks for JSON-schema output where the backend supports it, accounts usage and cost, and
-answers repeated requests from the run's persistent cache.
+failures with exponential backoff that honours Retry-After, stops calling an endpoint that is down
+(`breaker.py`), enforces per-call timeouts and budgets, asks for JSON-schema
+output where the backend supports it, accounts usage and cost, and answers repeated requests from
+the run's persistent cache.
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ import litellm  # noqa: E402
 litellm.suppress_debug_info = True  # no "Provider List" banners on stdout for every failed lookup
 
 from factory.llm._translate import translate  # noqa: E402
+from factory.llm.breaker import CircuitBreaker, endpoint_label  # noqa: E402
 from factory.llm.cache import RequestCache, request_key  # noqa: E402
 from factory.llm.errors import (  # noqa: E402
-    AuthError,
     BudgetExceededError,
     CircuitOpenError,
     EmptyReplyError,
@@ -86,6 +87,9 @@ class Gateway:
 
         gateway = Gateway({"judge": ModelSpec(model="local/smollm2")}, cache_path=run_dir / "cache.sqlite")
         reply = await gateway.complete("judge", [{"role": "user", "content": "Hi"}])
+
+    Failure: an endpoint that fails `settings.circuit_breaker_failures` attempts in a row, or rejects
+    the credentials once, gets no more requests from this gateway (`CircuitOpenError`; `breaker`).
     """
 
     def __init__(self, roles: Mapping[str, ModelSpec], settings: GatewaySettings | None = None, *,
@@ -98,8 +102,7 @@ class Gateway:
         self.usage = UsageLedger()
         self._rng = random.Random(seed)
         self._limits: dict[int, tuple[asyncio.Semaphore, dict[str, asyncio.Semaphore]]] = {}
-        self._consecutive_failures: dict[str, int] = {}
-        self._last_failure: dict[str, str] = {}
+        self.breaker = CircuitBreaker(self.settings.circuit_breaker_failures)
         self._budget_lock = threading.Lock()
         self._claimed = 0  # calls in flight, each holding a claim on max_calls
         # A build's cache holds exactly the calls of its earlier invocations, so a resumed build counts
@@ -216,14 +219,6 @@ class Gateway:
             self._prior = self.cache.totals() if capped else (0, 0, 0.0)
         return self._prior
 
-    def _check_circuit(self, model: str) -> None:
-        failures = self._consecutive_failures.get(model, 0)
-        if failures >= self.settings.circuit_breaker_failures:
-            last = self._last_failure.get(model, "")
-            raise CircuitOpenError(
-                f"{model}: circuit open after {failures} consecutive failed calls (last: {last}); the "
-                "endpoint looks down or rejects us — fix it and finish with --resume", model=model)
-
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         s = self.settings
         if retry_after is not None:
@@ -259,46 +254,57 @@ class Gateway:
 
     async def _call_with_retries(self, spec: ModelSpec, request: dict[str, Any], schema: type[BaseModel] | None,
                                  role: str, tag: str | None) -> dict[str, Any]:
-        self._check_circuit(spec.model)
+        endpoint = endpoint_label(spec.model, spec.api_base)
         if spec.is_local:
             from factory.llm.local import ensure_registered
 
             ensure_registered()
         kwargs = self._call_kwargs(spec, request, schema)
         secret = kwargs.get("api_key") if spec.api_key_env else None
-        overall, per_model = self._semaphores(spec)
         attempt = 0
         while True:
-            # Checked before every attempt: a call backing off when the circuit opens stops too.
-            self._check_circuit(spec.model)
-            self._reserve_call(spec.model)
             try:
-                async with overall, per_model:
-                    started = time.perf_counter()
-                    response = await asyncio.wait_for(litellm.acompletion(**kwargs), spec.timeout_s + 5.0)
-                    latency = time.perf_counter() - started
-                record = _record_from_response(response, spec.model, latency)
-                self._consecutive_failures[spec.model] = 0
-                self.usage.record_call(role=role, model=spec.model, tag=tag, prompt_tokens=record["prompt_tokens"],
-                                       completion_tokens=record["completion_tokens"], cost_usd=record["cost_usd"],
-                                       latency_s=latency)
-                return record
+                record = await self._attempt(spec, kwargs, endpoint, role, tag)
+            except (CircuitOpenError, BudgetExceededError):
+                # Refused before being sent. A call with failed attempts behind it has failed.
+                if attempt > 0:
+                    self.usage.record_error(role=role, model=spec.model, tag=tag)
+                raise
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - every provider failure is translated here
-                error = _scrubbed(translate(exc, spec.model), secret)
-                if error.retryable and attempt < self.settings.max_retries:
+                error = _scrubbed(translate(exc, spec.model, spec.api_base), secret)
+                self.breaker.record_failure(endpoint, error)
+                # Once the circuit is open a retry would only be refused: fail with the real reason.
+                if error.retryable and attempt < self.settings.max_retries and not self.breaker.is_open(endpoint):
                     self.usage.record_retry(role=role, model=spec.model, tag=tag)
                     await asyncio.sleep(self._backoff(attempt, error.retry_after))
                     attempt += 1
                     continue
                 self.usage.record_error(role=role, model=spec.model, tag=tag)
-                # Failures that say "the endpoint is down or refuses us" feed the breaker; a bad
-                # request (one item's fault) does not.
-                if error.retryable or isinstance(error, AuthError):
-                    self._consecutive_failures[spec.model] = self._consecutive_failures.get(spec.model, 0) + 1
-                    self._last_failure[spec.model] = f"{error.reason}: {error}"[:200]
                 raise error from None
+            self.breaker.record_success(endpoint)
+            return record
+
+    async def _attempt(self, spec: ModelSpec, kwargs: dict[str, Any], endpoint: str,
+                       role: str, tag: str | None) -> dict[str, Any]:
+        """One try of a call, holding a concurrency slot and a claim on the budget."""
+        self.breaker.check(endpoint, spec.model)
+        overall, per_model = self._semaphores(spec)
+        async with overall, per_model:
+            # Again once the slot is ours: the circuit may have opened while this call waited for it.
+            self.breaker.check(endpoint, spec.model)
+            self._reserve_call(spec.model)
+            try:
+                started = time.perf_counter()
+                response = await asyncio.wait_for(litellm.acompletion(**kwargs), spec.timeout_s + 5.0)
+                latency = time.perf_counter() - started
+                record = _record_from_response(response, spec.model, latency)
+                # Recorded before the claim goes, so the budget never sees this call as free.
+                self.usage.record_call(role=role, model=spec.model, tag=tag, prompt_tokens=record["prompt_tokens"],
+                                       completion_tokens=record["completion_tokens"],
+                                       cost_usd=record["cost_usd"], latency_s=latency)
+                return record
             finally:
                 self._release_call()
 

@@ -17,7 +17,9 @@ class GatewaySettings(BaseModel):
     backoff_base_s: float = Field(0.5, ge=0.0, description="First backoff delay; doubles each retry, with jitter.")
     backoff_max_s: float = Field(30.0, ge=0.0, description="Upper bound of one backoff delay (and of Retry-After).")
     circuit_breaker_failures: int = Field(
-        25, ge=1, description="Consecutive failed calls (after retries) on one model that open its circuit."
+        25, ge=1, description="Failed attempts in a row (5xx, timeouts, connection errors, empty or malformed "
+        "replies; retries included, 429 not counted) on one endpoint that open its circuit: no more calls "
+        "to it. A rejected API key (401/403) opens it at once."
     )
 
 
