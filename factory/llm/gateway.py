@@ -2,7 +2,7 @@
 
 It resolves a role to a model, bounds concurrency (overall and per model), retries transient
 failures with exponential backoff that honours Retry-After, stops calling an endpoint that is down
-(`breaker.py`), enforces per-call timeouts and budgets, asks for JSON-schema
+(`breaker.py`), enforces per-call timeouts and budgets (`budget_guard.py`), asks for JSON-schema
 output where the backend supports it, accounts usage and cost, and answers repeated requests from
 the run's persistent cache.
 """
@@ -14,7 +14,6 @@ import json
 import os
 import random
 import re
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ litellm.suppress_debug_info = True  # no "Provider List" banners on stdout for e
 
 from factory.llm._translate import translate  # noqa: E402
 from factory.llm.breaker import CircuitBreaker, endpoint_label  # noqa: E402
+from factory.llm.budget_guard import BudgetGuard, Spend  # noqa: E402
 from factory.llm.cache import RequestCache, request_key  # noqa: E402
 from factory.llm.errors import (  # noqa: E402
     BudgetExceededError,
@@ -41,6 +41,7 @@ from factory.llm.errors import (  # noqa: E402
 )
 from factory.llm.limits import Budget, GatewaySettings  # noqa: E402
 from factory.llm.models import ModelSpec  # noqa: E402
+from factory.llm.pricing import estimate_cost  # noqa: E402
 from factory.llm.usage import UsageLedger  # noqa: E402
 
 Message = dict[str, Any]
@@ -88,6 +89,12 @@ class Gateway:
         gateway = Gateway({"judge": ModelSpec(model="local/smollm2")}, cache_path=run_dir / "cache.sqlite")
         reply = await gateway.complete("judge", [{"role": "user", "content": "Hi"}])
 
+    Budget: every call holds its worst case (`_worst_case`) against the caps while in flight, so
+    `max_calls` is exact and `max_tokens` / `max_cost_usd` are never overshot as long as each call
+    stays within its worst case (the provider honours `max_tokens`; the reply is priced as the spec's
+    model); a call that no longer fits is refused with `BudgetExceededError` before it is sent, which
+    leaves less than one call's worst case of the cap unused. Cache hits are free.
+
     Failure: an endpoint that fails `settings.circuit_breaker_failures` attempts in a row, or rejects
     the credentials once, gets no more requests from this gateway (`CircuitOpenError`; `breaker`).
     """
@@ -103,11 +110,10 @@ class Gateway:
         self._rng = random.Random(seed)
         self._limits: dict[int, tuple[asyncio.Semaphore, dict[str, asyncio.Semaphore]]] = {}
         self.breaker = CircuitBreaker(self.settings.circuit_breaker_failures)
-        self._budget_lock = threading.Lock()
-        self._claimed = 0  # calls in flight, each holding a claim on max_calls
+        self._guard = BudgetGuard(self.budget, self.usage, self._prior_spend)
         # A build's cache holds exactly the calls of its earlier invocations, so a resumed build counts
         # them against its budget; a cache shared by many runs (calibration) must not.
-        self._prior: tuple[int, int, float] | None = None if budget_includes_cache else (0, 0, 0.0)
+        self._prior: Spend | None = None if budget_includes_cache else Spend()
 
     # -- resolution -------------------------------------------------------------------------
     def spec(self, target: str | ModelSpec) -> ModelSpec:
@@ -188,36 +194,33 @@ class Gateway:
                 kwargs["messages"] = [*messages[:-1], last]
         return kwargs
 
-    def _reserve_call(self, model: str) -> None:
-        """Claim one call under the budget, or raise `BudgetExceededError`.
-
-        Calls in flight hold a claim, so concurrent calls cannot overshoot `max_calls`; tokens and
-        cost are only known afterwards, so those caps may be passed by the calls already in flight.
-        With `budget_includes_cache`, spend recorded in the cache by earlier invocations (a resumed
-        build) counts too.
-        """
-        b, u = self.budget, self.usage
-        with self._budget_lock:
-            calls, tokens, cost = self._prior_spend()
-            if b.max_calls is not None and calls + u.calls + self._claimed >= b.max_calls:
-                raise BudgetExceededError(f"budget reached: max_calls={b.max_calls}", model=model)
-            if b.max_tokens is not None and tokens + u.total_tokens >= b.max_tokens:
-                raise BudgetExceededError(f"budget reached: max_tokens={b.max_tokens}", model=model)
-            if b.max_cost_usd is not None and cost + u.cost_usd >= b.max_cost_usd:
-                raise BudgetExceededError(f"budget reached: max_cost_usd={b.max_cost_usd}", model=model)
-            self._claimed += 1
-
-    def _release_call(self) -> None:
-        with self._budget_lock:
-            self._claimed -= 1
-
-    def _prior_spend(self) -> tuple[int, int, float]:
+    def _prior_spend(self) -> Spend:
         """Calls, tokens and cost already in the cache when this gateway opened it (read once)."""
         if self._prior is None:
             capped = any(v is not None for v in (self.budget.max_calls, self.budget.max_tokens,
                                                  self.budget.max_cost_usd))
-            self._prior = self.cache.totals() if capped else (0, 0, 0.0)
+            self._prior = Spend(*self.cache.totals()) if capped else Spend()
         return self._prior
+
+    def _worst_case(self, spec: ModelSpec, kwargs: dict[str, Any]) -> Spend:
+        """The most one call can add to the budget: what it holds while in flight.
+
+        Prompt tokens are bounded by the UTF-8 bytes of the JSON of the messages sent (and of the
+        response schema): a byte-level BPE token (GPT, Llama 3, Qwen, SmolLM) covers at least one
+        byte, and the JSON keys and quotes cover the chat template's few tokens per message. That is
+        a true upper bound, unlike `litellm.token_counter`, which counts with one tokenizer for every
+        model and costs about a millisecond per call; the price is reserving ~3-4x the real prompt,
+        which only makes calls near a cap wait for others to settle. Completion tokens are bounded by
+        `max_tokens` (always set on a `ModelSpec`) per choice. The cost is both priced with litellm's
+        table for the spec's model (0 when unpriced, as such calls are accounted).
+        """
+        if not self._guard.caps_tokens_or_cost:
+            return Spend(calls=1)  # nothing to estimate: only max_calls (or nothing) is capped
+        sent = json.dumps([kwargs["messages"], kwargs.get("response_format")], ensure_ascii=False)
+        prompt = len(sent.encode("utf-8"))
+        completion = int(kwargs.get("max_tokens") or spec.max_tokens) * int(kwargs.get("n") or 1)
+        return Spend(calls=1, tokens=prompt + completion,
+                     cost_usd=estimate_cost(spec.model, prompt, completion) or 0.0)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         s = self.settings
@@ -261,10 +264,11 @@ class Gateway:
             ensure_registered()
         kwargs = self._call_kwargs(spec, request, schema)
         secret = kwargs.get("api_key") if spec.api_key_env else None
+        worst = self._worst_case(spec, kwargs)
         attempt = 0
         while True:
             try:
-                record = await self._attempt(spec, kwargs, endpoint, role, tag)
+                record = await self._attempt(spec, kwargs, endpoint, worst, role, tag)
             except (CircuitOpenError, BudgetExceededError):
                 # Refused before being sent. A call with failed attempts behind it has failed.
                 if attempt > 0:
@@ -286,27 +290,27 @@ class Gateway:
             self.breaker.record_success(endpoint)
             return record
 
-    async def _attempt(self, spec: ModelSpec, kwargs: dict[str, Any], endpoint: str,
+    async def _attempt(self, spec: ModelSpec, kwargs: dict[str, Any], endpoint: str, worst: Spend,
                        role: str, tag: str | None) -> dict[str, Any]:
-        """One try of a call, holding a concurrency slot and a claim on the budget."""
+        """One try of a call, holding a concurrency slot and its worst case against the budget."""
         self.breaker.check(endpoint, spec.model)
         overall, per_model = self._semaphores(spec)
         async with overall, per_model:
             # Again once the slot is ours: the circuit may have opened while this call waited for it.
             self.breaker.check(endpoint, spec.model)
-            self._reserve_call(spec.model)
+            reservation = await self._guard.reserve(worst, spec.model)
             try:
                 started = time.perf_counter()
                 response = await asyncio.wait_for(litellm.acompletion(**kwargs), spec.timeout_s + 5.0)
                 latency = time.perf_counter() - started
                 record = _record_from_response(response, spec.model, latency)
-                # Recorded before the claim goes, so the budget never sees this call as free.
+                # Recorded before the reservation goes, so the budget never sees this call as free.
                 self.usage.record_call(role=role, model=spec.model, tag=tag, prompt_tokens=record["prompt_tokens"],
                                        completion_tokens=record["completion_tokens"],
                                        cost_usd=record["cost_usd"], latency_s=latency)
                 return record
             finally:
-                self._release_call()
+                self._guard.release(reservation)
 
     def close(self) -> None:
         self.cache.close()

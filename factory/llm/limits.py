@@ -25,10 +25,14 @@ class GatewaySettings(BaseModel):
 
 class Budget(BaseModel):
     """Caps for one build, across all its resumes (calls already in the run's cache count).
-    A cap of None means unlimited. Cache hits are free and never count."""
+    A cap of None means unlimited. Cache hits are free and never count.
+
+    Calls in flight hold their worst case (prompt bound + max_tokens, priced), so no cap is
+    overshot by concurrent calls; a call that would not fit is refused before it is sent."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_calls: int | None = Field(None, ge=0, description="Maximum model calls (cache hits excluded).")
-    max_tokens: int | None = Field(None, ge=0, description="Maximum prompt + completion tokens.")
+    max_tokens: int | None = Field(None, ge=0,
+                                   description="Maximum prompt + completion tokens, as the provider counts them.")
     max_cost_usd: float | None = Field(None, ge=0.0, description="Maximum spend in USD as priced by litellm.")
