@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from factory.errors import UserError
 from factory.testing import FakeLLMServer, Fault, Rule, load_script
+from factory.testing.script import fault_from_dict
 
 
 async def chat(base_url: str, content: str = "hello", *, timeout_s: float = 10.0, **extra: Any
@@ -182,6 +183,29 @@ async def test_malformed_and_truncated_replies() -> None:
         assert data["choices"][0]["message"]["content"] == "one two three"  # the first 13 of 27 characters
         assert data["choices"][0]["finish_reason"] == "length"
         assert data["usage"]["completion_tokens"] == 3
+
+
+async def test_empty_replies_are_200_with_blank_content() -> None:
+    with FakeLLMServer(rules=[Rule(reply="a real answer")], faults=Fault(rate_empty=1.0)) as server:
+        replies = [json.loads((await chat(server.base_url))[2]) for _ in range(8)]
+        contents = {r["choices"][0]["message"]["content"] for r in replies}
+        assert contents == {"", " \n\t "}  # empty and whitespace-only, both drawn
+        assert {r["choices"][0]["finish_reason"] for r in replies} == {"stop"}
+        assert {r["usage"]["completion_tokens"] for r in replies} == {0}
+        assert server.stats.faults == {"empty": 8} and server.stats.status_counts == {200: 8}
+
+
+async def test_rate_401_rejects_like_a_wrong_api_key() -> None:
+    with FakeLLMServer(faults=Fault(rate_401=1.0)) as server:
+        status, _, raw = await chat(server.base_url)
+        assert status == 401 and json.loads(raw)["error"]["code"] == "invalid_api_key"
+        assert server.stats.faults == {"401": 1} and server.stats.ok == 0
+
+
+def test_new_faults_load_from_plain_data_for_the_cli_and_script_files() -> None:
+    assert fault_from_dict({"rate_empty": 0.3, "rate_401": 0.2}) == Fault(rate_empty=0.3, rate_401=0.2)
+    with pytest.raises(UserError, match="sum to"):
+        fault_from_dict({"rate_empty": 0.6, "rate_401": 0.6})
 
 
 async def test_outage_toggles_at_runtime() -> None:

@@ -152,13 +152,15 @@ async def test_circuit_opens_under_sustained_outage() -> None:
     with FakeLLMServer(faults=Fault(outage=True)) as server:
         gateway = Gateway({"gen": spec(server)}, GatewaySettings(max_retries=1, backoff_base_s=0.0,
                                                                   circuit_breaker_failures=3))
-        for i in range(3):
+        # Failed attempts count, retries included: the first call fails twice, the second once and
+        # that third failure in a row opens the circuit (so the second call is not retried).
+        for i in range(2):
             with pytest.raises(ProviderError):
                 await gateway.complete("gen", user(f"q{i}"))
-        calls_before = server.stats.calls
-        with pytest.raises(CircuitOpenError):
+        assert server.stats.calls == 3
+        with pytest.raises(CircuitOpenError, match="circuit open: 3 failed attempts in a row"):
             await gateway.complete("gen", user("q-next"))
-        assert server.stats.calls == calls_before  # an open circuit does not hit the endpoint
+        assert server.stats.calls == 3  # an open circuit does not hit the endpoint
 
 
 async def test_unknown_role_names_the_known_roles() -> None:

@@ -11,6 +11,7 @@ from factory.llm.errors import (
     BadRequestError,
     BudgetExceededError,
     CircuitOpenError,
+    EmptyReplyError,
     LLMError,
     LLMTimeoutError,
     OutputParseError,
@@ -36,6 +37,6 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AuthError", "BadRequestError", "Budget", "BudgetExceededError", "CircuitOpenError", "Completion",
-    "Gateway", "GatewaySettings", "LLMError", "LLMTimeoutError", "ModelSpec", "OutputParseError",
-    "ProviderError", "RateLimitError", "parse_json_reply",
+    "EmptyReplyError", "Gateway", "GatewaySettings", "LLMError", "LLMTimeoutError", "ModelSpec",
+    "OutputParseError", "ProviderError", "RateLimitError", "parse_json_reply",
 ]

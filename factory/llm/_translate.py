@@ -6,6 +6,7 @@ from typing import Any
 
 import litellm
 
+from factory.llm.breaker import endpoint_label
 from factory.llm.errors import (
     AuthError,
     BadRequestError,
@@ -37,8 +38,8 @@ def _retry_after(exc: BaseException) -> float | None:
     return None
 
 
-def translate(exc: BaseException, model: str) -> LLMError:
-    """Return our typed error for any exception raised by a litellm call."""
+def translate(exc: BaseException, model: str, api_base: str | None = None) -> LLMError:
+    """Return our typed error for any exception raised by a litellm call to `model` (at `api_base`)."""
     if isinstance(exc, LLMError):
         return exc
     status = getattr(exc, "status_code", None)
@@ -49,7 +50,10 @@ def translate(exc: BaseException, model: str) -> LLMError:
     if isinstance(exc, litellm.exceptions.Timeout) or isinstance(exc, TimeoutError):
         return LLMTimeoutError(message, **kwargs)
     if isinstance(exc, (litellm.exceptions.AuthenticationError, litellm.exceptions.PermissionDeniedError)):
-        return AuthError(message, **kwargs)
+        # Says which endpoint refused which credentials, so the user knows what to fix; the caller
+        # blanks the key out should the provider have echoed it.
+        where = endpoint_label(model, api_base)
+        return AuthError(f"{where}: credentials rejected (HTTP {status}): {type(exc).__name__}: {exc}", **kwargs)
     if isinstance(exc, (litellm.exceptions.BadRequestError, litellm.exceptions.NotFoundError)) and not (
         status and status >= 500
     ):

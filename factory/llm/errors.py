@@ -49,6 +49,14 @@ class ProviderError(LLMError):
     retryable = True
 
 
+class EmptyReplyError(ProviderError):
+    """HTTP 200 whose reply text is empty or only whitespace (and carries no tool call).
+
+    An empty answer is never a usable candidate, verdict or rationale, so it is retried like a 5xx
+    and never cached; once retries are spent the caller records a failure instead of a blank row.
+    """
+
+
 class OutputParseError(LLMError):
     """The reply did not match the requested JSON schema. `raw` holds the text, so it stays data."""
 
@@ -58,4 +66,6 @@ class BudgetExceededError(LLMError):
 
 
 class CircuitOpenError(LLMError):
-    """Too many consecutive failures on one model: the stage stops instead of spinning."""
+    """The model's endpoint is refused for the rest of this gateway's life: it failed too many
+    attempts in a row, or rejected our credentials once. The stage stops instead of spinning.
+    `status` is the HTTP status of the failure that opened it (401/403 for credentials), if any."""

@@ -1,9 +1,10 @@
 """The model gateway: every model call in the factory goes through `Gateway.complete`.
 
 It resolves a role to a model, bounds concurrency (overall and per model), retries transient
-failures with exponential backoff that honours Retry-After, enforces per-call timeouts and
-budgets, asks for JSON-schema output where the backend supports it, accounts usage and cost, and
-answers repeated requests from the run's persistent cache.
+failures with exponential backoff that honours Retry-After, stops calling an endpoint that is down
+(`breaker.py`), enforces per-call timeouts and budgets (`budget_guard.py`), asks for JSON-schema
+output where the backend supports it, accounts usage and cost, and answers repeated requests from
+the run's persistent cache.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import json
 import os
 import random
 import re
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,17 +28,20 @@ import litellm  # noqa: E402
 litellm.suppress_debug_info = True  # no "Provider List" banners on stdout for every failed lookup
 
 from factory.llm._translate import translate  # noqa: E402
+from factory.llm.breaker import CircuitBreaker, endpoint_label  # noqa: E402
+from factory.llm.budget_guard import BudgetGuard, Spend  # noqa: E402
 from factory.llm.cache import RequestCache, request_key  # noqa: E402
 from factory.llm.errors import (  # noqa: E402
-    AuthError,
     BudgetExceededError,
     CircuitOpenError,
+    EmptyReplyError,
     LLMError,
     OutputParseError,
     ProviderError,
 )
 from factory.llm.limits import Budget, GatewaySettings  # noqa: E402
 from factory.llm.models import ModelSpec  # noqa: E402
+from factory.llm.pricing import estimate_cost  # noqa: E402
 from factory.llm.usage import UsageLedger  # noqa: E402
 
 Message = dict[str, Any]
@@ -85,6 +88,15 @@ class Gateway:
 
         gateway = Gateway({"judge": ModelSpec(model="local/smollm2")}, cache_path=run_dir / "cache.sqlite")
         reply = await gateway.complete("judge", [{"role": "user", "content": "Hi"}])
+
+    Budget: every call holds its worst case (`_worst_case`) against the caps while in flight, so
+    `max_calls` is exact and `max_tokens` / `max_cost_usd` are never overshot as long as each call
+    stays within its worst case (the provider honours `max_tokens`; the reply is priced as the spec's
+    model); a call that no longer fits is refused with `BudgetExceededError` before it is sent, which
+    leaves less than one call's worst case of the cap unused. Cache hits are free.
+
+    Failure: an endpoint that fails `settings.circuit_breaker_failures` attempts in a row, or rejects
+    the credentials once, gets no more requests from this gateway (`CircuitOpenError`; `breaker`).
     """
 
     def __init__(self, roles: Mapping[str, ModelSpec], settings: GatewaySettings | None = None, *,
@@ -97,13 +109,11 @@ class Gateway:
         self.usage = UsageLedger()
         self._rng = random.Random(seed)
         self._limits: dict[int, tuple[asyncio.Semaphore, dict[str, asyncio.Semaphore]]] = {}
-        self._consecutive_failures: dict[str, int] = {}
-        self._last_failure: dict[str, str] = {}
-        self._budget_lock = threading.Lock()
-        self._claimed = 0  # calls in flight, each holding a claim on max_calls
+        self.breaker = CircuitBreaker(self.settings.circuit_breaker_failures)
+        self._guard = BudgetGuard(self.budget, self.usage, self._prior_spend)
         # A build's cache holds exactly the calls of its earlier invocations, so a resumed build counts
         # them against its budget; a cache shared by many runs (calibration) must not.
-        self._prior: tuple[int, int, float] | None = None if budget_includes_cache else (0, 0, 0.0)
+        self._prior: Spend | None = None if budget_includes_cache else Spend()
 
     # -- resolution -------------------------------------------------------------------------
     def spec(self, target: str | ModelSpec) -> ModelSpec:
@@ -184,44 +194,33 @@ class Gateway:
                 kwargs["messages"] = [*messages[:-1], last]
         return kwargs
 
-    def _reserve_call(self, model: str) -> None:
-        """Claim one call under the budget, or raise `BudgetExceededError`.
-
-        Calls in flight hold a claim, so concurrent calls cannot overshoot `max_calls`; tokens and
-        cost are only known afterwards, so those caps may be passed by the calls already in flight.
-        With `budget_includes_cache`, spend recorded in the cache by earlier invocations (a resumed
-        build) counts too.
-        """
-        b, u = self.budget, self.usage
-        with self._budget_lock:
-            calls, tokens, cost = self._prior_spend()
-            if b.max_calls is not None and calls + u.calls + self._claimed >= b.max_calls:
-                raise BudgetExceededError(f"budget reached: max_calls={b.max_calls}", model=model)
-            if b.max_tokens is not None and tokens + u.total_tokens >= b.max_tokens:
-                raise BudgetExceededError(f"budget reached: max_tokens={b.max_tokens}", model=model)
-            if b.max_cost_usd is not None and cost + u.cost_usd >= b.max_cost_usd:
-                raise BudgetExceededError(f"budget reached: max_cost_usd={b.max_cost_usd}", model=model)
-            self._claimed += 1
-
-    def _release_call(self) -> None:
-        with self._budget_lock:
-            self._claimed -= 1
-
-    def _prior_spend(self) -> tuple[int, int, float]:
+    def _prior_spend(self) -> Spend:
         """Calls, tokens and cost already in the cache when this gateway opened it (read once)."""
         if self._prior is None:
             capped = any(v is not None for v in (self.budget.max_calls, self.budget.max_tokens,
                                                  self.budget.max_cost_usd))
-            self._prior = self.cache.totals() if capped else (0, 0, 0.0)
+            self._prior = Spend(*self.cache.totals()) if capped else Spend()
         return self._prior
 
-    def _check_circuit(self, model: str) -> None:
-        failures = self._consecutive_failures.get(model, 0)
-        if failures >= self.settings.circuit_breaker_failures:
-            last = self._last_failure.get(model, "")
-            raise CircuitOpenError(
-                f"{model}: circuit open after {failures} consecutive failed calls (last: {last}); the "
-                "endpoint looks down or rejects us — fix it and finish with --resume", model=model)
+    def _worst_case(self, spec: ModelSpec, kwargs: dict[str, Any]) -> Spend:
+        """The most one call can add to the budget: what it holds while in flight.
+
+        Prompt tokens are bounded by the UTF-8 bytes of the JSON of the messages sent (and of the
+        response schema): a byte-level BPE token (GPT, Llama 3, Qwen, SmolLM) covers at least one
+        byte, and the JSON keys and quotes cover the chat template's few tokens per message. That is
+        a true upper bound, unlike `litellm.token_counter`, which counts with one tokenizer for every
+        model and costs about a millisecond per call; the price is reserving ~3-4x the real prompt,
+        which only makes calls near a cap wait for others to settle. Completion tokens are bounded by
+        `max_tokens` (always set on a `ModelSpec`) per choice. The cost is both priced with litellm's
+        table for the spec's model (0 when unpriced, as such calls are accounted).
+        """
+        if not self._guard.caps_tokens_or_cost:
+            return Spend(calls=1)  # nothing to estimate: only max_calls (or nothing) is capped
+        sent = json.dumps([kwargs["messages"], kwargs.get("response_format")], ensure_ascii=False)
+        prompt = len(sent.encode("utf-8"))
+        completion = int(kwargs.get("max_tokens") or spec.max_tokens) * int(kwargs.get("n") or 1)
+        return Spend(calls=1, tokens=prompt + completion,
+                     cost_usd=estimate_cost(spec.model, prompt, completion) or 0.0)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         s = self.settings
@@ -258,48 +257,60 @@ class Gateway:
 
     async def _call_with_retries(self, spec: ModelSpec, request: dict[str, Any], schema: type[BaseModel] | None,
                                  role: str, tag: str | None) -> dict[str, Any]:
-        self._check_circuit(spec.model)
+        endpoint = endpoint_label(spec.model, spec.api_base)
         if spec.is_local:
             from factory.llm.local import ensure_registered
 
             ensure_registered()
         kwargs = self._call_kwargs(spec, request, schema)
         secret = kwargs.get("api_key") if spec.api_key_env else None
-        overall, per_model = self._semaphores(spec)
+        worst = self._worst_case(spec, kwargs)
         attempt = 0
         while True:
-            # Checked before every attempt: a call backing off when the circuit opens stops too.
-            self._check_circuit(spec.model)
-            self._reserve_call(spec.model)
             try:
-                async with overall, per_model:
-                    started = time.perf_counter()
-                    response = await asyncio.wait_for(litellm.acompletion(**kwargs), spec.timeout_s + 5.0)
-                    latency = time.perf_counter() - started
-                record = _record_from_response(response, spec.model, latency)
-                self._consecutive_failures[spec.model] = 0
-                self.usage.record_call(role=role, model=spec.model, tag=tag, prompt_tokens=record["prompt_tokens"],
-                                       completion_tokens=record["completion_tokens"], cost_usd=record["cost_usd"],
-                                       latency_s=latency)
-                return record
+                record = await self._attempt(spec, kwargs, endpoint, worst, role, tag)
+            except (CircuitOpenError, BudgetExceededError):
+                # Refused before being sent. A call with failed attempts behind it has failed.
+                if attempt > 0:
+                    self.usage.record_error(role=role, model=spec.model, tag=tag)
+                raise
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - every provider failure is translated here
-                error = _scrubbed(translate(exc, spec.model), secret)
-                if error.retryable and attempt < self.settings.max_retries:
+                error = _scrubbed(translate(exc, spec.model, spec.api_base), secret)
+                self.breaker.record_failure(endpoint, error)
+                # Once the circuit is open a retry would only be refused: fail with the real reason.
+                if error.retryable and attempt < self.settings.max_retries and not self.breaker.is_open(endpoint):
                     self.usage.record_retry(role=role, model=spec.model, tag=tag)
                     await asyncio.sleep(self._backoff(attempt, error.retry_after))
                     attempt += 1
                     continue
                 self.usage.record_error(role=role, model=spec.model, tag=tag)
-                # Failures that say "the endpoint is down or refuses us" feed the breaker; a bad
-                # request (one item's fault) does not.
-                if error.retryable or isinstance(error, AuthError):
-                    self._consecutive_failures[spec.model] = self._consecutive_failures.get(spec.model, 0) + 1
-                    self._last_failure[spec.model] = f"{error.reason}: {error}"[:200]
                 raise error from None
+            self.breaker.record_success(endpoint)
+            return record
+
+    async def _attempt(self, spec: ModelSpec, kwargs: dict[str, Any], endpoint: str, worst: Spend,
+                       role: str, tag: str | None) -> dict[str, Any]:
+        """One try of a call, holding a concurrency slot and its worst case against the budget."""
+        self.breaker.check(endpoint, spec.model)
+        overall, per_model = self._semaphores(spec)
+        async with overall, per_model:
+            # Again once the slot is ours: the circuit may have opened while this call waited for it.
+            self.breaker.check(endpoint, spec.model)
+            reservation = await self._guard.reserve(worst, spec.model)
+            try:
+                started = time.perf_counter()
+                response = await asyncio.wait_for(litellm.acompletion(**kwargs), spec.timeout_s + 5.0)
+                latency = time.perf_counter() - started
+                record = _record_from_response(response, spec.model, latency)
+                # Recorded before the reservation goes, so the budget never sees this call as free.
+                self.usage.record_call(role=role, model=spec.model, tag=tag, prompt_tokens=record["prompt_tokens"],
+                                       completion_tokens=record["completion_tokens"],
+                                       cost_usd=record["cost_usd"], latency_s=latency)
+                return record
             finally:
-                self._release_call()
+                self._guard.release(reservation)
 
     def close(self) -> None:
         self.cache.close()
@@ -314,15 +325,18 @@ def _scrubbed(error: LLMError, secret: str | None) -> LLMError:
 
 
 def _record_from_response(response: Any, model: str, latency: float) -> dict[str, Any]:
-    """What we keep of a reply: text, usage, cost. A reply without text is a provider error."""
+    """What we keep of a reply: text, usage, cost. A reply without text (empty or only whitespace)
+    and without a tool call is an `EmptyReplyError`."""
     try:
         choice = response.choices[0]
         text = choice.message.content
         finish_reason = getattr(choice, "finish_reason", None)
     except (AttributeError, IndexError, TypeError):
         raise ProviderError(f"{model}: malformed response without choices", model=model) from None
-    if text is None:
-        raise ProviderError(f"{model}: response has no message content", model=model)
+    if not (text or "").strip() and not _has_tool_call(choice.message):
+        # An HTTP 200 with nothing in it is a provider failure, not an answer: retried, never cached.
+        shown = "no message content" if text is None else f"empty reply text {text!r}"
+        raise EmptyReplyError(f"{model}: {shown} (finish_reason={finish_reason})", model=model)
     usage = getattr(response, "usage", None)
     hidden = getattr(response, "_hidden_params", None) or {}
     if "response_cost" in hidden:
@@ -335,10 +349,15 @@ def _record_from_response(response: Any, model: str, latency: float) -> dict[str
         except Exception:  # noqa: BLE001 - unknown price (local or self-hosted models) costs 0
             cost = 0.0
     return {
-        "text": text,
+        "text": text or "",
         "prompt_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
         "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0),
         "cost_usd": cost,
         "latency_s": round(latency, 6),
         "finish_reason": finish_reason,
     }
+
+
+def _has_tool_call(message: Any) -> bool:
+    """Whether a reply carries its content as a tool or function call (with `tools` in params)."""
+    return bool(getattr(message, "tool_calls", None) or getattr(message, "function_call", None))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -40,6 +41,23 @@ class ModelSpec(BaseModel):
         "When false the schema is described in the prompt and the reply validated afterwards.",
     )
     params: dict[str, Any] = Field(default_factory=dict, description="Extra litellm parameters passed as-is.")
+
+    @field_validator("api_base")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        # litellm takes anything here and fails each call later with a connection error that the
+        # retries and the circuit breaker then spend time on; a typo should stop the config at once.
+        if url is None:
+            return None
+        # The value is not echoed: a key pasted into the wrong field must not land in a log.
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            found = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"
+            raise ValueError(f"api_base must be an http:// or https:// URL such as http://localhost:8000/v1 "
+                             f"(found {found})")
+        if not parts.hostname:
+            raise ValueError("api_base must name a host, as in http://localhost:8000/v1")
+        return url
 
     @field_validator("api_key_env")
     @classmethod

@@ -191,6 +191,8 @@ class FakeLLMApp:
                           headers={"Retry-After": f"{retry:g}", "retry-after-ms": str(round(retry * 1000))})
         if fault == "500":
             return _error(500, "fake internal server error", "server_error")
+        if fault == "401":
+            return _error(401, "fake: incorrect API key provided", "invalid_api_key")
         if fault == "timeout":
             await asyncio.sleep(faults.timeout_s)
         if fault == "malformed":
@@ -202,12 +204,17 @@ class FakeLLMApp:
 
         n = body.get("n")
         count = max(1, min(n, 16)) if isinstance(n, int) else 1
-        try:
-            texts = [self.script.reply(body, choice) for choice in range(count)]
-        except ScriptExhausted as exc:
-            return _error(500, str(exc), "script_exhausted")
-        except Exception as exc:  # noqa: BLE001 - a user's reply callable failed: say so, not a bare 500
-            return _error(500, f"fake LLM reply callable raised {type(exc).__name__}: {exc}", "script_error")
+        if fault == "empty":
+            assert rng is not None
+            # Not from the script, like the other failing faults: a retry gets the reply this one would have.
+            texts = ["" if rng.random() < 0.5 else " \n\t " for _ in range(count)]
+        else:
+            try:
+                texts = [self.script.reply(body, choice) for choice in range(count)]
+            except ScriptExhausted as exc:
+                return _error(500, str(exc), "script_exhausted")
+            except Exception as exc:  # noqa: BLE001 - a user's reply callable failed: say so, not a bare 500
+                return _error(500, f"fake LLM reply callable raised {type(exc).__name__}: {exc}", "script_error")
         finish = "stop"
         if fault == "truncated":
             texts = [t[: len(t) // 2] for t in texts]

@@ -26,7 +26,7 @@ from factory.testing.default_replies import default_reply, message_text
 
 Reply = str | list[str] | Callable[[dict[str, Any]], str]
 MatchOn = Literal["last_user", "system", "any"]
-FaultKind = Literal["429", "500", "timeout", "malformed", "truncated"]
+FaultKind = Literal["429", "500", "401", "timeout", "malformed", "truncated", "empty"]
 
 
 @dataclass(frozen=True)
@@ -146,9 +146,11 @@ class Fault:
 
     * `rate_429`: HTTP 429 with `Retry-After: retry_after_s` (fractional seconds) and `retry-after-ms`.
     * `rate_500`: HTTP 500.  `first_n_fail`: the first N requests after start/reset get `fail_status`.
+    * `rate_401`: HTTP 401 `invalid_api_key`, as a provider answers a wrong key (1.0: every request).
     * `rate_timeout`: sleep `timeout_s` before answering, so the client's timeout fires.
     * `rate_malformed`: HTTP 200 whose body is not JSON or has no `choices`.
     * `rate_truncated`: content cut at half with `finish_reason: "length"`.
+    * `rate_empty`: HTTP 200 whose content is "" or only whitespace (half each), `finish_reason: "stop"`.
     * `outage`: every request gets 503 (toggle at runtime with `FakeLLMServer.set_outage`).
 
     Example: `Fault(rate_429=0.2, retry_after_s=0.01)`
@@ -157,10 +159,12 @@ class Fault:
     rate_429: float = 0.0
     retry_after_s: float = 0.05
     rate_500: float = 0.0
+    rate_401: float = 0.0
     rate_timeout: float = 0.0
     timeout_s: float = 30.0
     rate_malformed: float = 0.0
     rate_truncated: float = 0.0
+    rate_empty: float = 0.0
     first_n_fail: int = 0
     fail_status: int = 503
     outage: bool = False
@@ -177,8 +181,9 @@ class Fault:
                             f"got {self.first_n_fail} and {self.fail_status}.")
 
     def _rates(self) -> list[tuple[FaultKind, float]]:
-        return [("429", self.rate_429), ("500", self.rate_500), ("timeout", self.rate_timeout),
-                ("malformed", self.rate_malformed), ("truncated", self.rate_truncated)]
+        return [("429", self.rate_429), ("500", self.rate_500), ("401", self.rate_401),
+                ("timeout", self.rate_timeout), ("malformed", self.rate_malformed),
+                ("truncated", self.rate_truncated), ("empty", self.rate_empty)]
 
     @property
     def any_random(self) -> bool:
