@@ -273,3 +273,46 @@ def test_the_lock_is_released_by_a_build_that_raises(tmp_path: Path) -> None:
         run_build(resume_dir=first.run_dir)
     with lock_run_folder(first.run_dir):  # free again
         pass
+
+
+# --- the fault run ----------------------------------------------------------------------------------
+
+FAULT_RUN = Fault(rate_429=0.2, retry_after_s=0.01, rate_500=0.05, rate_timeout=0.05, timeout_s=2.0,
+                  rate_malformed=0.05, rate_empty=0.05)
+
+
+def test_fault_run_completes_with_every_prompt_accounted_and_no_empty_row(tmp_path: Path) -> None:
+    """20% 429, 5% 5xx, 5% timeouts, 10% malformed or empty replies over 40 prompts: the build's own
+    retries and salvage rounds leave no transient loss, and no row of the dataset is empty."""
+    with FakeLLMServer(faults=FAULT_RUN, seed=5) as server:
+        config = build_config(server.base_url, tmp_path, prompts=40, shard_size=8, concurrency=8)
+        for role in config["models"].values():
+            role["timeout_s"] = 0.3
+        result = run_build(parse_config(config))
+        stats = server.stats
+    m = result.manifest
+    assert m["status"] == "complete", m["outcome"]
+    assert stats.faults.get("empty", 0) > 0 and stats.faults.get("429", 0) > 0  # the faults happened
+    run_dir = result.run_dir
+    failures = pl.read_parquet(run_dir / "failures.parquet")
+    assert not any(is_transient(r) for r in failures["reason"].to_list())
+    pairs = pl.read_parquet(run_dir / "pairs.parquet")
+    judged = pairs.filter(pl.col("source") == "judged")
+    pair_prompt = dict(zip(pairs["pair_id"], pairs["prompt_id"]))
+    failed = {pair_prompt.get(i, i) for i in failures["item_id"].to_list()}
+    assert set(judged["prompt_id"]) | failed >= {f"q{i:03d}" for i in range(40)}
+    candidates = pl.read_parquet(run_dir / "candidates.parquet")
+    assert candidates["candidate_id"].is_duplicated().sum() == 0
+    assert pairs["pair_id"].is_duplicated().sum() == 0
+    assert (candidates["text"].str.strip_chars() != "").all()
+    for split in ("train", "test"):
+        path = run_dir / "dataset" / "dpo" / f"{split}-00000-of-00001.parquet"
+        if path.is_file():
+            for row in pl.read_parquet(path).iter_rows(named=True):
+                for column in ("chosen", "rejected"):
+                    assert all(turn["content"].strip() for turn in row[column]), row
+    rationale = judged["rationale"].drop_nulls()
+    assert (rationale.str.strip_chars() != "").all()
+    print(f"fault run: {len(set(judged['prompt_id']))} of 40 prompts in judged pairs, {failures.height} failures "
+          f"({', '.join(sorted(set(r.split(':')[0] for r in failures['reason'].to_list())))}), "
+          f"{m['llm']['calls']} calls, {m['llm']['retries']} retries, {m['llm']['errors']} errors, faults {stats.faults}")
