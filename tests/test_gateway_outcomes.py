@@ -83,7 +83,9 @@ async def test_some_empty_replies_are_retried_into_real_answers() -> None:
 
 def test_a_build_under_empty_replies_has_no_blank_answer_pair_or_rationale(tmp_path: Path) -> None:
     with FakeLLMServer(faults=Fault(rate_empty=0.3), seed=2) as server:
-        config = build_config(server.base_url, tmp_path, prompts=6, gateway={"max_retries": 1, **FAST})
+        # No salvage round: the prompts whose calls ran out of tries must stay failed, never empty rows.
+        config = build_config(server.base_url, tmp_path, prompts=6, gateway={"max_retries": 1, **FAST},
+                              run={"salvage_rounds": 0})
         run_dir = run_build(parse_config(config)).run_dir
         empties = server.stats.faults["empty"]
     candidates = pl.read_parquet(run_dir / "candidates.parquet")
