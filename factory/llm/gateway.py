@@ -134,7 +134,9 @@ class Gateway:
         )
         key = f"{spec.model}@{spec.api_base or ''}"
         if key not in per_model:
-            per_model[key] = asyncio.Semaphore(spec.max_concurrency)
+            # The embedded model generates one call at a time (one llama.cpp worker thread): more in
+            # flight would only queue inside it, with their timeouts running while they wait.
+            per_model[key] = asyncio.Semaphore(1 if spec.is_local else spec.max_concurrency)
         return overall, per_model[key]
 
     # -- the call ---------------------------------------------------------------------------

@@ -120,7 +120,11 @@ def _at(facts: BuildFacts) -> str:
 
 def _last_error(facts: BuildFacts) -> str:
     llm = [r for r in facts.failure_reasons if any(n in r for n in _error_names())]
-    return _short((llm or list(facts.failure_reasons) or ["(none recorded)"])[-1])
+    if llm:
+        return _short(llm[-1])
+    if facts.stopped:
+        return _short(facts.stopped)  # a stopped shard records no failure rows (resume redoes it)
+    return _short(facts.failure_reasons[-1]) if facts.failure_reasons else "(none recorded)"
 
 
 def _error_names() -> tuple[str, ...]:
