@@ -115,8 +115,10 @@ def select_rows(rows: Iterable[dict[str, Any]], conditions: tuple[Condition, ...
         return kept  # no rows at all is the caller's "no prompts" error
     missing = [c.column for c in conditions if c.column not in columns]
     if missing:
-        raise UserError(f"prompts.where names column '{missing[0]}', which no row of {source} has "
-                        f"(columns: {', '.join(sorted(columns)) or 'none'})")
+        names = sorted(columns)
+        shown = ", ".join(c[:40] for c in names[:20]) + (", ..." if len(names) > 20 else "")
+        raise UserError(f"prompts.where names column '{missing[0][:40]}', which no row of {source} has "
+                        f"(columns: {shown or 'none'})")
     first = conditions[0]
     shown = ", ".join(_short(v) for v in seen[first.column])
     clause = " and ".join(c.describe() for c in conditions)

@@ -74,14 +74,9 @@ def _too_big(how: str, cap: int, path: Path, what: str, limit_hint: str) -> User
     return UserError(f"{what} {how} the {human_bytes(cap)} limit: {path} (raise {limit_hint})")
 
 
-def read_bytes(path: str | Path, *, what: str = "input file", max_bytes: int | None = None,
-               limit_hint: str = MAX_INPUT_BYTES_ENV) -> bytes:
-    """The bytes of a regular file of at most `max_bytes`; anything else is a one-line `UserError`.
-
-    `what` names the file in messages ("prompt file"); `limit_hint` says which setting raises the cap.
-    """
+def regular_file_size(path: str | Path, *, what: str = "input file") -> int:
+    """The size of a regular file (symlinks followed); a missing path or any other kind is a `UserError`."""
     path = Path(path)
-    cap = max_input_bytes(max_bytes)
     try:
         info = os.stat(path)  # follows symlinks: a link to /dev/zero is judged by what it points to
     except FileNotFoundError:
@@ -91,8 +86,20 @@ def read_bytes(path: str | Path, *, what: str = "input file", max_bytes: int | N
     except OSError as exc:
         raise UserError(f"{what} cannot be read: {path} ({exc.strerror or exc})") from None
     _refuse_kind(info.st_mode, path, what)
-    if info.st_size > cap:
-        raise _too_big(f"is {human_bytes(info.st_size)}, over", cap, path, what, limit_hint)
+    return info.st_size
+
+
+def read_bytes(path: str | Path, *, what: str = "input file", max_bytes: int | None = None,
+               limit_hint: str = MAX_INPUT_BYTES_ENV) -> bytes:
+    """The bytes of a regular file of at most `max_bytes`; anything else is a one-line `UserError`.
+
+    `what` names the file in messages ("prompt file"); `limit_hint` says which setting raises the cap.
+    """
+    path = Path(path)
+    cap = max_input_bytes(max_bytes)
+    size = regular_file_size(path, what=what)
+    if size > cap:
+        raise _too_big(f"is {human_bytes(size)}, over", cap, path, what, limit_hint)
     try:
         # O_NONBLOCK: should the path be swapped for a FIFO after the stat, open() still returns at once,
         # and the fstat below refuses it.

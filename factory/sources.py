@@ -24,11 +24,12 @@ from factory.config import HubPrompts, PromptSource
 from factory.errors import UserError
 from factory.hub_source import hub_rows
 from factory.row_filter import Condition, parse_where, select_rows
-from factory.safe_read import MAX_INPUT_BYTES_ENV, UTF8_BOM, decode_text, read_bytes
+from factory.safe_read import MAX_INPUT_BYTES_ENV, UTF8_BOM, decode_text, read_bytes, regular_file_size
 from judges.public_sets import PublicSet, resolve_public_file
 
 TEXT_FIELDS = ("prompt", "instruction", "question", "turns", "text", "input", "messages", "conversations",
                "conversation")
+FILE_TYPES = (".jsonl", ".ndjson", ".json", ".csv", ".parquet", ".txt")
 ID_FIELDS = ("id", "prompt_id", "question_id", "key", "idx")
 
 
@@ -85,15 +86,18 @@ def _read_records(path: Path, *, max_bytes: int | None = None) -> list[dict[str,
     Only a regular file (symlinks resolved) of at most `max_bytes` is read, so a FIFO or a link to
     /dev/zero fails at once instead of hanging or filling memory (`factory.safe_read`).
     """
+    suffix = path.suffix.lower()
+    regular_file_size(path, what="prompt file")  # a FIFO or a device is named as such, whatever its suffix
+    if suffix not in FILE_TYPES:  # refused before reading: no need to read a gigabyte to say so
+        raise UserError(f"unsupported prompt file type '{suffix}': {path} (use jsonl, json, csv, parquet or txt)")
     raw = read_bytes(path, what="prompt file", max_bytes=max_bytes,
                      limit_hint=f"prompts.max_file_bytes or {MAX_INPUT_BYTES_ENV}")
-    suffix = path.suffix.lower()
     if suffix in (".parquet", ".csv"):
         try:
             if suffix == ".parquet":
                 return pl.read_parquet(io.BytesIO(raw)).to_dicts()
             return pl.read_csv(io.BytesIO(raw.removeprefix(UTF8_BOM)), infer_schema_length=0).to_dicts()
-        except pl.exceptions.PolarsError as exc:
+        except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
             raise UserError(f"prompt file cannot be read as {suffix.lstrip('.')}: {path}: "
                             f"{str(exc).splitlines()[0][:200]}") from None
     text = decode_text(raw, path=path, what="prompt file")  # a BOM some editors write is not part of line 1
@@ -119,10 +123,8 @@ def _read_records(path: Path, *, max_bytes: int | None = None) -> list[dict[str,
                 records.append(json.loads(line))
             except json.JSONDecodeError:
                 raise UserError(f"prompt file line {lineno} is not valid JSON: {path}") from None
-    elif suffix == ".txt":
+    else:  # .txt
         records = [{"prompt": line} for line in text.splitlines() if line.strip()]
-    else:
-        raise UserError(f"unsupported prompt file type '{suffix}': {path} (use jsonl, json, csv, parquet or txt)")
     for number, record in enumerate(records, 1):
         if not isinstance(record, dict):
             raise UserError(f"prompt file rows must be JSON objects: {path} (row {number} is {_type_name(record)})")
@@ -189,7 +191,8 @@ def prompts_from_records(records: list[dict[str, Any]], *, source: str, id_field
     text_key = _pick(columns, text_field, TEXT_FIELDS)
     if text_key is None:
         wanted = text_field or " / ".join(TEXT_FIELDS)
-        shown = ", ".join(columns[:20]) + (", ..." if len(columns) > 20 else "")
+        # Bounded: a hostile file can hold a million columns or a megabyte-long key.
+        shown = ", ".join(c[:40] for c in columns[:20]) + (", ..." if len(columns) > 20 else "")
         raise UserError(f"prompt rows in {source} have no '{wanted}' column (columns: {shown})")
     id_key = _pick(columns, id_field, ID_FIELDS)
     if id_field is not None and id_key is None:

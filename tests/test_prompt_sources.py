@@ -294,6 +294,17 @@ def test_wrong_types_and_partial_ids_are_refused_with_the_row(tmp_path: Path, na
     assert message in str(caught.value), str(caught.value)
 
 
+def test_messages_never_render_unbounded_input(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps({f"k{i}" + "x" * 100_000: 1 for i in range(50)}) + "\n", encoding="utf-8")
+    with pytest.raises(UserError) as caught:
+        load_prompts(path=str(path))
+    with pytest.raises(UserError) as filtered:
+        load_prompts(path=str(path), where={"y" * 100_000: 1})
+    for error in (caught, filtered):
+        assert len(str(error.value)) < 2000, len(str(error.value))
+
+
 def test_integer_ids_and_explicit_ids_on_every_row_are_kept(tmp_path: Path) -> None:
     path = tmp_path / "p.jsonl"
     path.write_text('{"id": 7, "prompt": "one"}\n{"id": 8, "prompt": "two"}\n', encoding="utf-8")
