@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from factory.errors import UserError
 from factory.llm.limits import Budget, GatewaySettings
 from factory.llm.models import ModelSpec
+from factory.row_filter import parse_where
 from judges.settings import JudgeSetting
 
 
@@ -37,22 +38,100 @@ class RunSettings(_Section):
                                      "doubles each round, so a provider's burst of errors can pass.")
 
 
-class PromptSource(_Section):
-    """Where prompts come from: a local file (jsonl, json, csv, parquet) or a public set by name."""
+HUB_PREFIX = "hf://"
 
-    path: str | None = Field(None, description="Local prompt file, relative to the config file's folder.")
+
+class HubPrompts(_Section):
+    """A Hugging Face dataset as prompts: `datasets.load_dataset(dataset, name=config, split=split,
+    revision=revision)`, the same call for the Hub and for a local folder in Hub layout."""
+
+    dataset: str = Field(min_length=1, description="hf://ORG/NAME (or ORG/NAME) on the Hub, or a local folder in "
+                         "Hub layout (a README.md card with `configs:` and its data files), relative to the config "
+                         "file's folder.")
+    config: str | None = Field(None, description="Dataset config (subset); default: the dataset's default one.")
+    split: str = Field("train", min_length=1, description="Split to read.")
+    revision: str | None = Field(None, description="Hub branch, tag or commit; pin a commit for a reproducible build.")
+    streaming: bool = Field(False, description="Stream rows instead of downloading the split first: with "
+                            "`limit` and `where`, only the rows up to the limit are read.")
+
+
+class PromptSource(_Section):
+    """Where prompts come from: a local file (jsonl, json, csv, parquet, txt), a public set by name, or a
+    Hugging Face dataset (`hf`, or `path: hf://ORG/NAME`). See docs/prompt-sources.md."""
+
+    path: str | None = Field(None, description="Local prompt file, relative to the config file's folder; "
+                             "`hf://ORG/NAME` is short for `hf: {dataset: hf://ORG/NAME}`.")
     name: str | None = Field(None, description="Public prompt set: mt_bench, alpaca_eval, ifeval, gsm8k.")
+    hf: HubPrompts | None = Field(None, description="Hugging Face dataset (a string is short for `{dataset: ...}`).")
     id_field: str | None = Field(None, description="Column holding a stable prompt id (default: id, row number).")
-    text_field: str | None = Field(None, description="Column holding the prompt text (default: prompt/instruction/"
-                                   "question; a list column of turns is read as a multi-turn prompt).")
-    limit: int | None = Field(None, ge=1, description="Use only the first N prompts.")
+    text_field: str | None = Field(None, description="Column holding the prompt: a string, a list of strings (the "
+                                   "user turns) or a chat `messages` list (default: prompt/instruction/question/"
+                                   "turns/text/input/messages/conversations).")
+    where: dict[str, Any] | None = Field(None, description="Keep only rows where every column matches: "
+                                         "`{col: value}`, `{col: [v1, v2]}` (one of), `{col: {ne|in|not_in: ...}}`.")
+    limit: int | None = Field(None, ge=1, description="Use only the first N prompts (after `where`).")
     max_chars: int = Field(20000, ge=1, description="Prompts longer than this go to the failures table.")
+    max_file_bytes: int | None = Field(None, ge=1, description="Refuse a prompt file larger than this (default: "
+                                       "$FACTORY_MAX_INPUT_BYTES, else 1 GiB).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _hub_shorthands(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        if isinstance(data.get("path"), str) and data["path"].startswith(HUB_PREFIX):
+            if data.get("hf") is not None:
+                raise ValueError("give 'path: hf://...' or 'hf', not both")
+            data = {**{k: v for k, v in data.items() if k != "path"}, "hf": {"dataset": data["path"]}}
+        if isinstance(data.get("hf"), str):
+            data = {**data, "hf": {"dataset": data["hf"]}}
+        return data
+
+    @field_validator("where")
+    @classmethod
+    def _where_parses(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        parse_where(value)  # raises ValueError naming the column
+        return value
 
     @model_validator(mode="after")
-    def _one_source(self) -> "PromptSource":
-        if (self.path is None) == (self.name is None):
-            raise ValueError("prompts: give exactly one of 'path' or 'name'")
+    def _one_source(self) -> PromptSource:
+        if sum(x is not None for x in (self.path, self.name, self.hf)) != 1:
+            raise ValueError("give exactly one of 'path', 'name' or 'hf'")
         return self
+
+    def describe(self) -> str:
+        """The source in words, for the dataset card (no local folder, which may name a home directory)."""
+        if self.name:
+            return f"the public prompt set `{self.name}`"
+        if self.hf is not None:
+            dataset = self.hf.dataset.removeprefix(HUB_PREFIX)
+            on_hub = self.hf.dataset.startswith(HUB_PREFIX) or not Path(dataset).is_absolute()
+            what = f"the Hugging Face dataset `{dataset}`" if on_hub else f"the local dataset `{Path(dataset).name}`"
+            details = [f"config `{self.hf.config}`"] if self.hf.config else []
+            details += [f"split `{self.hf.split}`"] + ([f"revision `{self.hf.revision}`"] if self.hf.revision else [])
+            return f"{what} ({', '.join(details)})"
+        return f"the prompt file `{Path(self.path or '').name}`"
+
+
+def resolve_prompt_paths(prompts: Any, base: Path) -> Any:
+    """The `prompts` mapping with local paths made absolute against the config's folder.
+
+    A Hub name (`hf://ORG/NAME`, or `ORG/NAME` where no such folder exists) is left as written.
+    """
+    if not isinstance(prompts, dict):
+        return prompts
+    path = prompts.get("path")
+    if isinstance(path, str) and path and not path.startswith(HUB_PREFIX) and not Path(path).is_absolute():
+        prompts = {**prompts, "path": str((base / path).resolve())}
+    hub = prompts.get("hf")
+    dataset = hub.get("dataset") if isinstance(hub, dict) else hub
+    if isinstance(dataset, str) and dataset and not dataset.startswith(HUB_PREFIX):
+        local = Path(dataset).expanduser()
+        if not local.is_absolute() and (dataset.startswith((".", "~")) or (base / local).is_dir()):
+            local = (base / local).resolve()
+        if local.is_absolute():
+            prompts = {**prompts, "hf": {**hub, "dataset": str(local)} if isinstance(hub, dict) else str(local)}
+    return prompts
 
 
 class SingleAgentWorkflow(_Section):
@@ -256,10 +335,8 @@ def load_config(path: str | Path) -> BuildConfig:
         raise UserError(f"config file is not valid YAML{where}: {path}") from None
     if data is None:
         raise UserError(f"config file is empty: {path}")
-    if isinstance(data, dict) and isinstance(data.get("prompts"), dict) and data["prompts"].get("path"):
-        prompt_path = Path(data["prompts"]["path"])
-        if not prompt_path.is_absolute():
-            data["prompts"] = {**data["prompts"], "path": str((path.parent / prompt_path).resolve())}
+    if isinstance(data, dict) and "prompts" in data:
+        data["prompts"] = resolve_prompt_paths(data["prompts"], path.parent)
     return parse_config(data, str(path))
 
 

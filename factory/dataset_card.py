@@ -105,8 +105,8 @@ def card_metadata(config: BuildConfig, counts: dict[str, int], written: dict[str
 
 def _source(config: BuildConfig) -> str:
     p = config.prompts
-    # Only the file name: a local absolute path says nothing to a reader and may leak a home folder.
-    what = f"the public prompt set `{p.name}`" if p.name else f"the prompt file `{Path(p.path or '').name}`"
+    # Only a file or folder name: a local absolute path says nothing to a reader and may leak a home folder.
+    what = p.describe()
     return what + (f" (first {p.limit} prompts)" if p.limit else "")
 
 

@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import io
 import json
 import random
 from collections import Counter
@@ -28,6 +29,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from factory.errors import UserError
+from factory.safe_read import UTF8_BOM, read_bytes, read_text
 from judges.public_sets import known_set_names, resolve_public_file, set_members
 
 Label = Literal["A", "B", "tie"]
@@ -205,8 +207,12 @@ def _load_file(path: Path, mapping: ColumnMapping | None, seed: int) -> tuple[Ro
             )
         records = data
     elif suffix in {".csv", ".parquet"}:
+        # Through the safe reader: only a regular file, at most FACTORY_MAX_INPUT_BYTES (polars would
+        # block on a FIFO or read a link to /dev/zero forever).
+        raw = read_bytes(path, what="human set file")
         try:
-            table = pl.read_csv(path) if suffix == ".csv" else pl.read_parquet(path)
+            table = pl.read_csv(io.BytesIO(raw.removeprefix(UTF8_BOM))) if suffix == ".csv" else \
+                pl.read_parquet(io.BytesIO(raw))
         except Exception as exc:  # polars raises several unrelated types for unreadable files
             raise UserError(f"{path}: cannot read {suffix[1:]} ({_first_line(exc)})") from exc
         records = table.to_dicts()
@@ -219,23 +225,21 @@ def _load_file(path: Path, mapping: ColumnMapping | None, seed: int) -> tuple[Ro
 
 def _read_json(path: Path, what: str) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(read_text(path, what="human set file"))
     except json.JSONDecodeError as exc:
         raise UserError(f"{what}: {path} is not valid JSON (line {exc.lineno}: {exc.msg})") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{what}: cannot read {path} ({_first_line(exc)})") from exc
 
 
 def _read_jsonl(path: Path) -> list[Any]:
     records = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path}: line {number} is not valid JSON ({exc.msg})") from exc
+    # split("\n"), not splitlines(): a JSON string may hold a raw U+2028, which is not a line break in JSONL.
+    for number, line in enumerate(read_text(path, what="human set file").split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path}: line {number} is not valid JSON ({exc.msg})") from exc
     return records
 
 

@@ -80,7 +80,7 @@ def _cases() -> list[Case]:
         Case("missing prompts section", BUILD, "prompts: Field required",
              {"c.yaml": _with("prompts", None), **jsonl}),
         Case("missing models section", BUILD, "models: Field required", {"c.yaml": _with("models", None), **jsonl}),
-        Case("both path and name", BUILD, "exactly one of 'path' or 'name'",
+        Case("both path and name", BUILD, "exactly one of 'path', 'name' or 'hf'",
              {"c.yaml": _with("prompts.name", "mt_bench"), **jsonl}),
         Case("unknown public set", BUILD, "unknown prompt set 'mt_bonch'",
              {"c.yaml": _with("prompts", {"name": "mt_bonch"})}),

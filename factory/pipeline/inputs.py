@@ -10,14 +10,12 @@ import polars as pl
 
 from factory.config import BuildConfig
 from factory.run_folder import RunFolder, atomic_write_parquet, rows_frame
-from factory.sources import Prompt, RejectedPrompt, load_prompts
+from factory.sources import Prompt, RejectedPrompt, load_source
 
 
 def load_build_prompts(config: BuildConfig) -> tuple[list[Prompt], list[RejectedPrompt]]:
     """The build's usable prompts and the rejected ones (empty, too long), read from the prompt source."""
-    p = config.prompts
-    return load_prompts(path=p.path, name=p.name, id_field=p.id_field, text_field=p.text_field, limit=p.limit,
-                        max_chars=p.max_chars)
+    return load_source(config.prompts)
 
 
 def write_prompts_table(run: RunFolder, prompts: list[Prompt], rejected: list[RejectedPrompt]) -> None:
