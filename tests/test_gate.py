@@ -184,7 +184,8 @@ def test_gate_fails_a_position_biased_judge_and_says_so(
     assert (run_dir / "pairs.parquet").is_file() and (run_dir / "dataset" / "report.html").is_file()
     html = (run_dir / "report.html").read_text()
     assert "Quality gate FAILED" in html and "not approved" in html
-    assert "quality gate FAILED" in err and "NOT approved" in err and "min_kappa: 0.000 (needs >= 0.4)" in err
+    assert "quality gate FAILED" in err and "NOT approved" in err
+    assert "min_kappa: 0.000 [0.00, 0.00] (needs 95% lower bound >= 0.4)" in err
     assert "capable judge model" in err  # what would change, not a lowered threshold
 
 
