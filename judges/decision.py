@@ -61,7 +61,8 @@ def kappa_decision(
         return {**out, "verdict": "fail"}
     gap = abs(kappa - threshold)
     half = (kappa - lo) if kappa >= threshold else (hi - kappa)
-    need = math.ceil(n * (half / gap) ** 2) if gap > 0 and n > 0 else None
+    # Rounded before the ceiling: 0.5 - 0.3 over 0.5 - 0.4 is 2.0000000000000004 in floating point.
+    need = math.ceil(round(n * (half / gap) ** 2, 9)) if gap > 0 and n > 0 else None
     return {**out, "verdict": "undecided", "need_n": max(need, n + 1) if need is not None else None}
 
 

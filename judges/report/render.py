@@ -473,9 +473,12 @@ def render_markdown(
     if sample:
         lines += ["## Sample", ""]
         lines += [
-            f"Method: {_md(sample['method'])}; seed {sample['seed']}; {sample['n']} of {sample['n_set']} items; "
-            f"item ids sha256 `{sample['item_ids_sha256'][:16]}`; prompts {sample['prompts']['sample']} of "
-            f"{sample['prompts']['set']} (at most {sample['prompts']['max_items_per_prompt']} items each).",
+            (
+                f"Method: {_md(sample['method'])}; seed {sample['seed']}; {sample['n']} of {sample['n_set']} "
+                f"items; item ids sha256 `{sample['item_ids_sha256'][:16]}`; prompts "
+                f"{sample['prompts']['sample']} of {sample['prompts']['set']} (at most "
+                f"{sample['prompts']['max_items_per_prompt']} items each)."
+            ),
             "",
         ]
         lines += _table(
