@@ -91,7 +91,8 @@ def _shares(rows: Sequence[Row]) -> tuple[dict[str, int], dict[str, float]]:
 
 
 def sample_record(rows: Sequence[Row], chosen: Sequence[Row], *, method: str, seed: int) -> dict[str, Any]:
-    """What agreement.json says about a sample: how it was drawn, its ids (and their hash), its shares."""
+    """What agreement.json says about a sample: how it was drawn, its ids (and their hash), its shares.
+    The whole set (`method` all) is named by its hash alone; a sample lists its ids."""
     ids = [str(row["id"]) for row in chosen]
     set_counts, set_shares = _shares(rows)
     sample_counts, sample_shares = _shares(chosen)
@@ -101,7 +102,7 @@ def sample_record(rows: Sequence[Row], chosen: Sequence[Row], *, method: str, se
         "seed": seed,
         "n": len(chosen),
         "n_set": len(rows),
-        "item_ids": ids,
+        "item_ids": ids if method != "all" else None,
         # Order-free: the same items give the same hash whatever order a file lists them in.
         "item_ids_sha256": hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest(),
         "label_counts": {"set": set_counts, "sample": sample_counts},
