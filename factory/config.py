@@ -188,6 +188,10 @@ class PairSettings(_Section):
     keep_injection_flagged: bool = Field(False, description="Keep pairs whose chosen answer contains judge-format "
                                          "markers (a fake '### Answer:' or score line): such a win may be an "
                                          "injection that fooled the judge, so by default the pair is dropped.")
+    max_longer_chosen_share: float | None = Field(
+        None, ge=0, le=1, description="Length balance: at most this share of a prompt's pairs (hence of the "
+        "dataset's) may have a chosen answer longer than the rejected one; the longer-chosen pairs with the "
+        "smallest margins are dropped (reason length_balance). None: no limit.")
     target_pairs: int | None = Field(None, ge=1, description="Stop once this many judged pairs are accepted: "
                                      "shards run in order and no new shard starts after the target is reached "
                                      "(shards in flight finish, so it may overshoot a little).")
@@ -230,15 +234,31 @@ class DatasetSettings(_Section):
 class GateSettings(_Section):
     """Quality gate checked before the data may reach a trainer or the Hub (see `factory/gate.py`).
 
-    A threshold left at None is not checked; a check that cannot be measured fails.
+    A threshold left at None is not checked; a check that cannot be measured fails. The outcome is
+    pass, fail or undecided (the kappa interval straddles min_kappa); only pass approves the build.
     """
 
     enabled: bool = Field(True, description="Run the gate (false: nothing is checked and the build is approved).")
     human_set: str | None = Field("pandalm", description="Human-labelled set (name or path) the build's judge "
-                                  "setting is checked on; None skips the kappa check.")
-    human_set_limit: int = Field(50, ge=1, description="Items of the human set used for the check (first N).")
+                                  "setting is checked on; None skips the human-set checks.")
+    human_set_limit: int = Field(50, ge=1, description="Items of the human set used for the check: a sample "
+                                 "seeded by run.seed, stratified by label and spread over prompts.")
     min_kappa: float = Field(0.4, ge=-1, le=1, description="Minimum 3-class Cohen's kappa (ties kept) of the "
                              "build's judge setting vs the human labels.")
+    kappa_bound: Literal["interval", "point"] = Field(
+        "interval", description="interval: the 95% interval's lower bound must reach min_kappa (its upper bound "
+        "below fails; between is undecided, with the n that would decide); point: the point estimate alone.")
+    beat_baselines: bool = Field(True, description="The judge's kappa must exceed the best trivial baseline's on "
+                                 "the same items (by more than baseline_margin).")
+    baselines: tuple[Literal["longer", "first", "list"], ...] = Field(
+        ("longer", "first", "list"), min_length=1, description="Trivial judges to beat: always the longer answer, "
+        "always the first position, always the answer with more markdown list lines.")
+    baseline_margin: float = Field(0.0, ge=0, le=2, description="Kappa the judge must beat the best baseline by.")
+    min_class_recall: float | None = Field(None, ge=0, le=1, description="Minimum recall of every human label "
+                                           "present (A, B, tie): catches a judge that never says tie.")
+    min_human_z: float | None = Field(None, description="Minimum Judge's Verdict z-score: the judge's mean kappa "
+                                      "with each annotator against the annotators' pairwise kappas (-1: at least "
+                                      "human-like; needs a set with >= 3 annotators, such as PandaLM).")
     min_inter_juror_kappa: float | None = Field(None, ge=-1, le=1,
                                                 description="Minimum mean pairwise Cohen's kappa between jurors "
                                                 "on the build's own judgments (needs a jury setting).")

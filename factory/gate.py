@@ -1,24 +1,34 @@
 """The quality gate: may this build's data reach a trainer or the Hub?
 
 After a build's tables are merged, the build's own judge setting judges `gate.human_set_limit`
-items of the named human set through the build's gateway (so its request cache makes a rerun
-free) and the gate compares what it measures with the thresholds in `GateSettings`:
+items of the named human set (a seeded sample stratified by label and spread over prompts, see
+`judges.sampling`) through the build's gateway (so its request cache makes a rerun free) and the
+gate compares what it measures with the checks in `GateSettings`:
 
-* `min_kappa`: Cohen's kappa (3 classes, ties kept) of the judge setting against the human labels;
+* `min_kappa`: Cohen's kappa (3 classes, ties kept) of the judge setting against the human labels,
+  read through its 95% interval (`kappa_bound: interval`): the lower bound at or above the
+  threshold passes, the upper bound below fails, an interval across it is *undecided* and says
+  the n that would decide (`judges.decision`);
+* `beat_baselines`: the judge's kappa above the best trivial baseline's on the same items
+  (the longer answer, the first position, the answer with a list; `judges.baselines`);
+* `min_class_recall`: the recall of every human label present (A, B, tie);
+* `min_human_z`: Judge's Verdict z-score of the judge against the annotators (`judges.human_likeness`);
 * `min_inter_juror_kappa`: the mean Cohen's kappa between every two jurors on the build's own
   judgments (jury votes; needs no humans);
 * `max_flip_rate`: the share of items whose winner reverses when the answer order is swapped,
   from the build's own judgments when it judged both orders, else measured on the human set.
 
 A threshold left unset is not checked. A check that cannot be measured fails (say, an inter-juror
-threshold on a single judge): a gate never passes on a figure it does not have. The figures go to
+threshold on a single judge): a gate never passes on a figure it does not have. The outcome
+(`verdict`) is `fail` when a check fails, else `undecided` when a check is undecided, else `pass`;
+`passed` (what publishing and training read) is true only for `pass`. The figures go to
 `agreement.json` and `report.html` in the run folder (and in `dataset/`), and the outcome to
-`manifest.json` as `gate` (`passed`, `checks`, `figures`); a failed gate marks the build not approved
-and publishing and training refuse it unless forced.
+`manifest.json` as `gate` (`passed`, `verdict`, `checks`, `figures`); a build whose gate did not
+pass is not approved and publishing and training refuse it unless forced.
 
 Example:
     >>> gate = run_gate(ctx, tables)
-    >>> gate["passed"], [(c["name"], c["value"], c["threshold"]) for c in gate["checks"]]
+    >>> gate["verdict"], [(c["name"], c["status"], c["value"], c["threshold"]) for c in gate["checks"]]
 """
 
 from __future__ import annotations
@@ -34,34 +44,114 @@ from factory.config import GateSettings
 from factory.errors import UserError
 from factory.pipeline.context import BuildContext
 
+STATUS_MARK = {"pass": "ok  ", "fail": "FAIL", "undecided": "??  "}
+
 
 def _check(
-    name: str, value: float | None, threshold: float, *, higher_is_better: bool, note: str | None = None
+    name: str,
+    value: float | None,
+    threshold: float,
+    *,
+    higher_is_better: bool,
+    note: str | None = None,
+    strict: bool = False,
 ) -> dict[str, Any]:
     if value is None:
         passed = False
+    elif higher_is_better:
+        passed = value > threshold if strict else value >= threshold
     else:
-        passed = value >= threshold if higher_is_better else value <= threshold
-    return {"name": name, "value": value, "threshold": threshold, "passed": passed, "note": note}
+        passed = value <= threshold
+    return {
+        "name": name,
+        "value": value,
+        "threshold": threshold,
+        "passed": passed,
+        "status": "pass" if passed else "fail",
+        "note": note,
+    }
+
+
+def _kappa_check(settings: GateSettings, figures: Mapping[str, Any], note: str | None) -> dict[str, Any]:
+    from judges.decision import describe, kappa_decision
+
+    kappa = figures.get("kappa")
+    decision = kappa_decision(
+        kappa,
+        figures.get("kappa_ci95"),
+        int(figures.get("n") or 0),
+        settings.min_kappa,
+        se=figures.get("kappa_se"),
+        bound=settings.kappa_bound,
+    )
+    status = decision["verdict"]
+    check = _check("min_kappa", kappa, settings.min_kappa, higher_is_better=True, note=note)
+    check.update(status=status, passed=status == "pass", bound=settings.kappa_bound,
+                 interval=decision["interval"], need_n=decision["need_n"])
+    if status == "undecided":
+        check["note"] = "; ".join(filter(None, [describe(decision), note]))
+    return check
+
+
+def _baseline_check(settings: GateSettings, figures: Mapping[str, Any]) -> dict[str, Any]:
+    kappas = {name: (figures.get("baseline_kappas") or {}).get(name) for name in settings.baselines}
+    defined = {name: k for name, k in kappas.items() if k is not None}
+    best = max(defined, key=lambda name: defined[name]) if defined else None
+    kappa = figures.get("kappa")
+    margin = None if best is None or kappa is None else kappa - defined[best]
+    listed = ", ".join(f"{name} {'—' if k is None else f'{k:.3f}'}" for name, k in kappas.items())
+    note = (f"judge kappa minus the best baseline's ({best}); baselines: {listed}" if best
+            else "not measured: no baseline has a defined kappa on these items")
+    return _check("beat_baselines", margin, settings.baseline_margin, higher_is_better=True, note=note, strict=True)
+
+
+def _recall_check(settings: GateSettings, figures: Mapping[str, Any]) -> dict[str, Any]:
+    recall = {k: v for k, v in (figures.get("class_recall") or {}).items() if v is not None}
+    worst = min(recall.values()) if recall else None
+    note = ", ".join(f"{k} {v:.2f}" for k, v in recall.items()) or "not measured"
+    return _check("min_class_recall", worst, settings.min_class_recall or 0.0, higher_is_better=True,
+                  note=f"lowest recall over the human labels present ({note})")
 
 
 def evaluate_checks(
     settings: GateSettings, figures: Mapping[str, Any], notes: Mapping[str, str] | None = None
 ) -> list[dict[str, Any]]:
-    """The gate's checks from measured `figures` (`kappa`, `inter_juror_kappa`, `flip_rate`; None = not measured).
+    """The gate's checks from measured `figures` (`kappa`, `kappa_ci95`, `n`, `baseline_kappas`,
+    `class_recall`, `human_z`, `inter_juror_kappa`, `flip_rate`; None = not measured).
 
-    >>> evaluate_checks(GateSettings(min_kappa=0.4), {"kappa": 0.1})[0]["passed"]
-    False
+    Each check has `status` pass / fail / undecided and `passed` (status == pass).
+
+    >>> evaluate_checks(GateSettings(min_kappa=0.4), {"kappa": 0.1, "kappa_ci95": [0.0, 0.2]})[0]["status"]
+    'fail'
     """
     notes = notes or {}
+    checks = []
+    human = settings.human_set is not None
+    if human:
+        checks.append(_kappa_check(settings, figures, notes.get("kappa")))
+        if settings.beat_baselines:
+            checks.append(_baseline_check(settings, figures))
+        if settings.min_class_recall is not None:
+            checks.append(_recall_check(settings, figures))
+        if settings.min_human_z is not None:
+            checks.append(_check("min_human_z", figures.get("human_z"), settings.min_human_z,
+                                 higher_is_better=True, note=notes.get("human_z")))
     # (check name, threshold or None when unset, figure it reads, higher is better)
     wanted = [
-        ("min_kappa", settings.min_kappa if settings.human_set is not None else None, "kappa", True),
         ("min_inter_juror_kappa", settings.min_inter_juror_kappa, "inter_juror_kappa", True),
         ("max_flip_rate", settings.max_flip_rate, "flip_rate", False),
     ]
-    return [_check(name, figures.get(figure), threshold, higher_is_better=higher, note=notes.get(figure))
-            for name, threshold, figure, higher in wanted if threshold is not None]
+    checks += [_check(name, figures.get(figure), threshold, higher_is_better=higher, note=notes.get(figure))
+               for name, threshold, figure, higher in wanted if threshold is not None]
+    return checks
+
+
+def gate_verdict(checks: list[dict[str, Any]], error: str | None) -> str:
+    """fail if anything failed (or the gate could not measure), else undecided if a check is, else pass."""
+    statuses = {c["status"] for c in checks}
+    if error is not None or "fail" in statuses:
+        return "fail"
+    return "undecided" if "undecided" in statuses else "pass"
 
 
 def _jury_rows(judgments: pl.DataFrame) -> list[dict[str, Any]]:
@@ -89,7 +179,16 @@ def _build_flip_rate(judgments: pl.DataFrame) -> tuple[float | None, int]:
 
 
 def _advice(settings: GateSettings, checks: list[dict[str, Any]], judge: str) -> str | None:
-    failed = [c["name"] for c in checks if not c["passed"]]
+    failed = [c["name"] for c in checks if c["status"] == "fail"]
+    undecided = [c for c in checks if c["status"] == "undecided"]
+    if not failed and undecided:
+        need = undecided[0].get("need_n")
+        return (
+            f"The gate could not decide: the kappa interval {_interval(undecided[0])} straddles min_kappa "
+            f"{settings.min_kappa} on {settings.human_set_limit} items. Raise gate.human_set_limit"
+            + (f" to at least {need}" if need else "")
+            + " and rebuild (the build's data and the cached judge calls are reused)."
+        )
     if not failed:
         return None
     text = (
@@ -106,11 +205,17 @@ def _advice(settings: GateSettings, checks: list[dict[str, Any]], judge: str) ->
     return text
 
 
+def _interval(check: Mapping[str, Any]) -> str:
+    lo, hi = check.get("interval") or (None, None)
+    return "[—]" if lo is None or hi is None else f"[{lo:.2f}, {hi:.2f}]"
+
+
 def _disabled() -> dict[str, Any]:
     """The manifest's `gate` of a build whose config turns the gate off."""
     return {
         "enabled": False,
         "passed": True,
+        "verdict": "pass",
         "checks": [],
         "figures": {},
         "note": "the gate is disabled in the config (gate.enabled: false): nothing was checked",
@@ -173,18 +278,42 @@ async def run_gate_async(ctx: BuildContext, tables: Mapping[str, pl.DataFrame]) 
             notes["kappa"] = "not measured: the human set could not be loaded"
         else:
             by_id = {e["setting_id"]: e for e in entries}
-            main = by_id[setting.setting_id]
+            agreement = build_agreement(
+                human,
+                entries,
+                run_id=ctx.run.run_id,
+                source="quality gate",
+                human_set_spec=settings.human_set,
+                min_kappa=settings.min_kappa,
+                seed=ctx.config.run.seed,
+            )
+            main = next(e for e in agreement["settings"] if e["setting_id"] == setting.setting_id)
+            likeness = main["human_likeness"] or {}
             figures.update(
                 {
                     "kappa": main["kappa"],
                     "kappa_ci95": main["ci95"],
+                    "kappa_se": main["kappa_se"],
                     "kappa_no_ties": main["kappa_no_ties"],
                     "accuracy": main["accuracy"],
                     "n": main["n"],
                     "n_unscored": main["n_unscored"],
+                    "baseline_kappas": {b["name"]: b["kappa"] for b in agreement["baselines"]},
+                    "class_recall": main["class_recall"],
+                    "human_z": likeness.get("z"),
+                    "human_band": likeness.get("band"),
+                    "human_mean_kappa": likeness.get("human_mean_kappa"),
+                    "length_controlled_agreement": main["length_control"]["agreement"]["length_controlled"],
+                    "sample": {k: (human.sample or {}).get(k) for k in ("method", "seed", "n", "item_ids_sha256")},
                 }
             )
             notes["kappa"] = f"{setting.setting_id} on {main['n']} items of {human.name}"
+            notes["human_z"] = (
+                f"{likeness['band']}: judge-annotator kappa {likeness['judge_mean_kappa']:.3f} vs "
+                f"annotator pairs {likeness['human_mean_kappa']:.3f}"
+                if likeness.get("z") is not None
+                else "not measured: needs a human set with >= 3 annotators who do not all agree alike"
+            )
             if main["n"] == 0 and main["unscored_reasons"]:
                 notes["kappa"] += f"; nothing scored (reason: {next(iter(main['unscored_reasons']))})"
             if flip_setting is not None:
@@ -193,18 +322,13 @@ async def run_gate_async(ctx: BuildContext, tables: Mapping[str, pl.DataFrame]) 
                 notes["flip_rate"] = (
                     f"measured on {position.get('n', 0)} items of {human.name} in both orders"
                 )
-            agreement = build_agreement(
-                human,
-                entries,
-                run_id=ctx.run.run_id,
-                source="quality gate",
-                human_set_spec=settings.human_set,
-            )
             agreement["focus"] = setting.setting_id  # the report leads with the gated setting
     checks = evaluate_checks(settings, figures, notes)
+    verdict = gate_verdict(checks, error)
     gate: dict[str, Any] = {
         "enabled": True,
-        "passed": error is None and all(c["passed"] for c in checks),
+        "passed": verdict == "pass",
+        "verdict": verdict,
         "judge_setting": setting.setting_id,
         "human_set": settings.human_set,
         "human_set_limit": settings.human_set_limit,
@@ -240,15 +364,27 @@ def summary_lines(gate: Mapping[str, Any] | None, run_dir: Any = None) -> list[s
         return ["quality gate: not run; the build is not approved"]
     if not gate.get("enabled", True):
         return ["quality gate: disabled in the config; nothing was checked"]
-    verdict = "passed" if gate.get("passed") else "FAILED"
-    lines = [f"quality gate {verdict} ({gate.get('judge_setting')} against {gate.get('human_set')})"]
+    verdict = gate.get("verdict") or ("pass" if gate.get("passed") else "fail")
+    heading = {"pass": "passed", "fail": "FAILED", "undecided": "UNDECIDED"}[verdict]
+    lines = [f"quality gate {heading} ({gate.get('judge_setting')} against {gate.get('human_set')})"]
     for c in gate.get("checks", []):
         value = "not measured" if c["value"] is None else f"{c['value']:.3f}"
-        relation = "<=" if c["name"].startswith("max_") else ">="
+        if c.get("bound") == "interval":
+            value += f" {_interval(c)}"
+            needs = f"needs 95% lower bound >= {c['threshold']}"
+        else:
+            relation = "<=" if c["name"].startswith("max_") else ">" if c["name"] == "beat_baselines" else ">="
+            needs = f"needs {relation} {c['threshold']}"
         note = f" [{c['note']}]" if c.get("note") else ""
-        lines.append(
-            f"  {'ok  ' if c['passed'] else 'FAIL'} {c['name']}: {value} (needs {relation} {c['threshold']}){note}"
-        )
+        status = c.get("status") or ("pass" if c["passed"] else "fail")
+        lines.append(f"  {STATUS_MARK[status]} {c['name']}: {value} ({needs}){note}")
+    figures = gate.get("figures") or {}
+    recall = figures.get("class_recall")
+    if recall and not any(c["name"] == "min_class_recall" for c in gate.get("checks", [])):
+        shown = ", ".join(f"{k} {'—' if v is None else f'{v:.2f}'}" for k, v in recall.items())
+        lines.append(f"  info recall per human label: {shown}")
+    if figures.get("human_z") is not None and not any(c["name"] == "min_human_z" for c in gate.get("checks", [])):
+        lines.append(f"  info human-likeness z {figures['human_z']:.2f} ({figures.get('human_band')})")
     if gate.get("error"):
         lines.append(f"  error: {gate['error']}")
     if not gate.get("passed"):

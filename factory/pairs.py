@@ -26,6 +26,12 @@ to the pair (`A` = chosen, `B` = rejected), the way `factory annotate` reads the
 answer speaks in the judge's own format (`### Answer:`, score lines, the template's delimiters) is
 dropped unless `keep_injection_flagged`: on small judges such text wins most comparisons it is in.
 
+Judges prefer longer answers, and DPO learns that preference from the pairs (a model trained on them
+grows verbose). `max_longer_chosen_share` caps the share of pairs whose chosen answer is longer than
+the rejected one. It holds within each prompt's pairs, so it holds for the dataset whatever the order
+prompts finish in (a resumed build cuts the same pairs): the longer-chosen pairs beyond the cap, the
+smallest margins first, are dropped as `length_balance`.
+
     >>> from factory.config import PairSettings
     >>> cands = [{"candidate_id": "c1", "content_hash": "h1", "text": "4"},
     ...          {"candidate_id": "c2", "content_hash": "h2", "text": "5"}]
@@ -254,10 +260,32 @@ def select_pairs(prompt_id: str, turns: Sequence[str], candidates: Sequence[Row]
                 ev = _Evidence(ev.judgment, ev.relation, gap, True) if ev.direct else _Evidence(None, "chosen", gap,
                                                                                                  False)
                 consider(hi, lo, ev, gap)
+    if settings.max_longer_chosen_share is not None:
+        pairs, n_dropped = balance_lengths(pairs, settings.max_longer_chosen_share)
+        if n_dropped:
+            dropped["length_balance"] += n_dropped
     if pairs:
         return pairs, None
     detail = ", ".join(f"{n} {why}" for why, n in sorted(dropped.items())) or "one distinct response"
     return [], f"no_preference: {detail}"
+
+
+def balance_lengths(pairs: list[Row], max_share: float) -> tuple[list[Row], int]:
+    """`pairs` with at most `max_share` of them choosing the longer answer, and how many were dropped.
+
+    With k pairs whose chosen answer is not longer, up to floor(max_share * k / (1 - max_share))
+    longer-chosen pairs stay (the share of what is kept stays at or under `max_share`), those with the
+    largest margins first (unscored margins last); the kept pairs keep their order.
+    """
+    longer = [p for p in pairs if len(p["chosen"]) > len(p["rejected"])]
+    if max_share >= 1 or not longer:
+        return pairs, 0
+    others = len(pairs) - len(longer)
+    # A small epsilon: 0.5 * 3 / 0.5 must be 3, not 2.9999999999999996.
+    allowed = int(max_share * others / (1 - max_share) + 1e-9)
+    ranked = sorted(longer, key=lambda p: -(p["margin"] if p["margin"] is not None else float("-inf")))
+    drop = {id(p) for p in ranked[allowed:]}
+    return [p for p in pairs if id(p) not in drop], len(drop)
 
 
 def _pair_row(prompt_id: str, turns: Sequence[str], chosen: Row, rejected: Row, ev: _Evidence,

@@ -73,7 +73,9 @@ def check_gate(manifest: dict[str, Any], *, force: bool) -> None:
         why = "the quality gate did not run for this build"
     else:
         failed = [str(c.get("name") or c.get("check")) for c in _checks(gate) if c.get("passed") is False]
-        why = "the quality gate failed" + (f" ({', '.join(failed)})" if failed else "")
+        # An undecided gate (the kappa interval straddles the threshold) approves nothing either.
+        outcome = "could not decide" if gate.get("verdict") == "undecided" else "failed"
+        why = f"the quality gate {outcome}" + (f" ({', '.join(failed)})" if failed else "")
     raise UserError(f"refusing to publish: {why}; pass --force to publish anyway")
 
 

@@ -35,6 +35,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from factory.errors import UserError
 from factory.llm import Budget, Gateway, GatewaySettings, ModelSpec
 from factory.run_folder import atomic_write_json, atomic_write_parquet, atomic_write_text, new_run_id
+from judges.baselines import baseline_entries, best_baseline
+from judges.decision import kappa_decision
 from judges.engine import JUDGMENT_SCHEMA
 from judges.human_sets import ColumnMapping, HumanSet, load_human_set
 from judges.jury import plurality
@@ -65,12 +67,23 @@ class CalibrationConfig(BaseModel):
     human_set: str = Field(
         description="Human-labelled set: a public name (pandalm, llmbar-natural, ...) or a path."
     )
-    human_set_limit: int | None = Field(None, ge=1, description="Use only the first N items of the set.")
+    human_set_limit: int | None = Field(
+        None,
+        ge=1,
+        description="Use N items of the set: a seeded sample stratified by label and spread over prompts.",
+    )
     data_dir: str | None = Field(
         None, description="Folder holding the public sets (else FACTORY_DATA_DIR, cache)."
     )
     mapping: ColumnMapping | None = Field(None, description="Column mapping for a foreign table layout.")
-    seed: int = Field(0, description="Seed of the random order, answer shuffles and the bootstrap.")
+    seed: int = Field(0, description="Seed of the sample, the random order, answer shuffles and the bootstrap.")
+    min_kappa: float = Field(
+        0.4,
+        ge=-1,
+        le=1,
+        description="Threshold each setting's kappa interval is read against, as the quality gate's "
+        "min_kappa: pass, fail or undecided (with the n that would decide).",
+    )
     models: tuple[ModelSpec, ...] = Field(
         (), description="Judge models: litellm model strings or full model specs."
     )
@@ -410,6 +423,23 @@ class CalibrationResult:
     agreement: dict[str, Any]
 
 
+def read_against(
+    entry: dict[str, Any], baselines: list[dict[str, Any]], min_kappa: float
+) -> dict[str, Any]:
+    """A setting's kappa read against `min_kappa` through its interval, and against the best baseline."""
+    best = best_baseline(baselines)
+    margin = None if best is None or entry["kappa"] is None else entry["kappa"] - best["kappa"]
+    return {
+        "decision": kappa_decision(entry["kappa"], entry["ci95"], entry["n"], min_kappa, se=entry.get("kappa_se")),
+        "vs_baselines": {
+            "best": best["name"] if best else None,
+            "best_kappa": best["kappa"] if best else None,
+            "margin": margin,
+            "beaten": margin is not None and margin > 0,
+        },
+    }
+
+
 def build_agreement(
     human: HumanSet,
     entries: list[dict[str, Any]],
@@ -418,12 +448,20 @@ def build_agreement(
     source: str,
     llm: dict[str, Any] | None = None,
     human_set_spec: str | None = None,
+    min_kappa: float = 0.4,
+    n_boot: int = 1000,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """The agreement.json document (schema `preference-factory/agreement@1`).
 
     Top level: `run_id`, `created_at`, `source`, `human_set` {name, spec, n_items, annotators,
-    label_counts}, `human_ceiling` (pairwise human kappas + Fleiss, or None with one label per
-    item), `best` (setting id), `llm` (usage totals) and `settings`, ranked by kappa. Each setting:
+    label_counts}, `sample` (how the items were drawn from the set: method, seed, ids and their hash,
+    label shares of set and sample; `judges.sampling`), `human_ceiling` (pairwise human kappas +
+    Fleiss on the sample, or None with one label per item), `baselines` (trivial judges on the same
+    items; `judges.baselines`), `min_kappa` (the threshold every `decision` reads), `best` (setting
+    id), `llm` (usage totals) and `settings`, ranked by kappa. Each setting: `decision` (pass / fail
+    / undecided through the kappa interval, `need_n`), `vs_baselines`, `class_recall`,
+    `human_likeness` (Judge's Verdict z), `length_control`, `kappa_se`, and
     `rank`, `setting_id`, `kind`, `models`, `protocol`, `scale`, `order`, `structured`, `reducer`,
     `kappa`, `kappa_no_ties`, `accuracy`, `n`, `n_unscored`, `ci95`, `confusion`, `label_counts`,
     `unscored_reasons`, `bias` {position, length, self_preference}, `jurors` (juries: Krippendorff's
@@ -432,6 +470,8 @@ def build_agreement(
     """
     counts = human.frame["label"].value_counts()
     label_counts = {str(r["label"]): int(r["count"]) for r in counts.to_dicts()}
+    baselines = baseline_entries(human, n_boot=n_boot, seed=seed)
+    entries = [{**e, **read_against(e, baselines, min_kappa)} for e in entries]
     return {
         "schema": SCHEMA_ID,
         "run_id": run_id,
@@ -444,7 +484,10 @@ def build_agreement(
             "annotators": list(human.annotators),
             "label_counts": {k: label_counts.get(k, 0) for k in ("A", "B", "tie")},
         },
+        "sample": human.sample,
         "human_ceiling": human_ceiling(human),
+        "baselines": baselines,
+        "min_kappa": min_kappa,
         "best": entries[0]["setting_id"] if entries and entries[0]["kappa"] is not None else None,
         "settings": entries,
         "llm": {k: v for k, v in (llm or {}).items() if not k.startswith("by_")} or None,
@@ -519,6 +562,9 @@ async def calibrate_async(
             run_id=run_id,
             source=f"judgments file {config.judgments}",
             human_set_spec=config.human_set,
+            min_kappa=config.min_kappa,
+            n_boot=config.bootstrap,
+            seed=config.seed,
         )
     else:
         roles = {spec.model: spec for spec in config.models}
@@ -541,7 +587,15 @@ async def calibrate_async(
         all_rows = [row for setting_rows in rows.values() for row in setting_rows]
         atomic_write_parquet(run_dir / "judgments.parquet", pl.DataFrame(all_rows, schema=JUDGMENT_SCHEMA))
         agreement = build_agreement(
-            human, entries, run_id=run_id, source="models", llm=llm, human_set_spec=config.human_set
+            human,
+            entries,
+            run_id=run_id,
+            source="models",
+            llm=llm,
+            human_set_spec=config.human_set,
+            min_kappa=config.min_kappa,
+            n_boot=config.bootstrap,
+            seed=config.seed,
         )
         agreement["outcome"] = judging_outcome(llm, all_rows, config.models)
     write_outputs(run_dir, agreement)

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from factory.errors import UserError
 from factory.safe_read import UTF8_BOM, read_bytes, read_text
 from judges.public_sets import known_set_names, resolve_public_file, set_members
+from judges.sampling import sample_record, stratified_sample
 
 Label = Literal["A", "B", "tie"]
 LABELS: tuple[Label, ...] = ("A", "B", "tie")
@@ -75,11 +76,15 @@ class ColumnMapping(BaseModel):
 
 @dataclass(frozen=True)
 class HumanSet:
-    """A loaded human-labelled set: a name, the canonical frame and the annotators behind `labels`."""
+    """A loaded human-labelled set: a name, the canonical frame and the annotators behind `labels`.
+
+    `sample` records how the items were drawn from the whole set (`judges.sampling.sample_record`).
+    """
 
     name: str
     frame: pl.DataFrame
     annotators: list[str]
+    sample: dict[str, Any] | None = None
 
     def __len__(self) -> int:
         return self.frame.height
@@ -124,14 +129,16 @@ def load_human_set(
     """Load a human-labelled set by public name, path or `hf://owner/name[:split]`.
 
     `seed` fixes which response is shown as A for sets whose files list the better one first
-    (HHH, EvalBiasBench). `url` overrides a public set's download URL (its checksum still applies).
-    `limit` keeps the first rows. Bad input raises `UserError` with a one-line message.
+    (HHH, EvalBiasBench) and which items a `limit` keeps: a sample of that size stratified by label
+    and spread over prompts (`judges.sampling`), recorded in `HumanSet.sample`. `url` overrides a
+    public set's download URL (its checksum still applies). Bad input raises `UserError` with a
+    one-line message.
     """
     if limit is not None and limit < 1:
         raise UserError(f"limit must be a positive number of rows, got {limit}")
     text = str(name_or_path)
     if text.startswith("hf://"):
-        name, rows, annotators = _load_hf(text, mapping, limit)
+        name, rows, annotators = _load_hf(text, mapping)
     elif not isinstance(name_or_path, Path) and text.strip().lower() in known_set_names():
         name = text.strip().lower()
         members = set_members(name)
@@ -158,13 +165,16 @@ def load_human_set(
         rows, annotators = _load_path(path, mapping, seed)
     if not rows:
         raise UserError(f"human set {text!r} has no items")
-    rows = rows[:limit] if limit else rows
     duplicates = [key for key, count in Counter(row["id"] for row in rows).items() if count > 1]
     if duplicates:
         raise UserError(f"human set {text!r} has duplicate ids, e.g. {duplicates[0]!r}")
+    if limit:
+        rows, sample = stratified_sample(rows, limit, seed)
+    else:
+        sample = sample_record(rows, rows, method="all", seed=seed)
     for row in rows:
         row["meta"] = json.dumps(row.get("meta") or {}, ensure_ascii=False, sort_keys=True)
-    return HumanSet(name=name, frame=pl.DataFrame(rows, schema=SCHEMA), annotators=annotators)
+    return HumanSet(name=name, frame=pl.DataFrame(rows, schema=SCHEMA), annotators=annotators, sample=sample)
 
 
 # ---------------------------------------------------------------- files and tables
@@ -243,17 +253,15 @@ def _read_jsonl(path: Path) -> list[Any]:
     return records
 
 
-def _load_hf(spec: str, mapping: ColumnMapping | None, limit: int | None) -> tuple[str, Rows, list[str]]:
+def _load_hf(spec: str, mapping: ColumnMapping | None) -> tuple[str, Rows, list[str]]:
     name, _, split = spec.removeprefix("hf://").partition(":")
     if name.count("/") != 1:
         raise UserError(f"{spec}: expected hf://owner/name[:split]")
     try:
         import datasets
 
-        dataset = datasets.load_dataset(name, split=split or "train")
-        if limit:
-            dataset = dataset.select(range(min(limit, len(dataset))))
-        records = dataset.to_list()
+        # The whole split: a representative sample needs every label and prompt to draw from.
+        records = datasets.load_dataset(name, split=split or "train").to_list()
     # The Hub boundary: network, auth, a missing split, ... all reach the user as one line.
     except Exception as exc:
         raise UserError(f"{spec}: cannot load from the Hugging Face Hub ({_first_line(exc)})") from exc

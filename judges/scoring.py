@@ -32,7 +32,10 @@ from judges.agreement import (
     pairwise_kappas,
 )
 from judges.bias import length_bias, position_bias, self_preference
-from judges.human_sets import HumanSet
+from judges.decision import kappa_se
+from judges.human_likeness import human_likeness
+from judges.human_sets import LABELS, HumanSet
+from judges.length_control import length_control
 
 Verdict = str | None
 
@@ -201,6 +204,16 @@ def disagreements(rows: Sequence[dict[str, Any]], human: HumanSet, limit: int = 
     return out
 
 
+def class_recall(confusion: dict[str, dict[str, int]]) -> dict[str, float | None]:
+    """Per human label, the share of its items the judge labelled the same (None for a label with no
+    items): a judge that never says tie shows as tie recall 0 however good its kappa looks."""
+    out: dict[str, float | None] = {}
+    for label in LABELS:
+        total = sum(confusion[label].values())
+        out[label] = confusion[label][label] / total if total else None
+    return out
+
+
 def score_setting(
     meta: dict[str, Any],
     rows: Sequence[dict[str, Any]],
@@ -216,6 +229,8 @@ def score_setting(
     `rows` are judgment rows aligned with `human.frame` (row i judges item i). `per_order` holds the
     A-first and B-first verdicts when the setting judged both orders (position bias).
     Unscored verdicts are left out of kappa and counted in `n_unscored`, with their reasons.
+    Besides kappa: `kappa_se` (analytic), `class_recall`, `human_likeness` (Judge's Verdict z-score,
+    sets with several annotators) and `length_control` (AlpacaEval-style length-controlled rates).
     """
     if len(rows) != len(human):
         raise ValueError(f"got {len(rows)} judgment rows for {len(human)} items")
@@ -246,6 +261,12 @@ def score_setting(
                 "label_counts",
             )
         },
+        "kappa_se": kappa_se(labels, verdicts),
+        "class_recall": class_recall(summary["confusion"]),
+        "human_likeness": human_likeness(human, verdicts),
+        "length_control": length_control(
+            human.frame["response_a"].to_list(), human.frame["response_b"].to_list(), verdicts, labels
+        ),
         "unscored_reasons": dict(reasons.most_common()),
         "bias": bias,
         "jurors": juror_agreement(rows) if meta.get("kind") == "jury" else None,
@@ -353,7 +374,9 @@ def score_judgments(
                     {**r, "verdict": _verdict(r["verdict"], f"judge {judge_id}, item {r['item_id']}")}
                 )
         ids = {r["item_id"] for r in rows}
-        subset = HumanSet(human.name, human.frame.filter(pl.col("id").is_in(list(ids))), human.annotators)
+        subset = HumanSet(
+            human.name, human.frame.filter(pl.col("id").is_in(list(ids))), human.annotators, human.sample
+        )
         first = rows[0]
         meta = {
             "setting_id": judge_id,

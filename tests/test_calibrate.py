@@ -383,8 +383,11 @@ def test_config_file_form(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert code == 0, err
     agreement = json.loads(out)
     assert agreement["human_set"]["n_items"] == 10
+    # The limit draws a stratified sample (recorded), not the first ten items.
+    items = [int(item_id[1:]) for item_id in agreement["sample"]["item_ids"]]
+    assert len(items) == 10 and agreement["sample"]["seed"] == 0
     assert agreement["settings"][0]["kappa"] == pytest.approx(
-        kappa_by_hand([human_label(i) for i in range(10)], [copycat_verdict(i) for i in range(10)])
+        kappa_by_hand([human_label(i) for i in items], [copycat_verdict(i) for i in items])
     )
 
 

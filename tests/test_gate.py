@@ -74,8 +74,19 @@ def firstwins(body: dict[str, Any]) -> str:
     return _judge(body, lambda i, alpha_first: "A")
 
 
+def mostly_right(body: dict[str, Any]) -> str:
+    """Copies the humans except on every fourth item (a B it calls A): kappa 0.64 on 12 items."""
+
+    def verdict(i: int, alpha_first: bool) -> str:
+        v = "A" if i % 4 == 3 else label(i)
+        return v if alpha_first else {"A": "B", "B": "A", "tie": "tie"}[v]
+
+    return _judge(body, verdict)
+
+
 RULES = [
     Rule(model="copycat", reply=copycat),
+    Rule(model="mostly", reply=mostly_right),
     Rule(model="copycat2", reply=copycat),
     Rule(model="firstwins", reply=firstwins),
 ]
@@ -93,6 +104,7 @@ def build_config(
             "j1": {**spec, "model": "openai/copycat"},
             "j2": {**spec, "model": "openai/copycat2"},
             "bad": {**spec, "model": "openai/firstwins"},
+            "mostly": {**spec, "model": "openai/mostly"},
         },
         "prompts": {"path": str(prompts)},
         "judging": {"setting": judging},
@@ -184,8 +196,43 @@ def test_gate_fails_a_position_biased_judge_and_says_so(
     assert (run_dir / "pairs.parquet").is_file() and (run_dir / "dataset" / "report.html").is_file()
     html = (run_dir / "report.html").read_text()
     assert "Quality gate FAILED" in html and "not approved" in html
-    assert "quality gate FAILED" in err and "NOT approved" in err and "min_kappa: 0.000 (needs >= 0.4)" in err
+    assert "quality gate FAILED" in err and "NOT approved" in err
+    assert "min_kappa: 0.000 [0.00, 0.00] (needs 95% lower bound >= 0.4)" in err
     assert "capable judge model" in err  # what would change, not a lowered threshold
+
+
+def test_gate_is_undecided_when_the_kappa_interval_straddles_the_threshold(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with FakeLLMServer(rules=RULES) as server:
+        data = build_config(
+            tmp_path, server, {"kind": "judge", "models": ["mostly"], "order": "fixed"}, {"min_kappa": 0.4}
+        )
+        config_path = tmp_path / "build.yaml"
+        config_path.write_text(json.dumps(data))
+        try:
+            main(["build", str(config_path), "--engine", "local", "--quiet"])
+        except SystemExit as exc:
+            assert not exc.code, exc.code
+    out, err = capsys.readouterr()
+    run_dir = Path(out.strip().splitlines()[-1])
+    err = " ".join(err.split())
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    gate = manifest["gate"]
+    kappa = {c["name"]: c for c in gate["checks"]}["min_kappa"]
+    # 9 of 12 right with these label shares: kappa (0.75 - 0.3125) / 0.6875, far above 0.4, but on 12 items
+    # its interval reaches below the threshold.
+    assert kappa["value"] == pytest.approx((0.75 - 0.3125) / 0.6875)
+    lo, hi = kappa["interval"]
+    assert lo < 0.4 <= hi and kappa["status"] == "undecided" and kappa["need_n"] > N_ITEMS
+    assert gate["verdict"] == "undecided" and gate["passed"] is False and manifest["approved"] is False
+    # The baselines, all kappa 0 here (alpha is the longer answer, no lists, A first), are beaten.
+    assert {c["name"]: c for c in gate["checks"]}["beat_baselines"]["status"] == "pass"
+    assert "quality gate UNDECIDED" in err and f"need n >= {kappa['need_n']}" in err
+    assert "gate.human_set_limit" in gate["advice"]
+    agreement = json.loads((run_dir / "agreement.json").read_text())
+    assert agreement["sample"]["n"] == N_ITEMS and agreement["settings"][0]["decision"]["verdict"] == "undecided"
+    assert "Quality gate UNDECIDED" in (run_dir / "report.html").read_text()
 
 
 def test_disabled_gate_is_reported_as_such() -> None:

@@ -58,13 +58,13 @@ def test_pandalm_reproduces_the_published_human_agreement() -> None:
 @needs_data
 def test_pandalm_rows_join_instruction_and_input_and_keep_the_pair_key() -> None:
     raw = json.loads((DATA / "calibration/pandalm/testset-v1.json").read_text())
-    hs = load_human_set("pandalm", data_dir=DATA, limit=5)
+    hs = load_human_set("pandalm", data_dir=DATA)
     row = hs.frame.row(0, named=True)
     assert row["id"] == "pandalm-0"
     assert row["prompt"] == raw[0]["instruction"] + "\n\n" + raw[0]["input"]
     assert (row["response_a"], row["response_b"]) == (raw[0]["response1"], raw[0]["response2"])
     assert json.loads(row["meta"])["cmp_key"] == raw[0]["cmp_key"]
-    assert len(hs) == 5
+    assert len(hs) == len(raw)
 
 
 @needs_data

@@ -90,6 +90,38 @@ def print_table(agreement: dict[str, Any], console: Console) -> None:
         console.print(
             f"human-human kappa (the ceiling): {pairs}; Fleiss' kappa {_fmt(ceiling['fleiss_kappa'])}"
         )
+    for line in verdict_lines(agreement):
+        console.print(escape(line))
+
+
+def verdict_lines(agreement: dict[str, Any]) -> list[str]:
+    """The sample, the baselines and, per setting, the verdict against min_kappa, recall and length control."""
+    from judges.report.render import decision_text, length_cells
+
+    lines = []
+    sample = agreement.get("sample")
+    if sample and sample.get("method") != "all":
+        shares = sample["label_shares"]
+        ours, theirs = ("/".join(f"{shares[w][k]:.2f}" for k in ("A", "B", "tie")) for w in ("sample", "set"))
+        lines.append(
+            f"sample: {sample['n']} of {sample['n_set']} items, seed {sample['seed']}, stratified "
+            f"(A/B/tie {ours} vs set {theirs}), {sample['prompts']['sample']} prompts"
+        )
+    baselines = agreement.get("baselines") or []
+    if baselines:
+        lines.append("baselines: " + ", ".join(f"{b['name']} kappa {_fmt(b['kappa'])}" for b in baselines))
+    for e in agreement["settings"]:
+        recall = e.get("class_recall") or {}
+        likeness = e.get("human_likeness") or {}
+        cells = length_cells(e)
+        lines.append(
+            f"{e['setting_id']}: {decision_text(e)} (min_kappa {agreement.get('min_kappa')}); "
+            f"vs best baseline {_fmt((e.get('vs_baselines') or {}).get('margin'))}; recall "
+            + "/".join(_fmt(recall.get(k), 2) for k in ("A", "B", "tie"))
+            + (f"; human z {likeness['z']:.2f} ({likeness['band']})" if likeness.get("z") is not None else "")
+            + f"; agreement {_fmt(cells['agreement'], 2)}, length-controlled {_fmt(cells['agreement_lc'], 2)}"
+        )
+    return lines
 
 
 def calibrate(
@@ -120,7 +152,15 @@ def calibrate(
     max_tokens: Annotated[
         int | None, typer.Option("--max-tokens", help="Completion tokens per call.")
     ] = None,
-    limit: Annotated[int | None, typer.Option("--limit", help="Use the first N items of the set.")] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option("--limit", help="Use N items: a seeded sample stratified by label, spread over prompts."),
+    ] = None,
+    min_kappa: Annotated[
+        float | None,
+        typer.Option("--min-kappa", help="Threshold the kappa intervals are read against (default 0.4)."),
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the sample, orders and bootstrap.")] = None,
     judgments: Annotated[
         Path | None,
         typer.Option("--judgments", help="Score this judgments file (parquet/jsonl); no model is called."),
@@ -145,6 +185,10 @@ def calibrate(
             overrides["human_set_limit"] = limit
         if judgments is not None:
             overrides["judgments"] = str(judgments)
+        if min_kappa is not None:
+            overrides["min_kappa"] = min_kappa
+        if seed is not None:
+            overrides["seed"] = seed
         if overrides:
             spec = parse_calibration_config({**spec.model_dump(mode="json"), **overrides}, str(config))
     else:
@@ -178,6 +222,10 @@ def calibrate(
             data["concurrency"] = concurrency
         if bootstrap is not None:
             data["bootstrap"] = bootstrap
+        if min_kappa is not None:
+            data["min_kappa"] = min_kappa
+        if seed is not None:
+            data["seed"] = seed
         spec = parse_calibration_config(data, "from flags")
 
     for spec_model in spec.models:

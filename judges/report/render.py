@@ -130,6 +130,42 @@ def _tie_share(entry: dict[str, Any]) -> float | None:
     return counts.get("tie", 0) / scored if scored else None
 
 
+def gate_verdict(gate: dict[str, Any]) -> str:
+    """pass / fail / undecided (a gate written before the verdict existed: from `passed`)."""
+    return str(gate.get("verdict") or ("pass" if gate.get("passed") else "fail"))
+
+
+GATE_HEADING = {"pass": "PASSED", "fail": "FAILED", "undecided": "UNDECIDED"}
+
+
+def decision_text(entry: dict[str, Any]) -> str:
+    """'pass', 'fail' or 'undecided: need n >= K' for a setting's kappa against the threshold."""
+    from judges.decision import describe
+
+    decision = entry.get("decision")
+    return describe(decision) if decision else "—"
+
+
+def _recall(entry: dict[str, Any], label: str) -> float | None:
+    return (entry.get("class_recall") or {}).get(label)
+
+
+def _sample_line(agreement: dict[str, Any]) -> str | None:
+    sample = agreement.get("sample")
+    if not sample or sample.get("method") == "all":
+        return None
+    shares = sample["label_shares"]
+
+    def show(which: str) -> str:
+        return "/".join(f"{shares[which][k]:.0%}" for k in ("A", "B", "tie"))
+
+    return (
+        f"The {sample['n']} items are a sample of the set's {sample['n_set']} (seed {sample['seed']}), "
+        f"stratified by label (A/B/tie {show('sample')} vs the set's {show('set')}) and spread over "
+        f"{sample['prompts']['sample']} prompts (at most {sample['prompts']['max_items_per_prompt']} items each)."
+    )
+
+
 def lead(agreement: dict[str, Any]) -> dict[str, Any]:
     """The setting the report leads with: the one a quality gate checked (`focus`), else the best."""
     entries = agreement["settings"]
@@ -155,6 +191,30 @@ def _findings(agreement: dict[str, Any], gate: dict[str, Any] | None) -> list[st
             f"; humans agree with each other at {ceiling[0]:.2f}–{ceiling[1]:.2f} on the same kind of items"
         )
     out.append(line + ".")
+    sample = _sample_line(agreement)
+    if sample:
+        out.append(sample)
+    if best.get("decision"):
+        decision = best["decision"]
+        out.append(
+            f"Against min_kappa {fmt(decision['threshold'], 2)} through its 95% interval: "
+            f"{decision_text(best)}."
+        )
+    versus = best.get("vs_baselines") or {}
+    if versus.get("best"):
+        out.append(
+            f"The best trivial baseline on the same items is '{versus['best']}' at kappa "
+            f"{fmt(versus['best_kappa'])}: the setting {'beats' if versus['beaten'] else 'does NOT beat'} it "
+            f"(margin {fmt(versus['margin'])})."
+        )
+    if _recall(best, "tie") == 0.0:
+        out.append("The setting never gives the human label on tied items (tie recall 0).")
+    likeness = best.get("human_likeness") or {}
+    if likeness.get("z") is not None:
+        out.append(
+            f"Human-likeness (Judge's Verdict): z = {likeness['z']:.2f}, {likeness['band']} (judge-annotator "
+            f"kappa {likeness['judge_mean_kappa']:.3f} vs annotator pairs {likeness['human_mean_kappa']:.3f})."
+        )
     ties = _tie_share(best)
     if ties is not None and ties > 0.5:
         counts = best["label_counts"]["judge"]
@@ -173,9 +233,8 @@ def _findings(agreement: dict[str, Any], gate: dict[str, Any] | None) -> list[st
             "(see 'Published reference figures'; those are not measured here)."
         )
     if gate is not None and gate.get("enabled", True):
-        verdict = "PASSED" if gate.get("passed") else "FAILED"
         out.append(
-            f"Quality gate {verdict}"
+            f"Quality gate {GATE_HEADING[gate_verdict(gate)]}"
             + (
                 ""
                 if gate.get("passed")
@@ -277,6 +336,13 @@ def context(
         "juries": [e for e in entries if e.get("jurors")],
         "has_self": any((e.get("bias") or {}).get("self_preference") for e in entries),
         "has_position": any((e.get("bias") or {}).get("position") for e in entries),
+        "sample": agreement.get("sample"),
+        "baselines": agreement.get("baselines") or [],
+        "gate_verdict": gate_verdict(gate) if gate is not None else None,
+        "gate_heading": GATE_HEADING,
+        "decision_text": decision_text,
+        "recall": _recall,
+        "length_cells": length_cells,
         "fmt": fmt,
         "pct": pct,
         "ci": _ci,
@@ -322,17 +388,18 @@ def render_markdown(
     ]
     lines += [f"- {_md(f)}" for f in ctx["findings"]] + [""]
     if gate is not None:
-        lines += ["## Quality gate: " + ("PASSED" if gate.get("passed") else "FAILED"), ""]
+        lines += ["## Quality gate: " + GATE_HEADING[gate_verdict(gate)], ""]
         if gate.get("error"):
             lines += [f"Error: {_md(gate['error'])}", ""]
         lines += _table(
-            ["check", "value", "threshold", "passed", "note"],
+            ["check", "value", "interval", "threshold", "result", "note"],
             [
                 [
                     c["name"],
                     fmt(c["value"]),
+                    _ci({"ci95": c.get("interval")}),
                     fmt(c["threshold"]),
-                    "yes" if c["passed"] else "NO",
+                    c.get("status") or ("pass" if c["passed"] else "fail"),
                     c.get("note") or "",
                 ]
                 for c in gate.get("checks", [])
@@ -372,6 +439,56 @@ def render_markdown(
             for e in agreement["settings"]
         ],
     )
+    lines += ["## Against the threshold, the baselines and the humans", ""]
+    lines += _table(
+        ["setting", "verdict", "vs best baseline", "recall A", "recall B", "recall tie", "human z", "band"],
+        [
+            [
+                e["setting_id"],
+                decision_text(e),
+                fmt((e.get("vs_baselines") or {}).get("margin")),
+                fmt(_recall(e, "A"), 2),
+                fmt(_recall(e, "B"), 2),
+                fmt(_recall(e, "tie"), 2),
+                fmt((e.get("human_likeness") or {}).get("z"), 2),
+                (e.get("human_likeness") or {}).get("band") or "—",
+            ]
+            for e in agreement["settings"]
+        ],
+    )
+    if ctx["baselines"]:
+        lines += ["## Trivial baselines on the same items", ""]
+        lines += _table(
+            ["baseline", "rule", "kappa", "95% CI", "accuracy"],
+            [[b["name"], b["description"], fmt(b["kappa"]), _ci(b), fmt(b["accuracy"])] for b in ctx["baselines"]],
+        )
+    lines += ["## Length control", ""]
+    lines += _table(
+        ["setting", "agreement", "agreement, length-controlled", "acc. humans chose longer",
+         "acc. humans chose shorter", "A wins (judge)", "A wins LC (judge)", "A wins LC (humans)",
+         "length coef judge", "length coef humans"],
+        [_length_row(e) for e in agreement["settings"]],
+    )
+    sample = ctx["sample"]
+    if sample:
+        lines += ["## Sample", ""]
+        lines += [
+            (
+                f"Method: {_md(sample['method'])}; seed {sample['seed']}; {sample['n']} of {sample['n_set']} "
+                f"items; item ids sha256 `{sample['item_ids_sha256'][:16]}`; prompts "
+                f"{sample['prompts']['sample']} of {sample['prompts']['set']} (at most "
+                f"{sample['prompts']['max_items_per_prompt']} items each)."
+            ),
+            "",
+        ]
+        lines += _table(
+            ["label", "set", "sample"],
+            [
+                [k, f"{sample['label_counts']['set'][k]} ({pct(sample['label_shares']['set'][k])})",
+                 f"{sample['label_counts']['sample'][k]} ({pct(sample['label_shares']['sample'][k])})"]
+                for k in ("A", "B", "tie")
+            ],
+        )
     ceiling = agreement.get("human_ceiling")
     if ceiling:
         lines += ["## Human-human agreement (the ceiling)", ""]
@@ -438,6 +555,32 @@ def render_markdown(
     lines += ["## Published reference figures (not measured here)", "", _md(PUBLISHED_SOURCE) + ".", ""]
     lines += _table(["judge", "kappa", "source"], [[n, f"{v:.3f}", s] for n, v, s in PUBLISHED])
     return "\n".join(lines)
+
+
+def length_cells(entry: dict[str, Any]) -> dict[str, Any]:
+    """The length-control figures of a setting, flat (missing figures as None)."""
+    lc = entry.get("length_control") or {}
+    agree = lc.get("agreement") or {}
+    wins = lc.get("win_rate_a") or {}
+    judge, human = wins.get("judge") or {}, wins.get("human") or {}
+    return {
+        "agreement": agree.get("raw"),
+        "agreement_lc": agree.get("length_controlled"),
+        "longer": agree.get("accuracy_humans_chose_longer"),
+        "shorter": agree.get("accuracy_humans_chose_shorter"),
+        "a_wins": judge.get("raw"),
+        "a_wins_lc": judge.get("length_controlled"),
+        "human_a_wins_lc": human.get("length_controlled"),
+        "coef": judge.get("length_coef"),
+        "human_coef": human.get("length_coef"),
+    }
+
+
+def _length_row(entry: dict[str, Any]) -> list[Any]:
+    cells = length_cells(entry)
+    return [entry["setting_id"], *(fmt(cells[k], 2) for k in (
+        "agreement", "agreement_lc", "longer", "shorter", "a_wins", "a_wins_lc", "human_a_wins_lc", "coef",
+        "human_coef"))]
 
 
 def render_report(
