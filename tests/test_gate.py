@@ -147,6 +147,9 @@ def test_gate_passes_a_jury_that_agrees_with_humans(tmp_path: Path) -> None:
     )
     # Gate calls are filed apart from the build's judging.
     assert any(tag.startswith("gate/") for tag in result.manifest["llm"]["by_tag"])
+    stages = result.manifest["stages"]  # and the manifest's stages attribute every call, the gate's included
+    assert stages["gate"]["calls"] > 0 and stages["judge"]["calls"] > 0
+    assert sum(s["calls"] for s in stages.values()) == result.manifest["llm"]["calls"]
     manifest = json.loads((result.run_dir / "manifest.json").read_text())
     assert manifest["gate"]["passed"] is True and manifest["approved"] is True
     for folder in (result.run_dir, result.run_dir / "dataset"):
