@@ -87,9 +87,8 @@ def _item_problem(field: _Field, item: str) -> str | None:
             return problem or (None if 1 <= int(nth.group(2)) <= 5 else
                                f"day of week '{item}': the week number after # must be 1-5")
     base, slash, step = item.partition("/")
-    if slash:
-        if not step.isdigit() or int(step) < 1:
-            return f"{field.name} '{item}': the step after / must be a whole number >= 1"
+    if slash and (not step.isdigit() or int(step) < 1):
+        return f"{field.name} '{item}': the step after / must be a whole number >= 1"
     if base == "*":
         return None
     low, dash, high = base.partition("-")

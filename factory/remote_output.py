@@ -20,7 +20,7 @@ import shutil
 import tempfile
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from factory.incremental import VERSIONS_FILE
 from factory.run_lock import LOCK_NAME
@@ -90,7 +90,7 @@ class StagedOutput:
     def close(self) -> None:
         shutil.rmtree(self.local_root, ignore_errors=True)
 
-    def __enter__(self) -> StagedOutput:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -38,8 +38,8 @@ from factory.config import BuildConfig, load_config, parse_config
 from factory.errors import UserError
 from factory.incremental import append_version
 from factory.llm import Gateway
-from factory.pipeline.context import BuildContext
 from factory.output_location import url_protocol
+from factory.pipeline.context import BuildContext
 from factory.pipeline.runner import (
     BuildPlan,
     BuildStopped,

@@ -7,6 +7,7 @@ import pytest
 
 pytest.register_assert_rewrite("conftest_prefect")
 import json
+import tempfile
 from pathlib import Path
 
 import conftest_prefect  # noqa: F401  (before Prefect is imported: it sets PREFECT_HOME)
@@ -107,3 +108,4 @@ def test_runs_into_a_storage_url_copy_their_run_folder_and_find_the_earlier_vers
     assert (v2_dir / "manifest.json").is_file() and (v2_dir / "dataset" / "README.md").is_file()
     assert not (v2_dir / ".lock").exists()
     assert sorted(p.name for p in home.iterdir()) == sorted([*(v["path"] for v in versions), "versions.json"])
+    assert not list(Path(tempfile.gettempdir()).glob("factory-staging-remote-*"))  # staging folders removed

@@ -83,7 +83,7 @@ def test_a_worker_run_keeps_its_run_folder_and_the_next_run_builds_only_new_prom
         spec["run"]["output_dir"] = "outputs"  # relative, as users write it
         config.write_text(yaml.safe_dump(spec, sort_keys=False))
 
-        code, out, err = run_cli(["schedule", str(config), "--cron", "0 3 * * *", "--work-pool", POOL], capsys)
+        code, _, err = run_cli(["schedule", str(config), "--cron", "0 3 * * *", "--work-pool", POOL], capsys)
         assert code == 0, err
         home = project / "outputs" / "worker-nightly"
         assert f"note: output folder 'outputs' is relative: the deployment stores {project / 'outputs'}" in err
