@@ -229,6 +229,8 @@ class DatasetSettings(_Section):
                                             description="Jaccard similarity of word shingles above which "
                                             "two pairs count as near duplicates.")
     license: str = Field("apache-2.0", description="License written into the dataset card.")
+    language: list[str] = Field(["en"], min_length=1, description="Languages of the prompts and answers (ISO 639 "
+                                "codes such as en, fr), written into the dataset card's `language`.")
 
 
 class GateSettings(_Section):

@@ -164,7 +164,7 @@ def write_dataset(run: RunFolder, config: BuildConfig, sources: DatasetSources |
               "near_duplicates_removed": decisions.near, "kto_conflicts_removed": decisions.kto_conflicts,
               "test_prompts": len(test)}
     fingerprints = {n: data_fingerprint(tmp, config_patterns(n, splits)) for n, splits in written.items()}
-    card = render_card(config, counts, written, dict(manifest or {}), run.run_id, fingerprints)
+    card = render_card(config, counts, written, dict(manifest or {}), run.run_id, fingerprints, folder=tmp)
     atomic_write_text(tmp / "README.md", card)
 
     dict_tmp = run.root / f".dataset_dict.tmp-{os.urandom(3).hex()}"

@@ -20,6 +20,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from datasets.info import DatasetInfosDict
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from factory.config import BuildConfig
@@ -32,9 +33,13 @@ _DESCRIPTIONS = {
             "`chosen_model`, `rejected_model`, `judge_setting`, `margin`, `votes`, `constraints`, `checks`)."),
     "kto": ("TRL unpaired rows: `prompt`, `completion`, `label` (true = desirable), with `prompt_id`, `source`, "
             "`pair_id`, `model`."),
-    "mapl_intra": ("MAPL prompt-level preferences: one fixed `response`, a `prompt_chosen` whose added "
-                   "constraints it satisfies and a `prompt_rejected` whose constraints it violates "
-                   "(`chosen_constraints`, `rejected_constraints`, `checks` record the checker results)."),
+    "mapl_intra": ("MAPL prompt-level preferences (arXiv 2505.12845): the same answer preferred under one "
+                   "prompt and not under another. `prompt_chosen` (the conversation with a prompt variant whose "
+                   "added constraints the response satisfies), `prompt_rejected` (the same with a variant whose "
+                   "constraints it violates), `response` (the one assistant message), `chosen_constraints` and "
+                   "`rejected_constraints` (the constraints each variant adds, JSON), `checks` (every code "
+                   "checker's verdict on the response, JSON), and provenance `row_id`, `prompt_id`, `model` "
+                   "(the model that wrote the response)."),
 }
 
 
@@ -90,17 +95,44 @@ def declared_fingerprint(description: object) -> str | None:
     return found.group(1) if found else None
 
 
+def dataset_infos(folder: Path, written: dict[str, list[str]]) -> DatasetInfosDict:
+    """Per written config, the features (from its parquet schema, so `load_dataset` casts to what is there)
+    and each split's size, read from the files' parquet metadata (no rows are loaded)."""
+    import pyarrow.parquet as pq
+    from datasets import DatasetInfo, Features, SplitDict, SplitInfo
+
+    infos = DatasetInfosDict()
+    for name, splits in written.items():
+        split_dict = SplitDict()
+        features: Features | None = None
+        for split in splits:
+            files = sorted(folder.glob(config_patterns(name, [split])[split]))
+            metas = [pq.ParquetFile(f).metadata for f in files]
+            if features is None and files:
+                features = Features.from_arrow_schema(pq.read_schema(files[0]))
+            split_dict.add(SplitInfo(name=split, num_examples=sum(m.num_rows for m in metas),
+                                     num_bytes=sum(m.row_group(i).total_byte_size for m in metas
+                                                   for i in range(m.num_row_groups))))
+        infos[name] = DatasetInfo(features=features, splits=split_dict,
+                                  download_size=sum(f.stat().st_size for f in folder.glob(f"{name}/*.parquet")))
+    return infos
+
+
 def card_metadata(config: BuildConfig, counts: dict[str, int], written: dict[str, list[str]],
-                  fingerprints: dict[str, str]) -> DatasetCardData:
-    """The YAML header: license, tags, task, size and a config per written folder (with its data's sha256)."""
+                  fingerprints: dict[str, str], folder: Path | None = None) -> DatasetCardData:
+    """The YAML header: license, language, tags, task, size, a config per written folder (with its data's
+    sha256) and, given the dataset `folder`, `dataset_info` (features and split sizes of each config)."""
     configs = [{"config_name": name, **({"default": True} if name == "dpo" else {}),
                 "data_files": [{"split": s, "path": p} for s, p in config_patterns(name, splits).items()],
                 "description": fingerprint_description(fingerprints[name])}
                for name, splits in written.items()]
     total = counts.get("dpo_train", 0) + counts.get("dpo_test", 0)
-    return DatasetCardData(license=config.dataset.license, pretty_name=config.run.name, tags=TAGS,
-                           task_categories=["text-generation"], size_categories=[_size_category(total)],
-                           configs=configs)
+    meta = DatasetCardData(license=config.dataset.license, language=list(config.dataset.language),
+                           pretty_name=config.run.name, tags=TAGS, task_categories=["text-generation"],
+                           size_categories=[_size_category(total)], configs=configs)
+    if folder is not None:
+        dataset_infos(folder, written).to_dataset_card_data(meta)
+    return meta
 
 
 def _source(config: BuildConfig) -> str:
@@ -110,6 +142,11 @@ def _source(config: BuildConfig) -> str:
     return what + (f" (first {p.limit} prompts)" if p.limit else "")
 
 
+def _figure(value: object) -> str:
+    """A figure as a reader wants it: kappas, rates and scores to three decimals."""
+    return str(round(value, 3)) if isinstance(value, float) else str(value)
+
+
 def _gate(manifest: dict[str, Any]) -> list[str]:
     gate = manifest.get("gate")
     if not isinstance(gate, dict):
@@ -117,14 +154,23 @@ def _gate(manifest: dict[str, Any]) -> list[str]:
                  "so nothing here says how well the judge agrees with humans.")]
     lines = [f"- passed: **{gate.get('passed')}**"]
     for key, value in gate.items():
-        if key == "passed":
+        if key in ("passed", "checks"):
             continue
         if value is None or isinstance(value, (int, float, str, bool)):
-            lines.append(f"- {key}: {value}")
+            lines.append(f"- {key}: {_figure(value)}")
         elif isinstance(value, dict):
-            flat = ", ".join(f"{k}={v}" for k, v in value.items() if isinstance(v, (int, float, str, bool)))
+            flat = ", ".join(f"{k}={_figure(v)}" for k, v in value.items()
+                             if v is None or isinstance(v, (int, float, str, bool)))
             if flat:
                 lines.append(f"- {key}: {flat}")
+    checks = [c for c in gate.get("checks") or [] if isinstance(c, dict)]
+    if checks:
+        lines += ["", "| check | value | threshold | result |", "|---|---|---|---|"]
+        for c in checks:
+            value = "not measured" if c.get("value") is None else _figure(c["value"])
+            relation = "<=" if str(c.get("name", "")).startswith("max_") else ">="
+            lines.append(f"| {c.get('name')} | {value} | {relation} {_figure(c.get('threshold'))} | "
+                         f"{'pass' if c.get('passed') else 'FAIL'} |")
     return lines
 
 
@@ -139,9 +185,11 @@ _SELECTION = {
 
 
 def render_card(config: BuildConfig, counts: dict[str, int], written: dict[str, list[str]],
-                manifest: dict[str, Any], run_id: str, fingerprints: dict[str, str]) -> str:
-    """The whole README.md: YAML metadata and prose. `fingerprints`: `data_fingerprint` per written config."""
-    meta = card_metadata(config, counts, written, fingerprints)
+                manifest: dict[str, Any], run_id: str, fingerprints: dict[str, str],
+                folder: Path | None = None) -> str:
+    """The whole README.md: YAML metadata and prose. `fingerprints`: `data_fingerprint` per written config;
+    `folder`: the dataset folder the files are in (for `dataset_info`)."""
+    meta = card_metadata(config, counts, written, fingerprints, folder)
     models = "\n".join(f"- `{role}`: `{spec.model}`" for role, spec in sorted(config.models.items()))
     workflows = ", ".join(f"`{w.name}` ({w.kind})" for w in config.generation.workflows)
     r, v = config.rationales, config.variants

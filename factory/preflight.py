@@ -15,6 +15,7 @@ from pathlib import Path
 
 from factory.config import BuildConfig, dump_config, load_config
 from factory.errors import UserError
+from factory.output_location import refuse_storage_url
 from factory.run_folder import RunFolder, atomic_write_text
 from factory.pipeline.inputs import load_build_prompts, recorded_prompts
 from factory.sources import Prompt, RejectedPrompt
@@ -32,6 +33,7 @@ def load_build_spec(config_path: Path | None, resume: Path | None, output_dir: P
     spec = load_config(config_path)
     if output_dir is not None:
         spec = spec.model_copy(update={"run": spec.run.model_copy(update={"output_dir": str(output_dir)})})
+    refuse_storage_url(spec.run.output_dir)
     return spec
 
 

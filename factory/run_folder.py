@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,9 +22,23 @@ from factory.run_lock import RunLock, lock_run_folder
 FAILURE_SCHEMA = {"item_id": pl.Utf8, "stage": pl.Utf8, "reason": pl.Utf8, "raw": pl.Utf8}
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def create_temporary_sibling(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
+    """A new, empty, hidden file next to `path` to write and then rename onto it: `(fd, name)`.
+
+    Created with mode 0666 less the umask, as `open()` creates files (0644 under umask 022), so the
+    renamed file has a normal file's permissions; `tempfile.mkstemp` creates 0600 files, which made every
+    run file unreadable to the group that shares an output folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    while True:
+        name = str(path.parent / f".{path.name}.{os.urandom(4).hex()}{suffix}")
+        try:
+            return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), name
+        except FileExistsError:
+            continue
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = create_temporary_sibling(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -46,8 +59,7 @@ def atomic_write_json(path: Path, data: Any) -> None:
 
 
 def atomic_write_parquet(path: Path, frame: pl.DataFrame) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = create_temporary_sibling(path)
     os.close(fd)
     try:
         frame.write_parquet(tmp)

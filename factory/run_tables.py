@@ -10,14 +10,13 @@ files in memory (`RunFolder.read_stage`).
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from factory.run_folder import RunFolder, atomic_write_parquet, failures_frame
+from factory.run_folder import RunFolder, atomic_write_parquet, create_temporary_sibling, failures_frame
 
 STAGE_TABLES = (("generate", "candidates"), ("judge", "judgments"))
 STAGES = ("generate", "judge", "pairs", "rationales", "variants")
@@ -31,7 +30,7 @@ def _sink(path: Path, frame: pl.LazyFrame | None) -> None:
     if frame is None:
         atomic_write_parquet(path, pl.DataFrame())
         return
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = create_temporary_sibling(path)
     os.close(fd)
     try:
         frame.sink_parquet(tmp, row_group_size=_ROW_GROUP)

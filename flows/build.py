@@ -38,6 +38,7 @@ from factory.config import BuildConfig, load_config, parse_config
 from factory.errors import UserError
 from factory.incremental import append_version
 from factory.llm import Gateway
+from factory.output_location import url_protocol
 from factory.pipeline.context import BuildContext
 from factory.pipeline.runner import (
     BuildPlan,
@@ -49,6 +50,7 @@ from factory.pipeline.runner import (
     salvage_delays,
     shards_to_salvage,
 )
+from factory.remote_output import StagedOutput
 from factory.run_folder import RunFolder
 from factory.sources import Prompt
 from flows.artifacts import publish_build_artifacts
@@ -236,10 +238,43 @@ def build_flow(config: dict[str, Any] | None = None, config_path: str | None = N
     or `resume_dir` to finish an earlier run. `incremental=True` builds only prompts not in earlier
     builds of the same dataset and records the run as a new version (see `factory.incremental`).
     Returns `{"run_dir", "manifest", "version", "workers"}` (`run_dir` None when there was nothing new;
-    `workers`: the `host:pid` of every process that ran a shard).
+    `workers`: the `host:pid` of every process that ran a shard). A storage URL as `run.output_dir`
+    (`s3://bucket/datasets`) builds in a local staging folder and copies the run folder to the URL at
+    the end (`factory.remote_output`); `run_dir` is then its URL.
     """
     if sum(x is not None for x in (config, config_path, resume_dir)) != 1:
         raise UserError("give exactly one of config, config_path or resume_dir")
+    config, staged = _stage_storage_url(config, config_path)
+    if staged is not None:
+        config_path = None
+    try:
+        result = _build(config, config_path, resume_dir, incremental)
+        if staged is not None and result["run_dir"] is not None:
+            # Pushed whatever the outcome: a stopped or failed run is worth reading where the user looks.
+            result["run_dir"] = staged.push(result["run_dir"])
+            get_run_logger().info("run folder copied to %s", result["run_dir"])
+        return result
+    finally:
+        if staged is not None:
+            staged.close()
+
+
+def _stage_storage_url(config: dict[str, Any] | None, config_path: str | None
+                       ) -> tuple[dict[str, Any] | None, StagedOutput | None]:
+    """With a storage URL as `run.output_dir`: the config pointed at a local staging folder that holds the
+    URL's version index, and the staging area (see `factory.remote_output`); else `config` as given."""
+    if config is None and config_path is None:
+        return config, None
+    spec = parse_config(config, "flow parameter 'config'") if config is not None else load_config(str(config_path))
+    if url_protocol(spec.run.output_dir) is None:
+        return config, None
+    staged = StagedOutput.open(spec.run.output_dir, spec.run.name)
+    local = spec.model_copy(update={"run": spec.run.model_copy(update={"output_dir": str(staged.local_root)})})
+    return local.model_dump(mode="json"), staged
+
+
+def _build(config: dict[str, Any] | None, config_path: str | None, resume_dir: str | None,
+           incremental: bool) -> dict[str, Any]:
     lock = lock_for_build(resume_dir)
     try:
         plan = prepare(config, config_path, resume_dir, incremental)

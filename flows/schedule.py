@@ -5,6 +5,8 @@ incrementally: each run takes only prompts not in earlier builds of the dataset 
 version (see `factory.incremental`). The resolved build spec travels as the deployment's
 `config` parameter, so a worker on another machine needs the package installed, the model
 endpoints and API keys, and the prompt file at the same path; not this machine's config file.
+Where the versions go is decided by the caller before registering (`factory.output_location`):
+an absolute folder or a storage URL, never a path relative to the worker's temporary folder.
 
 Prefect's ephemeral API records deployments but runs no scheduler: scheduled runs need a real
 `prefect server start` (or Prefect Cloud) and a worker (`prefect worker start --pool P`), or a
@@ -19,12 +21,15 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from factory.config import BuildConfig
+from factory.cron import check_cron, check_timezone
 from factory.errors import UserError
+from factory.output_location import url_protocol
 from flows.build import build_flow
 
 DEFAULT_POOL_TYPE = "process"
@@ -42,9 +47,12 @@ class ScheduledDeployment:
 
 
 def validate_cron(cron: str, timezone: str | None = None) -> None:
-    """Raise a one-line `UserError` unless Prefect accepts `cron` (and `timezone`, IANA name)."""
+    """Raise a one-line `UserError` unless `cron` is a valid 5-field cron (`factory.cron`, which names the
+    field at fault) that Prefect accepts, and `timezone` an IANA name Prefect knows."""
     from prefect.client.schemas.schedules import CronSchedule
 
+    check_cron(cron)
+    check_timezone(timezone)
     try:
         CronSchedule(cron=cron, timezone=timezone)
     except ValidationError as exc:
@@ -52,8 +60,7 @@ def validate_cron(cron: str, timezone: str | None = None) -> None:
         field = ".".join(str(p) for p in err["loc"]) or "cron"
         reason = err["msg"].removeprefix("Value error, ")
         if field == "cron":
-            raise UserError(f"invalid cron expression '{cron}': {reason} (expected 5 fields, e.g. \"0 3 * * *\")") \
-                from None
+            raise UserError(f"invalid cron expression '{cron}': {reason}") from None
         raise UserError(f"invalid {field} '{timezone}': {reason}") from None
 
 
@@ -81,12 +88,17 @@ def register_schedule(config: BuildConfig, cron: str, *, name: str | None = None
     from prefect.schedules import Cron
 
     validate_cron(cron, timezone)
+    if url_protocol(config.run.output_dir) is None and not Path(config.run.output_dir).is_absolute():
+        # A process worker runs each flow run in a temporary folder that it deletes afterwards.
+        raise UserError(f"run.output_dir '{config.run.output_dir}' is relative: a scheduled build needs an "
+                        "absolute folder or a storage URL (see factory.output_location.resolve_for_schedule)")
     deployment_name = name or config.run.name
     if work_pool is not None:
         _ensure_work_pool(work_pool)
     deployment = RunnerDeployment.from_flow(
         flow=build_flow, name=deployment_name, schedule=Cron(cron, timezone=timezone), parameters=_parameters(config),
-        work_pool_name=work_pool, description=f"Incremental build of dataset '{config.run.name}' on '{cron}'",
+        work_pool_name=work_pool,
+        description=f"Incremental build of dataset '{config.run.name}' on '{cron}' into {config.run.output_dir}",
         tags=["factory", f"dataset:{config.run.name}"],
         # The module path (flows.build.build_flow) is importable wherever the package is installed.
         entrypoint_type=EntrypointType.MODULE_PATH)

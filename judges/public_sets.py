@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from factory.errors import UserError
+from factory.run_folder import create_temporary_sibling
 
 DATA_DIR_ENV = "FACTORY_DATA_DIR"
 CACHE_DIR_ENV = "FACTORY_CACHE_DIR"
@@ -234,7 +234,7 @@ def download(entry: PublicSet, dest: Path, *, url: str, timeout_s: float = DOWNL
     hint = f"download it yourself and pass data_dir=... or set {DATA_DIR_ENV} (layout <dir>/{entry.relpath})"
     dest.parent.mkdir(parents=True, exist_ok=True)
     # Write beside the destination and rename: a killed download never leaves a half file in the cache.
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    fd, tmp_name = create_temporary_sibling(dest, ".part")  # mode 0666 less the umask, unlike mkstemp
     tmp = Path(tmp_name)
     digest = hashlib.sha256()
     try:

@@ -163,6 +163,43 @@ def test_card_metadata_and_gate_figures(built: Any) -> None:
     assert "passed: **True**" in card.text and "kappa: 0.61" in card.text
 
 
+def test_card_declares_language_features_and_split_sizes_and_describes_every_column(
+        built: Any, tmp_path: Path) -> None:
+    from factory.dataset_card import _DESCRIPTIONS
+    from factory.dataset_rows import SCHEMAS
+
+    run, config, tables = built
+    counts = write_dataset(run, config, tables, {})
+    folder = run.root / "dataset"
+    card = DatasetCard.load(folder / "README.md")
+    assert card.data.language == ["en"]
+    infos = {info["config_name"]: info for info in card.data.dataset_info}
+    assert sorted(infos) == ["dpo", "kto", "mapl_intra"]
+    for name, info in infos.items():
+        assert {s["name"]: s["num_examples"] for s in info["splits"]} == \
+            {s: counts[f"{name}_{s}"] for s in ("train", "test")}
+        assert [f["name"] for f in info["features"]] == list(SCHEMAS[name])
+        # The card's column prose names every column of the config.
+        assert [c for c in SCHEMAS[name] if f"`{c}`" not in _DESCRIPTIONS[name]] == []
+    # The declared features are the files' own: load_dataset casts to them without complaint.
+    loaded = load_dataset(str(folder), "mapl_intra", cache_dir=str(tmp_path / "hf"))
+    assert loaded["train"][0]["response"][0]["role"] == "assistant"
+    assert {s: len(d) for s, d in loaded.items()} == {s: counts[f"mapl_intra_{s}"] for s in ("train", "test")}
+
+
+def test_card_rounds_gate_figures(built: Any) -> None:
+    run, config, tables = built
+    gate = {"enabled": True, "passed": False, "judge_setting": "judge[bad]/combined10/fixed",
+            "figures": {"kappa": 0.042553191489361764, "flip_rate": 0.3333333333333333},
+            "checks": [{"name": "min_kappa", "value": 0.042553191489361764, "threshold": 0.4, "passed": False,
+                        "note": None}]}
+    write_dataset(run, config, tables, {"gate": gate})
+    text = DatasetCard.load(run.root / "dataset" / "README.md").text
+    assert "0.0425531" not in text and "0.33333" not in text
+    assert "kappa=0.043" in text and "flip_rate=0.333" in text
+    assert "| min_kappa | 0.043 | >= 0.4 | FAIL |" in text
+
+
 def test_builds_with_equal_counts_load_as_themselves_from_one_cache(built: Any, tmp_path: Path) -> None:
     from factory.dataset_card import config_patterns, data_fingerprint, declared_fingerprint
 

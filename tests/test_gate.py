@@ -18,6 +18,7 @@ from factory.cli import main
 from factory.config import GateSettings, parse_config
 from factory.gate import evaluate_checks, summary_lines
 from factory.pipeline import run_build
+from factory.pipeline.outcome import GATE_FAILED_EXIT
 from factory.testing import FakeLLMServer, Rule, default_reply
 
 N_ITEMS = 12
@@ -158,6 +159,9 @@ def test_gate_passes_a_jury_that_agrees_with_humans(tmp_path: Path) -> None:
     )
     # Gate calls are filed apart from the build's judging.
     assert any(tag.startswith("gate/") for tag in result.manifest["llm"]["by_tag"])
+    stages = result.manifest["stages"]  # and the manifest's stages attribute every call, the gate's included
+    assert stages["gate"]["calls"] > 0 and stages["judge"]["calls"] > 0
+    assert sum(s["calls"] for s in stages.values()) == result.manifest["llm"]["calls"]
     manifest = json.loads((result.run_dir / "manifest.json").read_text())
     assert manifest["gate"]["passed"] is True and manifest["approved"] is True
     for folder in (result.run_dir, result.run_dir / "dataset"):
@@ -177,17 +181,23 @@ def test_gate_fails_a_position_biased_judge_and_says_so(
         )
         config_path = tmp_path / "build.yaml"
         config_path.write_text(json.dumps(data))  # JSON is YAML
+        code = 0
         try:
             main(["build", str(config_path), "--engine", "local", "--quiet"])
         except SystemExit as exc:
-            assert not exc.code, exc.code
+            code = exc.code
     out, err = capsys.readouterr()
+    # A distinct exit code: a schedule or CI step can tell "complete but not approved" from a pass.
+    assert code == GATE_FAILED_EXIT, err
     run_dir = Path(out.strip().splitlines()[-1])
     err = " ".join(err.split())  # rich wraps long lines
     manifest = json.loads((run_dir / "manifest.json").read_text())
     gate = manifest["gate"]
     checks = {c["name"]: c for c in gate["checks"]}
     assert gate["passed"] is False and manifest["approved"] is False
+    assert manifest["status"] == "complete"
+    assert manifest["outcome"]["exit_code"] == GATE_FAILED_EXIT and manifest["outcome"]["gate_failed"] is True
+    assert "complete, but the quality gate failed: the data is not approved" in err
     assert checks["min_kappa"]["value"] == pytest.approx(0.0) and not checks["min_kappa"]["passed"]
     assert (
         checks["min_inter_juror_kappa"]["value"] is None and "jury" in checks["min_inter_juror_kappa"]["note"]

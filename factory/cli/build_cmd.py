@@ -118,7 +118,7 @@ def _summary(run_dir: Path, m: dict[str, Any]) -> None:
     from rich.markup import escape
 
     from factory.gate import summary_lines
-    from factory.pipeline.outcome import EXIT_CODES, BuildOutcome, Outcome
+    from factory.pipeline.outcome import BuildOutcome, Outcome, gate_failed
 
     c, llm = m["counts"], m["llm"]
     console.print(
@@ -131,15 +131,17 @@ def _summary(run_dir: Path, m: dict[str, Any]) -> None:
         console.print(f"[{style}]{escape(line)}[/{style}]" if style else escape(line))
     status = Outcome(m["status"])
     cause = (m.get("outcome") or {}).get("cause")
-    line = BuildOutcome(status, cause).line(run_dir)
-    style = {Outcome.COMPLETE: "bold green", Outcome.PARTIAL: "bold yellow"}.get(status, "bold red")
+    outcome = BuildOutcome(status, cause, gate_failed=gate_failed(m.get("gate")))
+    line = outcome.line(run_dir)
+    style = "bold red" if outcome.exit_code else "bold green"
+    style = "bold yellow" if status is Outcome.PARTIAL else style
     # One line whatever the terminal width: scripts read it, and a cut endpoint is useless.
     console.print(f"[{style}]{escape(line)}[/{style}]", soft_wrap=True)
     print(run_dir)
-    if status is not Outcome.COMPLETE:
-        # Scripts and schedules must be able to tell the outcomes apart. (typer.Exit would come back as
-        # a return value, since the CLI runs click without standalone mode.)
-        sys.exit(EXIT_CODES[status])
+    if outcome.exit_code:
+        # Scripts and schedules must be able to tell the outcomes apart, and a failed gate from a pass.
+        # (typer.Exit would come back as a return value, since the CLI runs click without standalone mode.)
+        sys.exit(outcome.exit_code)
 
 
 def register(app: typer.Typer) -> None:

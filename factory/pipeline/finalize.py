@@ -12,6 +12,7 @@ from factory.dataset import write_dataset
 from factory.dataset_sources import DatasetSources
 from factory.pipeline.context import BuildContext
 from factory.pipeline.manifest import build_manifest, merge_usage, settle_outcome
+from factory.pipeline.stage_figures import stage_figures
 from factory.run_folder import RunFolder, atomic_write_json
 from factory.run_tables import merge_tables
 
@@ -42,6 +43,7 @@ def finalize(ctx: BuildContext, loading_failures: list[dict[str, Any]], stopped:
     gate = run_gate(ctx, {"judgments": gate_judgments(run)})
     usage = merge_usage(ctx.gateway.usage.snapshot(), other_usage or [])  # after the gate: its calls count
     manifest = build_manifest(ctx, rows, stopped, usage=usage, gate=gate)
+    manifest["stages"] = stage_figures(run, ctx.config, usage)
     # The dataset card quotes the manifest (gate figures), and the manifest counts the dataset's rows.
     manifest["counts"]["dataset"] = write_dataset(run, ctx.config, DatasetSources.from_run(run), manifest)
     manifest["counts"]["mapl_intra"] = rows["mapl_intra"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -11,7 +12,7 @@ import polars as pl
 
 from factory import __version__
 from factory.pipeline.context import BuildContext
-from factory.pipeline.outcome import BuildFacts, BuildOutcome, decide_outcome
+from factory.pipeline.outcome import BuildFacts, BuildOutcome, decide_outcome, gate_failed
 
 _USAGE_TOTALS = ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd", "latency_s", "retries",
                  "errors")
@@ -56,8 +57,10 @@ def settle_outcome(ctx: BuildContext, manifest: dict[str, Any], failure_reasons:
         model_calls=llm.get("calls", 0), cache_hits=llm.get("cache_hits", 0), call_errors=llm.get("errors", 0),
         failure_reasons=tuple(failure_reasons), stopped=manifest["stopped_reason"],
         endpoints=_endpoints(spec.api_base or spec.model for spec in ctx.config.models.values())))
+    outcome = replace(outcome, gate_failed=gate_failed(manifest.get("gate")))
     manifest["status"] = outcome.status.value
-    manifest["outcome"] = {"status": outcome.status.value, "cause": outcome.cause, "exit_code": outcome.exit_code}
+    manifest["outcome"] = {"status": outcome.status.value, "cause": outcome.cause, "exit_code": outcome.exit_code,
+                           "gate_failed": outcome.gate_failed}
     return outcome
 
 

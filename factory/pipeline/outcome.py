@@ -10,6 +10,11 @@
 
 The exit codes are distinct so that scripts and schedulers can tell them apart (2 stays the
 code of a usage error, 130 that of an interrupt).
+
+The quality gate is a second, separate verdict: a `complete` build whose gate failed stays
+`complete` (every prompt was dealt with; the data is written, and later incremental builds do not
+rebuild its prompts), but is not approved and exits `GATE_FAILED_EXIT` (6) instead of 0. A build
+that is not complete exits with its outcome's code whatever the gate said: the outcome comes first.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ class Outcome(StrEnum):
 
 
 EXIT_CODES: dict[Outcome, int] = {Outcome.COMPLETE: 0, Outcome.STOPPED: 3, Outcome.PARTIAL: 4, Outcome.FAILED: 5}
+GATE_FAILED_EXIT = 6  # complete, but the quality gate failed: written, not approved
 
 # Failures that mean "stop the build", not "this item is bad": their shard stays unfinished for --resume.
 STOPPING_REASONS: tuple[str, ...] = (BudgetExceededError.__name__, CircuitOpenError.__name__)
@@ -59,15 +65,19 @@ class BuildOutcome:
 
     status: Outcome
     cause: str | None = None
+    gate_failed: bool = False  # the quality gate ran and failed (see `gate_failed`)
 
     @property
     def exit_code(self) -> int:
+        if self.status is Outcome.COMPLETE and self.gate_failed:
+            return GATE_FAILED_EXIT
         return EXIT_CODES[self.status]
 
     def line(self, run_dir: object) -> str:
         """One line for the terminal; names the cause and the way on where there is one."""
         if self.status is Outcome.COMPLETE:
-            return "complete"
+            return "complete, but the quality gate failed: the data is not approved" if self.gate_failed \
+                else "complete"
         resume = f"factory build --resume {run_dir}"
         if self.status is Outcome.PARTIAL:
             return f"partial: {self.cause}; retry them with: {resume}"
@@ -75,6 +85,12 @@ class BuildOutcome:
             hint = " (raise the cap with --max-calls/--max-tokens/--max-cost)" if "Budget" in (self.cause or "") else ""
             return f"stopped: {self.cause}; finished shards are kept; finish with: {resume}{hint}"
         return f"failed: {self.cause}"
+
+
+def gate_failed(gate: object) -> bool:
+    """Whether a manifest's `gate` records a gate that ran and failed (a disabled gate passes; a gate that
+    did not run, None, is no verdict: the build was not complete)."""
+    return isinstance(gate, dict) and bool(gate.get("enabled", True)) and not gate.get("passed")
 
 
 @dataclass(frozen=True)
