@@ -25,7 +25,9 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/factory build examples/demo.yaml
+	# SmolLM2-135M fails the quality gate by design (README): the build's exit code 6 says so, and the
+	# demo has still done its job. Any other non-zero outcome (stopped, partial, failed) fails the target.
+	$(VENV)/bin/factory build examples/demo.yaml || test $$? -eq 6
 
 # Everything, the embedded-model runs included (a 3-juror jury over 30 PandaLM items, a feedback-loop
 # build, a 100-item calibration, the injection suite): about 13 of the suite's ~22 minutes on 2 cores.
