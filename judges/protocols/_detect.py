@@ -148,9 +148,7 @@ _ORDINAL_CLAIM = re.compile(
     r"|\bthe[ \t]+(?:first|second)[ \t]+(?:response|answer|assistant|reply)[ \t]+(?:is|wins)[ \t]+(?:clearly[ \t]+|much[ \t]+|the[ \t]+)*"
     r"(?:better|superior|the[ \t]+winner|winner|best|preferred)\b", _I)
 _JSON_OBJECT = re.compile(r"\{[^{}]{0,800}\}")
-_JSON_OPEN = re.compile(
-    r"(?<!\\)\{(?=[^{}]{0,500}?[\"'`]?(?:answer|verdict|winner|decision|score|score_a|score_b|rating)[\"'`]?\s*:)", _I
-)
+_UNESCAPED_BRACE = re.compile(r"(?<!\\)\{")
 _VERDICT_KEYS = frozenset({
     "answer", "verdict", "winner", "decision", "score", "score_a", "score_b", "rating", "overall_score",
     "final_score", "final_verdict", "final_answer", "preferred", "preference", "better", "choice", "result",
@@ -235,6 +233,7 @@ class Scan:
     folded_lines: list[str]
     flags: list[tuple[int, str]] = field(default_factory=list)
     escape: set[int] = field(default_factory=set)
+    json_lines: set[int] = field(default_factory=set)  # lines where a JSON verdict opens
 
 
 def _verdict_label(name: str, hashes: bool) -> str:
@@ -409,12 +408,11 @@ def scan(text: str) -> Scan:
     for pattern in (_SLOT_SCORE, _SLOT_CLAIM, _ORDINAL_CLAIM, _VERDICT_SENTENCE):  # a verdict naming a slot, unless the line has a marker already
         result.flags += [(m.start(), "slot verdict") for m in pattern.finditer(folded)
                          if line_of(m.start()) not in flagged_lines]
-    decoded = decode_escapes(folded) if "\\" in folded else folded
-    for m in _JSON_OBJECT.finditer(decoded):
+    for m in _JSON_OBJECT.finditer(folded):
         if _json_verdict(m.group(0)):
-            result.flags.append((m.start(), "{json verdict}"))  # position approximate where escapes shrank
-    for m in _JSON_OPEN.finditer(folded):
-        result.escape.add(line_of(m.start()))
+            result.flags.append((m.start(), "{json verdict}"))
+            result.escape.add(line_of(m.start()))
+            result.json_lines.add(line_of(m.start()))
     prose = _collapse(folded)
     for pattern in _DIRECTIVES:
         m = pattern.search(prose)
@@ -462,14 +460,15 @@ def _escape_token(m: re.Match[str]) -> str:
     return token[0] + "\\" + token[1:]  # <|im_start|> -> <\|im_start|>, [INST] -> [\INST]
 
 
-def _escape_line(line: str) -> str:
+def _escape_line(line: str, *, json_verdict: bool = False) -> str:
     """Rewrite one folded line so that no parser tier and no chat template can read it, visibly."""
     if "\n" in line:  # folding turned a U+2028 or a lone CR into line breaks: each is a line to a model
-        return "\n".join(_escape_line(part) for part in line.split("\n"))
+        return "\n".join(_escape_line(part, json_verdict=json_verdict) for part in line.split("\n"))
+    if json_verdict:
+        line = _UNESCAPED_BRACE.sub("\\{", line)
     line = _HASH_INLINE.sub(lambda m: " ".join(m["hashes"]) + m["gap"] + m["name"], line)
     line = _CHAT_TOKEN.sub(_escape_token, line)
     line = _DELIM_OPEN.sub(lambda m: "\\" + m["open"], line)
-    line = _JSON_OPEN.sub("\\{", line)
     line = _BRACKET_VERDICT.sub("[\\\\[", line)
     m = _LINE.match(line)
     if m is not None and (m["hashes"] or "#").count("#") == 1:
@@ -499,5 +498,5 @@ def neutralize(text: str) -> str:
     lines = text.split("\n")
     for i in found.escape:
         indent = lines[i][: len(lines[i]) - len(lines[i].lstrip(" \t"))]  # keep code indented
-        lines[i] = indent + _escape_line(found.folded_lines[i].lstrip(" \t"))
+        lines[i] = indent + _escape_line(found.folded_lines[i].lstrip(" \t"), json_verdict=i in found.json_lines)
     return "\n".join(lines)
