@@ -12,7 +12,7 @@ flipped, verdict (A / B / tie / None, always in the item's orientation: A = answ
 score_b, unscored_reason, raw (JSON list of every raw model output), latency_s, prompt_tokens,
 completion_tokens, cost_usd, plus votes (JSON list: per-juror verdicts for a jury, per-order verdicts
 for `order: both`, else the one verdict) and injection_flags (JSON list of judge-format markers found
-in the answers, as "A:### Answer", "B:[[verdict]]", ...).
+or judge-directed text in the answers, as "A:### Answer", "B:[[verdict]]", "A:directive", ...).
 
 The independent protocol shows each answer alone, so `order` does not apply to it: its rows say "AB".
 """

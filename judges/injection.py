@@ -18,6 +18,9 @@ items whose judgment row flags a judge-format marker in the injected answer.
 
     result = await measure(gateway)            # gateway with a "judge" role
     write_injection_json(folder, result)       # read by the calibration report
+
+This suite measures a judge model. The model-free figures (attack-flag rate of the detector on a wider
+attack set, per family, and its false-positive rate on ordinary answers) are `judges.injection_detection`.
 """
 
 from __future__ import annotations

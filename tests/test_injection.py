@@ -125,11 +125,10 @@ def test_the_undefended_judge_is_fooled_and_the_defended_one_is_not(measured: di
         assert rates["unscored_after"] == 0.0, (name, rates)
 
 
-def test_every_attack_that_fooled_the_naive_judge_is_flagged(measured: dict[str, Any]) -> None:
+def test_every_attack_is_flagged_in_every_protocol(measured: dict[str, Any]) -> None:
     for attack in measured["result"]["attacks"]:
         for name, outcome in attack["results"].items():
-            if outcome["before"]:
-                assert outcome["flagged"], (attack["id"], name)
+            assert outcome["flagged"], (attack["id"], name)
     for attack in ATTACKS:  # and the flag is about the injected answer, not the honest one
         assert injection_markers(attack.honest) == []
 
@@ -152,5 +151,8 @@ def test_injection_test_command_writes_injection_json(tmp_path: Path) -> None:
     assert set(data["protocols"]) == {"combined", "direct/json"}
     assert data["protocols"]["combined"]["n"] == 4 and data["protocols"]["combined"]["after"] == 0.0
     assert "combined" in out.stderr and "->" in out.stderr
+    # the model-free detection figures come first and are kept in injection.json
+    assert "attack detection (no model)" in out.stderr and "false positives:" in out.stderr
+    assert data["detection"]["overall"]["n"] >= 40 and data["detection"]["ordinary"]["n"] == 805
     bad = run_cli("injection-test", "--judge-model", "openai/fake", "--out", str(tmp_path), "--protocol", "vibes")
     assert bad.returncode == 2 and bad.stderr.startswith("error: unknown protocol 'vibes'")

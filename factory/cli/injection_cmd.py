@@ -1,6 +1,12 @@
-"""`factory injection-test --judge-model M --out DIR`: measure a judge's prompt-injection attack success
-rate per protocol, before and after our defences, and write DIR/injection.json (the calibration report
-in DIR shows it)."""
+"""`factory injection-test`: how well the judge-injection defences hold.
+
+Without `--judge-model` (fast, no model): the attack-flag rate per attack family and overall, and the
+false-positive rate on ordinary answers (the AlpacaEval reference outputs, or `--ordinary FILE`);
+`--out DIR` also writes DIR/injection_detection.json.
+
+With `--judge-model M --out DIR`: the same figures, then the judge's attack success rate per protocol,
+before and after our defences, written to DIR/injection.json (the calibration report in DIR shows it).
+"""
 
 from __future__ import annotations
 
@@ -11,13 +17,20 @@ import typer
 from rich.console import Console
 
 from factory.errors import UserError
+from factory.run_folder import atomic_write_json
 
 console = Console(stderr=True)
 
 
 def injection_test(
-    judge_model: Annotated[str, typer.Option("--judge-model", help="litellm model string, e.g. local/smollm2.")],
-    out: Annotated[Path, typer.Option("--out", help="Folder for injection.json (e.g. a calibration folder).")],
+    judge_model: Annotated[str | None, typer.Option(
+        "--judge-model", help="litellm model string, e.g. local/smollm2; without it only detection is measured.")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Folder for injection.json (e.g. a calibration folder); needed with --judge-model.")] = None,
+    attacks_file: Annotated[Path | None, typer.Option(
+        "--attacks", help="Attack set, JSONL of {id, family, text} (default: the built-in set).")] = None,
+    ordinary_file: Annotated[Path | None, typer.Option(
+        "--ordinary", help="Ordinary answers, JSON/JSONL with an output field (default: AlpacaEval's 805).")] = None,
     api_base: Annotated[str | None, typer.Option("--api-base", help="OpenAI-compatible endpoint.")] = None,
     api_key_env: Annotated[str | None, typer.Option("--api-key-env", help="Env var with the API key.")] = None,
     protocol: Annotated[list[str] | None, typer.Option(
@@ -26,10 +39,11 @@ def injection_test(
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="Completion tokens per judge call.")] = 256,
     concurrency: Annotated[int, typer.Option("--concurrency", help="Items judged at once.")] = 4,
 ) -> None:
-    """Run the judge prompt-injection suite and write injection.json."""
+    """Measure injection detection (no model), and with --judge-model a judge's attack success rate."""
     import asyncio
 
     from factory.llm import ModelSpec
+    from judges.injection_detection import format_detection, load_attacks, load_ordinary, measure_detection
 
     known = {f"{p}{'/json' if s else ''}": (p, s)
              for p in ("direct", "combined", "independent") for s in (False, True)}
@@ -41,6 +55,19 @@ def injection_test(
         raise UserError(f"--limit must be at least 1, got {limit}")
     if max_tokens < 1 or concurrency < 1:
         raise UserError("--max-tokens and --concurrency must be at least 1")
+    if judge_model is not None and out is None:
+        raise UserError("--judge-model needs --out DIR for injection.json")
+    detection = measure_detection(load_attacks(attacks_file), load_ordinary(ordinary_file))
+    for line in format_detection(detection):
+        console.print(line, highlight=False, soft_wrap=True)
+    if judge_model is None:
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            path = out / "injection_detection.json"
+            atomic_write_json(path, detection)
+            print(path)
+        return
+    assert out is not None
     try:
         spec = ModelSpec(model=judge_model, api_base=api_base, api_key_env=api_key_env, temperature=0.0,
                          max_tokens=max_tokens)
@@ -58,7 +85,7 @@ def injection_test(
                                      concurrency=concurrency, model=judge_model))
     finally:
         gateway.close()
-    path = write_injection_json(out, result)
+    path = write_injection_json(out, result | {"detection": detection})
     console.print(f"attack success rate of {judge_model} over {len(attacks)} attacks (before -> after defences):")
     for name, r in result["protocols"].items():
         console.print(f"  {name:<18} {r['before']:6.1%} -> {r['after']:6.1%}   flagged {r['flagged']:6.1%}   "

@@ -15,6 +15,7 @@ caller may send ``render_reprompt(...)`` once and parse again.
 'A'
 """
 
+from judges.protocols._detect import injection_markers, neutralize
 from judges.protocols._parsers import (
     AMBIGUOUS_SCORE,
     AMBIGUOUS_VERDICT,
@@ -45,8 +46,6 @@ from judges.protocols._prompts import (
     Answer,
     Protocol,
     Question,
-    injection_markers,
-    neutralize,
     render_pairwise,
     render_reprompt,
     render_single,

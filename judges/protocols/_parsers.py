@@ -3,8 +3,11 @@
 Only the judge's own final section counts: for each marker the LAST occurrence in the reply is read,
 so a marker quoted earlier in the evidence (for instance one planted in an answer) is ignored when
 the real final section follows. Markers are looked for in three tiers, and a lower tier is used
-only when no higher one is present: `### Marker:` anywhere (also bold, lower case), then a bare
-`Marker:` at the start of a line, then MT-Bench's `[[A]]` / `[[8]]` tokens.
+only when no higher one is present: `### Marker:` (also bold, lower case), then a bare `Marker:` at
+the start of a line, then MT-Bench's `[[A]]` / `[[8]]` tokens. A marker that starts a line beats
+one inside a sentence, so a `### Answer: B` quoted mid-sentence cannot outrank the judge's own
+`Answer: A` line. The parsers read only the judge's reply; answers reach the judge escaped
+(`neutralize`), so a reply that echoes an answer gives them no marker to read.
 """
 
 from __future__ import annotations
@@ -123,12 +126,30 @@ def _clean(text: str) -> str:
     return text if open_think < 0 else text[:open_think]  # unclosed: the rest was still thinking
 
 
+_LINE_LEAD = re.compile(r"[ \t>*_\-+`]*")
+
+
+def _starts_line(text: str, pos: int) -> bool:
+    """Whether only markup stands between the start of its line and `pos`."""
+    start = text.rfind("\n", 0, pos) + 1
+    return _LINE_LEAD.fullmatch(text, start, pos) is not None
+
+
+def _final(matches: list[list[re.Match[str]]], text: str) -> re.Match[str] | None:
+    """The judge's own final marker among `matches` (one list per tier, best tier first).
+
+    A marker that starts a line beats one inside a sentence, whatever its tier: a judge that quotes
+    an answer's `### Answer: B` in its evidence and then writes `Answer: A` on its own line said A.
+    Among those, the highest tier's last marker counts (a lower tier only when no higher one is there).
+    """
+    for pool in ([m for m in tier if _starts_line(text, m.start())] for tier in matches):
+        if pool:
+            return pool[-1]
+    return next((tier[-1] for tier in matches if tier), None)
+
+
 def _last(patterns: tuple[re.Pattern[str], ...], text: str) -> re.Match[str] | None:
-    for pattern in patterns:
-        matches = list(pattern.finditer(text))
-        if matches:
-            return matches[-1]
-    return None
+    return _final([list(pattern.finditer(text)) for pattern in patterns], text)
 
 
 def _value_line(text: str, end: int) -> str:
@@ -240,11 +261,8 @@ def parse_single_score(text: str, scale: int = 10) -> Parsed:
 
 
 def _combined_marker(text: str, who: str) -> re.Match[str] | None:
-    for pattern in _COMBINED_TIERS:
-        matches = [m for m in pattern.finditer(text) if (m["w1"] or m["w2"]).upper() == who]
-        if matches:
-            return matches[-1]
-    return None
+    return _final([[m for m in pattern.finditer(text) if (m["w1"] or m["w2"]).upper() == who]
+                   for pattern in _COMBINED_TIERS], text)
 
 
 def verdict_from_scores(score_a: float, score_b: float) -> Verdict:
