@@ -239,6 +239,17 @@ class VariantSettings(_Section):
     fresh_samples: int = Field(4, ge=2, le=16, description="Fresh answers per multi-instruction prompt.")
 
 
+class ReviewSettings(_Section):
+    """Contested pairs sent to people first by `factory annotate RUN` (see factory/review.py)."""
+
+    split: bool = Field(True, description="Queue pairs whose votes differ (jurors, the two orders of "
+                        "order: both, or a listwise judge's calls).")
+    flipped: bool = Field(True, description="Queue pairs whose verdict flipped when the answers swapped places "
+                          "(they reach the pairs only with pairs.keep_inconsistent).")
+    max_margin: float | None = Field(None, ge=0, description="Queue pairs whose margin is at most this "
+                                     "(judge points; None: margins send nothing).")
+
+
 class DatasetSettings(_Section):
     """The dataset written at the end of the build."""
 
@@ -285,6 +296,7 @@ class BuildConfig(_Section):
     variants: VariantSettings = Field(default_factory=VariantSettings, description="MAPL variants.")
     dataset: DatasetSettings = Field(default_factory=DatasetSettings, description="Output dataset.")
     gate: GateSettings = Field(default_factory=GateSettings, description="Quality gate.")
+    review: ReviewSettings = Field(default_factory=ReviewSettings, description="Contested pairs to people.")
 
     @model_validator(mode="after")
     def _roles_exist(self) -> "BuildConfig":

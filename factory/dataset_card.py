@@ -23,13 +23,15 @@ from typing import Any
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from factory.config import BuildConfig
+from factory.review import card_section
 
 TAGS = ["synthetic", "preference", "dpo", "kto", "llm-as-a-judge", "rationales", "mapl"]
 _DESCRIPTIONS = {
     "dpo": ("TRL conversational preference rows: `prompt` (the conversation up to the last user turn; "
             "multi-turn prompts hold the earlier assistant turns), `chosen` and `rejected` (one assistant "
             "message each), `rationale`, and provenance (`pair_id`, `prompt_id`, `source` = judged / mapl_inter, "
-            "`chosen_model`, `rejected_model`, `judge_setting`, `margin`, `votes`, `constraints`, `checks`)."),
+            "`chosen_model`, `rejected_model`, `judge_setting`, `margin`, `votes`, `constraints`, `checks`, "
+            "`decided_by` = judge / human / checker)."),
     "kto": ("TRL unpaired rows: `prompt`, `completion`, `label` (true = desirable), with `prompt_id`, `source`, "
             "`pair_id`, `model`."),
     "mapl_intra": ("MAPL prompt-level preferences: one fixed `response`, a `prompt_chosen` whose added "
@@ -191,6 +193,10 @@ Models by role:
 ## Quality gate
 
 {chr(10).join(_gate(manifest))}
+
+## Human review
+
+{card_section(manifest.get("review"))}
 
 ## Counts
 
