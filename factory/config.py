@@ -167,13 +167,35 @@ class GenerationSettings(_Section):
         (SingleAgentWorkflow(samples=2),), min_length=1, description="Candidate-producing workflows.")
 
 
+class RankingSettings(_Section):
+    """N-way judging (`select: listwise` or `bradley_terry`): strengths, and the pairs cut from them."""
+
+    calls: int = Field(3, ge=1, le=16, description="listwise: ranking calls per prompt and judge model, each "
+                       "showing the candidates in another order (a seeded shuffle, then rotations of it).")
+    min_gap: float = Field(0.5, ge=0, description="Smallest Bradley-Terry log-strength gap a pair needs "
+                           "(1.0 = odds of e to 1 that the chosen answer is preferred).")
+    max_pairs: int = Field(3, ge=1, le=28, description="Most pairs cut per prompt, widest gaps first.")
+    prior: float = Field(0.1, gt=0, le=5, description="Virtual wins and losses per candidate against a "
+                         "reference answer: keeps a clean sweep's strength finite.")
+
+
 class JudgingSettings(_Section):
     """The judge setting that picks the preferred candidate."""
 
     setting: JudgeSetting = Field(default_factory=JudgeSetting, description="Judge, jury or debate.")
-    select: Literal["knockout", "round_robin"] = Field(
-        "knockout", description="knockout (paper: r1 vs r2, winner vs r3) or round_robin (every pair once; "
-        "the best answer has the most wins, a tie counting half).")
+    select: Literal["knockout", "round_robin", "listwise", "bradley_terry"] = Field(
+        "knockout", description="knockout (paper: r1 vs r2, winner vs r3), round_robin (every pair once; "
+        "the best answer has the most wins, a tie counting half), listwise (each call ranks all candidates, "
+        "`ranking.calls` orders) or bradley_terry (the round robin's comparisons); the last two fit "
+        "Bradley-Terry strengths and cut pairs by strength gap (see `ranking`).")
+    ranking: RankingSettings = Field(default_factory=RankingSettings,
+                                     description="N-way judging: listwise calls, strength gaps, pairs per prompt.")
+
+    @model_validator(mode="after")
+    def _listwise_judge(self) -> JudgingSettings:
+        if self.select == "listwise" and self.setting.kind == "debate":
+            raise ValueError("select: listwise ranks with judge models: use kind judge or jury, not debate")
+        return self
 
 
 class PairSettings(_Section):
@@ -219,6 +241,17 @@ class VariantSettings(_Section):
                         "the answers by the checkers alone (costs `fresh_samples` calls per prompt).")
     fresh_role: str = Field("generator", description="Model role that writes the fresh answers.")
     fresh_samples: int = Field(4, ge=2, le=16, description="Fresh answers per multi-instruction prompt.")
+
+
+class ReviewSettings(_Section):
+    """Contested pairs sent to people first by `factory annotate RUN` (see factory/review.py)."""
+
+    split: bool = Field(True, description="Queue pairs whose votes differ (jurors, the two orders of "
+                        "order: both, or a listwise judge's calls).")
+    flipped: bool = Field(True, description="Queue pairs whose verdict flipped when the answers swapped places "
+                          "(they reach the pairs only with pairs.keep_inconsistent).")
+    max_margin: float | None = Field(None, ge=0, description="Queue pairs whose margin is at most this "
+                                     "(judge points; None: margins send nothing).")
 
 
 class DatasetSettings(_Section):
@@ -285,6 +318,7 @@ class BuildConfig(_Section):
     variants: VariantSettings = Field(default_factory=VariantSettings, description="MAPL variants.")
     dataset: DatasetSettings = Field(default_factory=DatasetSettings, description="Output dataset.")
     gate: GateSettings = Field(default_factory=GateSettings, description="Quality gate.")
+    review: ReviewSettings = Field(default_factory=ReviewSettings, description="Contested pairs to people.")
 
     @model_validator(mode="after")
     def _roles_exist(self) -> "BuildConfig":
@@ -307,7 +341,16 @@ class BuildConfig(_Section):
         names = [wf.name for wf in self.generation.workflows]
         if len(set(names)) != len(names):
             raise ValueError(f"workflow names must be unique, got {names}")
+        if self.judging.select == "listwise" and candidates_per_prompt(self.generation) > 8:
+            raise ValueError(f"select: listwise ranks at most 8 candidates in a call; the workflows make "
+                             f"{candidates_per_prompt(self.generation)} per prompt (use bradley_terry)")
         return self
+
+
+def candidates_per_prompt(generation: GenerationSettings) -> int:
+    """Candidates each prompt gets from the workflows (before identical texts are merged)."""
+    return sum(wf.samples * len(wf.generators) if isinstance(wf, SingleAgentWorkflow) else wf.n_responses
+               for wf in generation.workflows)
 
 
 def _format_validation_error(exc: ValidationError, source: str) -> str:

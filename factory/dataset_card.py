@@ -24,13 +24,15 @@ from datasets.info import DatasetInfosDict
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from factory.config import BuildConfig
+from factory.review import card_section
 
 TAGS = ["synthetic", "preference", "dpo", "kto", "llm-as-a-judge", "rationales", "mapl"]
 _DESCRIPTIONS = {
     "dpo": ("TRL conversational preference rows: `prompt` (the conversation up to the last user turn; "
             "multi-turn prompts hold the earlier assistant turns), `chosen` and `rejected` (one assistant "
             "message each), `rationale`, and provenance (`pair_id`, `prompt_id`, `source` = judged / mapl_inter, "
-            "`chosen_model`, `rejected_model`, `judge_setting`, `margin`, `votes`, `constraints`, `checks`)."),
+            "`chosen_model`, `rejected_model`, `judge_setting`, `margin`, `votes`, `constraints`, `checks`, "
+            "`decided_by` = judge / human / checker)."),
     "kto": ("TRL unpaired rows: `prompt`, `completion`, `label` (true = desirable), with `prompt_id`, `source`, "
             "`pair_id`, `model`."),
     "mapl_intra": ("MAPL prompt-level preferences (arXiv 2505.12845): the same answer preferred under one "
@@ -181,6 +183,12 @@ _SELECTION = {
     "round_robin": "round-robin selection (every two distinct answers compared once: n(n-1)/2 comparisons per "
                    "prompt; the best answer has the most wins, a tie counting half to each, equal wins settled "
                    "by the judge's score margin and then by the run's seed)",
+    "listwise": "listwise N-way judging (each call ranks all of a prompt's distinct answers, {calls} calls per "
+                "judge model in rotated orders; Bradley-Terry strengths fitted to the rankings, pairs cut by "
+                "strength gap >= {min_gap}, at most {max_pairs} per prompt; strengths in each pair's provenance)",
+    "bradley_terry": "Bradley-Terry N-way judging over a round robin (every two distinct answers compared once; "
+                     "strengths fitted to the wins, a tie counting half; pairs cut by strength gap >= {min_gap}, "
+                     "at most {max_pairs} per prompt; strengths in each pair's provenance)",
 }
 
 
@@ -193,7 +201,7 @@ def render_card(config: BuildConfig, counts: dict[str, int], written: dict[str, 
     models = "\n".join(f"- `{role}`: `{spec.model}`" for role, spec in sorted(config.models.items()))
     workflows = ", ".join(f"`{w.name}` ({w.kind})" for w in config.generation.workflows)
     r, v = config.rationales, config.variants
-    selection = _SELECTION[config.judging.select]
+    selection = _SELECTION[config.judging.select].format(**config.judging.ranking.model_dump())
     verifier = f", checked by a verifier (`{r.verifier_role or config.judging.setting.models[0]}`, up to " \
                f"{r.max_rewrites} rewrites)" if r.verify else ""
     rationale = (f"Every judged pair carries a rationale written by `{r.role}`{verifier}, grounded in the judges' "
@@ -233,6 +241,10 @@ Models by role:
 ## Quality gate
 
 {chr(10).join(_gate(manifest))}
+
+## Human review
+
+{card_section(manifest.get("review"))}
 
 ## Counts
 

@@ -23,7 +23,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "dpo": {"prompt": MESSAGES, "chosen": MESSAGES, "rejected": MESSAGES, "rationale": pl.Utf8,
             "pair_id": pl.Utf8, "prompt_id": pl.Utf8, "source": pl.Utf8, "chosen_model": pl.Utf8,
             "rejected_model": pl.Utf8, "judge_setting": pl.Utf8, "margin": pl.Float64, "votes": pl.Utf8,
-            "constraints": pl.Utf8, "checks": pl.Utf8},
+            "constraints": pl.Utf8, "checks": pl.Utf8, "decided_by": pl.Utf8},
     "kto": {"prompt": MESSAGES, "completion": MESSAGES, "label": pl.Boolean, "prompt_id": pl.Utf8,
             "source": pl.Utf8, "pair_id": pl.Utf8, "model": pl.Utf8},
     "mapl_intra": {"prompt_chosen": MESSAGES, "prompt_rejected": MESSAGES, "response": MESSAGES,
@@ -66,6 +66,8 @@ def dpo_rows(pairs: pl.DataFrame) -> list[Row]:
             "rejected_model": p.get("rejected_model"), "judge_setting": p.get("judge_id"),
             "margin": None if margin is None else float(margin), "votes": _json(p.get("votes")) or "[]",
             "constraints": _json(p.get("constraints")), "checks": _json(p.get("checks")),
+            # a person's label (factory annotate) overrides the judge's; MAPL pairs are decided by code
+            "decided_by": p.get("decided_by") or ("checker" if str(p.get("source")).startswith("mapl") else "judge"),
         })
     return out
 

@@ -6,7 +6,8 @@ Counts follow the configured workflows, per prompt:
 * single agent: generators x samples answers to the last turn;
 * feedback loop: `n_responses` answers to the last turn, and each reviewer reviews every answer
   that will be revised (every answer with `review_last`);
-* judging: knockout compares C candidates in C-1 comparisons (round robin: C(C-1)/2); a comparison
+* judging: knockout compares C candidates in C-1 comparisons (round robin and bradley_terry: C(C-1)/2;
+  listwise: `ranking.calls` ranking calls per judge model, whatever C); a comparison
   costs 1 call per order shown (2 with `order: both`), 2 for independent scoring, roles x rounds + roles
   for a debate, summed over a jury's jurors; every judge conversation may be re-prompted once;
 * rationales: one writer call per pair (+ a verifier call with `verify`; rewrites up to `max_rewrites`);
@@ -31,7 +32,7 @@ from factory.config import BuildConfig, FeedbackLoopWorkflow, SingleAgentWorkflo
 from factory.conversation import earlier_turns_role
 from factory.errors import UserError
 from factory.sources import Prompt
-from judges.protocols import render_pairwise, render_single
+from judges.protocols import MAX_ANSWERS, render_listwise, render_pairwise, render_single
 from judges.settings import JudgeSetting
 
 CHARS_PER_TOKEN = 4
@@ -147,6 +148,16 @@ def _judge(tally: _Tally, setting: JudgeSetting, comparisons: int, question: int
                   overhead + question + 2 * answer + judge_out)
 
 
+def _listwise(tally: _Tally, setting: JudgeSetting, calls: int, candidates: int, question: int, answer: int) -> None:
+    """`calls` ranking calls per judge model (each juror of a jury), each showing every candidate."""
+    from factory.workflows.ranking import judge_models
+
+    shown = min(candidates, MAX_ANSWERS)
+    overhead = tokens("\n".join(m["content"] for m in render_listwise("", [""] * shown)))
+    for role in judge_models(setting):
+        tally.add("judge", role, calls, 2 * calls, overhead + question + shown * answer + tally.max_tokens(role))
+
+
 def _generation(tally: _Tally, prompt: Prompt) -> tuple[int, int]:
     """Add the generation calls of one prompt; returns (candidates, longest answer in tokens)."""
     turn_tokens = [tokens(t) for t in prompt.turns]
@@ -205,10 +216,16 @@ def estimate_build(config: BuildConfig, prompts: Sequence[Prompt], rejected: int
         candidates, answer = _generation(tally, prompt)
         if candidates < 2:
             continue
-        comparisons = (candidates * (candidates - 1) // 2 if config.judging.select == "round_robin"
+        select = config.judging.select
+        comparisons = (candidates * (candidates - 1) // 2 if select in ("round_robin", "bradley_terry")
                        else candidates - 1)
-        _judge(tally, setting, comparisons, question, answer)
+        if select == "listwise":
+            _listwise(tally, setting, config.judging.ranking.calls, candidates, question, answer)
+        else:
+            _judge(tally, setting, comparisons, question, answer)
         pairs = _pairs_per_prompt(config.pairs.rule, candidates)
+        if select in ("listwise", "bradley_terry"):
+            pairs = min(pairs, config.judging.ranking.max_pairs)
         r = config.rationales
         if r.enabled and pairs:
             attempts = 1 + r.max_rewrites if r.verify else 1

@@ -32,7 +32,7 @@ the rejected one. It holds within each prompt's pairs, so it holds for the datas
 prompts finish in (a resumed build cuts the same pairs): the longer-chosen pairs beyond the cap, the
 smallest margins first, are dropped as `length_balance`.
 
-    >>> from factory.config import PairSettings
+    >>> from factory.config import PairSettings, RankingSettings
     >>> cands = [{"candidate_id": "c1", "content_hash": "h1", "text": "4"},
     ...          {"candidate_id": "c2", "content_hash": "h2", "text": "5"}]
     >>> j = {"judgment_id": "j1", "candidate_a": "c1", "candidate_b": "c2", "verdict": "A",
@@ -51,7 +51,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from factory.config import PairSettings
+from factory.config import PairSettings, RankingSettings
 from factory.conversation import earlier_answers
 from judges.protocols import injection_markers
 
@@ -197,12 +197,19 @@ def _weakest(candidates: Sequence[Row], judgments: Sequence[Row], means: dict[st
 
 
 def select_pairs(prompt_id: str, turns: Sequence[str], candidates: Sequence[Row], judgments: Sequence[Row],
-                 settings: PairSettings) -> tuple[list[Row], str | None]:
+                 settings: PairSettings, ranking: RankingSettings | None = None) -> tuple[list[Row], str | None]:
     """The pairs of one prompt under `settings`, and when there are none, the reason why.
 
     `candidates` are the prompt's distinct candidates; `judgments` its judgment rows (with
-    `candidate_a`, `candidate_b` and `best_id`, as the build's judge stage writes them).
+    `candidate_a`, `candidate_b` and `best_id`, as the build's judge stage writes them). Judgments
+    with Bradley-Terry `strengths` (N-way judging) are cut by strength gap under `ranking`
+    (`factory.strength_pairs`).
     """
+    from factory.strength_pairs import strength_pairs, strengths_of  # it builds on this module's rows
+
+    table = strengths_of(judgments)
+    if table is not None:
+        return strength_pairs(prompt_id, turns, candidates, judgments, table, settings, ranking or RankingSettings())
     by_id = {c["candidate_id"]: c for c in candidates}
     scored = [j for j in judgments if j.get("verdict") is not None]
     if not scored:

@@ -4,7 +4,8 @@ Two sources are accepted:
 
 * a build run folder (or its ``pairs.parquet``): item = ``pair_id``, ``prompt``, ``chosen`` as
   ``response_a``, ``rejected`` as ``response_b``, plus the jury's ``votes`` / ``flipped`` / ``margin``
-  when present (they decide which items are worth a human's time first, see ``queue.py``);
+  when present (they decide which items are worth a human's time first, see ``queue.py``); a run
+  folder's pairs are read as the judge cut them (its stage files), before any human label was applied;
 * a calibration file in the canonical format (jsonl or a JSON list): ``id``, ``prompt``,
   ``response_a``, ``response_b``; any ``label``/``labels`` already there are ignored, so that a set can
   be labelled again by someone else without seeing earlier answers.
@@ -73,7 +74,8 @@ def load_items(source: Path) -> list[Item]:
             raise UserError(
                 f"{source} is a folder without pairs.parquet; pass a build run folder or a .jsonl file"
             )
-        return _check_unique(_from_parquet(pairs), pairs)
+        judged = _judge_orientation(source)
+        return _check_unique(_from_frame(judged if judged is not None else _read_parquet(pairs), pairs), pairs)
     if not source.is_file():
         raise UserError(f"{source} does not exist")
     if source.suffix == ".parquet":
@@ -166,10 +168,29 @@ def _from_canonical(rows: Sequence[Any], path: Path) -> list[Item]:
     return items
 
 
-def _from_parquet(path: Path) -> list[Item]:
+def _read_parquet(path: Path) -> Any:
     import polars as pl  # deferred: polars costs import time and canonical files do not need it
 
-    df = pl.read_parquet(path)
+    return pl.read_parquet(path)
+
+
+def _judge_orientation(run_dir: Path) -> Any:
+    """A build run's pairs as the judge cut them (its stage files), or None for a folder without them.
+
+    `pairs.parquet` already carries earlier human labels (a pair people flipped has chosen and rejected
+    swapped), so labels must be given, and read back, against the judge's pairs."""
+    from factory.run_folder import RunFolder
+    from factory.run_tables import pair_sources
+
+    frame = pair_sources(RunFolder(run_dir))["pairs"]
+    return frame.collect() if frame is not None else None
+
+
+def _from_parquet(path: Path) -> list[Item]:
+    return _from_frame(_read_parquet(path), path)
+
+
+def _from_frame(df: Any, path: Path) -> list[Item]:
     if {"pair_id", "chosen", "rejected"} <= set(df.columns):
         id_col, a_col, b_col = "pair_id", "chosen", "rejected"
     elif {"id", "response_a", "response_b"} <= set(df.columns):

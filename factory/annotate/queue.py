@@ -1,7 +1,8 @@
 """Which items a person labels first.
 
 Human time is the scarce resource, so the queue puts first the items where the jury is least sure of
-itself: jurors disagree, or the verdict flipped when the answers swapped places. Within that group and
+itself: a build's review queue (``factory.review``: split votes, flipped verdicts, small margins),
+then any other item whose jurors disagree or whose verdict flipped when the answers swapped places. Within that group and
 within the rest, items are spread across strata of the jury's vote margin, so that any prefix of the
 queue (what a person gets through before stopping) covers clear and close calls in proportion,
 instead of, say, only the near-ties. Items without jury information form a stratum of their own.
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import random
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from factory.annotate.items import Item
 from factory.errors import UserError
@@ -24,9 +25,15 @@ _NO_MARGIN = -1
 
 
 def build_queue(
-    items: Sequence[Item], *, seed: int = 0, budget: int | None = None, strata: int = DEFAULT_STRATA
+    items: Sequence[Item],
+    *,
+    seed: int = 0,
+    budget: int | None = None,
+    strata: int = DEFAULT_STRATA,
+    first: Collection[str] = (),
 ) -> list[Item]:
-    """Order items for labelling: contested first, each group margin-stratified, capped at ``budget``.
+    """Order items for labelling: ``first`` (a build's review queue), then the other contested items,
+    then the rest; each group margin-stratified; capped at ``budget``.
 
     Deterministic for a given ``seed``. Example: ``build_queue(load_items(run_dir), seed=0, budget=200)``
     """
@@ -36,9 +43,12 @@ def build_queue(
         raise UserError(f"strata must be at least 1, got {strata}")
     strata_of = margin_strata(items, strata)
     rng = random.Random(seed)
-    contested = [i for i in items if i.contested]
-    rest = [i for i in items if not i.contested]
-    queue = _stratified(contested, strata_of, rng) + _stratified(rest, strata_of, rng)
+    wanted = set(first)
+    review = [i for i in items if i.id in wanted]
+    contested = [i for i in items if i.contested and i.id not in wanted]
+    rest = [i for i in items if not i.contested and i.id not in wanted]
+    queue = (_stratified(review, strata_of, rng) + _stratified(contested, strata_of, rng)
+             + _stratified(rest, strata_of, rng))
     return queue[:budget] if budget is not None else queue
 
 

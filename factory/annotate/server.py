@@ -245,8 +245,11 @@ def open_session(
             annotator = check_annotator(annotator)
         except SessionError as e:
             raise UserError(f"--annotator: {e}") from None
+    from factory.review import queued_ids  # deferred: it pulls in the build's config and tables
+
     items = load_items(Path(source))
-    queue = build_queue(items, seed=seed, budget=budget)
+    first = queued_ids(Path(source)) if Path(source).is_dir() else []
+    queue = build_queue(items, seed=seed, budget=budget, first=first)
     labels_path = (Path(out) if out is not None else default_labels_path(Path(source))).resolve()
     try:
         store = LabelStore(labels_path)

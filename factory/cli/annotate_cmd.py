@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from factory.annotate.server import AnnotationServer, open_session
+from factory.errors import UserError
 
 
 def register(app: typer.Typer) -> None:
@@ -24,7 +25,9 @@ def register(app: typer.Typer) -> None:
                 "(id, prompt, response_a, response_b)."
             ),
         ],
-        annotator: Annotated[str, typer.Option("--annotator", help="Your name; stored with every label.")],
+        annotator: Annotated[
+            str | None, typer.Option("--annotator", help="Your name; stored with every label.")
+        ] = None,
         port: Annotated[int, typer.Option("--port", help="Port to serve on (0 picks a free one).")] = 8765,
         host: Annotated[
             str, typer.Option("--host", help="Address to bind; keep 127.0.0.1 unless you mean to share.")
@@ -41,12 +44,31 @@ def register(app: typer.Typer) -> None:
         ] = None,
         seed: Annotated[int, typer.Option("--seed", help="Seed of the item sample and order.")] = 0,
         no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open a browser tab.")] = False,
+        apply: Annotated[
+            bool,
+            typer.Option(
+                "--apply",
+                help="Rebuild a finished run's pairs and dataset from its human_labels.jsonl (a person's "
+                "label overrides the judge; tie drops the pair) and exit; no model is called.",
+            ),
+        ] = False,
     ) -> None:
         """Serve a page that shows one pair at a time and records which response you prefer.
 
-        Labels are appended to the labels file as you go; stop any time and run the same command again
-        to carry on where you left off. Keys: 1/a left better, 2/b right better, 3/t tie, u undo, n note.
+        For a build run folder the contested pairs (split votes, flipped verdicts, small margins: its
+        review_queue.parquet) come first. Labels are appended to the labels file as you go; stop any
+        time and run the same command again to carry on where you left off; then `--apply` rebuilds
+        the dataset with them. Keys: 1/a left better, 2/b right better, 3/t tie, u undo, n note.
         """
+        if apply:
+            from factory.review_apply import apply_labels, summary_line
+
+            if not source.is_dir():
+                raise UserError(f"--apply takes a build run folder, got {source}")
+            typer.echo(summary_line(apply_labels(source)))
+            return
+        if annotator is None:
+            raise UserError("--annotator NAME is required to label (your name is stored with every label)")
         session = open_session(source, annotator, out=out, budget=budget, seed=seed)
         server = AnnotationServer(session, host=host, port=port)
         name = session.default_annotator or annotator
@@ -66,3 +88,5 @@ def register(app: typer.Typer) -> None:
         typer.echo(
             f"Stopped with {done['done']} of {done['total']} labelled; labels are in {session.labels_path}"
         )
+        if source.is_dir():
+            typer.echo(f"Rebuild the dataset with them (no model is called): factory annotate {source} --apply")

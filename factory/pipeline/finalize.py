@@ -13,6 +13,8 @@ from factory.dataset_sources import DatasetSources
 from factory.pipeline.context import BuildContext
 from factory.pipeline.manifest import build_manifest, merge_usage, settle_outcome
 from factory.pipeline.stage_figures import stage_figures
+from factory.review import apply_reviews, reviewed_sources
+from factory.review import gate_figures as review_gate_figures
 from factory.run_folder import RunFolder, atomic_write_json
 from factory.run_tables import merge_tables
 
@@ -39,13 +41,19 @@ def finalize(ctx: BuildContext, loading_failures: list[dict[str, Any]], stopped:
 
     run = ctx.run
     rows = merge_tables(run, loading_failures)
+    # Contested pairs to the review queue; people's labels (human_labels.jsonl) applied to the pairs.
+    review, decided = apply_reviews(run, ctx.config.review)
+    rows["pairs"] = pl.scan_parquet(run.table("pairs")).select(pl.len()).collect().item()
     # The gate writes agreement.json + report.html (also into dataset/, which the dataset writer keeps).
     gate = run_gate(ctx, {"judgments": gate_judgments(run)})
+    gate.setdefault("figures", {}).update(review_gate_figures(review))
     usage = merge_usage(ctx.gateway.usage.snapshot(), other_usage or [])  # after the gate: its calls count
     manifest = build_manifest(ctx, rows, stopped, usage=usage, gate=gate)
     manifest["stages"] = stage_figures(run, ctx.config, usage)
+    manifest["review"] = review
     # The dataset card quotes the manifest (gate figures), and the manifest counts the dataset's rows.
-    manifest["counts"]["dataset"] = write_dataset(run, ctx.config, DatasetSources.from_run(run), manifest)
+    sources = reviewed_sources(DatasetSources.from_run(run), decided)
+    manifest["counts"]["dataset"] = write_dataset(run, ctx.config, sources, manifest)
     manifest["counts"]["mapl_intra"] = rows["mapl_intra"]
     if ctx.config.pairs.target_pairs is not None:
         pairs = pl.scan_parquet(run.table("pairs"))

@@ -18,6 +18,7 @@ from factory.pipeline.context import BuildContext
 from factory.sources import Prompt
 from factory.variants_stage import mapl_variants
 from factory.workflows.generation import generate_candidates
+from factory.workflows.ranking import bradley_terry, listwise
 from factory.workflows.rationale import write_rationales
 from factory.workflows.selection import knockout, round_robin
 
@@ -45,7 +46,8 @@ async def generate_stage(ctx: BuildContext, prompts: list[Prompt]) -> tuple[Rows
 
 async def judge_stage(ctx: BuildContext, prompts: list[Prompt], candidates: Rows) -> tuple[Rows, Rows]:
     """Each prompt's distinct candidates judged as `judging.select` says: a knockout (r1 vs r2, the
-    winner vs r3, ...) or a round robin (every two once, ties in wins settled by the run's seed)."""
+    winner vs r3, ...), a round robin (every two once, ties in wins settled by the run's seed), or
+    N-way (listwise rankings, or the round robin's comparisons, fitted by Bradley-Terry)."""
     by_prompt = _group(candidates, "prompt_id")
     setting = ctx.config.judging.setting
 
@@ -53,13 +55,20 @@ async def judge_stage(ctx: BuildContext, prompts: list[Prompt], candidates: Rows
         cands = _distinct(by_prompt.get(prompt.prompt_id, []))
         if len(cands) < 2:
             return [], []  # already recorded as a generation failure
-        if ctx.config.judging.select == "round_robin":
+        select, ranking = ctx.config.judging.select, ctx.config.judging.ranking
+        if select == "round_robin":
             rng = ctx.rng("round_robin", prompt.prompt_id)
             judgments = (await round_robin(ctx.gateway, setting, prompt, cands, rng=rng)).judgments
+        elif select == "bradley_terry":
+            rng = ctx.rng("round_robin", prompt.prompt_id)
+            judgments = (await bradley_terry(ctx.gateway, setting, ranking, prompt, cands, rng=rng)).judgments
+        elif select == "listwise":
+            rng = ctx.rng("listwise", prompt.prompt_id)
+            judgments = (await listwise(ctx.gateway, setting, ranking, prompt, cands, rng=rng)).judgments
         else:
             judgments = (await knockout(ctx.gateway, setting, prompt, cands)).judgments
         ctx.on_progress("judge", 1)
-        if all(j["verdict"] is None for j in judgments):
+        if not any(_scored(j) for j in judgments):
             last = judgments[-1]
             return judgments, [failure(prompt.prompt_id, "judge", f"unscored: {last['unscored_reason']}",
                                        last["raw"])]
@@ -76,10 +85,10 @@ def pairs_stage(ctx: BuildContext, prompts: list[Prompt], candidates: Rows, judg
     fails: Rows = []
     for prompt in prompts:
         judged = judg_by_prompt.get(prompt.prompt_id, [])
-        if not judged or all(j["verdict"] is None for j in judged):
+        if not judged or not any(_scored(j) for j in judged):
             continue  # recorded upstream
         pairs, why = select_pairs(prompt.prompt_id, prompt.turns, _distinct(cands_by_prompt[prompt.prompt_id]),
-                                  judged, ctx.config.pairs)
+                                  judged, ctx.config.pairs, ctx.config.judging.ranking)
         if why is not None:
             fails.append(failure(prompt.prompt_id, "pairs", why))
         rows += pairs
@@ -98,6 +107,11 @@ async def rationales_stage(ctx: BuildContext, prompts: list[Prompt], pairs: Rows
 async def variants_stage(ctx: BuildContext, prompts: list[Prompt], pairs: Rows) -> tuple[Rows, Rows]:
     """MAPL rows with code-verified labels (see factory/variants_stage.py)."""
     return await mapl_variants(ctx, prompts, pairs)
+
+
+def _scored(judgment: dict[str, Any]) -> bool:
+    """A pairwise verdict, or a listwise ranking."""
+    return judgment.get("verdict") is not None or bool(judgment.get("ranking"))
 
 
 def _distinct(candidates: Rows) -> Rows:

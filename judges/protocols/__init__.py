@@ -6,6 +6,9 @@ Three strategies, all built on the MT-Bench judge instruction:
 * ``independent``: each answer scored alone, ``### Overall Score: X/10``; higher wins, equal ties;
 * ``combined``: both answers in one prompt, ``### Score Assistant A: X/N`` and ``### Score Assistant B: Y/N``.
 
+Beyond the paper, ``listwise`` ranks 2-8 answers in one call (``### Ranking: [[3]] > [[1]] > [[2]]``);
+see ``_listwise.py``.
+
 A reply that cannot be read gives ``Parsed(verdict=None, unscored_reason=...)``, never a guess; the
 caller may send ``render_reprompt(...)`` once and parse again.
 
@@ -16,6 +19,17 @@ caller may send ``render_reprompt(...)`` once and parse again.
 """
 
 from judges.protocols._detect import injection_markers, neutralize
+from judges.protocols._listwise import (
+    INCOMPLETE_RANKING,
+    INVALID_RANKING,
+    LISTWISE_REASONS,
+    MAX_ANSWERS,
+    NO_RANKING_MARKER,
+    ParsedRanking,
+    parse_ranking,
+    render_listwise,
+    render_listwise_reprompt,
+)
 from judges.protocols._parsers import (
     AMBIGUOUS_SCORE,
     AMBIGUOUS_VERDICT,
@@ -63,10 +77,15 @@ __all__ = [
     "AMBIGUOUS_VERDICT",
     "DEFAULT_SCALE",
     "EMPTY",
+    "INCOMPLETE_RANKING",
+    "INVALID_RANKING",
     "INVALID_SCORE",
     "INVALID_STRUCTURED",
     "INVALID_VERDICT",
+    "LISTWISE_REASONS",
+    "MAX_ANSWERS",
     "MISSING_SCORE",
+    "NO_RANKING_MARKER",
     "NO_SCORE_MARKER",
     "NO_VERDICT_MARKER",
     "PROTOCOLS",
@@ -80,6 +99,7 @@ __all__ = [
     "CombinedScores",
     "DirectVerdict",
     "Parsed",
+    "ParsedRanking",
     "Protocol",
     "Question",
     "SingleScore",
@@ -89,7 +109,10 @@ __all__ = [
     "neutralize",
     "parse_combined",
     "parse_direct",
+    "parse_ranking",
     "parse_single_score",
+    "render_listwise",
+    "render_listwise_reprompt",
     "render_pairwise",
     "render_reprompt",
     "render_single",
