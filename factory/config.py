@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from factory.errors import UserError
 from factory.llm.limits import Budget, GatewaySettings
 from factory.llm.models import ModelSpec
+from factory.yaml_input import describe_validation_error, load_yaml_file
 from judges.settings import JudgeSetting
 
 
@@ -209,22 +210,6 @@ class BuildConfig(_Section):
         return self
 
 
-def _format_validation_error(exc: ValidationError, source: str) -> str:
-    """First problem of a pydantic error as one line: `path.to.field: message (got VALUE)`."""
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
-    message = err["msg"].removeprefix("Value error, ")
-    got = ""
-    if err["type"] not in ("missing", "value_error") and "input" in err:
-        shown = repr(err["input"])
-        got = f" (got {shown[:60]}{'...' if len(shown) > 60 else ''})"
-    if err["type"] == "extra_forbidden":
-        message = "unknown key"
-    more = f" [+{len(exc.errors()) - 1} more]" if len(exc.errors()) > 1 else ""
-    where = f"{loc}: " if loc else ""
-    return f"invalid config {source}: {where}{message}{got}{more}"
-
-
 def parse_config(data: Any, source: str = "<config>") -> BuildConfig:
     """Validate a mapping into a `BuildConfig`, raising a one-line `UserError` on any problem."""
     if not isinstance(data, dict):
@@ -232,28 +217,13 @@ def parse_config(data: Any, source: str = "<config>") -> BuildConfig:
     try:
         return BuildConfig.model_validate(data)
     except ValidationError as exc:
-        raise UserError(_format_validation_error(exc, source)) from None
+        raise UserError(describe_validation_error(exc, f"invalid config {source}")) from None
 
 
 def load_config(path: str | Path) -> BuildConfig:
     """Read a YAML build spec. Relative prompt paths are resolved against the config's folder."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"config file not found: {path}") from None
-    except IsADirectoryError:
-        raise UserError(f"config path is a directory, not a file: {path}") from None
-    except PermissionError:
-        raise UserError(f"config file not readable (permission denied): {path}") from None
-    except UnicodeDecodeError as exc:
-        raise UserError(f"config file is not valid UTF-8: {path} (byte {exc.start})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise UserError(f"config file is not valid YAML{where}: {path}") from None
+    data = load_yaml_file(path, "config file")
     if data is None:
         raise UserError(f"config file is empty: {path}")
     if isinstance(data, dict) and isinstance(data.get("prompts"), dict) and data["prompts"].get("path"):

@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from factory.errors import UserError
 from factory.llm import Budget, Gateway, GatewaySettings, ModelSpec
 from factory.run_folder import atomic_write_json, atomic_write_parquet, atomic_write_text, new_run_id
+from factory.yaml_input import describe_validation_error, load_yaml_file
 from judges.engine import JUDGMENT_SCHEMA
 from judges.human_sets import ColumnMapping, HumanSet, load_human_set
 from judges.jury import plurality
@@ -131,12 +132,7 @@ class CalibrationConfig(BaseModel):
 def load_calibration_config(path: str | Path) -> CalibrationConfig:
     """Read a calibration YAML file; any problem is a one-line `UserError`."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"calibration config not found: {path}") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise UserError(f"cannot read calibration config {path}: {str(exc).splitlines()[0]}") from None
+    data = load_yaml_file(path, "calibration config")
     if not isinstance(data, dict):
         raise UserError(f"calibration config {path}: expected a mapping at the top level")
     for key in ("human_set", "judgments"):  # relative paths are relative to the config file
@@ -151,14 +147,7 @@ def parse_calibration_config(data: dict[str, Any], source: str = "<calibration>"
     try:
         return CalibrationConfig.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        message = (
-            "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
-        )
-        raise UserError(
-            f"invalid calibration config {source}: {where + ': ' if where else ''}{message}"
-        ) from None
+        raise UserError(describe_validation_error(exc, f"invalid calibration config {source}")) from None
 
 
 # ---------------------------------------------------------------- settings
