@@ -20,7 +20,7 @@ from judges.settings import JudgeSetting
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class RunSettings(_Section):
@@ -195,11 +195,17 @@ class BuildConfig(_Section):
                 used += [(f"{where}.generators", r) for r in wf.generators]
             else:
                 used += [(f"{where}.generator", wf.generator)] + [(f"{where}.reviewers", r) for r in wf.reviewers]
-        used += [("judging.setting.models", r) for r in self.judging.setting.models]
+        used += _setting_roles(self.judging.setting, "judging.setting")
         if self.rationales.enabled:
             used.append(("rationales.role", self.rationales.role))
-            if self.rationales.verify and self.rationales.verifier_role:
-                used.append(("rationales.verifier_role", self.rationales.verifier_role))
+            if self.rationales.verify:
+                # Without a verifier_role the judge's first model verifies (see pipeline/stages.py).
+                verifier = self.rationales.verifier_role or self.judging.setting.models[0]
+                where = "rationales.verifier_role" if self.rationales.verifier_role else \
+                    "rationales.verifier_role (default: judging.setting.models[0])"
+                used.append((where, verifier))
+        if self.variants.enabled and self.variants.fresh:
+            used.append(("variants.fresh_role", self.variants.fresh_role))
         for where, role in used:
             if role not in self.models:
                 known = ", ".join(sorted(self.models)) or "none"
@@ -208,6 +214,16 @@ class BuildConfig(_Section):
         if len(set(names)) != len(names):
             raise ValueError(f"workflow names must be unique, got {names}")
         return self
+
+
+def _setting_roles(setting: JudgeSetting, where: str) -> list[tuple[str, str]]:
+    """(where, role) of every model role a judge setting calls, its jurors' (at any depth) included."""
+    if setting.jurors is None:
+        return [(f"{where}.models", role) for role in setting.models]
+    used: list[tuple[str, str]] = []  # a heterogeneous jury calls its jurors' models, not `models`
+    for i, juror in enumerate(setting.jurors):
+        used += _setting_roles(juror, f"{where}.jurors[{i}]")
+    return used
 
 
 def parse_config(data: Any, source: str = "<config>") -> BuildConfig:

@@ -10,6 +10,7 @@ before a run folder exists, before litellm is imported, before any model is call
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -41,6 +42,9 @@ def with_budget(config: BuildConfig, *, max_calls: int | None = None, max_tokens
     caps = {k: v for k, v in (("max_calls", max_calls), ("max_tokens", max_tokens),
                               ("max_cost_usd", max_cost_usd)) if v is not None}
     for name, value in caps.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            # nan compares false with everything: as a cap it would mean "no cap", silently.
+            raise UserError(f"budget {name} must be a finite number, got {value}")
         if value < 0:
             raise UserError(f"budget {name} must be >= 0, got {value}")
     if not caps:

@@ -61,7 +61,7 @@ class CalibrationConfig(BaseModel):
         jury_subsets: true
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     human_set: str = Field(
         description="Human-labelled set: a public name (pandalm, llmbar-natural, ...) or a path."

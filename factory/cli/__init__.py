@@ -52,16 +52,18 @@ def main(argv: list[str] | None = None) -> None:
     except SystemExit:
         raise
     except Exception as exc:  # noqa: BLE001 - last line of defence: one line, never a traceback
-        import click
+        from factory.cli.usage import exit_code, is_abort, usage_error_line
 
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.ClickException):
+        code = exit_code(exc)
+        if code is not None:
+            sys.exit(code)
+        usage = usage_error_line(exc)
+        if usage is not None:
             if debug:
                 raise
-            print(f"error: {exc.format_message()}", file=sys.stderr)
+            print(f"error: {usage}", file=sys.stderr)
             sys.exit(2)
-        if isinstance(exc, click.exceptions.Abort):
+        if is_abort(exc):
             sys.exit(1)
         if debug:
             raise

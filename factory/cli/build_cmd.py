@@ -45,7 +45,7 @@ def build(
         "--address", help="Dask scheduler of an existing cluster, e.g. tcp://10.0.0.5:8786 (with --runner dask).")
     ] = None,
     workers: Annotated[Optional[int], typer.Option(
-        "--workers", help="Shards at once: threads, or local Dask worker processes (default 2).")] = None,
+        "--workers", min=1, help="Shards at once: threads, or local Dask worker processes (default 2).")] = None,
 ) -> None:
     """Build a preference dataset: generate, judge, select pairs; write outputs/<run_id>/.
 

@@ -196,7 +196,7 @@ class Fault:
 
 
 class _RuleFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     contains: str | None = None
     regex: str | None = None
     model: str | None = None
@@ -206,7 +206,7 @@ class _RuleFile(BaseModel):
 
 
 class _ScriptFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     rules: list[_RuleFile] = []
     default: str | None = None
     strict: bool = True
