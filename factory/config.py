@@ -246,7 +246,21 @@ def load_config(path: str | Path) -> BuildConfig:
         prompt_path = Path(data["prompts"]["path"])
         if not prompt_path.is_absolute():
             data["prompts"] = {**data["prompts"], "path": str((path.parent / prompt_path).resolve())}
+    _resolve_human_set_path(data, path.parent)
     return parse_config(data, str(path))
+
+
+def _resolve_human_set_path(data: Any, folder: Path) -> None:
+    """A `gate.human_set` file named relative to the config is resolved against the config's folder
+    (as prompt paths are), so the run folder's saved config finds it from anywhere."""
+    gate = data.get("gate") if isinstance(data, dict) else None
+    value = gate.get("human_set") if isinstance(gate, dict) else None
+    if not isinstance(value, str) or value.startswith("hf://") or Path(value).is_absolute():
+        return
+    from judges.public_sets import known_set_names
+
+    if value.strip().lower() not in known_set_names() and (folder / value).exists():
+        data["gate"] = {**gate, "human_set": str((folder / value).resolve())}
 
 
 def dump_config(config: BuildConfig) -> str:

@@ -52,7 +52,8 @@ def build(
     Budgets count across resumes: a build stopped at a cap resumes with a raised one, e.g.
     `factory build --resume RUN_DIR --max-calls 5000`.
     """
-    from factory.preflight import build_prompts, check_api_keys, load_build_spec, save_resume_config, with_budget
+    from factory.preflight import (build_prompts, check_api_keys, check_human_set, load_build_spec,
+                                   save_resume_config, with_budget)
 
     if engine not in ("prefect", "local"):
         raise UserError(f"--engine must be prefect or local, got '{engine}'")
@@ -63,6 +64,7 @@ def build(
     spec = load_build_spec(config, resume, output_dir)
     spec = with_budget(spec, max_calls=max_calls, max_tokens=max_tokens, max_cost_usd=max_cost)
     prompts, rejected = build_prompts(spec, resume)
+    check_human_set(spec)
     if estimate:
         from factory.estimate import estimate_build, format_estimate
 

@@ -27,9 +27,11 @@ def schedule(
     """Register deployment factory-build/NAME: on each cron tick, build only new prompts as a new version."""
     from factory.config import load_config
     from factory.errors import UserError
+    from factory.preflight import check_human_set
     from flows.schedule import register_schedule, serve_schedule, validate_cron
 
     spec = load_config(config)
+    check_human_set(spec)  # every tick would pay for a build whose gate cannot be checked
     validate_cron(cron, timezone)  # before Prefect's API is started: a typo costs no wait
     if serve:
         if work_pool is not None:
