@@ -40,6 +40,8 @@ def marker_content() -> dict[str, object]:
 def check_resumable(root: Path) -> None:
     """Raise a one-line `UserError` unless `root` is a run folder this factory wrote, intact enough to
     resume. Reads only small files and headers: cheap enough for every resume."""
+    if root.exists() and not root.is_dir():
+        raise UserError(f"not a run folder (a file, not a folder): {root}")
     if not root.is_dir():
         raise UserError(f"not a run folder (no such folder): {root}")
     if not (root / "config.yaml").is_file():

@@ -34,6 +34,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from factory.errors import UserError
 from factory.llm import Budget, Gateway, GatewaySettings, ModelSpec
+from factory.llm.credentials import url_holds_credentials
+from factory.llm.models import API_BASE_HOLDS_CREDENTIALS
 from factory.run_folder import atomic_write_json, atomic_write_parquet, atomic_write_text, new_run_id
 from factory.yaml_input import describe_validation_error, load_yaml_file
 from judges.engine import JUDGMENT_SCHEMA
@@ -109,6 +111,13 @@ class CalibrationConfig(BaseModel):
         if isinstance(value, list | tuple):
             return [{"model": v, "temperature": 0.0} if isinstance(v, str) else v for v in value]
         return value
+
+    @field_validator("api_base")
+    @classmethod
+    def _no_secret_in_url(cls, url: str | None) -> str | None:
+        if url is not None and url_holds_credentials(url):
+            raise ValueError(API_BASE_HOLDS_CREDENTIALS)
+        return url
 
     @model_validator(mode="after")
     def _check(self) -> CalibrationConfig:

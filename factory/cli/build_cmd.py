@@ -64,12 +64,12 @@ def build(
     spec = load_build_spec(config, resume, output_dir)
     spec = with_budget(spec, max_calls=max_calls, max_tokens=max_tokens, max_cost_usd=max_cost)
     prompts, rejected = build_prompts(spec, resume)
-    check_human_set(spec)
     if estimate:
         from factory.estimate import estimate_build, format_estimate
 
         print(format_estimate(estimate_build(spec, prompts, len(rejected))))
         return
+    check_human_set(spec)  # after --estimate, which sizes an unavailable set from the prompts instead
     check_api_keys(spec)
     from factory.run_lock import lock_run_folder
 

@@ -15,6 +15,7 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 # Names that carry credentials (`api_key`, `x-api-key`, `Authorization`, `client_secret`, `token` ...).
 _SECRET_NAME = re.compile(
@@ -109,6 +110,14 @@ def _secret_name(key: Any, value: Any) -> bool:
     if secret_like(name):
         return True
     return bool(_SECRET_NAME.search(name)) and not _HARMLESS_NAME.match(name) and _holds_value(value)
+
+
+def url_holds_credentials(url: str) -> bool:
+    """Whether an endpoint URL carries a credential: `user:password@`, a key-named query parameter
+    (`?api_key=...`), or a key-shaped token anywhere in it."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    return bool(parts.password) or secret_like(url) or bool(find_credentials({k: v or "x" for k, v in query.items()}))
 
 
 def find_credentials(params: dict[str, Any]) -> list[str]:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from factory.llm.credentials import find_credentials, secret_like
+from factory.llm.credentials import find_credentials, secret_like, url_holds_credentials
 from factory.yaml_input import shorten
+
+API_BASE_HOLDS_CREDENTIALS = ("api_base must not hold credentials (user:password, a key in the query): put the "
+                              "key in an environment variable and name it in api_key_env")
 
 # The models the embedded engine can run (`local/<name>`, see factory/llm/local.py).
 EMBEDDED_MODELS = ("smollm2",)
@@ -70,13 +72,8 @@ class ModelSpec(BaseModel):
     @field_validator("api_base")
     @classmethod
     def _no_secret_in_url(cls, url: str | None) -> str | None:
-        if url is None:
-            return url
-        parts = urlsplit(url)
-        query_names = [name for name, _ in parse_qsl(parts.query, keep_blank_values=True)]
-        if parts.password or secret_like(url) or find_credentials(dict.fromkeys(query_names, "x")):
-            raise ValueError("api_base must not hold credentials (user:password, a key in the query): put the "
-                             "key in an environment variable and name it in api_key_env")
+        if url is not None and url_holds_credentials(url):
+            raise ValueError(API_BASE_HOLDS_CREDENTIALS)
         return url
 
     @field_validator("params")
