@@ -460,3 +460,50 @@ def test_a_run_folder_from_before_the_marker_still_resumes(finished_run: Any, tm
 
 def test_nothing_writes_into_the_repository() -> None:
     assert not (REPO / "c.yaml").exists()  # every case ran in its own folder
+
+
+# ------------------------------------------------------------------- what must still be accepted
+
+
+def test_anchors_and_merge_keys_still_load(tmp_path: Path) -> None:
+    """The loader refuses duplicates and bombs, not the ordinary use of anchors: one model block,
+    reused, and merged with an override (which is not a duplicate key)."""
+    from factory.config import load_config
+
+    (tmp_path / "p.jsonl").write_text(GOOD_PROMPTS)
+    (tmp_path / "c.yaml").write_text(
+        "run: {name: anchors}\n"
+        "models:\n"
+        "  generator: &fake {model: openai/fake, api_base: 'http://127.0.0.1:9/v1', temperature: 0.7}\n"
+        "  judge:\n    <<: *fake\n    temperature: 0.0\n"
+        "  rationale_writer: *fake\n"
+        "prompts: {path: p.jsonl}\n")
+    config = load_config(tmp_path / "c.yaml")
+    assert config.models["judge"].temperature == 0.0
+    assert config.models["rationale_writer"] == config.models["generator"]
+
+
+def test_merge_keys_override_without_counting_as_duplicates() -> None:
+    from factory.yaml_input import parse_yaml_text
+
+    data = parse_yaml_text("base: &b {model: m, temperature: 0.7}\njudge:\n  <<: *b\n  temperature: 0.0\n", "t")
+    assert data["judge"] == {"model": "m", "temperature": 0.0}
+
+
+ORDINARY_PARAMS: list[dict[str, Any]] = [
+    {"stop": ["###", "<|im_end|>"], "repeat_penalty": 1.1},
+    {"extra_body": {"chat_template_kwargs": {"enable_thinking": False}, "top_k": 40, "min_p": 0.05}},
+    {"extra_body": {"eos_token": "</s>", "skip_special_tokens": True, "prompt_cache_key": "build-1"}},
+    {"extra_headers": {"OpenAI-Organization": "org-research", "User-Agent": "preference-factory/0.1"}},
+    {"extra_body": {"guided_json": {"type": "object", "properties": {"score": {"type": "integer"}}}}},
+    {"metadata": {"model_path": "/models/Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf",
+                  "hub_id": "deepseek-ai/DeepSeek-R1-Distill-Qwen-32B", "revision": "a" * 40}},
+    {"api_version": "2024-06-01", "api_key": None, "logit_bias": {"50256": -100}},
+]
+
+
+@pytest.mark.parametrize("params", ORDINARY_PARAMS, ids=[str(i) for i in range(len(ORDINARY_PARAMS))])
+def test_ordinary_params_are_not_taken_for_credentials(params: dict[str, Any]) -> None:
+    from factory.llm.models import ModelSpec
+
+    assert ModelSpec(model="openai/fake", params=params).params == params
