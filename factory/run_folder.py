@@ -87,7 +87,7 @@ class RunFolder:
         return cls(root)
 
     @classmethod
-    def open_for_resume(cls, path: str | Path) -> "RunFolder":
+    def open_for_resume(cls, path: str | Path) -> RunFolder:
         """A run folder to continue: one this factory wrote, intact enough to resume (a one-line
         `UserError` names what is wrong; see `factory.run_integrity`)."""
         root = Path(path)
