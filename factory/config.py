@@ -16,11 +16,12 @@ from factory.errors import UserError
 from factory.llm.limits import Budget, GatewaySettings
 from factory.llm.models import ModelSpec
 from factory.row_filter import parse_where
+from factory.yaml_input import describe_validation_error, load_yaml_file
 from judges.settings import JudgeSetting
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class RunSettings(_Section):
@@ -321,7 +322,7 @@ class BuildConfig(_Section):
     review: ReviewSettings = Field(default_factory=ReviewSettings, description="Contested pairs to people.")
 
     @model_validator(mode="after")
-    def _roles_exist(self) -> "BuildConfig":
+    def _roles_exist(self) -> BuildConfig:
         used: list[tuple[str, str]] = []
         for i, wf in enumerate(self.generation.workflows):
             where = f"generation.workflows[{i}]"
@@ -329,11 +330,17 @@ class BuildConfig(_Section):
                 used += [(f"{where}.generators", r) for r in wf.generators]
             else:
                 used += [(f"{where}.generator", wf.generator)] + [(f"{where}.reviewers", r) for r in wf.reviewers]
-        used += [("judging.setting.models", r) for r in self.judging.setting.models]
+        used += _setting_roles(self.judging.setting, "judging.setting")
         if self.rationales.enabled:
             used.append(("rationales.role", self.rationales.role))
-            if self.rationales.verify and self.rationales.verifier_role:
-                used.append(("rationales.verifier_role", self.rationales.verifier_role))
+            if self.rationales.verify:
+                # Without a verifier_role the judge's first model verifies (see pipeline/stages.py).
+                verifier = self.rationales.verifier_role or self.judging.setting.models[0]
+                where = "rationales.verifier_role" if self.rationales.verifier_role else \
+                    "rationales.verifier_role (default: judging.setting.models[0])"
+                used.append((where, verifier))
+        if self.variants.enabled and self.variants.fresh:
+            used.append(("variants.fresh_role", self.variants.fresh_role))
         for where, role in used:
             if role not in self.models:
                 known = ", ".join(sorted(self.models)) or "none"
@@ -353,20 +360,14 @@ def candidates_per_prompt(generation: GenerationSettings) -> int:
                for wf in generation.workflows)
 
 
-def _format_validation_error(exc: ValidationError, source: str) -> str:
-    """First problem of a pydantic error as one line: `path.to.field: message (got VALUE)`."""
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
-    message = err["msg"].removeprefix("Value error, ")
-    got = ""
-    if err["type"] not in ("missing", "value_error") and "input" in err:
-        shown = repr(err["input"])
-        got = f" (got {shown[:60]}{'...' if len(shown) > 60 else ''})"
-    if err["type"] == "extra_forbidden":
-        message = "unknown key"
-    more = f" [+{len(exc.errors()) - 1} more]" if len(exc.errors()) > 1 else ""
-    where = f"{loc}: " if loc else ""
-    return f"invalid config {source}: {where}{message}{got}{more}"
+def _setting_roles(setting: JudgeSetting, where: str) -> list[tuple[str, str]]:
+    """(where, role) of every model role a judge setting calls, its jurors' (at any depth) included."""
+    if setting.jurors is None:
+        return [(f"{where}.models", role) for role in setting.models]
+    used: list[tuple[str, str]] = []  # a heterogeneous jury calls its jurors' models, not `models`
+    for i, juror in enumerate(setting.jurors):
+        used += _setting_roles(juror, f"{where}.jurors[{i}]")
+    return used
 
 
 def parse_config(data: Any, source: str = "<config>") -> BuildConfig:
@@ -376,33 +377,32 @@ def parse_config(data: Any, source: str = "<config>") -> BuildConfig:
     try:
         return BuildConfig.model_validate(data)
     except ValidationError as exc:
-        raise UserError(_format_validation_error(exc, source)) from None
+        raise UserError(describe_validation_error(exc, f"invalid config {source}")) from None
 
 
 def load_config(path: str | Path) -> BuildConfig:
     """Read a YAML build spec. Relative prompt paths are resolved against the config's folder."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"config file not found: {path}") from None
-    except IsADirectoryError:
-        raise UserError(f"config path is a directory, not a file: {path}") from None
-    except PermissionError:
-        raise UserError(f"config file not readable (permission denied): {path}") from None
-    except UnicodeDecodeError as exc:
-        raise UserError(f"config file is not valid UTF-8: {path} (byte {exc.start})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise UserError(f"config file is not valid YAML{where}: {path}") from None
+    data = load_yaml_file(path, "config file")
     if data is None:
         raise UserError(f"config file is empty: {path}")
     if isinstance(data, dict) and "prompts" in data:
         data["prompts"] = resolve_prompt_paths(data["prompts"], path.parent)
+    _resolve_human_set_path(data, path.parent)
     return parse_config(data, str(path))
+
+
+def _resolve_human_set_path(data: Any, folder: Path) -> None:
+    """A `gate.human_set` file named relative to the config is resolved against the config's folder
+    (as prompt paths are), so the run folder's saved config finds it from anywhere."""
+    gate = data.get("gate") if isinstance(data, dict) else None
+    value = gate.get("human_set") if isinstance(gate, dict) else None
+    if not isinstance(value, str) or value.startswith("hf://") or Path(value).is_absolute():
+        return
+    from judges.public_sets import known_set_names
+
+    if value.strip().lower() not in known_set_names() and (folder / value).exists():
+        data["gate"] = {**gate, "human_set": str((folder / value).resolve())}
 
 
 def dump_config(config: BuildConfig) -> str:

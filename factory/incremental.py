@@ -31,11 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-import yaml
 
 from factory.errors import UserError
 from factory.run_folder import atomic_write_json
 from factory.sources import Prompt, prompt_fingerprint
+from factory.yaml_input import load_yaml_file
 
 VERSIONS_FILE = "versions.json"
 
@@ -47,8 +47,8 @@ def dataset_home(output_dir: str | Path, name: str) -> Path:
 
 def _run_name(run_dir: Path) -> str | None:
     try:
-        config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+        config = load_yaml_file(run_dir / "config.yaml", "run config")  # any folder under output_dir is scanned
+    except UserError:
         return None
     run = config.get("run") if isinstance(config, dict) else None
     return run.get("name") if isinstance(run, dict) else None

@@ -5,11 +5,13 @@ before a run folder exists, before litellm is imported, before any model is call
 * `with_budget`: budget caps overridden from the command line (how a stopped build resumes with more);
 * `build_prompts`: the prompts, read once up front (a bad prompt file fails here; a resume reads the
   run's recorded ones);
+* `check_human_set`: the quality gate's human-labelled set can be loaded;
 * `check_api_keys`: every `api_key_env` a used model names is set.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -28,7 +30,7 @@ def load_build_spec(config_path: Path | None, resume: Path | None, output_dir: P
     if resume is not None:
         if output_dir is not None:
             raise UserError("--output-dir is for new builds; a resumed build stays in its run folder")
-        return load_config(RunFolder.open(resume).config_path)
+        return load_config(RunFolder.open_for_resume(resume).config_path)
     assert config_path is not None
     spec = load_config(config_path)
     if output_dir is not None:
@@ -43,6 +45,9 @@ def with_budget(config: BuildConfig, *, max_calls: int | None = None, max_tokens
     caps = {k: v for k, v in (("max_calls", max_calls), ("max_tokens", max_tokens),
                               ("max_cost_usd", max_cost_usd)) if v is not None}
     for name, value in caps.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            # nan compares false with everything: as a cap it would mean "no cap", silently.
+            raise UserError(f"budget {name} must be a finite number, got {value}")
         if value < 0:
             raise UserError(f"budget {name} must be >= 0, got {value}")
     if not caps:
@@ -63,6 +68,20 @@ def build_prompts(config: BuildConfig, resume: Path | None = None) -> tuple[list
         if recorded is not None:
             return recorded
     return load_build_prompts(config)
+
+
+def check_human_set(config: BuildConfig) -> None:
+    """The gate's human set is loaded now, not after every generation and judge call has been paid
+    for: a misspelt name, a missing or malformed file, or a public set that cannot be fetched fails here."""
+    gate = config.gate
+    if not gate.enabled or gate.human_set is None:
+        return
+    from judges.human_sets import load_human_set
+
+    try:
+        load_human_set(gate.human_set, limit=gate.human_set_limit, seed=config.run.seed)
+    except UserError as exc:
+        raise UserError(f"gate.human_set: {exc} (or set gate.human_set: null to skip the kappa check)") from None
 
 
 def check_api_keys(config: BuildConfig) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import polars as pl
 
 from factory.errors import UserError
+from factory.run_integrity import MARKER_NAME, check_resumable, marker_content
 from factory.run_lock import RunLock, lock_run_folder
 
 FAILURE_SCHEMA = {"item_id": pl.Utf8, "stage": pl.Utf8, "reason": pl.Utf8, "raw": pl.Utf8}
@@ -86,6 +87,8 @@ class RunFolder:
             root.mkdir(parents=True, exist_ok=False)
         except OSError as exc:
             raise UserError(f"cannot create run folder {root}: {exc.strerror}") from None
+        # The marker first: only a folder that has it can be resumed (see factory.run_integrity).
+        atomic_write_json(root / MARKER_NAME, marker_content())
         return cls(root)
 
     @classmethod
@@ -93,6 +96,14 @@ class RunFolder:
         root = Path(path)
         if not (root / "config.yaml").is_file():
             raise UserError(f"not a run folder (no config.yaml): {root}")
+        return cls(root)
+
+    @classmethod
+    def open_for_resume(cls, path: str | Path) -> RunFolder:
+        """A run folder to continue: one this factory wrote, intact enough to resume (a one-line
+        `UserError` names what is wrong; see `factory.run_integrity`)."""
+        root = Path(path)
+        check_resumable(root)
         return cls(root)
 
     @property
@@ -169,7 +180,7 @@ class RunFolder:
                 files_by_shard.setdefault(int(match.group(1)), []).append(path)
         reopened = []
         for shard, files in sorted(files_by_shard.items()):
-            marked = [p for p in files if _records_marker(p, retry_markers)]
+            marked = [p for p in files if not _sound_shard_file(p) or _records_marker(p, retry_markers)]
             if not marked:
                 continue
             # Unmarked files go first: if this is interrupted, the marker survives for the next resume.
@@ -196,6 +207,19 @@ def _records_marker(path: Path, markers: tuple[str, ...]) -> bool:
             if any(values.str.contains(m, literal=True).any() for m in markers):
                 return True
     return False
+
+
+def _sound_shard_file(path: Path) -> bool:
+    """Whether a shard file is one this factory wrote: parquet, with the key column its kind must have
+    (`prompt_id` in stage rows, the failure columns in a failures file). Anything else is redone."""
+    try:
+        schema = pl.read_parquet_schema(path)
+        rows = _parquet_rows(path)
+    except Exception:  # noqa: BLE001 - polars raises several unrelated types for a file that is not parquet
+        return False
+    if path.name.endswith(".failures.parquet"):
+        return all(schema.get(name) == dtype for name, dtype in FAILURE_SCHEMA.items())
+    return rows == 0 or "prompt_id" in schema
 
 
 def _parquet_rows(path: Path) -> int:

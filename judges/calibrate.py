@@ -34,7 +34,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from factory.errors import UserError
 from factory.llm import Budget, Gateway, GatewaySettings, ModelSpec
+from factory.llm.credentials import url_holds_credentials
+from factory.llm.models import API_BASE_HOLDS_CREDENTIALS
 from factory.run_folder import atomic_write_json, atomic_write_parquet, atomic_write_text, new_run_id
+from factory.yaml_input import describe_validation_error, load_yaml_file
 from judges.baselines import baseline_entries, best_baseline
 from judges.decision import kappa_decision
 from judges.engine import JUDGMENT_SCHEMA
@@ -62,7 +65,7 @@ class CalibrationConfig(BaseModel):
         jury_subsets: true
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     human_set: str = Field(
         description="Human-labelled set: a public name (pandalm, llmbar-natural, ...) or a path."
@@ -122,6 +125,13 @@ class CalibrationConfig(BaseModel):
             return [{"model": v, "temperature": 0.0} if isinstance(v, str) else v for v in value]
         return value
 
+    @field_validator("api_base")
+    @classmethod
+    def _no_secret_in_url(cls, url: str | None) -> str | None:
+        if url is not None and url_holds_credentials(url):
+            raise ValueError(API_BASE_HOLDS_CREDENTIALS)
+        return url
+
     @model_validator(mode="after")
     def _check(self) -> CalibrationConfig:
         if self.api_base:
@@ -144,12 +154,7 @@ class CalibrationConfig(BaseModel):
 def load_calibration_config(path: str | Path) -> CalibrationConfig:
     """Read a calibration YAML file; any problem is a one-line `UserError`."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"calibration config not found: {path}") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise UserError(f"cannot read calibration config {path}: {str(exc).splitlines()[0]}") from None
+    data = load_yaml_file(path, "calibration config")
     if not isinstance(data, dict):
         raise UserError(f"calibration config {path}: expected a mapping at the top level")
     for key in ("human_set", "judgments"):  # relative paths are relative to the config file
@@ -164,14 +169,7 @@ def parse_calibration_config(data: dict[str, Any], source: str = "<calibration>"
     try:
         return CalibrationConfig.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        message = (
-            "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
-        )
-        raise UserError(
-            f"invalid calibration config {source}: {where + ': ' if where else ''}{message}"
-        ) from None
+        raise UserError(describe_validation_error(exc, f"invalid calibration config {source}")) from None
 
 
 # ---------------------------------------------------------------- settings

@@ -25,7 +25,7 @@ CHATEVAL_ROLES: dict[str, str] = {
 class DebateSettings(BaseModel):
     """ChatEval-style debate (the Fellowship paper's setup by default)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     roles: tuple[str, ...] = Field(("General Public", "Psychologist", "Critic"), min_length=1,
                                    description="Debater personas, each played by the same model.")
@@ -59,7 +59,7 @@ class JudgeSetting(BaseModel):
         JudgeSetting(kind="jury", models=("judge_a", "judge_b", "judge_c"), order="both")
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     kind: Literal["judge", "jury", "debate"] = Field("judge", description="Single judge, jury of judges, or debate.")
     models: tuple[str, ...] = Field(("judge",), min_length=1,

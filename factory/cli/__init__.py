@@ -12,6 +12,7 @@ import sys
 from factory.cli.app import app
 from factory.errors import UserError
 
+
 def _register_commands() -> None:
     """Every `factory/cli/*_cmd.py` module registers its command; adding a command is adding a file."""
     import importlib
@@ -51,17 +52,19 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except SystemExit:
         raise
-    except Exception as exc:  # noqa: BLE001 - last line of defence: one line, never a traceback
-        import click
+    except Exception as exc:
+        from factory.cli.usage import exit_code, is_abort, usage_error_line
 
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.ClickException):
+        code = exit_code(exc)
+        if code is not None:
+            sys.exit(code)
+        usage = usage_error_line(exc)
+        if usage is not None:
             if debug:
                 raise
-            print(f"error: {exc.format_message()}", file=sys.stderr)
+            print(f"error: {usage}", file=sys.stderr)
             sys.exit(2)
-        if isinstance(exc, click.exceptions.Abort):
+        if is_abort(exc):
             sys.exit(1)
         if debug:
             raise

@@ -28,12 +28,12 @@ def register(app: typer.Typer) -> None:
         annotator: Annotated[
             str | None, typer.Option("--annotator", help="Your name; stored with every label.")
         ] = None,
-        port: Annotated[int, typer.Option("--port", help="Port to serve on (0 picks a free one).")] = 8765,
+        port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to serve on (0 picks a free one).")] = 8765,
         host: Annotated[
             str, typer.Option("--host", help="Address to bind; keep 127.0.0.1 unless you mean to share.")
         ] = "127.0.0.1",
         budget: Annotated[
-            int | None, typer.Option("--budget", help="Label at most this many items (contested ones first).")
+            int | None, typer.Option("--budget", min=1, help="Label at most this many items (contested ones first).")
         ] = None,
         out: Annotated[
             Path | None,

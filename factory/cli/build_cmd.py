@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -22,37 +22,44 @@ STAGES = ("generate", "judge")
 
 
 def build(
-    config: Annotated[Optional[Path], typer.Argument(help="Build spec (YAML).")] = None,
-    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue this run folder.")] = None,
-    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", help="Parent of the run folder.")] = None,
+    config: Annotated[Path | None, typer.Argument(help="Build spec (YAML).")] = None,
+    resume: Annotated[Path | None, typer.Option("--resume", help="Continue this run folder.")] = None,
+    output_dir: Annotated[Path | None, typer.Option("--output-dir", help="Parent of the run folder.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
     estimate: Annotated[bool, typer.Option(
         "--estimate", help="Print the calls, tokens and cost the build may take, then exit; no model is called.")
     ] = False,
-    max_calls: Annotated[Optional[int], typer.Option(
+    max_calls: Annotated[int | None, typer.Option(
         "--max-calls", help="Override budget.max_calls (with --resume: saved into the run's config).")] = None,
-    max_tokens: Annotated[Optional[int], typer.Option(
+    max_tokens: Annotated[int | None, typer.Option(
         "--max-tokens", help="Override budget.max_tokens (prompt + completion tokens).")] = None,
-    max_cost: Annotated[Optional[float], typer.Option(
+    max_cost: Annotated[float | None, typer.Option(
         "--max-cost", help="Override budget.max_cost_usd (USD, litellm prices).")] = None,
     engine: Annotated[str, typer.Option(
         "--engine", envvar="FACTORY_ENGINE", help="prefect: run the build flow (a task per shard, UI, retries; "
         "the local Prefect API takes seconds to start); local: the same pipeline in this process, no Prefect.")
     ] = "prefect",
-    runner: Annotated[Optional[str], typer.Option(
+    runner: Annotated[str | None, typer.Option(
         "--runner", help="Prefect task runner: threads (default) or dask (a local cluster, or --address).")] = None,
-    address: Annotated[Optional[str], typer.Option(
+    address: Annotated[str | None, typer.Option(
         "--address", help="Dask scheduler of an existing cluster, e.g. tcp://10.0.0.5:8786 (with --runner dask).")
     ] = None,
-    workers: Annotated[Optional[int], typer.Option(
-        "--workers", help="Shards at once: threads, or local Dask worker processes (default 2).")] = None,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", min=1, help="Shards at once: threads, or local Dask worker processes (default 2).")] = None,
 ) -> None:
     """Build a preference dataset: generate, judge, select pairs; write outputs/<run_id>/.
 
     Budgets count across resumes: a build stopped at a cap resumes with a raised one, e.g.
     `factory build --resume RUN_DIR --max-calls 5000`.
     """
-    from factory.preflight import build_prompts, check_api_keys, load_build_spec, save_resume_config, with_budget
+    from factory.preflight import (
+        build_prompts,
+        check_api_keys,
+        check_human_set,
+        load_build_spec,
+        save_resume_config,
+        with_budget,
+    )
 
     if engine not in ("prefect", "local"):
         raise UserError(f"--engine must be prefect or local, got '{engine}'")
@@ -68,6 +75,7 @@ def build(
 
         print(format_estimate(estimate_build(spec, prompts, len(rejected))))
         return
+    check_human_set(spec)  # after --estimate, which sizes an unavailable set from the prompts instead
     check_api_keys(spec)
     from factory.run_lock import lock_run_folder
 

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
+
+from factory.cli.options import finite
 
 # Not `factory annotate`'s port (8765): a demo runs both at once.
 DEFAULT_PORT = 8766
 
 
 def fake_llm(
-    port: Annotated[int, typer.Option(help="Port on the bind address (0 = any free port).")] = DEFAULT_PORT,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port on the bind address (0 = any free port).")] = DEFAULT_PORT,
     host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
-    script: Annotated[Optional[Path], typer.Option(help="YAML/JSON script of rules, latency and faults.")] = None,
-    latency: Annotated[float, typer.Option(help="Fixed latency per request, seconds.")] = 0.0,
+    script: Annotated[Path | None, typer.Option(help="YAML/JSON script of rules, latency and faults.")] = None,
+    latency: Annotated[float, typer.Option(callback=finite(0), help="Fixed latency per request, seconds.")] = 0.0,
 ) -> None:
     """Serve a fake OpenAI-compatible /v1/chat/completions until interrupted.
 

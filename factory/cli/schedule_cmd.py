@@ -44,6 +44,9 @@ def schedule(
     for note in scheduled.notes:
         console.print(f"note: {escape(note)}", soft_wrap=True)
     spec = scheduled.config
+    from factory.preflight import check_human_set
+
+    check_human_set(spec)  # every tick would pay for a build whose gate cannot be checked
 
     from flows.schedule import register_schedule, serve_schedule
 

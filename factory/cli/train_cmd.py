@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from factory.cli.options import finite
+
 
 def train(
     run_dir: Annotated[Path, typer.Argument(help="A build's run folder (outputs/<run_id>/).")],
@@ -14,9 +16,9 @@ def train(
     smoke: Annotated[bool, typer.Option("--smoke", help="CPU check: 2 steps of a tiny random model.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Train even if the quality gate did not pass.")] = False,
     model: Annotated[str | None, typer.Option("--model", help="Model to train (Hub id or folder; GPU).")] = None,
-    gamma: Annotated[float, typer.Option("--gamma", help="RDPO rationale weight.")] = 0.1,
-    beta: Annotated[float, typer.Option("--beta", help="DPO/KTO beta.")] = 0.1,
-    max_steps: Annotated[int | None, typer.Option("--max-steps", help="Stop after N steps (GPU).")] = None,
+    gamma: Annotated[float, typer.Option("--gamma", callback=finite(0), help="RDPO rationale weight.")] = 0.1,
+    beta: Annotated[float, typer.Option("--beta", callback=finite(0, above=True), help="DPO/KTO beta.")] = 0.1,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", min=1, help="Stop after N steps (GPU).")] = None,
 ) -> None:
     """Train on the run's dataset as written; refuses data whose quality gate did not pass unless --force."""
     from factory.train import train as run_training

@@ -14,6 +14,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from factory.errors import UserError
+
 
 def request_key(request: dict[str, Any]) -> str:
     """sha256 of the normalized request; the same request always maps to the same key."""
@@ -31,13 +33,18 @@ class RequestCache:
         self._conn: sqlite3.Connection | None = None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            # NORMAL survives a killed process (not a power cut) and keeps commits cheap.
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.execute(
-                "CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, model TEXT, record TEXT NOT NULL)"
-            )
+            try:
+                self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                # NORMAL survives a killed process (not a power cut) and keeps commits cheap.
+                self._conn.execute("PRAGMA synchronous=NORMAL")
+                self._conn.execute(
+                    "CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, model TEXT, record TEXT NOT NULL)"
+                )
+            except sqlite3.DatabaseError as exc:
+                # A damaged file, or a folder in its place: the user decides whether to drop what it holds.
+                raise UserError(f"the request cache {path} is not a usable SQLite database ({exc}); move it "
+                                "away to start an empty cache (the calls it answered will be paid again)") from None
 
     def get(self, key: str) -> dict[str, Any] | None:
         with self._lock:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class GatewaySettings(BaseModel):
     """Limits that apply to every model call of a build."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     max_concurrency: int = Field(64, ge=1, description="Maximum model calls in flight overall.")
     max_retries: int = Field(4, ge=0, le=20, description="Retries of a retryable failure (429, 5xx, timeout).")
@@ -30,7 +30,7 @@ class Budget(BaseModel):
     Calls in flight hold their worst case (prompt bound + max_tokens, priced), so no cap is
     overshot by concurrent calls; a call that would not fit is refused before it is sent."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     max_calls: int | None = Field(None, ge=0, description="Maximum model calls (cache hits excluded).")
     max_tokens: int | None = Field(None, ge=0,

@@ -8,10 +8,14 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-# Parameter names that carry credentials: those belong in the environment, named by api_key_env,
-# or they would be written into config.yaml, the request cache and the logs.
-_SECRET_PARAM = re.compile(r"(^|[_-])(api_?key|key|token|secret|password|credentials?)$|authorization",
-                           re.IGNORECASE)
+from factory.llm.credentials import find_credentials, secret_like, url_holds_credentials
+from factory.yaml_input import shorten
+
+API_BASE_HOLDS_CREDENTIALS = ("api_base must not hold credentials (user:password, a key in the query): put the "
+                              "key in an environment variable and name it in api_key_env")
+
+# The models the embedded engine can run (`local/<name>`, see factory/llm/local.py).
+EMBEDDED_MODELS = ("smollm2",)
 
 
 class ModelSpec(BaseModel):
@@ -22,7 +26,7 @@ class ModelSpec(BaseModel):
         ModelSpec(model="openai/llama3", api_base="http://localhost:8000/v1", temperature=0.0)
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     model: str = Field(description="litellm model string, e.g. 'openai/gpt-4o-mini', 'ollama/llama3', 'local/smollm2'.")
     api_base: str | None = Field(None, description="Base URL of an OpenAI-compatible (or provider) endpoint.")
@@ -68,15 +72,37 @@ class ModelSpec(BaseModel):
                              "not the key itself")
         return name
 
+    @field_validator("model")
+    @classmethod
+    def _model_string(cls, model: str) -> str:
+        if not model.strip():
+            raise ValueError("model is empty: give a litellm model string, e.g. 'openai/gpt-4o-mini' or 'local/smollm2'")
+        if model != model.strip() or any(c.isspace() for c in model):
+            raise ValueError("model must not contain spaces (a litellm model string, e.g. 'openai/gpt-4o-mini')")
+        if model.startswith("local/") and model.removeprefix("local/") not in EMBEDDED_MODELS:
+            names = ", ".join(f"local/{name}" for name in EMBEDDED_MODELS)
+            raise ValueError(f"unknown embedded model {shorten(model)}: the embedded engine runs {names}")
+        if secret_like(model):
+            raise ValueError("model looks like an API key: put the key in an environment variable and name it "
+                             "in api_key_env")
+        return model
+
+    @field_validator("api_base")
+    @classmethod
+    def _no_secret_in_url(cls, url: str | None) -> str | None:
+        if url is not None and url_holds_credentials(url):
+            raise ValueError(API_BASE_HOLDS_CREDENTIALS)
+        return url
+
     @field_validator("params")
     @classmethod
     def _no_secrets_in_params(cls, params: dict[str, Any]) -> dict[str, Any]:
-        names = [str(k) for k in params if _SECRET_PARAM.search(str(k))]
-        headers = params.get("extra_headers") or params.get("headers") or {}
-        if isinstance(headers, dict):
-            names += [f"extra_headers.{h}" for h in headers if _SECRET_PARAM.search(str(h))]
-        if names:
-            raise ValueError(f"params must not hold credentials ({', '.join(names)}): put the key in an "
+        # Any depth, by name and by value: params are saved in config.yaml and sent with every call.
+        # The message names where, never what (the value must not reach a terminal or a log).
+        found = find_credentials(params)
+        if found:
+            shown = ", ".join(found[:3]) + (" ..." if len(found) > 3 else "")
+            raise ValueError(f"params must not hold credentials ({shown}): put the key in an "
                              "environment variable and name it in api_key_env")
         return params
 

@@ -89,7 +89,7 @@ def plan_build(config: BuildConfig | None, resume_dir: str | Path | None, *,
     skipped: int | None = None
     home: Path | None = None
     if resume_dir is not None:
-        run = RunFolder.open(resume_dir)
+        run = RunFolder.open_for_resume(resume_dir)
         run.drop_temporary_files()
         run.reopen_shards((*STOPPING_REASONS, *transient_reasons()))
         config = load_config(run.config_path)

@@ -18,11 +18,11 @@ from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml  # type: ignore[import-untyped]
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from factory.errors import UserError
 from factory.testing.default_replies import default_reply, message_text
+from factory.yaml_input import MAX_YAML_BYTES, describe_validation_error, load_yaml_file, read_regular_file
 
 Reply = str | list[str] | Callable[[dict[str, Any]], str]
 MatchOn = Literal["last_user", "system", "any"]
@@ -201,7 +201,7 @@ class Fault:
 
 
 class _RuleFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     contains: str | None = None
     regex: str | None = None
     model: str | None = None
@@ -211,7 +211,7 @@ class _RuleFile(BaseModel):
 
 
 class _ScriptFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     rules: list[_RuleFile] = []
     default: str | None = None
     strict: bool = True
@@ -246,20 +246,18 @@ def load_script(path: str | Path) -> ServerScript:
             reply: ["### Overall Score: 4/10", "### Overall Score: 8/10"]
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UserError(f"Cannot read fake-LLM script {path}: {exc.strerror or exc}.") from exc
-    try:
-        raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise UserError(f"Fake-LLM script {path} is not valid {path.suffix.lstrip('.') or 'YAML'}: {exc}.") from exc
+    if path.suffix == ".json":
+        text = read_regular_file(path, "fake-LLM script", MAX_YAML_BYTES).decode("utf-8", errors="replace")
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"fake-LLM script {path} is not valid JSON: {exc}") from None
+    else:
+        raw = load_yaml_file(path, "fake-LLM script")
     try:
         spec = _ScriptFile.model_validate(raw or {})
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise UserError(f"Fake-LLM script {path}: {where}: {first['msg']} (got {first.get('input')!r}).") from exc
+        raise UserError(describe_validation_error(exc, f"fake-LLM script {path}")) from None
     return ServerScript(rules=[Rule(**r.model_dump()) for r in spec.rules], default=spec.default,
                         strict=spec.strict, latency_s=spec.latency_s, latency_jitter_s=spec.latency_jitter_s,
                         seed=spec.seed, faults=fault_from_dict(spec.faults))
