@@ -38,12 +38,15 @@ def finalize(ctx: BuildContext, loading_failures: list[dict[str, Any]], stopped:
 
     run = ctx.run
     rows = merge_tables(run, loading_failures)
+    ctx.progress.finalize_step("tables")
     # The gate writes agreement.json + report.html (also into dataset/, which the dataset writer keeps).
     gate = run_gate(ctx, {"judgments": gate_judgments(run)})
+    ctx.progress.finalize_step("gate")
     usage = merge_usage(ctx.gateway.usage.snapshot(), other_usage or [])  # after the gate: its calls count
     manifest = build_manifest(ctx, rows, stopped, usage=usage, gate=gate)
     # The dataset card quotes the manifest (gate figures), and the manifest counts the dataset's rows.
     manifest["counts"]["dataset"] = write_dataset(run, ctx.config, DatasetSources.from_run(run), manifest)
+    ctx.progress.finalize_step("dataset")
     manifest["counts"]["mapl_intra"] = rows["mapl_intra"]
     if ctx.config.pairs.target_pairs is not None:
         pairs = pl.scan_parquet(run.table("pairs"))
@@ -53,6 +56,7 @@ def finalize(ctx: BuildContext, loading_failures: list[dict[str, Any]], stopped:
                                     "reached": judged >= ctx.config.pairs.target_pairs}
     settle_outcome(ctx, manifest, _failure_reasons(run))
     atomic_write_json(run.manifest_path, manifest)
+    ctx.progress.finalize_step("manifest")
     return manifest
 
 
