@@ -75,6 +75,11 @@ class PtyCommand:
     def text(self) -> str:
         return plain(self.raw)
 
+    def moments(self, containing: str = "") -> list[float]:
+        """When output arrived (time.monotonic()), of the reads that contain `containing`."""
+        with self._lock:
+            return [at for at, text in self._chunks if containing in text]
+
     def text_since(self, moment: float) -> str:
         """What was shown after `moment` (time.monotonic())."""
         with self._lock:

@@ -29,11 +29,11 @@ import pytest
 
 pytest.register_assert_rewrite("conftest_prefect")
 
-import conftest_prefect  # noqa: F401,E402  (before Prefect is imported: it sets PREFECT_HOME)
-from _pty import PtyCommand  # noqa: E402
-from _reliability import REPO, build_config, cli_env, manifest, tables, write_config  # noqa: E402
+import conftest_prefect  # noqa: F401  (before Prefect is imported: it sets PREFECT_HOME)
+from _pty import PtyCommand
+from _reliability import REPO, build_config, cli_env, manifest, tables, write_config
 
-from factory.testing import FakeLLMServer, default_reply  # noqa: E402
+from factory.testing import FakeLLMServer, default_reply
 
 pytest_plugins = ["conftest_prefect"]
 
