@@ -79,6 +79,7 @@ def build(
     from factory.run_lock import lock_run_folder
 
     progress = BuildProgress()
+    stop: BaseException | None = None
     # A resumed run is held from here (before its config is rewritten) to the end of the build.
     lock = lock_run_folder(resume) if resume is not None else None
     try:
@@ -101,10 +102,12 @@ def build(
                 result = _run_local(spec, resume, quiet, progress)
                 run_dir, manifest = result.run_dir, result.manifest
     except (BuildInterrupted, KeyboardInterrupt) as exc:
-        _interrupted(exc if isinstance(exc, BuildInterrupted) else None, progress)
+        stop = exc
     finally:
         if lock is not None:
             lock.release()
+    if stop is not None:
+        _interrupted(stop if isinstance(stop, BuildInterrupted) else None, progress)
     _summary(run_dir, manifest)
 
 
