@@ -229,7 +229,7 @@ async def run_gate_async(ctx: BuildContext, tables: Mapping[str, pl.DataFrame]) 
     if not settings.enabled:
         return _disabled()
     # Imported here, after the enabled check: scikit-learn and the report stack cost seconds to import.
-    from judges.calibrate import build_agreement, evaluate, write_outputs
+    from judges.calibrate import build_agreement, evaluate, judged_settings, write_outputs
     from judges.human_sets import load_human_set
     from judges.scoring import juror_agreement
 
@@ -265,12 +265,14 @@ async def run_gate_async(ctx: BuildContext, tables: Mapping[str, pl.DataFrame]) 
             human = load_human_set(
                 settings.human_set, limit=settings.human_set_limit, seed=ctx.config.run.seed
             )
+            ctx.progress.gate_items(len(judged_settings(wanted)) * human.frame.height)
             entries, _ = await evaluate(
                 ctx.gateway,
                 wanted,
                 human,
                 concurrency=ctx.config.run.concurrency,
                 seed=ctx.config.run.seed,
+                progress=lambda setting_id, done, _total: ctx.progress.gate_done(setting_id, done),
                 tag_prefix="gate/",
             )
         except UserError as exc:
@@ -351,11 +353,14 @@ async def run_gate_async(ctx: BuildContext, tables: Mapping[str, pl.DataFrame]) 
 
 def run_gate(ctx: BuildContext, tables: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
     """`run_gate_async` for synchronous callers (the build's `finalize`), inside or outside an event loop."""
+    ctx.progress.gate_items(0)  # no human-set items unless the gate judges a human set (it says so then)
     if not ctx.config.gate.enabled:
         return _disabled()  # before the import: judges.calibrate pulls in scikit-learn (seconds)
+    from factory.interrupts import stoppable
     from judges.calibrate import run_sync
 
-    return run_sync(lambda: run_gate_async(ctx, tables))
+    # Stoppable: a Ctrl-C during the gate's judging cancels it (the build then ends as interrupted).
+    return run_sync(lambda: stoppable(run_gate_async(ctx, tables)))
 
 
 def summary_lines(gate: Mapping[str, Any] | None, run_dir: Any = None) -> list[str]:

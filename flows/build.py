@@ -13,6 +13,11 @@ and one event loop, so concurrency limits, `budget` caps and usage hold across t
 A rerun with `resume_dir` skips finished shard files, and the request cache answers every call
 that completed before, so a failed flow resumes where it stopped.
 
+Progress (`factory.pipeline.progress`): the flow logs a line of every stage's figures at a bounded
+rate and keeps a progress artifact (`<dataset>-progress`) up to date. An interrupt
+(`factory.interrupts.request()`, Ctrl-C in the CLI) cancels the running shards, skips the ones not
+started and the finalize, writes the interrupted manifest and ends the flow run Cancelled.
+
 Example::
 
     from flows.build import build_flow
@@ -27,19 +32,26 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.states import Cancelled, State
 
+from factory import interrupts
 from factory.config import BuildConfig, load_config, parse_config
 from factory.errors import UserError
 from factory.incremental import append_version
 from factory.llm import Gateway
 from factory.output_location import url_protocol
 from factory.pipeline.context import BuildContext
+from factory.pipeline.interrupted import record_interrupt
+from factory.pipeline.manifest import merge_usage
+from factory.pipeline.progress import BuildProgress, ProgressReporter, ProgressSnapshot
 from factory.pipeline.runner import (
     BuildPlan,
     BuildStopped,
@@ -53,7 +65,7 @@ from factory.pipeline.runner import (
 from factory.remote_output import StagedOutput
 from factory.run_folder import RunFolder
 from factory.sources import Prompt
-from flows.artifacts import publish_build_artifacts
+from flows.artifacts import artifact_key, publish_build_artifacts
 
 # Per process: one event loop that runs every shard coroutine, and one gateway per flow run. Shards
 # that run at once (thread runner) then share the gateway's concurrency limits, budget and usage
@@ -61,6 +73,10 @@ from flows.artifacts import publish_build_artifacts
 _LOCK = threading.Lock()
 _LOOP: asyncio.AbstractEventLoop | None = None
 _GATEWAYS: dict[str, Gateway] = {}
+# Per process: the progress tracker of each flow run (token) that this process runs shards of.
+_PROGRESS: dict[str, BuildProgress] = {}
+# Set by `caller_progress` (`run_build_flow`, in this process): the caller's tracker and line rate.
+_CALLER: dict[str, Any] = {}
 
 
 T = TypeVar("T")
@@ -129,6 +145,55 @@ def _release_gateway(token: str) -> None:
         loop.call_soon_threadsafe(loop.stop)
 
 
+@contextmanager
+def caller_progress(progress: BuildProgress | None, every_s: float) -> Iterator[None]:
+    """Flow runs started in this process meanwhile feed `progress` and log it every `every_s` s."""
+    _CALLER.update(progress=progress, every_s=every_s)
+    try:
+        yield
+    finally:
+        _CALLER.clear()
+
+
+def _progress(token: str) -> BuildProgress:
+    """The tracker of flow run `token` in this process (a Dask worker's own, handed back per shard)."""
+    with _LOCK:
+        return _PROGRESS.setdefault(token, BuildProgress())
+
+
+def _usage(token: str) -> dict[str, Any]:
+    gateway = _GATEWAYS.get(token)
+    return gateway.usage.snapshot() if gateway is not None else {}
+
+
+@contextmanager
+def _reporting(plan: BuildPlan, config: BuildConfig) -> Iterator[BuildProgress]:
+    """The flow run's tracker, its log line at a bounded rate and its progress artifact."""
+    progress = _CALLER.get("progress") or BuildProgress()
+    with _LOCK:
+        _PROGRESS[plan.token] = progress
+    progress.start(plan.run_dir, plan.new_prompts, usage=lambda: _usage(plan.token))
+    logger = get_run_logger()
+    artifact: list[Any] = []
+    try:
+        artifact.append(create_progress_artifact(0.0, key=artifact_key(config.run.name, "progress"),
+                                                 description=progress.snapshot().line()))
+    except Exception as exc:  # noqa: BLE001 - the UI's artifact is a nicety; the log line says the same
+        logger.debug("no progress artifact: %s", exc)
+
+    def emit(snapshot: ProgressSnapshot) -> None:
+        logger.info("progress: %s", snapshot.line())
+        if artifact:
+            update_progress_artifact(artifact[0], snapshot.percent, description=snapshot.line())
+
+    try:
+        with ProgressReporter(progress, emit, every_s=float(_CALLER.get("every_s") or 10.0)):
+            yield progress
+    finally:
+        with _LOCK:
+            _PROGRESS.pop(plan.token, None)
+
+
 @task(name="prepare", cache_policy=NO_CACHE)
 def prepare(config: dict[str, Any] | None, config_path: str | None, resume_dir: str | None,
             incremental: bool) -> BuildPlan | None:
@@ -158,24 +223,36 @@ def run_shard(run_dir: str, index: int, prompts: list[Prompt], token: str, flow_
     run = RunFolder.open(run_dir)
     config = load_config(run.config_path)
     gateway = _gateway(config, run, token, flow_host)
-    ctx = BuildContext(config=config, run=run, gateway=gateway)
+    progress = _progress(token)
+    ctx = BuildContext(config=config, run=run, gateway=gateway, progress=progress)
     stopped: str | None = None
     try:
-        _run_on_shard_loop(process_shard(ctx, index, prompts))
+        _run_on_shard_loop(interrupts.stoppable(process_shard(ctx, index, prompts)))
     except BuildStopped as exc:
         # Not a failure to retry: the run stops cleanly and `--resume` finishes it later.
         stopped = str(exc)
-    return {"stopped": stopped, "worker": _worker_id(), "usage": gateway.usage.snapshot()}
+    except interrupts.CANCELLED:
+        if not interrupts.requested():
+            raise
+        stopped = interrupts.REASON  # not a failure either: the user stopped the build
+    return {"stopped": stopped, "worker": _worker_id(), "usage": gateway.usage.snapshot(),
+            "progress": progress.marks(p.prompt_id for p in prompts)}
 
 
 @task(name="finalize", retries=2, cache_policy=NO_CACHE)
 def finalize_build(run_dir: str, failures: list[dict[str, Any]], stopped: str | None, token: str,
-                   other_usage: list[dict[str, Any]]) -> dict[str, Any]:
+                   other_usage: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Tables, dataset, gate, outcome and manifest of the run (the library's `finalize`)."""
     run = RunFolder.open(run_dir)
     config = load_config(run.config_path)
     gateway = _gateway(config, run, token, _host())
-    return finalize(BuildContext(config=config, run=run, gateway=gateway), failures, stopped, other_usage)
+    ctx = BuildContext(config=config, run=run, gateway=gateway, progress=_progress(token))
+    try:
+        return finalize(ctx, failures, stopped, other_usage)
+    except interrupts.CANCELLED:
+        if not interrupts.requested():
+            raise
+        return None  # interrupted (in the gate's judging): the flow ends the run as cancelled
 
 
 def _worker_usage(outcomes: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -198,11 +275,22 @@ def _run_shards(plan: BuildPlan, indices: list[int]) -> list[dict[str, Any]]:
     futures = [(i, run_shard.submit(plan.run_dir, i, plan.shards[i], plan.token, flow_host)) for i in indices]
     outcomes: list[dict[str, Any]] = []
     errors: list[str] = []
+    progress = _progress(plan.token)
     for index, future in futures:
+        if interrupts.requested():
+            future.wrapped_future.cancel()  # not started yet: it never will (running ones stop themselves)
         try:
-            outcomes.append(future.result())
+            outcome = future.result()
+        except interrupts.CANCELLED:
+            continue
         except Exception as exc:  # noqa: BLE001 - collected: every shard gets its chance before the flow fails
             errors.append(f"shard {index}: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
+            continue
+        if outcome["worker"] != _worker_id():
+            progress.merge(outcome["progress"])  # a Dask worker's figures: not in this process's tracker
+        outcomes.append(outcome)
+    if interrupts.requested():
+        return outcomes  # a shard failure now is the interrupt's doing, not one to report
     if errors:
         # The way out first: callers (the CLI) may cut long messages.
         raise ShardsFailed(f"{len(errors)} of {len(futures)} shards failed; finished shards are kept, rerun with: "
@@ -217,7 +305,7 @@ def _run_with_salvage(plan: BuildPlan, config: BuildConfig) -> tuple[list[dict[s
     outcomes = _run_shards(plan, list(range(len(plan.shards))))
     stopped = next((o["stopped"] for o in outcomes if o["stopped"]), None)
     for delay in salvage_delays(config):
-        if stopped is not None:
+        if stopped is not None or interrupts.requested():
             break
         reopened = shards_to_salvage(run, plan)
         if not reopened:
@@ -227,6 +315,12 @@ def _run_with_salvage(plan: BuildPlan, config: BuildConfig) -> tuple[list[dict[s
         outcomes += again
         stopped = next((o["stopped"] for o in again if o["stopped"]), None)
     return outcomes, stopped
+
+
+def _cancelled(stop: interrupts.BuildInterrupted) -> State[Any]:
+    """The flow run's final state after an interrupt: Cancelled, with the way on as its message."""
+    get_run_logger().warning("%s", stop.line())
+    return Cancelled(message=stop.line())
 
 
 @flow(name="factory-build", validate_parameters=True)
@@ -275,17 +369,27 @@ def _stage_storage_url(config: dict[str, Any] | None, config_path: str | None
 
 def _build(config: dict[str, Any] | None, config_path: str | None, resume_dir: str | None,
            incremental: bool) -> dict[str, Any]:
+    if interrupts.requested():
+        return Cancelled(message=interrupts.BuildInterrupted(None, 0, 0).line())  # type: ignore[return-value]
     lock = lock_for_build(resume_dir)
     try:
         plan = prepare(config, config_path, resume_dir, incremental)
         if plan is None:
             return {"run_dir": None, "manifest": None, "version": None, "workers": []}
         lock = lock or RunFolder(Path(plan.run_dir)).lock()
+        spec = load_config(Path(plan.run_dir) / "config.yaml")
+        manifest: dict[str, Any] | None = None
         try:
-            outcomes, stopped = _run_with_salvage(plan, load_config(Path(plan.run_dir) / "config.yaml"))
-            # Calls made in Dask worker processes are not in this process's ledger: finalize adds them.
-            manifest = finalize_build(plan.run_dir, plan.loading_failures, stopped, plan.token,
-                                      _worker_usage(outcomes))
+            with _reporting(plan, spec) as progress:
+                outcomes, stopped = _run_with_salvage(plan, spec)
+                if not interrupts.requested():
+                    # Calls made in Dask worker processes are not in this process's ledger: finalize adds them.
+                    manifest = finalize_build(plan.run_dir, plan.loading_failures, stopped, plan.token,
+                                              _worker_usage(outcomes))
+                if manifest is None:  # interrupted: no finalize, the run folder is kept for --resume
+                    usage = merge_usage(_usage(plan.token), _worker_usage(outcomes))
+                    stop = record_interrupt(RunFolder(Path(plan.run_dir)), spec, progress, usage)
+                    return _cancelled(stop)  # type: ignore[return-value]
         finally:
             _release_gateway(plan.token)
     finally:

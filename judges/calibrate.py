@@ -320,11 +320,7 @@ async def judge_settings(
     """Rows per setting id (jurors' own settings included). Single judges and debates call models, all
     settings at once so several models work in parallel; a plurality jury is reduced from its jurors'
     rows, so a sweep over every subset of six jurors costs six judges' calls, not 63 settings'."""
-    needed = {s.setting_id: s for s in settings if not _reducible(s)}
-    for jury in filter(_reducible, settings):
-        for model in jury.models:
-            juror = _juror_setting(jury, model)
-            needed.setdefault(juror.setting_id, juror)
+    needed = {s.setting_id: s for s in judged_settings(settings)}
     rows: dict[str, list[dict[str, Any]]] = {}
     # Fixed order first: an order=both or random run then finds its A-first calls in the cache
     # instead of racing the fixed run to make the same call twice.
@@ -349,6 +345,17 @@ async def judge_settings(
     for jury in filter(_reducible, settings):
         rows[jury.setting_id] = reduce_jury(jury, rows)
     return rows
+
+
+def judged_settings(settings: list[JudgeSetting]) -> list[JudgeSetting]:
+    """The settings `judge_settings` judges item by item (each reports progress): the settings
+    themselves, a plurality jury replaced by its jurors, each once."""
+    needed = {s.setting_id: s for s in settings if not _reducible(s)}
+    for jury in filter(_reducible, settings):
+        for model in jury.models:
+            juror = _juror_setting(jury, model)
+            needed.setdefault(juror.setting_id, juror)
+    return list(needed.values())
 
 
 def _reducible(setting: JudgeSetting) -> bool:

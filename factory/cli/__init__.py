@@ -41,7 +41,12 @@ def main(argv: list[str] | None = None) -> None:
     args = [a for a in args if a != "--debug"]
     try:
         _register_commands()
-        app(args=args, standalone_mode=False)
+        returned = app(args=args, standalone_mode=False)
+        if returned == 130:
+            # Typer turns a Ctrl-C into Exit(130), which click hands back (not raises) without
+            # standalone mode; `factory build` says more itself (factory.interrupts).
+            print("interrupted", file=sys.stderr)
+            sys.exit(130)
     except UserError as exc:
         if debug:
             raise

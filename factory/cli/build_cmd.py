@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.console import Console, RenderableType
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.text import Text
 
 from factory.errors import UserError
 
 if TYPE_CHECKING:
     from factory.config import BuildConfig
     from factory.pipeline import BuildResult
+    from factory.pipeline.progress import BuildProgress
 
 console = Console(stderr=True)
 
-STAGES = ("generate", "judge")
+# Seconds between progress lines where there are no live bars (no terminal; the Prefect engine's log).
+PROGRESS_EVERY_S = float(os.environ.get("FACTORY_PROGRESS_EVERY_S", "10"))
 
 
 def build(
@@ -77,48 +82,103 @@ def build(
         return
     check_human_set(spec)  # after --estimate, which sizes an unavailable set from the prompts instead
     check_api_keys(spec)
+    from factory.interrupts import BuildInterrupted, handle_interrupts
+    from factory.pipeline.progress import BuildProgress
     from factory.run_lock import lock_run_folder
 
+    progress = BuildProgress()
+    stop: BaseException | None = None
     # A resumed run is held from here (before its config is rewritten) to the end of the build.
     lock = lock_run_folder(resume) if resume is not None else None
     try:
-        if resume is not None and (max_calls, max_tokens, max_cost) != (None, None, None):
-            save_resume_config(resume, spec)
-        if resume is not None:
-            spec = None  # the build reads the run folder's config (just saved with any raised caps)
-        if engine == "prefect":
-            from flows import run_build_flow
+        # Ctrl-C stops the build cleanly, a second one at once (factory.interrupts). In Prefect's
+        # engine a KeyboardInterrupt would unwind Prefect's own code: the flow notices the request.
+        with handle_interrupts(raise_when_idle=engine == "local", resume_hint=lambda: progress.run_dir):
+            if resume is not None and (max_calls, max_tokens, max_cost) != (None, None, None):
+                save_resume_config(resume, spec)
+            if resume is not None:
+                spec = None  # the build reads the run folder's config (just saved with any raised caps)
+            if engine == "prefect":
+                from flows import run_build_flow
 
-            # The same pipeline as a Prefect flow: Prefect's own log lines replace the progress bar.
-            outcome = run_build_flow(spec, resume_dir=resume, runner=runner or "threads", address=address,
-                                     workers=workers, quiet=quiet)
-            run_dir, manifest = Path(outcome["run_dir"]), outcome["manifest"]
-        else:
-            result = _run_local(spec, resume, quiet)
-            run_dir, manifest = result.run_dir, result.manifest
+                # The same pipeline as a Prefect flow: Prefect's log shows the progress lines.
+                outcome = run_build_flow(spec, resume_dir=resume, runner=runner or "threads", address=address,
+                                         workers=workers, quiet=quiet, progress=progress,
+                                         progress_every_s=PROGRESS_EVERY_S)
+                run_dir, manifest = Path(outcome["run_dir"]), outcome["manifest"]
+            else:
+                result = _run_local(spec, resume, quiet, progress)
+                run_dir, manifest = result.run_dir, result.manifest
+    except (BuildInterrupted, KeyboardInterrupt) as exc:
+        stop = exc
     finally:
         if lock is not None:
             lock.release()
+    if stop is not None:
+        _interrupted(stop if isinstance(stop, BuildInterrupted) else None, progress)
     _summary(run_dir, manifest)
 
 
-def _run_local(spec: BuildConfig | None, resume: Path | None, quiet: bool) -> BuildResult:
+def _interrupted(exc: Any, progress: BuildProgress) -> None:
+    """The one line of an interrupted build; exits 130."""
+    from rich.markup import escape
+
+    from factory.interrupts import BuildInterrupted, exit_process
+
+    if exc is None:  # interrupted between the build's steps, before it could record anything
+        snapshot = progress.snapshot()
+        exc = BuildInterrupted(progress.run_dir, snapshot.prompts_done, snapshot.prompts_total)
+    console.print(f"[bold yellow]{escape(exc.line())}[/bold yellow]", soft_wrap=True)
+    exit_process()
+
+
+def _run_local(spec: BuildConfig | None, resume: Path | None, quiet: bool, progress: BuildProgress) -> BuildResult:
     from factory.pipeline import run_build
+    from factory.pipeline.progress import ProgressReporter
 
-    with Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, disable=quiet, transient=False) as progress:
-        tasks: dict[str, int] = {}
+    def on_start(run, n_prompts: int) -> None:  # type: ignore[no-untyped-def]
+        console.print(f"run folder: {run.root}")
 
-        def on_start(run, n_prompts: int) -> None:  # type: ignore[no-untyped-def]
-            console.print(f"run folder: {run.root}")
-            for stage in STAGES:
-                tasks[stage] = progress.add_task(stage, total=n_prompts)
+    if quiet:
+        return run_build(spec, resume_dir=resume, progress=progress, on_start=on_start)
+    if not console.is_terminal:
+        # No live bars in a log file: a plain line at a bounded rate instead.
+        with ProgressReporter(progress, lambda s: console.print(f"progress: {s.line()}", soft_wrap=True,
+                                                                highlight=False), every_s=PROGRESS_EVERY_S):
+            return run_build(spec, resume_dir=resume, progress=progress, on_start=on_start)
+    with _StageBars(progress) as bars:
+        def start_bars(run, n_prompts: int) -> None:  # type: ignore[no-untyped-def]
+            on_start(run, n_prompts)
+            bars.add_stages()
 
-        def on_progress(stage: str, n: int) -> None:
-            if stage in tasks:
-                progress.advance(tasks[stage], n)
+        return run_build(spec, resume_dir=resume, progress=progress, on_start=start_bars)
 
-        return run_build(spec, resume_dir=resume, progress=on_progress, on_start=on_start)
+
+class _StageBars(Progress):
+    """Live bars of a build's `BuildProgress`: one per stage (the prompt stages, finalize, the gate's
+    human-set items) and a line of calls, tokens, dollars, failures and ETA under them. They read
+    the tracker on every refresh, so a stage that runs without reporting (none should) still shows."""
+
+    def __init__(self, progress: BuildProgress) -> None:
+        self.progress = progress  # before Progress's own set-up, which renders once
+        self._ids: dict[str, Any] = {}
+        super().__init__(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
+                         TextColumn("{task.fields[note]}"), console=console, transient=False,
+                         refresh_per_second=4)
+
+    def add_stages(self) -> None:
+        for stage in self.progress.snapshot().stages:
+            self._ids[stage.name] = self.add_task(stage.name, total=stage.total, note="")
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        snapshot = self.progress.snapshot()
+        for stage in snapshot.stages:
+            if stage.name in self._ids:
+                self.update(self._ids[stage.name], completed=stage.done, total=stage.total,
+                            note=f"{stage.failed} failed" if stage.failed else "")
+        yield self.make_tasks_table(self.tasks)
+        if self._ids:
+            yield Text(snapshot.figures_text())
 
 
 def _summary(run_dir: Path, m: dict[str, Any]) -> None:

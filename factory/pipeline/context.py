@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from factory.config import BuildConfig
 from factory.llm import Gateway
+from factory.pipeline.progress import BuildProgress
 from factory.run_folder import RunFolder
 
 
@@ -16,7 +16,7 @@ class BuildContext:
     config: BuildConfig
     run: RunFolder
     gateway: Gateway
-    on_progress: Callable[[str, int], None] = field(default=lambda stage, n: None)
+    progress: BuildProgress = field(default_factory=BuildProgress)
 
     def rng(self, *parts: object) -> random.Random:
         """A seeded RNG for one decision, independent of the order in which items are processed."""

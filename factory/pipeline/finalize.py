@@ -41,12 +41,14 @@ def finalize(ctx: BuildContext, loading_failures: list[dict[str, Any]], stopped:
 
     run = ctx.run
     rows = merge_tables(run, loading_failures)
+    ctx.progress.finalize_step("tables")
     # Contested pairs to the review queue; people's labels (human_labels.jsonl) applied to the pairs.
     review, decided = apply_reviews(run, ctx.config.review)
     rows["pairs"] = pl.scan_parquet(run.table("pairs")).select(pl.len()).collect().item()
     # The gate writes agreement.json + report.html (also into dataset/, which the dataset writer keeps).
     gate = run_gate(ctx, {"judgments": gate_judgments(run)})
     gate.setdefault("figures", {}).update(review_gate_figures(review))
+    ctx.progress.finalize_step("gate")
     usage = merge_usage(ctx.gateway.usage.snapshot(), other_usage or [])  # after the gate: its calls count
     manifest = build_manifest(ctx, rows, stopped, usage=usage, gate=gate)
     manifest["stages"] = stage_figures(run, ctx.config, usage)
@@ -54,6 +56,7 @@ def finalize(ctx: BuildContext, loading_failures: list[dict[str, Any]], stopped:
     # The dataset card quotes the manifest (gate figures), and the manifest counts the dataset's rows.
     sources = reviewed_sources(DatasetSources.from_run(run), decided)
     manifest["counts"]["dataset"] = write_dataset(run, ctx.config, sources, manifest)
+    ctx.progress.finalize_step("dataset")
     manifest["counts"]["mapl_intra"] = rows["mapl_intra"]
     if ctx.config.pairs.target_pairs is not None:
         pairs = pl.scan_parquet(run.table("pairs"))
@@ -63,6 +66,7 @@ def finalize(ctx: BuildContext, loading_failures: list[dict[str, Any]], stopped:
                                     "reached": judged >= ctx.config.pairs.target_pairs}
     settle_outcome(ctx, manifest, _failure_reasons(run))
     atomic_write_json(run.manifest_path, manifest)
+    ctx.progress.finalize_step("manifest")
     return manifest
 
 

@@ -25,13 +25,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from factory import interrupts
 from factory.config import BuildConfig, dump_config, load_config
 from factory.incremental import built_fingerprints, dataset_home, select_new_prompts
 from factory.llm import Gateway
 from factory.pipeline import stages
 from factory.pipeline.context import BuildContext
 from factory.pipeline.finalize import finalize
+from factory.pipeline.interrupted import record_interrupt
 from factory.pipeline.outcome import STOPPING_REASONS, transient_reasons
+from factory.pipeline.progress import BuildProgress
 from factory.pipeline.shard import BuildStopped, run_shard
 from factory.pipeline.inputs import load_build_prompts, run_prompts, write_prompts_table
 from factory.run_folder import RunFolder, atomic_write_text
@@ -183,9 +186,14 @@ async def _run_with_salvage(ctx: BuildContext, plan: BuildPlan) -> str | None:
 
 
 def run_build(config: BuildConfig | None = None, *, resume_dir: str | Path | None = None,
-              progress: Callable[[str, int], None] | None = None,
+              progress: BuildProgress | None = None,
               on_start: Callable[[RunFolder, int], None] | None = None) -> BuildResult:
-    """Run (or resume) a build in this process and return its run folder and manifest."""
+    """Run (or resume) a build in this process and return its run folder and manifest.
+
+    `progress` is fed as the build goes (see `factory.pipeline.progress`). Raises `BuildInterrupted`
+    after `factory.interrupts.request()` (Ctrl-C in the CLI): the shards and the gate are cancelled,
+    finalize is skipped, and the manifest says `stopped` / `interrupted`."""
+    progress = progress or BuildProgress()
     lock = lock_for_build(resume_dir)
     try:
         planned = plan_build(config, resume_dir)
@@ -193,14 +201,19 @@ def run_build(config: BuildConfig | None = None, *, resume_dir: str | Path | Non
         config, plan = planned
         run = RunFolder(Path(plan.run_dir))
         lock = lock or run.lock()
-        if on_start:
-            on_start(run, plan.new_prompts)
         gateway = Gateway(config.models, config.gateway, cache_path=run.cache_path, budget=config.budget,
                           seed=config.run.seed, budget_includes_cache=True)
-        ctx = BuildContext(config=config, run=run, gateway=gateway, on_progress=progress or (lambda s, n: None))
+        progress.start(run.root, plan.new_prompts, usage=gateway.usage.snapshot)
+        if on_start:
+            on_start(run, plan.new_prompts)
+        ctx = BuildContext(config=config, run=run, gateway=gateway, progress=progress)
         try:
-            stopped = asyncio.run(_run_with_salvage(ctx, plan))
+            stopped = asyncio.run(interrupts.stoppable(_run_with_salvage(ctx, plan)))
             manifest = finalize(ctx, plan.loading_failures, stopped)
+        except (*interrupts.CANCELLED, KeyboardInterrupt):
+            if not interrupts.requested():
+                raise
+            raise record_interrupt(run, config, progress, gateway.usage.snapshot()) from None
         finally:
             gateway.close()
     finally:

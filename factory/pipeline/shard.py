@@ -74,6 +74,7 @@ class ShardRun:
                 for row in rows:
                     by_prompt.setdefault(str(row.get("prompt_id")), []).append(row)
                 self._finished[name] = by_prompt
+                ctx.progress.resumed(name, (p.prompt_id for p in prompts))
         # This run's output: stage -> prompt position -> (rows, failures).
         self._out: dict[str, dict[int, StageOutput]] = {name: {} for name in STAGES}
         # (stage position, prompt position, reason) of every chain that ended early.
@@ -121,6 +122,7 @@ class ShardRun:
             self._stops.append((stage_at, position, reason))
             return None
         self._out[name][position] = (rows, failures)
+        self.ctx.progress.advance(name, self.prompts[position].prompt_id, failed=len(failures))
         return rows
 
     def finish(self) -> int:

@@ -35,8 +35,6 @@ async def generate_stage(ctx: BuildContext, prompts: list[Prompt]) -> tuple[Rows
             rows = await generate_candidates(ctx.gateway, ctx.config.generation.workflows, prompt)
         except LLMError as exc:
             return [], [failure(prompt.prompt_id, "generate", f"{exc.reason}: {exc}", exc.raw or "")]
-        finally:
-            ctx.on_progress("generate", 1)
         if len({r["content_hash"] for r in rows}) < 2:
             return rows, [failure(prompt.prompt_id, "generate", "fewer_than_two_distinct_candidates")]
         return rows, []
@@ -67,7 +65,6 @@ async def judge_stage(ctx: BuildContext, prompts: list[Prompt], candidates: Rows
             judgments = (await listwise(ctx.gateway, setting, ranking, prompt, cands, rng=rng)).judgments
         else:
             judgments = (await knockout(ctx.gateway, setting, prompt, cands)).judgments
-        ctx.on_progress("judge", 1)
         if not any(_scored(j) for j in judgments):
             last = judgments[-1]
             return judgments, [failure(prompt.prompt_id, "judge", f"unscored: {last['unscored_reason']}",
