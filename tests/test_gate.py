@@ -220,10 +220,10 @@ def test_gate_is_undecided_when_the_kappa_interval_straddles_the_threshold(
         )
         config_path = tmp_path / "build.yaml"
         config_path.write_text(json.dumps(data))
-        try:
+        # An undecided gate approves nothing: the build exits as one whose gate did not pass.
+        with pytest.raises(SystemExit) as exited:
             main(["build", str(config_path), "--engine", "local", "--quiet"])
-        except SystemExit as exc:
-            assert not exc.code, exc.code
+        assert exited.value.code == GATE_FAILED_EXIT
     out, err = capsys.readouterr()
     run_dir = Path(out.strip().splitlines()[-1])
     err = " ".join(err.split())

@@ -158,6 +158,5 @@ def _most_common(reasons: Iterable[str]) -> str:
 
 def _short(reason: str) -> str:
     text = " ".join(reason.split())
-    if text.startswith("unscored: "):
-        text = text[len("unscored: "):]
+    text = text.removeprefix("unscored: ")
     return text[:240]

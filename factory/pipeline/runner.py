@@ -32,11 +32,11 @@ from factory.llm import Gateway
 from factory.pipeline import stages
 from factory.pipeline.context import BuildContext
 from factory.pipeline.finalize import finalize
+from factory.pipeline.inputs import load_build_prompts, run_prompts, write_prompts_table
 from factory.pipeline.interrupted import record_interrupt
 from factory.pipeline.outcome import STOPPING_REASONS, transient_reasons
 from factory.pipeline.progress import BuildProgress
 from factory.pipeline.shard import BuildStopped, run_shard
-from factory.pipeline.inputs import load_build_prompts, run_prompts, write_prompts_table
 from factory.run_folder import RunFolder, atomic_write_text
 from factory.run_lock import RunLock
 from factory.sources import Prompt, RejectedPrompt
