@@ -19,24 +19,22 @@ from __future__ import annotations
 import operator
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Annotated, Any, TypedDict
-
-from langgraph.graph import END, START, StateGraph
-from langgraph.graph.state import CompiledStateGraph
-from langgraph.runtime import Runtime
-from langgraph.types import Send
+from typing import TYPE_CHECKING, Annotated, Any, TypedDict
 
 from factory.concurrency import gather_or_cancel
 from factory.llm import Gateway
 from judges.ask import Asked, JudgeContext, ask, resolve_model
-from judges.debate import build_debate_graph, debate_material
 from judges.jury import reduce_jury
 from judges.order import combine_orders, to_item, views
 from judges.outcome import Outcome, stop_reason
 from judges.protocols import Answer, Question, combine_single_scores, render_pairwise, render_single
 from judges.settings import JudgeSetting
 
-Graph = CompiledStateGraph[Any, Any, Any, Any]
+if TYPE_CHECKING:  # LangGraph (a second to import) loads when a debate or jury graph is built
+    from langgraph.graph.state import CompiledStateGraph
+    from langgraph.runtime import Runtime
+
+    Graph = CompiledStateGraph[Any, Any, Any, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,15 +69,15 @@ def _from_asked(asked: Asked, model: str, scale: int | None) -> Outcome:
 
 @lru_cache(maxsize=256)
 def _judge_steps(setting: JudgeSetting) -> tuple[Any, Any, Any]:
-    """plan(state) -> Sends, ask(task, context) -> {"parts"}, decide(state) -> {"result"} of a judge setting."""
+    """plan(state) -> tasks, ask(task, context) -> {"parts"}, decide(state) -> {"result"} of a judge setting."""
     protocol, scale = setting.protocol, setting.scale
     scores_scale = None if protocol == "direct" else scale
 
-    async def plan(state: RunState) -> list[Send]:
+    async def plan(state: RunState) -> list[dict[str, Any]]:
         item = state["item"]
         if protocol == "independent":  # each answer alone: nothing is shown in an order
-            return [Send("ask", {"item": item, "index": i, "side": side}) for i, side in enumerate("AB")]
-        return [Send("ask", {"item": item, "index": i, "flipped": flipped})
+            return [{"item": item, "index": i, "side": side} for i, side in enumerate("AB")]
+        return [{"item": item, "index": i, "flipped": flipped}
                 for i, flipped in enumerate(views(setting.order, setting.seed, item.item_id))]
 
     async def ask_node(task: dict[str, Any], context: JudgeContext) -> dict[str, Any]:
@@ -117,7 +115,12 @@ def _judge_steps(setting: JudgeSetting) -> tuple[Any, Any, Any]:
 
 
 def _build_judge(setting: JudgeSetting) -> Graph:
-    plan, ask, decide = _judge_steps(setting)
+    from langgraph.types import Send
+
+    tasks, ask, decide = _judge_steps(setting)
+
+    async def plan(state: RunState) -> list[Any]:  # (LangGraph reads hints at run time: no Send here)
+        return [Send("ask", task) for task in await tasks(state)]
 
     async def ask_node(task: dict[str, Any], runtime: Runtime[JudgeContext]) -> dict[str, Any]:
         return dict(await ask(task, runtime.context))
@@ -130,7 +133,7 @@ async def _run_judge(setting: JudgeSetting, item: Item, context: JudgeContext) -
     cancelling the rest, as in the graph) and decision. The graph is a plain fan-out, and LangGraph's
     per-run bookkeeping cost more CPU than the call it runs (docs/benchmarks.md)."""
     plan, ask, decide = _judge_steps(setting)
-    tasks = [send.arg for send in await plan({"item": item})]
+    tasks = await plan({"item": item})
     asked = await gather_or_cancel(ask(task, context) for task in tasks)
     final = await decide({"item": item, "parts": [part for result in asked for part in result["parts"]]})
     result: Outcome = final["result"]
@@ -138,11 +141,15 @@ async def _run_judge(setting: JudgeSetting, item: Item, context: JudgeContext) -
 
 
 def _build_debate(setting: JudgeSetting) -> Graph:
+    from langgraph.types import Send
+
+    from judges.debate import build_debate_graph, debate_material
+
     debate = build_debate_graph(setting)
     # Speeches are sequential supersteps; LangGraph's default limit (25) would cut long debates.
     limit = len(setting.debate.roles) * setting.debate.rounds + 10
 
-    async def plan(state: RunState) -> list[Send]:
+    async def plan(state: RunState) -> list[Any]:  # (LangGraph reads hints at run time: no Send here)
         item = state["item"]
         return [Send("debate", {"item": item, "index": i, "flipped": flipped})
                 for i, flipped in enumerate(views(setting.order, setting.seed, item.item_id))]
@@ -161,9 +168,11 @@ def _build_debate(setting: JudgeSetting) -> Graph:
 
 
 def _build_jury(setting: JudgeSetting) -> Graph:
+    from langgraph.types import Send
+
     jurors = setting.juror_settings()
 
-    async def plan(state: RunState) -> list[Send]:
+    async def plan(state: RunState) -> list[Any]:  # (LangGraph reads hints at run time: no Send here)
         return [Send("juror", {"item": state["item"], "index": i}) for i in range(len(jurors))]
 
     async def juror_node(task: dict[str, Any], runtime: Runtime[JudgeContext]) -> dict[str, Any]:
@@ -183,6 +192,8 @@ def _fan_out_graph(plan: Any, name: str, node: Any, decide: Any) -> Graph:
     Every node and router is a coroutine: LangGraph runs plain functions of an async graph in a
     thread pool, and that hop cost more than the judging logic itself.
     """
+    from langgraph.graph import END, START, StateGraph
+
     graph = StateGraph(RunState, context_schema=JudgeContext)
     graph.add_node(name, node)
     graph.add_node("decide", decide)
