@@ -18,6 +18,7 @@ from factory.pipeline.context import BuildContext
 from factory.sources import Prompt
 from factory.variants_stage import mapl_variants
 from factory.workflows.generation import generate_candidates
+from factory.workflows.rationale import write_rationales
 from factory.workflows.selection import knockout, round_robin
 
 Rows = list[dict[str, Any]]
@@ -88,8 +89,6 @@ def pairs_stage(ctx: BuildContext, prompts: list[Prompt], candidates: Rows, judg
 async def rationales_stage(ctx: BuildContext, prompts: list[Prompt], pairs: Rows, judgments: Rows
                            ) -> tuple[Rows, Rows]:
     """A rationale on every judged pair (see factory/workflows/rationale.py); a pair without one is a failure."""
-    from factory.workflows.rationale import write_rationales  # a LangGraph graph: imported when enabled
-
     settings = ctx.config.rationales
     verifier = settings.verifier_role or ctx.config.judging.setting.models[0]
     return await write_rationales(ctx.gateway, pairs, judgments, settings, verifier=verifier,
