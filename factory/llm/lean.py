@@ -43,7 +43,7 @@ _NOT_SENT = frozenset({"model", "timeout", "num_retries", "max_retries", "drop_p
                        "extra_headers", "extra_body"})
 # The names litellm gives HTTP failures, so both transports word a failure alike.
 _STATUS_NAMES = {400: "BadRequestError", 401: "AuthenticationError", 403: "PermissionDeniedError",
-                 404: "NotFoundError", 408: "Timeout", 409: "ConflictError", 422: "UnprocessableEntityError",
+                 404: "NotFoundError", 408: "Timeout", 504: "Timeout", 409: "ConflictError", 422: "UnprocessableEntityError",
                  429: "RateLimitError", 500: "InternalServerError", 503: "ServiceUnavailableError"}
 
 
@@ -76,9 +76,9 @@ def http_error(status: int, text: str, headers: Any, model: str, api_base: str |
     if status in (401, 403):
         where = endpoint_label(model, api_base)
         return AuthError(f"{where}: credentials rejected (HTTP {status}): {wording}", model=model, status=status)
-    if status == 408:
+    if status in (408, 504):  # 504: the gateway in front of the model timed out
         return LLMTimeoutError(f"{model}: {wording}", model=model, status=status)
-    if status in (400, 404, 413, 422):
+    if status in (400, 404, 422):  # (413 and 409 are retried, as litellm classifies them)
         return BadRequestError(f"{model}: {wording}", model=model, status=status)
     return ProviderError(f"{model}: {wording}", model=model, status=status)
 
@@ -115,7 +115,6 @@ class LeanTransport:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
-        self._keepers: set[asyncio.Task[None]] = set()  # the loop holds tasks weakly
 
     def _session(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
@@ -124,10 +123,10 @@ class LeanTransport:
             # No connection limit of its own: the gateway's semaphores bound the calls in flight.
             session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300))
             keeper = loop.create_task(_close_at_shutdown(session), name="factory-lean-session")
-            keeper.add_done_callback(self._keepers.discard)
+            _KEEPERS.add(keeper)
+            keeper.add_done_callback(_KEEPERS.discard)
             with self._lock:
                 self._sessions[loop] = session
-                self._keepers.add(keeper)
         return session
 
     async def complete(self, spec: ModelSpec, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -175,6 +174,11 @@ class LeanTransport:
             if connector is not None and not connector.closed and session._loop.is_closed():
                 # Nothing can be awaited on a closed loop; this drops the pool's sockets at once.
                 connector._close()
+
+
+# A loop holds its tasks weakly; the keepers must outlive the gateway that started them (a gateway
+# closed and dropped inside a running loop still leaves its pool open until the loop ends).
+_KEEPERS: set[asyncio.Task[None]] = set()
 
 
 async def _close_at_shutdown(session: aiohttp.ClientSession) -> None:
