@@ -14,7 +14,7 @@ from typing import Any
 
 from benchmarks._common import DOC_PATH, RESULTS_DIR
 
-ORDER = ("throughput", "vs_distilabel", "memory", "resume_cost", "embedded")
+ORDER = ("side_by_side", "profile", "throughput", "vs_distilabel", "memory", "resume_cost", "embedded")
 
 
 def _fmt(value: Any) -> str:
@@ -100,6 +100,57 @@ def _cpu_ratio(r: dict[str, Any], x: dict[str, Any]) -> float | None:
     bare = r["baseline_bare_litellm"]["cpu_ms_per_call"]
     build = x.get("shards_cpu_ms_per_call") or x.get("cpu_ms_per_call")
     return round(bare / build, 3) if build else None
+
+
+def _side_by_side(r: dict[str, Any]) -> tuple[str, list[list[Any]]]:
+    ceilings = r["ceilings_c64"]
+    text = (f"One endpoint that costs the client nothing (`benchmarks/peers/fake_latency_server.py`, "
+            f"{r['latency_ms']} ms), the same 3-call graph per prompt (2 generations + pairwise judge), equal "
+            f"concurrency, rounds alternating; whole-process wall times, medians. Peers: {r.get('curator') or 'Curator not run'}"
+            f"{', distilabel' if r.get('distilabel') else ''}, each in its own venv. The machine is shared: "
+            "compare the ratios of one run, not absolute figures across runs.\n\n")
+    text += "Client ceilings at C=64 (calls alone, no pipeline):\n\n" + table(
+        ["client", "calls/s", "CPU ms/call"],
+        [[name, x["calls_per_s"], x["cpu_ms_per_call"]] for name, x in ceilings.items()]) + "\n\n"
+    rows = []
+    for s in r["sizes"]:
+        f, cu, d = s["factory"], s["curator"], s["distilabel"]
+        rows.append([s["prompts"], s["concurrency"], s["limit_pairs_per_s"], f["pairs_per_s"], cu["pairs_per_s"],
+                     d["pairs_per_s"], s["factory_over_curator"], s["factory_over_distilabel"], f["first_call_s"],
+                     f["calling_calls_per_s"], s["limit_calls_per_s"], s["load_average"]])
+    text += table(["prompts", "C", "limit pairs/s", "factory pairs/s", "Curator pairs/s", "distilabel pairs/s",
+                   "factory / Curator", "factory / distilabel", "factory first call s", "factory calling calls/s",
+                   "limit calls/s", "load average"], rows)
+    t = r["targets"]
+    checks = [["C=64: factory / Curator pairs/s >= 1.5 (whole process)", t["c64_factory_over_curator"]["measured"], 1.5],
+              ["C=8: factory / Curator pairs/s >= 1.2 (whole process)", t["c8_factory_over_curator"]["measured"], 1.2],
+              ["C=64: calling calls/s / raw aiohttp >= 0.8", t["c64_calling_over_raw_aiohttp"]["measured"], 0.8],
+              ["C=8: calling calls/s / (C/L) >= 0.9", t["c8_calling_over_limit"]["measured"], 0.9],
+              ["first model call after `factory build` starts, s (< 2)", t["first_call_s"]["measured"], 2.0, "below"]]
+    return text, checks
+
+
+def _profile(r: dict[str, Any]) -> tuple[str, list[list[Any]]]:
+    if "skipped" in r:
+        return f"Skipped: {r['skipped']}.", []
+    profiles = r["profiles"]
+    names = list(dict.fromkeys(k for p in profiles for k in p["shares"]))
+    first = profiles[0]
+    text = (f"py-spy at {r['rate_hz']} Hz over a whole `factory build --engine local` ({first['prompts']} prompts, "
+            f"C={first['concurrency']}, the side-by-side graph, {r['latency_ms']} ms endpoint), load average "
+            f"{_fmt(r['load_average'])}. Each sample goes to the first component found walking out from the "
+            "running frame (an import anywhere in the stack counts as import), so a column adds up to 100% of the "
+            "samples in which Python ran. Per-call work is what is not import or finalize; the SQLite cache "
+            "commits every call as it returns (a killed build repeats no finished call), and its share below is "
+            "what that policy costs.\n\n")
+    text += table(["component", *[f"share, {p['transport']} transport" for p in profiles]],
+                  [[n, *[_pct(p["shares"].get(n)) for p in profiles]] for n in names])
+    text += "\n\n" + table(["transport", "samples"], [[p["transport"], p["samples"]] for p in profiles])
+    return text, []
+
+
+def _pct(share: float | None) -> str:
+    return "–" if share is None else f"{100 * share:.1f}%"
 
 
 def _vs_distilabel(r: dict[str, Any]) -> tuple[str, list[list[Any]]]:
@@ -218,9 +269,11 @@ def findings(records: dict[str, dict[str, Any]]) -> list[str]:
     return out
 
 
-RENDER = {"throughput": _throughput, "vs_distilabel": _vs_distilabel, "memory": _memory,
+RENDER = {"side_by_side": _side_by_side, "profile": _profile, "throughput": _throughput, "vs_distilabel": _vs_distilabel, "memory": _memory,
           "resume_cost": _resume, "embedded": _embedded}
-TITLES = {"throughput": "Throughput against the physical limit", "vs_distilabel": "Against distilabel",
+TITLES = {"side_by_side": "Side by side: Curator, distilabel, client ceilings",
+          "profile": "Where a build's CPU goes (py-spy)",
+          "throughput": "Throughput against the physical limit", "vs_distilabel": "Against distilabel",
           "memory": "Memory", "resume_cost": "Resume cost", "embedded": "Embedded model"}
 
 
