@@ -225,6 +225,46 @@ def _embedded(r: dict[str, Any]) -> tuple[str, list[list[Any]]]:
                     r["ratio_to_direct_same_threads"], 0.8]]
 
 
+def _throughput_findings(records: dict[str, dict[str, Any]]) -> list[str]:
+    """Findings of the side-by-side run and the build profile (issue #15)."""
+    out = []
+    sbs = records.get("side_by_side", {}).get("results")
+    if sbs and sbs.get("sizes"):
+        parts = [f"C={x['concurrency']}: factory {_fmt(x['factory']['pairs_per_s'])} vs Curator "
+                 f"{_fmt(x['curator']['pairs_per_s'])} pairs/s ({_fmt(x['factory_over_curator'])}x), first call "
+                 f"{_fmt(x['factory']['first_call_s'])} s" for x in sbs["sizes"]]
+        ceil = sbs["ceilings_c64"]
+        out.append(
+            "Side by side in one run (whole processes, alternating rounds, the load averages in the table): "
+            + "; ".join(parts) + ". Client ceilings at C=64: raw aiohttp "
+            f"{_fmt(ceil.get('aiohttp', {}).get('calls_per_s'))}, the factory's `Gateway.complete` on the lean "
+            f"transport {_fmt(ceil.get('factory-gateway', {}).get('calls_per_s'))}, litellm "
+            f"{_fmt(ceil.get('litellm', {}).get('calls_per_s'))} calls/s. What changed: OpenAI-compatible endpoints "
+            "take a lean aiohttp transport (`factory/llm/lean.py`: one pool per event loop, same records, errors and "
+            "litellm prices, read from litellm's bundled table without importing litellm); single-agent generation "
+            "and single judges are plain fan-outs, not LangGraph runs; litellm, LangGraph, the feedback loop, "
+            "rationales, Prefect, training and Hub code import only when a build uses them.")
+    prof = records.get("profile", {}).get("results")
+    if prof and prof.get("profiles"):
+        by = {p["transport"]: p["shares"] for p in prof["profiles"]}
+        lean, lite = by.get("lean", {}), by.get("litellm", {})
+
+        def pct(d: dict[str, float], k: str) -> str:
+            return _pct(d.get(k, 0.0))
+        out.append(
+            f"Profile of the same build (py-spy, samples by component): on the lean transport the HTTP client takes "
+            f"{pct(lean, 'HTTP client (aiohttp, httpx, openai SDK)')}, the gateway's own bookkeeping "
+            f"{pct(lean, 'gateway (limits, retries, budget, usage)')}, the SQLite request cache "
+            f"{pct(lean, 'SQLite request cache')}, JSON {pct(lean, 'JSON encode/decode')}, pydantic "
+            f"{pct(lean, 'pydantic validation/schemas')}, logging {pct(lean, 'logging')}, LangGraph "
+            f"{pct(lean, 'LangGraph / langchain_core')}, imports {pct(lean, 'imports (start-up)')} and finalize "
+            f"{pct(lean, 'finalize (tables, HF dataset, card)')}; forced through litellm, litellm alone takes "
+            f"{pct(lite, 'litellm')} and imports {pct(lite, 'imports (start-up)')}. The cache keeps one commit per "
+            "call (WAL, synchronous=NORMAL): batching commits would save at most its share and break the promise "
+            "that a killed build repeats no finished call, so it stays.")
+    return out
+
+
 def findings(records: dict[str, dict[str, Any]]) -> list[str]:
     """Where the time and memory go, from the figures plus what profiling showed (2026-11-27)."""
     out = []
@@ -248,11 +288,10 @@ def findings(records: dict[str, dict[str, Any]]) -> list[str]:
         build = min(builds) if builds else None
         out.append(
             f"CPU per call: bare litellm {_fmt(bare)} ms, `Gateway.complete` alone {_fmt(gw)} ms, full build "
-            f"{_fmt(build)} ms (C >= 64, shard phase). In-process profiles of a build put litellm at 55-60% of "
-            "the event loop's CPU and LangGraph at about 15% (three graph runs per prompt: generation, judge, "
-            "rationale); the SQLite cache write costs 0.4-0.6 ms per call. Where the client is CPU-bound "
-            "(C = 64 and 256 on 2 cores) those set calls/s; plain coroutines for the single-call steps would "
-            "remove LangGraph's share.")
+            f"{_fmt(build)} ms (C >= 64, shard phase), as measured by the throughput benchmark on "
+            f"{tp.get('measured_on', 'its date above')}, through litellm against the factory's own fake server "
+            "(before the lean transport; see the side-by-side and profile sections for the current split).")
+    out += _throughput_findings(records)
     mem = records.get("memory", {}).get("results")
     if mem and mem.get("finalize_tiled"):
         top = max(mem["finalize_tiled"]["points"], key=lambda p: p["prompts"])
