@@ -17,7 +17,7 @@ from typing import Any
 
 from benchmarks._common import DOC_PATH, REPO, RESULTS_DIR, Options, machine_info
 
-BENCHMARKS = ("throughput", "vs_distilabel", "memory", "resume_cost", "embedded")
+BENCHMARKS = ("side_by_side", "profile", "throughput", "vs_distilabel", "memory", "resume_cost", "embedded")
 
 
 def run_one(name: str, opts: Options) -> dict[str, Any]:

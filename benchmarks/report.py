@@ -14,7 +14,7 @@ from typing import Any
 
 from benchmarks._common import DOC_PATH, RESULTS_DIR
 
-ORDER = ("throughput", "vs_distilabel", "memory", "resume_cost", "embedded")
+ORDER = ("side_by_side", "profile", "throughput", "vs_distilabel", "memory", "resume_cost", "embedded")
 
 
 def _fmt(value: Any) -> str:
@@ -102,6 +102,57 @@ def _cpu_ratio(r: dict[str, Any], x: dict[str, Any]) -> float | None:
     return round(bare / build, 3) if build else None
 
 
+def _side_by_side(r: dict[str, Any]) -> tuple[str, list[list[Any]]]:
+    ceilings = r["ceilings_c64"]
+    text = (f"One endpoint that costs the client nothing (`benchmarks/peers/fake_latency_server.py`, "
+            f"{r['latency_ms']} ms), the same 3-call graph per prompt (2 generations + pairwise judge), equal "
+            f"concurrency, rounds alternating; whole-process wall times, medians. Peers: {r.get('curator') or 'Curator not run'}"
+            f"{', distilabel' if r.get('distilabel') else ''}, each in its own venv. The machine is shared: "
+            "compare the ratios of one run, not absolute figures across runs.\n\n")
+    text += "Client ceilings at C=64 (calls alone, no pipeline):\n\n" + table(
+        ["client", "calls/s", "CPU ms/call"],
+        [[name, x["calls_per_s"], x["cpu_ms_per_call"]] for name, x in ceilings.items()]) + "\n\n"
+    rows = []
+    for s in r["sizes"]:
+        f, cu, d = s["factory"], s["curator"], s["distilabel"]
+        rows.append([s["prompts"], s["concurrency"], s["limit_pairs_per_s"], f["pairs_per_s"], cu["pairs_per_s"],
+                     d["pairs_per_s"], s["factory_over_curator"], s["factory_over_distilabel"], f["first_call_s"],
+                     f["calling_calls_per_s"], s["limit_calls_per_s"], s["load_average"]])
+    text += table(["prompts", "C", "limit pairs/s", "factory pairs/s", "Curator pairs/s", "distilabel pairs/s",
+                   "factory / Curator", "factory / distilabel", "factory first call s", "factory calling calls/s",
+                   "limit calls/s", "load average"], rows)
+    t = r["targets"]
+    checks = [["C=64: factory / Curator pairs/s >= 1.5 (whole process)", t["c64_factory_over_curator"]["measured"], 1.5],
+              ["C=8: factory / Curator pairs/s >= 1.2 (whole process)", t["c8_factory_over_curator"]["measured"], 1.2],
+              ["C=64: calling calls/s / raw aiohttp >= 0.8", t["c64_calling_over_raw_aiohttp"]["measured"], 0.8],
+              ["C=8: calling calls/s / (C/L) >= 0.9", t["c8_calling_over_limit"]["measured"], 0.9],
+              ["first model call after `factory build` starts, s (< 2)", t["first_call_s"]["measured"], 2.0, "below"]]
+    return text, checks
+
+
+def _profile(r: dict[str, Any]) -> tuple[str, list[list[Any]]]:
+    if "skipped" in r:
+        return f"Skipped: {r['skipped']}.", []
+    profiles = r["profiles"]
+    names = list(dict.fromkeys(k for p in profiles for k in p["shares"]))
+    first = profiles[0]
+    text = (f"py-spy at {r['rate_hz']} Hz over a whole `factory build --engine local` ({first['prompts']} prompts, "
+            f"C={first['concurrency']}, the side-by-side graph, {r['latency_ms']} ms endpoint), load average "
+            f"{_fmt(r['load_average'])}. Each sample goes to the first component found walking out from the "
+            "running frame (an import anywhere in the stack counts as import), so a column adds up to 100% of the "
+            "samples in which Python ran. Per-call work is what is not import or finalize; the SQLite cache "
+            "commits every call as it returns (a killed build repeats no finished call), and its share below is "
+            "what that policy costs.\n\n")
+    text += table(["component", *[f"share, {p['transport']} transport" for p in profiles]],
+                  [[n, *[_pct(p["shares"].get(n)) for p in profiles]] for n in names])
+    text += "\n\n" + table(["transport", "samples"], [[p["transport"], p["samples"]] for p in profiles])
+    return text, []
+
+
+def _pct(share: float | None) -> str:
+    return "–" if share is None else f"{100 * share:.1f}%"
+
+
 def _vs_distilabel(r: dict[str, Any]) -> tuple[str, list[list[Any]]]:
     rows = []
     for x in r["rounds"]:
@@ -174,6 +225,46 @@ def _embedded(r: dict[str, Any]) -> tuple[str, list[list[Any]]]:
                     r["ratio_to_direct_same_threads"], 0.8]]
 
 
+def _throughput_findings(records: dict[str, dict[str, Any]]) -> list[str]:
+    """Findings of the side-by-side run and the build profile (issue #15)."""
+    out = []
+    sbs = records.get("side_by_side", {}).get("results")
+    if sbs and sbs.get("sizes"):
+        parts = [f"C={x['concurrency']}: factory {_fmt(x['factory']['pairs_per_s'])} vs Curator "
+                 f"{_fmt(x['curator']['pairs_per_s'])} pairs/s ({_fmt(x['factory_over_curator'])}x), first call "
+                 f"{_fmt(x['factory']['first_call_s'])} s" for x in sbs["sizes"]]
+        ceil = sbs["ceilings_c64"]
+        out.append(
+            "Side by side in one run (whole processes, alternating rounds, the load averages in the table): "
+            + "; ".join(parts) + ". Client ceilings at C=64: raw aiohttp "
+            f"{_fmt(ceil.get('aiohttp', {}).get('calls_per_s'))}, the factory's `Gateway.complete` on the lean "
+            f"transport {_fmt(ceil.get('factory-gateway', {}).get('calls_per_s'))}, litellm "
+            f"{_fmt(ceil.get('litellm', {}).get('calls_per_s'))} calls/s. What changed: OpenAI-compatible endpoints "
+            "take a lean aiohttp transport (`factory/llm/lean.py`: one pool per event loop, same records, errors and "
+            "litellm prices, read from litellm's bundled table without importing litellm); single-agent generation "
+            "and single judges are plain fan-outs, not LangGraph runs; litellm, LangGraph, the feedback loop, "
+            "rationales, Prefect, training and Hub code import only when a build uses them.")
+    prof = records.get("profile", {}).get("results")
+    if prof and prof.get("profiles"):
+        by = {p["transport"]: p["shares"] for p in prof["profiles"]}
+        lean, lite = by.get("lean", {}), by.get("litellm", {})
+
+        def pct(d: dict[str, float], k: str) -> str:
+            return _pct(d.get(k, 0.0))
+        out.append(
+            f"Profile of the same build (py-spy, samples by component): on the lean transport the HTTP client takes "
+            f"{pct(lean, 'HTTP client (aiohttp, httpx, openai SDK)')}, the gateway's own bookkeeping "
+            f"{pct(lean, 'gateway (limits, retries, budget, usage)')}, the SQLite request cache "
+            f"{pct(lean, 'SQLite request cache')}, JSON {pct(lean, 'JSON encode/decode')}, pydantic "
+            f"{pct(lean, 'pydantic validation/schemas')}, logging {pct(lean, 'logging')}, LangGraph "
+            f"{pct(lean, 'LangGraph / langchain_core')}, imports {pct(lean, 'imports (start-up)')} and finalize "
+            f"{pct(lean, 'finalize (tables, HF dataset, card)')}; forced through litellm, litellm alone takes "
+            f"{pct(lite, 'litellm')} and imports {pct(lite, 'imports (start-up)')}. The cache keeps one commit per "
+            "call (WAL, synchronous=NORMAL): batching commits would save at most its share and break the promise "
+            "that a killed build repeats no finished call, so it stays.")
+    return out
+
+
 def findings(records: dict[str, dict[str, Any]]) -> list[str]:
     """Where the time and memory go, from the figures plus what profiling showed (2026-11-27)."""
     out = []
@@ -197,11 +288,10 @@ def findings(records: dict[str, dict[str, Any]]) -> list[str]:
         build = min(builds) if builds else None
         out.append(
             f"CPU per call: bare litellm {_fmt(bare)} ms, `Gateway.complete` alone {_fmt(gw)} ms, full build "
-            f"{_fmt(build)} ms (C >= 64, shard phase). In-process profiles of a build put litellm at 55-60% of "
-            "the event loop's CPU and LangGraph at about 15% (three graph runs per prompt: generation, judge, "
-            "rationale); the SQLite cache write costs 0.4-0.6 ms per call. Where the client is CPU-bound "
-            "(C = 64 and 256 on 2 cores) those set calls/s; plain coroutines for the single-call steps would "
-            "remove LangGraph's share.")
+            f"{_fmt(build)} ms (C >= 64, shard phase), as measured by the throughput benchmark on "
+            f"{tp.get('measured_on', 'its date above')}, through litellm against the factory's own fake server "
+            "(before the lean transport; see the side-by-side and profile sections for the current split).")
+    out += _throughput_findings(records)
     mem = records.get("memory", {}).get("results")
     if mem and mem.get("finalize_tiled"):
         top = max(mem["finalize_tiled"]["points"], key=lambda p: p["prompts"])
@@ -218,9 +308,11 @@ def findings(records: dict[str, dict[str, Any]]) -> list[str]:
     return out
 
 
-RENDER = {"throughput": _throughput, "vs_distilabel": _vs_distilabel, "memory": _memory,
+RENDER = {"side_by_side": _side_by_side, "profile": _profile, "throughput": _throughput, "vs_distilabel": _vs_distilabel, "memory": _memory,
           "resume_cost": _resume, "embedded": _embedded}
-TITLES = {"throughput": "Throughput against the physical limit", "vs_distilabel": "Against distilabel",
+TITLES = {"side_by_side": "Side by side: Curator, distilabel, client ceilings",
+          "profile": "Where a build's CPU goes (py-spy)",
+          "throughput": "Throughput against the physical limit", "vs_distilabel": "Against distilabel",
           "memory": "Memory", "resume_cost": "Resume cost", "embedded": "Embedded model"}
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -87,3 +87,28 @@ async def map_with_slots(items: Iterable[T], fn: Callable[[T], Awaitable[R]], sl
     if errors:
         raise errors[0]
     return out  # type: ignore[return-value]
+
+
+async def gather_or_cancel(coros: Iterable[Awaitable[R]]) -> list[R]:
+    """Run every awaitable at once; results keep input order. The first failure cancels the others
+    and is raised (what a LangGraph fan-out does, without a graph: see `factory.workflows.single_agent`)."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    if len(tasks) == 1:
+        return [await tasks[0]]
+    for task in tasks:
+        task.add_done_callback(_retrieve)  # a second failure is not "never retrieved"
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        failed = next((t for t in tasks if t in done and not t.cancelled() and t.exception() is not None), None)
+        if failed is not None:
+            raise failed.exception()  # type: ignore[misc]
+        return [t.result() for t in tasks]
+    finally:
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()

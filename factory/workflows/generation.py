@@ -22,7 +22,6 @@ from factory.conversation import Message, earlier_turns_role
 from factory.llm import Gateway
 from factory.sources import Prompt
 from factory.workflows.candidates import mark_duplicates
-from factory.workflows.feedback_loop import run_feedback_loop
 from factory.workflows.single_agent import run_single_agent
 
 EARLIER_TURNS_TAG = "earlier_turns"
@@ -46,6 +45,9 @@ async def run_workflow(gateway: Gateway, workflow: Workflow, prompt: Prompt, ear
     if isinstance(workflow, SingleAgentWorkflow):
         return await run_single_agent(gateway, workflow, prompt, earlier)
     if isinstance(workflow, FeedbackLoopWorkflow):
+        # Imported when used: the loop is a LangGraph graph, and LangGraph takes a second to import.
+        from factory.workflows.feedback_loop import run_feedback_loop
+
         return await run_feedback_loop(gateway, workflow, prompt, earlier)
     raise TypeError(f"unknown workflow kind: {type(workflow).__name__}")
 

@@ -22,11 +22,9 @@ import json
 from collections.abc import Sequence
 from functools import cache, lru_cache
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import jinja2
-from langgraph.graph import END, START, StateGraph
-from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field
 
 from factory.concurrency import map_bounded
@@ -35,6 +33,9 @@ from factory.conversation import prompt_messages
 from factory.llm import Gateway, LLMError, OutputParseError
 from factory.pairs import load_json
 from factory.workflows.single_agent import GatewayContext
+
+if TYPE_CHECKING:
+    from langgraph.runtime import Runtime
 
 Row = dict[str, Any]
 _NOTE_CHARS = 1500  # per judge note: enough for an evaluation paragraph, bounded for small context windows
@@ -130,7 +131,9 @@ def rationale_graph(settings: RationaleSettings, verifier: str | None) -> Any:
 
     Compiled once per (settings, verifier), not per call: compiling costs about 7 ms, more than the
     rest of a rationale's client-side work, and the build writes rationales prompt by prompt. The
-    gateway arrives at run time through LangGraph's runtime context (`GatewayContext`)."""
+    gateway arrives at run time through LangGraph's runtime context (`GatewayContext`). LangGraph is
+    imported here, not with the module: a build with rationales disabled never loads it."""
+    from langgraph.graph import END, START, StateGraph
 
     async def write(state: RationaleState, runtime: Runtime[GatewayContext]) -> RationaleState:
         gateway = runtime.context.gateway

@@ -1,24 +1,23 @@
-"""Single-agent generation as a LangGraph graph: every generator role answers a prompt `samples` times.
+"""Single-agent generation: every generator role answers a prompt `samples` times.
 
-The graph fans out one `Send` per (generator, sample); each branch answers the prompt's last user
-turn after the shared earlier turns and answers of a multi-turn prompt (MT-Bench has two turns; the
-earlier turns are answered once per prompt by `factory.workflows.generation`). Branches run concurrently; the gateway bounds how many calls are in flight. The graph is compiled
-once per process and the gateway reaches the nodes through LangGraph's runtime context, so one
-compiled graph serves every build and test.
+One branch per (generator, sample); each answers the prompt's last user turn after the shared
+earlier turns and answers of a multi-turn prompt (MT-Bench has two turns; the earlier turns are
+answered once per prompt by `factory.workflows.generation`). Branches run concurrently; the gateway
+bounds how many calls are in flight; the first failure cancels the other branches.
+
+This is a plain fan-out, not a LangGraph graph: the graph had no structure beyond the fan-out (one
+`Send` per branch, then END) and its per-invocation bookkeeping (checkpoints, channels, callbacks)
+cost more CPU than the model call itself on the lean transport (docs/benchmarks.md). Workflows with
+real structure (the feedback loop, debates, juries) stay graphs; `GatewayContext` is their context.
 """
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
-from typing import Annotated, Any, TypedDict
+from typing import Any
 
-from langgraph.graph import END, START, StateGraph
-from langgraph.runtime import Runtime
-from langgraph.types import Send
-
+from factory.concurrency import gather_or_cancel
 from factory.config import SingleAgentWorkflow
 from factory.conversation import Message, prompt_messages
 from factory.llm import Gateway
@@ -33,13 +32,6 @@ class GatewayContext:
     gateway: Gateway
 
 
-class _State(TypedDict):
-    prompt: Prompt
-    workflow: SingleAgentWorkflow
-    earlier: tuple[str, ...]
-    rows: Annotated[list[dict[str, Any]], operator.add]
-
-
 @dataclass(frozen=True)
 class _Job:
     """One branch of the fan-out: a generator role and its sample index."""
@@ -51,17 +43,14 @@ class _Job:
     sample: int
 
 
-def _fan_out(state: _State) -> list[Send]:
-    wf = state["workflow"]
+def _jobs(workflow: SingleAgentWorkflow, prompt: Prompt, earlier: tuple[str, ...]) -> list[_Job]:
     # One sample index per (generator, sample) across the workflow, so two roles that happen to
     # share a model spec still send different requests (different cache keys and seeds).
-    return [Send("converse", _Job(state["prompt"], wf, state["earlier"], role, g * wf.samples + s))
-            for g, role in enumerate(wf.generators) for s in range(wf.samples)]
+    return [_Job(prompt, workflow, earlier, role, g * workflow.samples + s)
+            for g, role in enumerate(workflow.generators) for s in range(workflow.samples)]
 
 
-async def _converse(state: _Job, *, runtime: Runtime[GatewayContext]) -> dict[str, Any]:
-    gateway = runtime.context.gateway
-    job = state  # one branch's payload
+async def _converse(gateway: Gateway, job: _Job) -> dict[str, Any]:
     wf, prompt = job.workflow, job.prompt
     messages = prompt_messages(prompt.turns, job.earlier)
     completion = await gateway.complete(job.role, messages, sample=job.sample, tag=wf.name)
@@ -69,25 +58,12 @@ async def _converse(state: _Job, *, runtime: Runtime[GatewayContext]) -> dict[st
     row = candidate_row(prompt_id=prompt.prompt_id, workflow=wf.name, kind=wf.kind, role=job.role, step=0,
                         sample=job.sample, answers=[*job.earlier, completion.text], completions=[completion],
                         models=[gateway.spec(job.role).model], history=history)
-    return {"rows": [row]}
-
-
-@cache
-def single_agent_graph() -> Any:
-    """The compiled graph (built once). Input: `{"prompt", "workflow", "earlier", "rows": []}`; context:
-    `GatewayContext`."""
-    builder = StateGraph(_State, context_schema=GatewayContext)
-    builder.add_node("converse", _converse, input_schema=_Job)  # fed by Send payloads, not the graph state
-    builder.add_conditional_edges(START, _fan_out, ["converse"])
-    builder.add_edge("converse", END)
-    return builder.compile()
+    return row
 
 
 async def run_single_agent(gateway: Gateway, workflow: SingleAgentWorkflow, prompt: Prompt,
                            earlier: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Candidate rows of one prompt: one per (generator, sample), in config order. `earlier` holds the
     shared answers to every user turn but the last (empty for a single-turn prompt)."""
-    state = await single_agent_graph().ainvoke({"prompt": prompt, "workflow": workflow, "earlier": tuple(earlier),
-                                                "rows": []},
-                                               context=GatewayContext(gateway=gateway))
-    return sorted(state["rows"], key=lambda r: r["sample"])
+    rows = await gather_or_cancel(_converse(gateway, job) for job in _jobs(workflow, prompt, tuple(earlier)))
+    return sorted(rows, key=lambda r: r["sample"])
