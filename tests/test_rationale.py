@@ -86,11 +86,13 @@ async def test_rationale_rejected_twice_drops_the_pair_with_the_reason() -> None
     assert [a["rationale"] for a in attempts] == ["Shorter is better.", "The short one wins."]
 
 
-async def test_empty_rationale_is_rewritten_even_without_a_verifier() -> None:
+async def test_empty_rationale_is_asked_again_even_without_a_verifier() -> None:
+    # An empty reply is a provider error: the gateway asks again before the writer ever sees it.
     with FakeLLMServer(rules=[Rule(WRITE, reply=["  ", "Complete answer."])]) as server:
         rows, failures = await write_rationales(gateway(server), [pair()], JUDGMENTS,
                                                 RationaleSettings(max_rewrites=1), verifier=None)
-    assert failures == [] and rows[0]["rationale"] == "Complete answer." and rows[0]["rationale_attempts"] == 2
+        assert server.stats.calls == 2
+    assert failures == [] and rows[0]["rationale"] == "Complete answer." and rows[0]["rationale_attempts"] == 1
 
 
 async def test_a_failed_model_call_is_a_failure_row_not_a_crash() -> None:
