@@ -85,11 +85,8 @@ def test_prefect_build_finds_the_same_rows_as_the_local_engine(prefect_api: str,
     assert (flowed / "report.html").as_uri() in arts["same-rows-report"].data
 
 
-def test_a_failed_flow_reruns_from_its_finished_shards(prefect_api: str, tmp_path: Path,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
+def test_a_damaged_run_is_refused_then_reruns_from_its_finished_shards(prefect_api: str, tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     with FakeLLMServer() as server:
         config = write_build_config(tmp_path, server.base_url, name="resume", n_prompts=6, shard_size=2)
         code, out, err = run_cli(["build", str(config), "--engine", "local", "--quiet"], capsys)
@@ -98,7 +95,7 @@ def test_a_failed_flow_reruns_from_its_finished_shards(prefect_api: str, tmp_pat
         before = {t: comparable_rows(run / f"{t}.parquet") for t in TABLES}
         calls_after_first_build = server.stats.calls
         # The run lost its last stage and its manifest, and that stage cannot be written (a file sits
-        # where its folder goes): every shard task fails at its last stage, after the others are done.
+        # where its folder goes): the resume names the damage before any shard or call runs.
         (run / "manifest.json").unlink()
         for path in (run / "stages" / "variants").iterdir():
             path.unlink()
@@ -107,16 +104,10 @@ def test_a_failed_flow_reruns_from_its_finished_shards(prefect_api: str, tmp_pat
         kept = {p: p.stat().st_mtime_ns for p in (run / "stages").glob("*/shard-*.parquet")}
 
         code, out, err = run_cli(["build", "--resume", str(run), "--engine", "prefect", "--quiet"], capsys)
-        assert code == 1
+        assert code == 2, err
         message = err.strip().splitlines()[-1]
-        assert f"3 of 3 shards failed; finished shards are kept, rerun with: factory build --resume {run}" in message
-        assert "first error: shard 0: FileExistsError" in message
-        failed = _latest_flow_run()
-        with get_client(sync_client=True) as client:
-            tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[failed.id])))
-        shard_runs = {t.name: t for t in tasks if t.name.startswith("shard-")}
-        assert sorted(shard_runs) == ["shard-00000", "shard-00001", "shard-00002"]
-        assert all(t.run_count == 3 and t.state.is_failed() for t in shard_runs.values())  # a try and 2 retries
+        assert message.startswith("error: ") and str(run / "stages" / "variants") in message
+        assert server.stats.calls == calls_after_first_build
 
         (run / "stages" / "variants").unlink()
         code, out, err = run_cli(["build", "--resume", str(run), "--engine", "prefect", "--quiet"], capsys)

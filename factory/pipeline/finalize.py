@@ -12,6 +12,7 @@ from factory.dataset import write_dataset
 from factory.dataset_sources import DatasetSources
 from factory.pipeline.context import BuildContext
 from factory.pipeline.manifest import build_manifest, merge_usage, settle_outcome
+from factory.pipeline.prefetch import wait_for_prefetch
 from factory.pipeline.stage_figures import stage_figures
 from factory.review import apply_reviews, reviewed_sources
 from factory.review import gate_figures as review_gate_figures
@@ -37,6 +38,7 @@ def finalize(ctx: BuildContext, loading_failures: list[dict[str, Any]], stopped:
     """Merge shard files into the run's tables, write the dataset, decide the outcome and write the
     manifest (the only place it is written). `other_usage`: the usage of worker processes whose calls
     are not in this process's gateway (Dask workers), added to the manifest's `llm`."""
+    wait_for_prefetch()  # before anything here imports `datasets` (see prefetch.py)
     from factory.gate import run_gate
 
     run = ctx.run
