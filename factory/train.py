@@ -99,6 +99,7 @@ class TrainResult:
     parameters: int | None = None
     trainable_parameters: int | None = None
     timings_s: dict[str, float] = field(default_factory=dict)
+    step_losses: list[float] = field(default_factory=list)  # the training loss logged at every step
     metrics: dict[str, float] = field(default_factory=dict)
     evaluation: dict[str, Any] | None = None
 
@@ -305,7 +306,9 @@ def run_training(spec: TrainSpec) -> TrainResult:
         parameters=sum(p.numel() for p in unwrapped.parameters()) if not spec.lora else
         sum(p.numel() for n, p in unwrapped.named_parameters() if "lora_" not in n),
         trainable_parameters=sum(p.numel() for p in unwrapped.parameters() if p.requires_grad),
-        timings_s={k: round(v, 2) for k, v in timings.items()}, metrics=metrics, evaluation=evaluation)
+        timings_s={k: round(v, 2) for k, v in timings.items()},
+        step_losses=[float(e["loss"]) for e in trainer.state.log_history if "loss" in e],
+        metrics=metrics, evaluation=evaluation)
     if state.is_main_process:
         _write_outputs(spec, result)
     state.wait_for_everyone()
