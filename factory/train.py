@@ -246,10 +246,9 @@ def run_training(spec: TrainSpec) -> TrainResult:
         # desirable and undesirable rows once, reproducibly, instead of training on them in file order.
         data["train"] = data["train"].shuffle(seed=spec.seed)
     eval_rows: list[dict[str, Any]] = []
-    if spec.evaluate:
-        dpo_files = _data_files(Path(spec.run_dir), "dpo")
-        if "test" in dpo_files:
-            eval_rows = [dict(r) for r in _load_split({"test": dpo_files["test"]})["test"]]
+    test_files = sorted(str(p) for p in (Path(spec.run_dir) / "dataset" / "dpo").glob("test-*.parquet"))
+    if spec.evaluate and test_files:
+        eval_rows = [dict(r) for r in _load_split({"test": test_files})["test"]]
     timings["load"] = time.perf_counter() - started
 
     batch = spec.batch_size or (4 if cuda else 2)
@@ -323,7 +322,7 @@ def _write_outputs(spec: TrainSpec, result: TrainResult) -> None:
         return
     atomic_write_json(out / "eval.json", {"loss": result.loss, "model": result.model, "steps": result.steps,
                                           "lora": result.lora, "split": "dpo/test", **result.evaluation})
-    if not result.smoke:  # a tiny random model says nothing about the data
+    if not result.smoke and result.evaluation["pairs"]:  # a tiny random model says nothing about the data
         from factory.train_report import record_training_check, summary_sentence
 
         run_dir = Path(spec.run_dir)

@@ -101,6 +101,8 @@ def score_pairs(model: Any, tokenizer: Any, rows: list[dict[str, Any]], *, max_l
             dropped += 1
             continue
         kept.append((prompt, chosen, rejected))
+    if not kept:
+        return PairScores([], [], [], [], dropped=dropped)
     indexed = list(enumerate(kept))
     was_training = model.training
     model.eval()

@@ -23,15 +23,15 @@ _BLOCK = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.DOTALL)
 
 def _params(n: int | None) -> str:
     if not n:
-        return "a"
-    return f"a {n / 1e9:.1f}B" if n >= 1e9 else f"a {round(n / 1e6)}M"
+        return "A"
+    return f"A {n / 1e9:.1f}B" if n >= 1e9 else f"A {round(n / 1e6)}M"
 
 
 def summary_sentence(result: dict[str, Any], evaluation: dict[str, Any]) -> str:
     """One paragraph: "a 135M model trained N steps on this data reaches reward accuracy X on its test split"."""
     before, after = evaluation["before"], evaluation["after"]
     how = f"{result['loss'].upper()}{' with LoRA' if result.get('lora') else ''}"
-    return (f"{_params(result.get('parameters')).capitalize()}-parameter model (`{result['model']}`) trained "
+    return (f"{_params(result.get('parameters'))}-parameter model (`{result['model']}`) trained "
             f"{result['steps']} {how} steps on this data's train split reaches DPO reward accuracy "
             f"**{after['reward_accuracy']}** on its test split ({evaluation['pairs']} pairs; mean reward margin "
             f"{after['reward_margin']:.4f}, beta {evaluation['beta']}). Before training the model is its own "

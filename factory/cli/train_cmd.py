@@ -97,7 +97,7 @@ def train(
     typer.echo(f"{result.loss}{' (smoke)' if result.smoke else ''} on {result.device} x{result.processes}: "
                f"{result.steps} steps over {result.train_rows} train rows ({result.test_rows} test), "
                f"train loss {loss_text}; gate {result.gate}")
-    if result.evaluation:
+    if result.evaluation and result.evaluation["pairs"]:
         before, after = result.evaluation["before"], result.evaluation["after"]
         typer.echo(f"test split ({result.evaluation['pairs']} pairs): reward accuracy {before['reward_accuracy']} -> "
                    f"{after['reward_accuracy']}, margin {after['reward_margin']:.4f}; logp accuracy "
