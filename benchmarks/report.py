@@ -183,7 +183,7 @@ def _closed_loop(r: dict[str, Any]) -> tuple[str, list[list[Any]]]:
             f"(gate off): {c['dpo_train']} train / {c['dpo_test']} test DPO pairs. Then `factory train --model "
             f"local/smollm2` (TRL DPOTrainer, `accelerate launch`, CPU, full fine-tuning of {_fmt(t['parameters'])} "
             f"parameters): {t['steps']} steps, batch 2, max length {t['max_length']}, learning rate "
-            f"{t['learning_rate']:g}, beta {t['beta']}. Wall time of each step (CPU seconds in brackets):\n\n")
+            f"{t['learning_rate']:g}, beta {t['beta']}. Wall and CPU time of each step (CPU = user + system of the command and its children; the `train:` rows are inside `factory train`):\n\n")
     steps = [["build", b["wall_s"], b["cpu_s"], b["load_average"]], ["train (all)", t["wall_s"], t["cpu_s"],
              t["load_average"]]]
     steps += [[f"train: {k}", v, None, None] for k, v in t["timings_s"].items()]
