@@ -17,7 +17,7 @@ from typing import Any
 
 from benchmarks._common import DOC_PATH, REPO, RESULTS_DIR, Options, machine_info
 
-BENCHMARKS = ("side_by_side", "profile", "throughput", "vs_distilabel", "memory", "resume_cost", "embedded")
+BENCHMARKS = ("side_by_side", "profile", "throughput", "vs_distilabel", "memory", "resume_cost", "embedded", "closed_loop")
 
 
 def run_one(name: str, opts: Options) -> dict[str, Any]:
@@ -43,12 +43,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-prompts", default="1000,4000",
                         help="prompt counts of the memory benchmark's real builds, e.g. 10000,100000 "
                         "(default 1000,4000; finalize is also measured on run folders tiled to 10k and 100k)")
+    parser.add_argument("--loop-prompts", type=int, default=300,
+                        help="prompts of the closed-loop build (embedded model), then DPO on CPU (default 300)")
     ns = parser.parse_args(argv)
     work_dir = ns.work_dir.resolve()
     results_dir = ns.results_dir or (work_dir / "results" if ns.quick else RESULTS_DIR)
     doc = ns.doc or (DOC_PATH if results_dir == RESULTS_DIR else results_dir / "benchmarks.md")
     opts = Options(quick=ns.quick, work_dir=work_dir,
-                   memory_prompts=tuple(int(x) for x in ns.memory_prompts.split(",") if x.strip()))
+                   memory_prompts=tuple(int(x) for x in ns.memory_prompts.split(",") if x.strip()),
+                   loop_prompts=ns.loop_prompts)
     results_dir.mkdir(parents=True, exist_ok=True)
     for name in ns.only or BENCHMARKS:
         record = run_one(name, opts)

@@ -41,6 +41,7 @@ class Options:
     quick: bool = False
     work_dir: Path = REPO / "outputs" / "benchmarks"
     memory_prompts: tuple[int, ...] = (1000, 4000)
+    loop_prompts: int = 300  # the closed-loop benchmark's build (embedded model, then DPO on CPU)
     progress: bool = True
 
     def log(self, message: str) -> None:

