@@ -337,8 +337,9 @@ def test_cli_reports_user_mistakes(calib_file: Path, tmp_path: Path) -> None:
         cli_app(), ["annotate", str(tmp_path / "missing.jsonl"), "--annotator", "ana", "--no-browser"]
     )
     assert isinstance(result.exception, UserError) and "does not exist" in str(result.exception)
+    # A number out of range is a usage error, refused by the option itself (exit 2, names the option).
     result = runner.invoke(cli_app(), ["annotate", str(calib_file), "--annotator", "ana", "--budget", "0"])
-    assert isinstance(result.exception, UserError) and "--budget" in str(result.exception)
+    assert result.exit_code == 2 and "--budget" in result.output
     result = runner.invoke(cli_app(), ["annotate", str(calib_file), "--annotator", "  ", "--no-browser"])
     assert isinstance(result.exception, UserError) and "--annotator" in str(result.exception)
 
