@@ -34,8 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from factory.errors import UserError
 from factory.llm import Budget, Gateway, GatewaySettings, ModelSpec
-from factory.llm.credentials import url_holds_credentials
-from factory.llm.models import API_BASE_HOLDS_CREDENTIALS
+from factory.llm.models import checked_api_base
 from factory.run_folder import atomic_write_json, atomic_write_parquet, atomic_write_text, new_run_id
 from factory.yaml_input import describe_validation_error, load_yaml_file
 from judges.baselines import baseline_entries, best_baseline
@@ -128,9 +127,7 @@ class CalibrationConfig(BaseModel):
     @field_validator("api_base")
     @classmethod
     def _no_secret_in_url(cls, url: str | None) -> str | None:
-        if url is not None and url_holds_credentials(url):
-            raise ValueError(API_BASE_HOLDS_CREDENTIALS)
-        return url
+        return checked_api_base(url)
 
     @model_validator(mode="after")
     def _check(self) -> CalibrationConfig:

@@ -14,6 +14,13 @@ from factory.yaml_input import shorten
 API_BASE_HOLDS_CREDENTIALS = ("api_base must not hold credentials (user:password, a key in the query): put the "
                               "key in an environment variable and name it in api_key_env")
 
+
+def checked_api_base(url: str | None) -> str | None:
+    """`url` unchanged, or `ValueError` when it carries credentials (shared by every config that takes one)."""
+    if url is not None and url_holds_credentials(url):
+        raise ValueError(API_BASE_HOLDS_CREDENTIALS)
+    return url
+
 # The models the embedded engine can run (`local/<name>`, see factory/llm/local.py).
 EMBEDDED_MODELS = ("smollm2",)
 
@@ -107,9 +114,7 @@ class ModelSpec(BaseModel):
     @field_validator("api_base")
     @classmethod
     def _no_secret_in_url(cls, url: str | None) -> str | None:
-        if url is not None and url_holds_credentials(url):
-            raise ValueError(API_BASE_HOLDS_CREDENTIALS)
-        return url
+        return checked_api_base(url)
 
     @field_validator("params")
     @classmethod
