@@ -84,3 +84,25 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300,
     """`python -m factory ARGS` in a subprocess, the way a user runs it."""
     return subprocess.run([sys.executable, "-m", "factory", *args], capture_output=True, text=True, check=False,
                           env=env or cli_env(), timeout=timeout, cwd=cwd or REPO)
+
+
+class OutageAfter:
+    """A fake-server reply function that answers normally and switches the server's outage on at its
+    `n`-th answer: `with FakeLLMServer(default=OutageAfter(20)) as server: reply.server = server`."""
+
+    def __init__(self, n: int) -> None:
+        import threading
+
+        self.n = n
+        self.answered = 0
+        self.server: Any = None
+        self._lock = threading.Lock()
+
+    def __call__(self, body: dict[str, Any]) -> str:
+        from factory.testing import default_reply
+
+        with self._lock:
+            self.answered += 1
+            if self.answered == self.n:
+                self.server.set_outage(True)
+        return default_reply(body)

@@ -4,19 +4,18 @@ and sustained outages. The build must finish (or stop cleanly), account for ever
 from __future__ import annotations
 
 import json
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
-from _reliability import build_config, manifest, tables
+from _reliability import OutageAfter, build_config, manifest, tables
 
 from factory.config import parse_config
 from factory.pipeline import run_build
 from factory.run_folder import RunFolder
-from factory.testing import FakeLLMServer, Fault, default_reply
+from factory.testing import FakeLLMServer, Fault
 
 # 20% 429 (with Retry-After) and 5xx, 5% timeouts, 10% malformed or truncated replies.
 FAULTS = Fault(rate_429=0.1, retry_after_s=0.01, rate_500=0.1, rate_timeout=0.05, timeout_s=3.0,
@@ -137,20 +136,9 @@ def test_outage_in_the_middle_of_a_build_is_finished_by_resume(
         tmp_path: Path, baseline: tuple[dict[str, list[str]], int]) -> None:
     """The endpoint goes down after 20 answers: shards finished before are kept, shards that saw the
     outage (even one that finished with a failed call) are redone on resume, from the cache."""
-    answered = 0
-    lock = threading.Lock()
-    holder: dict[str, FakeLLMServer] = {}
-
-    def reply(body: dict[str, Any]) -> str:
-        nonlocal answered
-        with lock:
-            answered += 1
-            if answered == 20:
-                holder["server"].set_outage(True)
-        return default_reply(body)
-
+    reply = OutageAfter(20)
     with FakeLLMServer(default=reply) as server:
-        holder["server"] = server
+        reply.server = server
         first = run_build(parse_config(_outage_config(server.base_url, tmp_path)))
         assert first.manifest["status"] == "stopped"
         assert "CircuitOpenError" in first.manifest["stopped_reason"]
@@ -158,5 +146,5 @@ def test_outage_in_the_middle_of_a_build_is_finished_by_resume(
         resumed = run_build(resume_dir=first.run_dir)
         assert resumed.manifest["status"] == "complete"
     # Every call was answered once over both runs: what finished before the outage was not repeated.
-    assert answered == baseline[1]
+    assert reply.answered == baseline[1]
     assert tables(first.run_dir) == baseline[0]

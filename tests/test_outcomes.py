@@ -13,14 +13,14 @@ from typing import Any
 
 import polars as pl
 import pytest
-from _reliability import build_config, manifest, run_cli, write_config, write_prompts
+from _reliability import OutageAfter, build_config, manifest, run_cli, write_config, write_prompts
 
 from factory.config import parse_config
 from factory.errors import UserError
 from factory.pipeline import run_build
 from factory.pipeline.outcome import EXIT_CODES, BuildFacts, Outcome, decide_outcome, is_transient
 from factory.run_lock import lock_run_folder
-from factory.testing import FakeLLMServer, Fault, default_reply
+from factory.testing import FakeLLMServer, Fault
 
 LOCAL = ("--engine", "local")
 
@@ -155,20 +155,9 @@ def test_a_burst_of_errors_is_salvaged_before_the_build_ends(tmp_path: Path) -> 
 def test_without_salvage_rounds_transient_losses_make_the_build_partial(tmp_path: Path) -> None:
     """The endpoint goes down for good after the first answers: with no salvage round and no retry,
     the prompts that hit the outage stay failed for a transient reason, and the build says partial."""
-    answered = 0
-    lock = threading.Lock()
-    holder: dict[str, FakeLLMServer] = {}
-
-    def reply(body: dict[str, Any]) -> str:
-        nonlocal answered
-        with lock:
-            answered += 1
-            if answered == 8:
-                holder["server"].set_outage(True)
-        return default_reply(body)
-
+    reply = OutageAfter(8)
     with FakeLLMServer(default=reply) as server:
-        holder["server"] = server
+        reply.server = server
         config = build_config(server.base_url, tmp_path, prompts=8, shard_size=2, concurrency=1,
                               run={"salvage_rounds": 0},
                               gateway={"max_retries": 0, "circuit_breaker_failures": 10**6})
@@ -314,5 +303,5 @@ def test_fault_run_completes_with_every_prompt_accounted_and_no_empty_row(tmp_pa
     rationale = judged["rationale"].drop_nulls()
     assert (rationale.str.strip_chars() != "").all()
     print(f"fault run: {len(set(judged['prompt_id']))} of 40 prompts in judged pairs, {failures.height} failures "
-          f"({', '.join(sorted(set(r.split(':')[0] for r in failures['reason'].to_list())))}), "
+          f"({', '.join(sorted({r.split(':')[0] for r in failures['reason'].to_list()}))}), "
           f"{m['llm']['calls']} calls, {m['llm']['retries']} retries, {m['llm']['errors']} errors, faults {stats.faults}")
