@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from factory.errors import UserError
+from factory._util.errors import UserError
 
 
 def request_key(request: dict[str, Any]) -> str:
