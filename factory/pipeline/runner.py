@@ -31,11 +31,10 @@ from factory.run.incremental import built_fingerprints, dataset_home, select_new
 from factory.llm import Gateway
 from factory.pipeline.stages import per_prompt as stages
 from factory.pipeline.context import BuildContext
-from factory.pipeline.finalize.finalize_run import finalize
 from factory.run.recorded_inputs import load_build_prompts, run_prompts, write_prompts_table
 from factory.pipeline.finalize.interrupted import record_interrupt
 from factory.pipeline.outcome import STOPPING_REASONS, transient_reasons
-from factory.pipeline.finalize.prefetch import prefetch_finalize_imports
+from factory.pipeline.finalize.prefetch import prefetch_finalize_imports, wait_for_prefetch
 from factory.pipeline.progress import BuildProgress
 from factory.pipeline.shard import BuildStopped, run_shard
 from factory.run.folder import RunFolder
@@ -120,6 +119,19 @@ def plan_build(config: BuildConfig | None, resume_dir: str | Path | None, *,
                      loading_failures=loading_failures(rejected), new_prompts=len(prompts),
                      skipped_prompts=skipped, incremental=incremental, dataset_home=str(home) if home else None)
     return config, plan
+
+
+def finalize(ctx: BuildContext, loading_failures: list[dict[str, Any]], stopped: str | None,
+             other_usage: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The run's tables, dataset, gate and manifest (`finalize/finalize_run.py`).
+
+    Imported on first use: the dataset writer pulls in pyarrow's parquet module (about 0.1 s, more on
+    a busy machine), which the build does not need before its first model call. The prefetch thread
+    may be importing the same modules at this moment, hence the wait first (see prefetch.py)."""
+    wait_for_prefetch()
+    from factory.pipeline.finalize.finalize_run import finalize as finalize_run
+
+    return finalize_run(ctx, loading_failures, stopped, other_usage)
 
 
 def salvage_delays(config: BuildConfig) -> list[float]:

@@ -156,4 +156,7 @@ async def run_shard(ctx: BuildContext, index: int, prompts: list[Prompt], slots:
     shard = ShardRun(ctx, index, prompts)
     if not shard.complete:
         await map_with_slots(range(len(prompts)), shard.run_prompt, slots)
-    return shard.finish()
+    # Encoding and writing a shard's stage files takes tens of milliseconds per file; on the event
+    # loop it would hold every other shard's calls back for that long (at 8 in flight, about a tenth
+    # of the calling window). Polars writes without the GIL, so a thread keeps the calls flowing.
+    return await asyncio.to_thread(shard.finish)
