@@ -9,9 +9,9 @@ A batch is `validating` on creation, `in_progress` until `completion_delay_s` ha
 finds it done (lazily: no timer runs on the server), each answered by the server's script exactly
 as a chat completion with the same body would be. The `BatchPlan` fails (`fail_fraction`, HTTP
 `fail_status` in the error file) and expires (`expire_fraction`, `batch_expired` in the error file,
-the batch's status `expired`) exact shares of a batch's rows, drawn from an RNG seeded by (seed,
-batch index); by default only on a row's first execution (a custom_id seen in an earlier batch
-always succeeds: one resubmission heals it), with `sticky` on every execution. What was executed,
+the batch's status `expired`) exact shares of the rows a batch runs for the first time (custom_ids
+not seen in an earlier batch), drawn from an RNG seeded by (seed, batch index). A resubmitted row
+succeeds, unless the plan is `sticky`: then it fails or expires again, as on its first execution. What was executed,
 failed and expired, by custom_id, is kept for tests (`FakeBatches.rows`).
 """
 
@@ -256,15 +256,16 @@ class FakeBatches:
         lines = [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
         rng = random.Random(self.seed * 1_000_003 + batch.index)
         with self._lock:
-            eligible = [
-                i
-                for i, line in enumerate(lines)
-                if self.plan.sticky or str(line.get("custom_id")) not in self.rows
-            ]
-        n_fail = round(len(lines) * self.plan.fail_fraction)
-        n_expire = round(len(lines) * self.plan.expire_fraction)
-        drawn = rng.sample(eligible, min(len(eligible), n_fail + n_expire))
+            seen = {cid: list(outcomes) for cid, outcomes in self.rows.items()}
+        fresh = [i for i, line in enumerate(lines) if str(line.get("custom_id")) not in seen]
+        n_fail = round(len(fresh) * self.plan.fail_fraction)
+        n_expire = round(len(fresh) * self.plan.expire_fraction)
+        drawn = rng.sample(fresh, n_fail + n_expire)
         failing, expiring = set(drawn[:n_fail]), set(drawn[n_fail:])
+        if self.plan.sticky:  # a row keeps the fate of its first execution
+            for i, line in enumerate(lines):
+                first = seen.get(str(line.get("custom_id")), ["ok"])[0]
+                (failing if first == "failed" else expiring if first == "expired" else set()).add(i)
         out: list[str] = []
         errors: list[str] = []
         outcomes: list[tuple[str, str]] = []
