@@ -25,6 +25,7 @@ from factory.llm.batch_settings import BatchSettings
 from factory.llm.price_map import price_table
 from factory.pipeline import run_build
 from factory.pipeline.inputs import load_build_prompts
+from factory.pipeline.progress import BuildProgress, ProgressReporter
 from factory.testing import FakeLLMServer
 from factory.testing.fake_batches import BatchPlan
 
@@ -33,14 +34,15 @@ FAST = {"quiet_s": 0.15, "poll_s": 0.05, "poll_max_s": 0.2}
 TABLES = ("candidates", "judgments", "pairs", "failures")
 
 
-def _build(server: FakeLLMServer, tmp: Path, *, batch_roles: tuple[str, ...] = (), **extra: Any) -> Path:
+def _build(server: FakeLLMServer, tmp: Path, *, batch_roles: tuple[str, ...] = (),
+           progress: BuildProgress | None = None, **extra: Any) -> Path:
     tmp.mkdir(parents=True, exist_ok=True)
     config = build_config(server.base_url, tmp, prompts=8, shard_size=4, concurrency=4,
                           gateway={"batch": FAST}, **extra)
     config["models"]["judge"]["model"] = PRICED
     for role in batch_roles:
         config["models"][role]["batch"] = True
-    return run_build(parse_config(config)).run_dir
+    return run_build(parse_config(config), progress=progress).run_dir
 
 
 def _rows(run_dir: Path, name: str) -> list[str]:
@@ -65,7 +67,10 @@ def test_batch_judge_build_equals_the_online_build_at_the_batch_price(tmp_path: 
         online = _build(server, tmp_path / "online")
         online_judge_calls = server.stats.by_model[PRICED.removeprefix("openai/")]["calls"]
         before = server.stats.calls
-        batched = _build(server, tmp_path / "batch", batch_roles=("judge",))
+        seen: list[str] = []
+        progress = BuildProgress()
+        with ProgressReporter(progress, lambda snap: seen.append(snap.line()), every_s=0.05):
+            batched = _build(server, tmp_path / "batch", batch_roles=("judge",), progress=progress)
         stats = server.stats
         # The batch build sent no judge call online: every one was a batch row.
         assert stats.by_model[PRICED.removeprefix("openai/")]["calls"] == online_judge_calls
@@ -89,6 +94,9 @@ def test_batch_judge_build_equals_the_online_build_at_the_batch_price(tmp_path: 
     assert llm["by_role"]["generator"]["batch_calls"] == 0
     assert llm["cost_usd"] == pytest.approx(sum(r["cost_usd"] for r in llm["by_role"].values()), abs=1e-7)
     assert llm["batches"]["done"] == stats.batches_created and llm["batches"]["in_progress"] == 0
+    # Progress showed the batches on their way, and all done at the end.
+    assert any("1 in progress / 0 finalizing / 0 done" in line for line in seen), seen[-3:]
+    assert f"batches 0 submitted / 0 in progress / 0 finalizing / {stats.batches_created} done" in seen[-1]
     # Every batch was recorded in the run folder, and is closed.
     records = sorted((batched / "batches").glob("*.json"))
     assert len(records) == stats.batches_created
