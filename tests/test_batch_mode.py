@@ -63,7 +63,7 @@ def _online_price(prompt_tokens: int, completion_tokens: int) -> float:
 
 
 def test_batch_judge_build_equals_the_online_build_at_the_batch_price(tmp_path: Path) -> None:
-    with FakeLLMServer(batch=BatchPlan(completion_delay_s=0.2)) as server:
+    with FakeLLMServer(batch=BatchPlan(completion_delay_s=0.8)) as server:  # long enough to be seen in progress
         online = _build(server, tmp_path / "online")
         online_judge_calls = server.stats.by_model[PRICED.removeprefix("openai/")]["calls"]
         before = server.stats.calls

@@ -31,6 +31,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +73,11 @@ _STATE = {
 }
 
 
+def _mapping(value: Any) -> dict[str, Any]:
+    """`value` if it is a JSON object, else an empty one (provider files are data, not trusted shapes)."""
+    return value if isinstance(value, dict) else {}
+
+
 def row_body(kwargs: dict[str, Any]) -> dict[str, Any]:
     """The chat-completions body of one batch row for these gateway arguments (`Gateway._call_kwargs`):
     what an online call sends, the model without its provider prefix."""
@@ -88,8 +94,8 @@ def row_record(spec: ModelSpec, body: Any, latency_s: float) -> dict[str, Any]:
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         raise no_choices(spec.model)
     choice = choices[0]
-    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
-    usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+    message = _mapping(choice.get("message"))
+    usage = _mapping(body.get("usage"))
     prompt = int(usage.get("prompt_tokens") or 0)
     completion = int(usage.get("completion_tokens") or 0)
     details = usage.get("prompt_tokens_details")
@@ -112,14 +118,14 @@ def row_record(spec: ModelSpec, body: Any, latency_s: float) -> dict[str, Any]:
 
 def row_error(spec: ModelSpec, line: dict[str, Any]) -> LLMError:
     """The error of a row in an error file (or a non-200 row): HTTP status as online, expiry retryable."""
-    error = line.get("error") if isinstance(line.get("error"), dict) else None
-    if error and error.get("code") == "batch_expired":
+    error = _mapping(line.get("error"))
+    if error.get("code") == "batch_expired":
         return ProviderError(
             f"{spec.model}: batch row expired: {error.get('message') or 'not run in time'}", model=spec.model
         )
-    response = line.get("response") if isinstance(line.get("response"), dict) else {}
+    response = _mapping(line.get("response"))
     status = response.get("status_code")
-    detail = response.get("body") if response.get("body") is not None else error
+    detail = response.get("body") if response.get("body") is not None else error or None
     message = json.dumps(detail)[:300] if detail is not None else "no detail"
     if isinstance(status, int):
         return http_error(status, message, None, spec.model, spec.api_base)
@@ -307,7 +313,7 @@ class BatchCollector:
         for file_id in (state.output_file_id, state.error_file_id):
             if not file_id:
                 continue
-            raw = await self.owner.with_retries(lambda f=file_id: self.client.content(f), self.endpoint)
+            raw: bytes = await self.owner.with_retries(partial(self.client.content, file_id), self.endpoint)
             for text in raw.decode("utf-8", "replace").splitlines():
                 if not text.strip():
                     continue
@@ -316,14 +322,14 @@ class BatchCollector:
                 if row is None or row.key in seen:
                     continue
                 seen.add(row.key)
-                response = line.get("response") if isinstance(line.get("response"), dict) else {}
+                response = _mapping(line.get("response"))
                 if response.get("status_code") != 200:
                     failed[row.key] = row_error(self.spec, line)
                     continue
                 try:
                     record = row_record(self.spec, response.get("body"), time.monotonic() - row.since)
-                except LLMError as error:
-                    failed[row.key] = error
+                except LLMError as unusable:
+                    failed[row.key] = unusable
                     continue
                 self._answer(row, record)
         retry: list[_Row] = []

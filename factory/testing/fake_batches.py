@@ -360,7 +360,8 @@ class FakeBatches:
         n = body.get("n")
         count = max(1, min(n, 16)) if isinstance(n, int) else 1
         texts = [self.reply(body, choice) for choice in range(count)]
-        messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+        found = body.get("messages")
+        messages: list[Any] = found if isinstance(found, list) else []
         prompt_tokens = sum(len(message_text(m).split()) for m in messages if isinstance(m, dict))
         completion_tokens = sum(len(t.split()) for t in texts)
         with self._lock:
@@ -390,7 +391,7 @@ class FakeBatches:
         }
 
     def _describe(self, batch: _Batch) -> dict[str, Any]:
-        done = batch.finished_at is not None
+        finished = int(batch.finished_at) if batch.finished_at is not None else None
         return {
             "id": batch.id,
             "object": "batch",
@@ -405,11 +406,11 @@ class FakeBatches:
             "in_progress_at": int(batch.created_at),
             "expires_at": int(batch.created_at) + 86400,
             "finalizing_at": None,
-            "completed_at": int(batch.finished_at) if done and batch.status == "completed" else None,
+            "completed_at": finished if batch.status == "completed" else None,
             "failed_at": None,
-            "expired_at": int(batch.finished_at) if done and batch.status == "expired" else None,
+            "expired_at": finished if batch.status == "expired" else None,
             "cancelling_at": None,
-            "cancelled_at": int(batch.finished_at) if done and batch.status == "cancelled" else None,
+            "cancelled_at": finished if batch.status == "cancelled" else None,
             "request_counts": dict(batch.counts),
             "metadata": batch.metadata,
         }
