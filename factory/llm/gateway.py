@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
+from factory.llm.batch import BatchCalls
 from factory.llm.breaker import CircuitBreaker, endpoint_label
 from factory.llm.budget_guard import BudgetGuard, Spend
 from factory.llm.cache import RequestCache, request_key
@@ -37,6 +38,7 @@ from factory.llm.errors import (
 )
 from factory.llm.limits import Budget, GatewaySettings
 from factory.llm.models import ModelSpec
+from factory.llm.price_map import batch_token_cost
 from factory.llm.usage import UsageLedger
 
 if TYPE_CHECKING:
@@ -115,6 +117,9 @@ class Gateway:
         self._prior: Spend | None = None if budget_includes_cache else Spend()
         self._lean: LeanTransport | None = None
         self._litellm: LiteLLMTransport | None = None
+        # Batch mode (`batch.py`): batches are recorded next to the cache, in the run folder.
+        self._batches: BatchCalls | None = None
+        self._batch_dir = cache_path.parent / "batches" if cache_path is not None else None
 
     # -- resolution -------------------------------------------------------------------------
     def spec(self, target: str | ModelSpec) -> ModelSpec:
@@ -236,7 +241,8 @@ class Gateway:
         sent = json.dumps([kwargs["messages"], kwargs.get("response_format")], ensure_ascii=False)
         prompt = len(sent.encode("utf-8"))
         completion = int(kwargs.get("max_tokens") or spec.max_tokens) * int(kwargs.get("n") or 1)
-        cost = self._transport(spec).estimate_cost(spec.model, prompt, completion)
+        cost = (batch_token_cost(spec.model, prompt, completion)[0] if spec.batch
+                else self._transport(spec).estimate_cost(spec.model, prompt, completion))
         return Spend(calls=1, tokens=prompt + completion, cost_usd=cost or 0.0)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
@@ -261,6 +267,8 @@ class Gateway:
         cached = record is not None
         if record is not None:
             self.usage.record_cache_hit(role=role_name, model=spec.model, tag=tag)
+        elif spec.batch:  # batch mode: the batch commits its answers to the cache itself
+            record = await self._batched(spec, request, key, schema, role_name, tag)
         else:
             record = await self._call_with_retries(spec, request, schema, role_name, tag)
             self.cache.put(key, spec.model, record)
@@ -321,6 +329,34 @@ class Gateway:
                 return record
             finally:
                 self._guard.release(reservation)
+
+    async def _batched(self, spec: ModelSpec, request: dict[str, Any], key: str, schema: type[BaseModel] | None,
+                       role: str, tag: str | None) -> dict[str, Any]:
+        """A call of a batch-mode model: one row of a batch (`batch.py`), or a wait on the batch that
+        already holds the same request (sent by this build, or by the killed build it resumes)."""
+        if self._batches is None:
+            self._batches = BatchCalls(self.settings.batch, self._batch_dir, self.cache, self.usage,
+                                       max_retries=self.settings.max_retries, backoff=self._backoff)
+        collector = self._batches.collector(spec)
+        kwargs = self._call_kwargs(spec, request, schema)
+        endpoint = endpoint_label(spec.model, spec.api_base)
+        reservation: Spend | None = None
+        if not collector.joinable(key):  # a request in a batch already is paid for: nothing to reserve
+            self.breaker.check(endpoint, spec.model)
+            reservation = await self._guard.reserve(self._worst_case(spec, kwargs), spec.model)
+        try:
+            record = self.cache.get(key) if reservation is not None else None
+            if record is None:  # (else answered by a batch while this call waited for the budget)
+                record = await collector.submit(key, kwargs, role, tag)
+        except LLMError as error:
+            self.usage.record_error(role=role, model=spec.model, tag=tag)
+            self.breaker.record_failure(endpoint, error)
+            raise _scrubbed(error, kwargs.get("api_key") if spec.api_key_env else None) from None
+        finally:
+            if reservation is not None:
+                self._guard.release(reservation)
+        self.breaker.record_success(endpoint)
+        return record
 
     def close(self) -> None:
         for transport in (self._lean, self._litellm):

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from factory.llm.batch_settings import BatchSettings
+
 
 class GatewaySettings(BaseModel):
     """Limits that apply to every model call of a build."""
@@ -21,6 +23,8 @@ class GatewaySettings(BaseModel):
         "replies; retries included, 429 not counted) on one endpoint that open its circuit: no more calls "
         "to it. A rejected API key (401/403) opens it at once."
     )
+    batch: BatchSettings = Field(default_factory=BatchSettings,
+                                 description="Collection, polling and retries of models with `batch: true`.")
 
 
 class Budget(BaseModel):

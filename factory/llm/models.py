@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from factory.llm.batch_settings import BATCH_PROVIDERS
 from factory.llm.credentials import find_credentials, secret_like, url_holds_credentials
 from factory._util.yaml_input import shorten
 
@@ -68,6 +69,13 @@ class ModelSpec(BaseModel):
         "server, Ollama's /v1), same records, cache keys, errors and litellm prices at a fraction of the CPU "
         "per call. auto (default): lean for an `openai/` model with an api_base and only OpenAI request "
         "params, litellm otherwise.",
+    )
+    batch: bool = Field(
+        False,
+        description="Send this role's calls through the provider's batch API (OpenAI, Azure, Vertex, Bedrock, or "
+        "an OpenAI-compatible server with /v1/files and /v1/batches such as vLLM) at the batch price: calls "
+        "are collected per shard, sent as one batch and polled; replies are cached like online ones "
+        "(docs/batch.md).",
     )
 
     @field_validator("api_base")
@@ -138,6 +146,15 @@ class ModelSpec(BaseModel):
             if other:
                 raise ValueError(f"transport: lean sends only OpenAI request fields; params {', '.join(other)} "
                                  "need litellm (transport: litellm or auto)")
+        return self
+
+    @model_validator(mode="after")
+    def _batch_provider(self) -> ModelSpec:
+        if self.batch and self.model.partition("/")[0] not in BATCH_PROVIDERS:
+            names = ", ".join(f"{p}/..." for p in BATCH_PROVIDERS)
+            raise ValueError(f"batch: true needs a provider with a batch API ({names}); '{self.model}' has none")
+        if self.batch and self.params.get("stream"):
+            raise ValueError("batch: true cannot stream replies (params.stream)")
         return self
 
     @property

@@ -96,3 +96,35 @@ def token_cost(model: str, prompt_tokens: int, completion_tokens: int, cached_to
     cache_rate = _rate(entry, "cache_read_input_token_cost", prompt_tokens) if cached else None
     cost = (prompt_tokens - cached) * input_rate + completion_tokens * output_rate
     return cost + cached * (input_rate if cache_rate is None else cache_rate)
+
+
+# -- batch prices (hook for batch mode, `batch.py`) ------------------------------------------------
+HALF_PRICE_NOTE = "no batch price in litellm's table: half the online price"
+
+
+def batch_token_cost(model: str, prompt_tokens: int, completion_tokens: int,
+                     cached_tokens: int = 0) -> tuple[float | None, str | None]:
+    """USD for a chat completion run through a provider's batch API, and a note when it is a guess.
+
+    litellm's table gives batch rates as `input_cost_per_token_batches` / `output_cost_per_token_batches`
+    (and `cache_read_input_token_cost_batches`); a model without them is priced at half its online
+    price, as litellm's `batch_cost_calculator` does and as OpenAI, Azure, Vertex and Bedrock charge,
+    with `HALF_PRICE_NOTE`. None when the model has no per-token price at all.
+
+    >>> batch_token_cost("local/smollm2", 10, 10)
+    (0.0, None)
+    """
+    if model.startswith("local/"):
+        return 0.0, None
+    entry = _entry(model)
+    if entry is None:
+        return None, None
+    input_rate = _rate(entry, "input_cost_per_token_batches", prompt_tokens)
+    output_rate = _rate(entry, "output_cost_per_token_batches", prompt_tokens)
+    if input_rate is None or output_rate is None:
+        online = token_cost(model, prompt_tokens, completion_tokens, cached_tokens)
+        return (None, None) if online is None else (online / 2, HALF_PRICE_NOTE)
+    cached = min(max(cached_tokens, 0), prompt_tokens)
+    cache_rate = _rate(entry, "cache_read_input_token_cost_batches", prompt_tokens) if cached else None
+    cost = (prompt_tokens - cached) * input_rate + completion_tokens * output_rate
+    return cost + cached * (input_rate if cache_rate is None else cache_rate), None

@@ -18,7 +18,8 @@ Counts follow the configured workflows, per prompt:
 `calls` is what a build without re-prompts, rewrites or early stops makes; `max_calls` is the upper
 bound. Tokens are upper bounds too: prompts are counted at about 4 characters per token, and every
 completion is taken to use its model's `max_tokens`. Cost comes from litellm's price table (None, shown
-as "unknown", when the model is not in it, as with most self-hosted endpoints).
+as "unknown", when the model is not in it, as with most self-hosted endpoints); a role with `batch: true`
+is priced at the table's batch price, or half the online price where the table has none (noted).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any
 from factory.config import BuildConfig, FeedbackLoopWorkflow, SingleAgentWorkflow
 from factory.inputs.conversation import earlier_turns_role
 from factory._util.errors import UserError
+from factory.llm.price_map import batch_token_cost
 from factory.inputs.prompt_sources import Prompt
 from judges.protocols import MAX_ANSWERS, render_listwise, render_pairwise, render_single
 from judges.engine.settings import JudgeSetting
@@ -58,6 +60,8 @@ class EstimateLine:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float | None = 0.0
+    batch: bool = False  # the role's calls go through the batch API, at the batch price
+    price_note: str | None = None  # how a batch price was found when the table has none
 
 
 @dataclass
@@ -243,7 +247,12 @@ def estimate_build(config: BuildConfig, prompts: Sequence[Prompt], rejected: int
                       _WRAPPER_TOKENS + question)
     _gate(tally, config, prompts)
     for line in tally.lines.values():
-        line.cost_usd = estimate_cost(line.model, line.prompt_tokens, line.completion_tokens)
+        spec = config.models.get(line.role)
+        if spec is not None and spec.batch:
+            line.batch = True
+            line.cost_usd, line.price_note = batch_token_cost(line.model, line.prompt_tokens, line.completion_tokens)
+        else:
+            line.cost_usd = estimate_cost(line.model, line.prompt_tokens, line.completion_tokens)
     budget = {k: v for k, v in config.budget.model_dump().items() if v is not None}
     return BuildEstimate(prompts=len(prompts), rejected=rejected, lines=list(tally.lines.values()), budget=budget)
 
@@ -276,7 +285,7 @@ def _money(value: float | None) -> str:
 def format_estimate(estimate: BuildEstimate) -> str:
     """The estimate as a plain-text table, with a line per budget cap the build may reach."""
     head = ("stage", "role", "model", "calls", "max calls", "max tokens", "max cost")
-    rows = [(ln.stage, ln.role, ln.model, f"{ln.calls:,}", f"{ln.max_calls:,}",
+    rows = [(ln.stage, f"{ln.role} (batch)" if ln.batch else ln.role, ln.model, f"{ln.calls:,}", f"{ln.max_calls:,}",
              f"{ln.prompt_tokens + ln.completion_tokens:,}", _money(ln.cost_usd)) for ln in estimate.lines]
     rows.append(("total", "", "", f"{estimate.calls:,}", f"{estimate.max_calls:,}",
                  f"{estimate.total_tokens:,}", _money(estimate.cost_usd)))
@@ -287,6 +296,11 @@ def format_estimate(estimate: BuildEstimate) -> str:
            *table,
            ("calls: without re-prompts or rewrites; max: every judge reply re-prompted, every completion at "
            "max_tokens, ~4 characters per token")]
+    batched = sorted({ln.role for ln in estimate.lines if ln.batch})
+    if batched:
+        out.append(f"(batch): priced at the batch price: {', '.join(batched)}")
+    for note in sorted({f"{ln.model}: {ln.price_note}" for ln in estimate.lines if ln.price_note}):
+        out.append(f"batch price of {note}")
     if estimate.unpriced:
         out.append(f"price unknown (not in litellm's table, not counted in the cost): {', '.join(estimate.unpriced)}")
     caps = {"max_calls": estimate.max_calls, "max_tokens": estimate.total_tokens, "max_cost_usd": estimate.cost_usd}

@@ -56,6 +56,8 @@ class ProgressSnapshot:
     failures: int
     elapsed_s: float
     eta_s: float | None
+    # Batch mode: batches by state (submitted, in_progress, finalizing, done); None without batches.
+    batches: dict[str, int] | None = None
 
     def stage(self, name: str) -> StageFigures:
         return next(s for s in self.stages if s.name == name)
@@ -79,7 +81,10 @@ class ProgressSnapshot:
 
     def figures_text(self) -> str:
         errors = f", {self.call_errors} failed calls" if self.call_errors else ""
-        return (f"{self.calls} calls ({self.cache_hits} cached{errors}), {_count(self.tokens)} tokens, "
+        b = self.batches
+        batches = (f"batches {b.get('submitted', 0)} submitted / {b.get('in_progress', 0)} in progress / "
+                   f"{b.get('finalizing', 0)} finalizing / {b.get('done', 0)} done, ") if b else ""
+        return (f"{batches}{self.calls} calls ({self.cache_hits} cached{errors}), {_count(self.tokens)} tokens, "
                 f"${self.cost_usd:.4f}, {self.failures} failures, elapsed {_duration(self.elapsed_s)}, "
                 f"ETA {'?' if self.eta_s is None else _duration(self.eta_s)}")
 
@@ -192,7 +197,8 @@ class BuildProgress:
             cache_hits=int(usage.get("cache_hits", 0)),
             tokens=int(usage.get("prompt_tokens", 0)) + int(usage.get("completion_tokens", 0)),
             cost_usd=float(usage.get("cost_usd", 0.0)), call_errors=int(usage.get("errors", 0)),
-            failures=sum(s.failed for s in stages), elapsed_s=elapsed, eta_s=eta)
+            failures=sum(s.failed for s in stages), elapsed_s=elapsed, eta_s=eta,
+            batches=dict(usage["batches"]) if usage.get("batches") else None)
 
     def _eta(self, elapsed: float, prompts: int) -> float | None:
         """Seconds left for the prompt stages at this run's own rate (work an earlier run did is

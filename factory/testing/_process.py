@@ -34,6 +34,13 @@ class ServerStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     by_model: dict[str, dict[str, int]] = field(default_factory=dict)
+    # The Files and Batches endpoints (`fake_batches.py`): rows executed count failed rows, not expired ones.
+    files_uploaded: int = 0
+    batches_created: int = 0
+    batch_rows_executed: int = 0
+    batch_rows_failed: int = 0
+    batch_rows_expired: int = 0
+    batches_cancelled: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data (status codes become string keys, as JSON requires)."""

@@ -9,7 +9,9 @@ Three ways to run it:
 * blocking, for the CLI: `serve_forever(host, port, script_path, latency_s)`.
 
 Endpoints: `POST /v1/chat/completions` (also `stream: true` as minimal SSE), `GET /v1/models`,
-`GET /health`, `GET /stats`, `POST /reset`, `POST /outage` (body `{"on": true}`).
+`GET /health`, `GET /stats`, `POST /reset`, `POST /outage` (body `{"on": true}`), and OpenAI's Files
+and Batches endpoints (`fake_batches.py`: rows answered by the same script, with a `BatchPlan` of
+completion delay, failed and expired rows).
 
 Token counts are whitespace-split words: prompt tokens over the contents of all request messages,
 completion tokens over the reply text(s). Only answered completions (HTTP 200 with a well-formed
@@ -38,6 +40,7 @@ from aiohttp import web
 from factory._util.errors import UserError
 from factory.testing._process import ServerStats, SpawnedServer, spawn_server
 from factory.testing.default_replies import message_text
+from factory.testing.fake_batches import BatchPlan, FakeBatches
 from factory.testing.script import Fault, Rule, Script, ScriptExhausted, fault_from_dict, load_script
 
 
@@ -45,7 +48,7 @@ class FakeLLMApp:
     """The request handlers and their shared state; `FakeLLMServer` and `serve_forever` host it."""
 
     def __init__(self, script: Script, faults: Fault, latency_s: float = 0.0, latency_jitter_s: float = 0.0,
-                 seed: int = 0, keep_requests: bool = True) -> None:
+                 seed: int = 0, keep_requests: bool = True, batch: BatchPlan | None = None) -> None:
         if latency_s < 0 or latency_jitter_s < 0:
             raise UserError(f"Latency must be >= 0; got latency_s={latency_s}, latency_jitter_s={latency_jitter_s}.")
         self.script = script
@@ -58,6 +61,7 @@ class FakeLLMApp:
         # Handlers run on one event loop, but tests read state from other threads.
         self._lock = threading.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.batches = FakeBatches(self.script.reply, batch or BatchPlan(), seed)
         self._zero()
 
     def _zero(self) -> None:
@@ -75,6 +79,7 @@ class FakeLLMApp:
         with self._lock:
             self._zero()
         self.script.reset()
+        self.batches.reset()
 
     def snapshot(self) -> ServerStats:
         with self._lock:
@@ -82,7 +87,8 @@ class FakeLLMApp:
                                faults=dict(self._faults), in_flight=self._in_flight,
                                peak_in_flight=self._peak, prompt_tokens=self._prompt_tokens,
                                completion_tokens=self._completion_tokens,
-                               by_model={k: dict(v) for k, v in self._by_model.items()})
+                               by_model={k: dict(v) for k, v in self._by_model.items()},
+                               **self.batches.snapshot())
 
     def recorded_requests(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -102,6 +108,7 @@ class FakeLLMApp:
         app.router.add_get("/stats", self._stats)
         app.router.add_post("/reset", self._reset)
         app.router.add_post("/outage", self._outage)
+        self.batches.routes(app)
         return app
 
     # --- handlers ----------------------------------------------------------------------------------
@@ -286,9 +293,9 @@ class FakeLLMServer:
     def __init__(self, rules: Sequence[Rule] = (), default: str | Callable[[dict[str, Any]], str] | None = None,
                  *, latency_s: float = 0.0, latency_jitter_s: float = 0.0, faults: Fault | None = None,
                  seed: int = 0, strict: bool = True, keep_requests: bool = True,
-                 host: str = "127.0.0.1", port: int = 0) -> None:
+                 host: str = "127.0.0.1", port: int = 0, batch: BatchPlan | None = None) -> None:
         self._app = FakeLLMApp(Script(rules, default, strict), faults or Fault(), latency_s, latency_jitter_s,
-                               seed, keep_requests)
+                               seed, keep_requests, batch)
         self.host = host
         self.port = port
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -303,6 +310,11 @@ class FakeLLMServer:
     def requests(self) -> list[dict[str, Any]]:
         """A copy of the JSON bodies received so far (chat completions only), in arrival order."""
         return self._app.recorded_requests()
+
+    @property
+    def batches(self) -> FakeBatches:
+        """The Files and Batches endpoints' state: `rows` (custom_id -> outcomes), `batch_rows`, `bodies`."""
+        return self._app.batches
 
     @property
     def stats(self) -> ServerStats:
@@ -366,7 +378,7 @@ class FakeLLMServer:
     @staticmethod
     def spawn(script_path: str | None = None, *, latency_s: float | None = None,
               latency_jitter_s: float | None = None, faults: Fault | None = None, seed: int | None = None,
-              startup_timeout_s: float = 30.0) -> SpawnedServer:
+              startup_timeout_s: float = 30.0, batch: BatchPlan | None = None) -> SpawnedServer:
         """Run the server in a separate process (see `SpawnedServer`); settings given here override
         the script file's. Example: `with FakeLLMServer.spawn(latency_s=0.1) as server: server.stats()`."""
         args = ["--script", str(script_path)] if script_path else []
@@ -375,13 +387,15 @@ class FakeLLMServer:
                 args += [flag, str(value)]
         if faults is not None:
             args += ["--faults", json.dumps(asdict(faults))]
+        if batch is not None:
+            args += ["--batch", json.dumps(asdict(batch))]
         return spawn_server(args, startup_timeout_s)
 
 
 def serve_forever(host: str = "127.0.0.1", port: int = 0, script_path: str | None = None,
                   latency_s: float | None = None, latency_jitter_s: float | None = None,
                   faults: Fault | None = None, seed: int | None = None,
-                  on_ready: Callable[[int], None] | None = None) -> None:
+                  on_ready: Callable[[int], None] | None = None, batch: BatchPlan | None = None) -> None:
     """Serve until SIGINT/SIGTERM. Arguments given here override the script file's settings;
     `on_ready` gets the bound port once the server accepts connections."""
     file = load_script(script_path) if script_path else None
@@ -392,7 +406,7 @@ def serve_forever(host: str = "127.0.0.1", port: int = 0, script_path: str | Non
         latency_jitter_s if latency_jitter_s is not None else (file.latency_jitter_s if file else 0.0),
         seed if seed is not None else (file.seed if file else 0),
         # A long-running server would otherwise grow without bound.
-        keep_requests=False)
+        keep_requests=False, batch=batch)
     asyncio.run(_serve(app, host, port, on_ready))
 
 
@@ -424,12 +438,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jitter", type=float, help="extra random latency, up to this many seconds")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--faults", help='JSON object of Fault settings, e.g. \'{"rate_429": 0.1}\'')
+    parser.add_argument("--batch", help='JSON object of BatchPlan settings, e.g. \'{"fail_fraction": 0.1}\'')
     ns = parser.parse_args(argv)
     try:
         faults = fault_from_dict(json.loads(ns.faults)) if ns.faults else None
+        batch = BatchPlan(**json.loads(ns.batch)) if ns.batch else None
         serve_forever(ns.host, ns.port, ns.script, ns.latency, ns.jitter, faults, ns.seed,
-                      on_ready=lambda port: print(port, flush=True))
-    except (UserError, json.JSONDecodeError) as exc:
+                      on_ready=lambda port: print(port, flush=True), batch=batch)
+    except (UserError, json.JSONDecodeError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

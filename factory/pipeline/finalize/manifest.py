@@ -15,7 +15,7 @@ from factory.pipeline.context import BuildContext
 from factory.pipeline.outcome import BuildFacts, BuildOutcome, decide_outcome, gate_failed
 
 _USAGE_TOTALS = ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd", "latency_s", "retries",
-                 "errors")
+                 "errors", "batch_calls", "batch_cost_usd")
 
 
 def build_manifest(ctx: BuildContext, rows: dict[str, int], stopped: str | None, *, usage: dict[str, Any],
