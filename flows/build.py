@@ -28,8 +28,10 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Coroutine, Iterator
@@ -47,6 +49,7 @@ from factory.config import BuildConfig, load_config, parse_config
 from factory.errors import UserError
 from factory.incremental import append_version
 from factory.llm import Gateway
+from factory.llm.rate_limit import LimitsHub
 from factory.output_location import url_protocol
 from factory.pipeline.context import BuildContext
 from factory.pipeline.interrupted import record_interrupt
@@ -119,8 +122,25 @@ def _gateway(config: BuildConfig, run: RunFolder, token: str, flow_host: str) ->
             host = _host()
             cache = run.cache_path if host == flow_host else run.root / f"cache-{host}.sqlite"
             _GATEWAYS[token] = Gateway(config.models, config.gateway, cache_path=cache, budget=config.budget,
-                                       seed=config.run.seed, budget_includes_cache=True)
+                                       seed=config.run.seed, budget_includes_cache=True,
+                                       limits_hub=_shared_limits(config, token))
         return _GATEWAYS[token]
+
+
+def _shared_limits(config: BuildConfig, token: str) -> LimitsHub | None:
+    """On a Dask worker, the rate limits of flow run `token`, shared by every worker of the cluster
+    (`factory.llm.rate_limit_dask`); None elsewhere (the gateway's own, shared by this process's shards)."""
+    if "distributed" not in sys.modules or not any(spec.rate_limited for spec in config.models.values()):
+        return None
+    import distributed  # already imported in a Dask worker (checked above); a multi-second import elsewhere
+
+    try:
+        distributed.get_worker()
+    except ValueError:
+        return None
+    from factory.llm.rate_limit_dask import DaskLimits  # imports distributed
+
+    return DaskLimits(token)
 
 
 def _release_gateway(token: str) -> None:
@@ -133,6 +153,13 @@ def _release_gateway(token: str) -> None:
             _LOOP = None
     if gateway is not None:
         gateway.close()
+    if "distributed" in sys.modules:
+        from factory.llm.rate_limit_dask import release_shared_limits  # imports distributed (already loaded)
+
+        try:
+            release_shared_limits(token)
+        except Exception as exc:  # noqa: BLE001 - a cluster already gone has nothing left to release
+            logging.getLogger(__name__).debug("rate limits of %s not released: %s", token, exc)
     if loop is not None:
         # Cancel what litellm left running (its logging worker) so that nothing is destroyed pending.
         async def cancel_the_rest() -> None:
