@@ -94,16 +94,17 @@ class DaskLimits:
 
     def __init__(self, token: str) -> None:
         worker = distributed.get_worker()
-        client = distributed.get_client()
         name = shared_limits_name(token)
-        with distributed.Lock(name, client=client):
+        # `worker_client` gives up this task's thread while it waits: creating the actor is a task
+        # too, and with every worker thread running a shard it would otherwise never start.
+        with distributed.worker_client() as client:
             variable = distributed.Variable(name, client=client)
-            try:
-                future = variable.get(timeout=0.01)
-            except TimeoutError:
-                future = client.submit(LimiterActor, actor=True, pure=False, key=f"{name}-actor")
-                variable.set(future)
-        found = future.result()
+            with distributed.Lock(name):
+                # The scheduler's metadata says whether the variable is set (a get would wait for it).
+                if client.get_metadata(name, default=None) is None:
+                    variable.set(client.submit(LimiterActor, actor=True, pure=False, key=f"{name}-actor"))
+                    client.set_metadata(name, True)
+            found = variable.get().result()
         # Bound to this worker explicitly: calls come from the gateway's own thread, where Dask
         # cannot tell which worker it is in.
         self._actor = distributed.Actor(LimiterActor, found._address, found.key, worker=worker)
@@ -156,4 +157,6 @@ def release_shared_limits(token: str) -> None:
         client = distributed.get_client()
     except ValueError:
         return  # not on Dask: nothing was shared
-    distributed.Variable(shared_limits_name(token), client=client).delete()
+    name = shared_limits_name(token)
+    distributed.Variable(name, client=client).delete()
+    client.set_metadata(name, None)
