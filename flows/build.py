@@ -143,6 +143,14 @@ def _shared_limits(config: BuildConfig, token: str) -> LimitsHub | None:
     return DaskLimits(token)
 
 
+def _share_rate_limits(config: BuildConfig, token: str) -> None:
+    """On Dask, start the limiter that every worker's gateway draws from (before any shard is submitted)."""
+    if "distributed" in sys.modules and any(spec.rate_limited for spec in config.models.values()):
+        from factory.llm.rate_limit_dask import create_shared_limits  # imports distributed (already loaded)
+
+        create_shared_limits(token)
+
+
 def _release_gateway(token: str) -> None:
     """Close flow run `token`'s gateway; stop the shard loop once no flow run in this process needs it."""
     global _LOOP
@@ -407,6 +415,7 @@ def _build(config: dict[str, Any] | None, config_path: str | None, resume_dir: s
         spec = load_config(Path(plan.run_dir) / "config.yaml")
         manifest: dict[str, Any] | None = None
         try:
+            _share_rate_limits(spec, plan.token)
             with _reporting(plan, spec) as progress:
                 outcomes, stopped = _run_with_salvage(plan, spec)
                 if not interrupts.requested():

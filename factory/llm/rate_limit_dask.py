@@ -2,9 +2,10 @@
 
 A build's limiters (`rate_limit.ModelLimiter`, one per endpoint) live in one Dask actor
 (`LimiterActor`) on one worker of the cluster; every worker's gateway draws its tickets from it, so
-4 workers together send what one model allows, not 4 times that. The first worker to need the
-actor creates it under a `distributed.Lock` named after the flow run and publishes its future in a
-`distributed.Variable` of the same name; the others find it there. The actor's methods are
+4 workers together send what one model allows, not 4 times that. The flow's process creates the
+actor through the task runner's client before it submits any shard (`create_shared_limits`) and
+publishes its future in a `distributed.Variable` named after the flow run; each worker's gateway
+finds it there (`DaskLimits`) and the flow deletes it at the end. The actor's methods are
 coroutines, so they run on its worker's event loop and a waiting acquire holds no thread.
 
 The gateway's shard loop is not Dask's: each call is handed to this worker's Dask event loop with
@@ -33,6 +34,8 @@ from factory.llm.rate_limit import Cost, LocalLimits, ModelLimits, Outcome
 from factory.llm.rate_limit_headers import ServerLimits
 
 log = logging.getLogger(__name__)
+# How long a worker looks for the flow's actor (published before any shard is submitted).
+_LOOKUP_TIMEOUT_S = 30.0
 
 
 def shared_limits_name(token: str) -> str:
@@ -90,21 +93,17 @@ async def _invoke(actor: distributed.Actor, method: str, *args: Any) -> Any:
 class DaskLimits:
     """The `LimitsHub` of a gateway in a Dask worker: the build's `LimiterActor`.
 
-    Create it in a task (it looks the actor up, or creates it, through the worker's client)."""
+    Create it in a task, after `create_shared_limits` ran in the flow's process."""
 
     def __init__(self, token: str) -> None:
         worker = distributed.get_worker()
         name = shared_limits_name(token)
-        # `worker_client` gives up this task's thread while it waits: creating the actor is a task
-        # too, and with every worker thread running a shard it would otherwise never start.
-        with distributed.worker_client() as client:
-            variable = distributed.Variable(name, client=client)
-            with distributed.Lock(name):
-                # The scheduler's metadata says whether the variable is set (a get would wait for it).
-                if client.get_metadata(name, default=None) is None:
-                    variable.set(client.submit(LimiterActor, actor=True, pure=False, key=f"{name}-actor"))
-                    client.set_metadata(name, True)
-            found = variable.get().result()
+        try:
+            future = distributed.Variable(name).get(timeout=_LOOKUP_TIMEOUT_S)
+        except TimeoutError:
+            raise RuntimeError(f"no shared rate limiter '{name}' on the Dask cluster: the flow creates it "
+                               "(create_shared_limits) before it submits the shards") from None
+        found = future.result()
         # Bound to this worker explicitly: calls come from the gateway's own thread, where Dask
         # cannot tell which worker it is in.
         self._actor = distributed.Actor(LimiterActor, found._address, found.key, worker=worker)
@@ -151,12 +150,27 @@ def _log_failure(future: Any) -> None:
         log.warning("rate limiter: %s", future.exception())
 
 
+def create_shared_limits(token: str) -> bool:
+    """Start flow run `token`'s `LimiterActor` through this process's Dask client (the task runner's)
+    and publish it; False when this process has no Dask client (not on Dask: nothing to share).
+
+    The flow does this before it submits any shard: creating an actor is a task, and once every
+    worker thread runs a shard (one thread per worker) it would never start."""
+    try:
+        client = distributed.get_client()
+    except ValueError:
+        return False
+    name = shared_limits_name(token)
+    actor = client.submit(LimiterActor, actor=True, pure=False, key=f"{name}-actor")
+    actor.result()  # started, or its error here rather than in every shard
+    distributed.Variable(name, client=client).set(actor)
+    return True
+
+
 def release_shared_limits(token: str) -> None:
     """Drop a finished flow run's actor (its variable), when this process has a Dask client."""
     try:
         client = distributed.get_client()
     except ValueError:
         return  # not on Dask: nothing was shared
-    name = shared_limits_name(token)
-    distributed.Variable(name, client=client).delete()
-    client.set_metadata(name, None)
+    distributed.Variable(shared_limits_name(token), client=client).delete()
