@@ -42,6 +42,7 @@ from typing import Any, TypeVar
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
 from prefect.states import Cancelled, State
 
 from factory import interrupts
@@ -143,12 +144,25 @@ def _shared_limits(config: BuildConfig, token: str) -> LimitsHub | None:
     return DaskLimits(token)
 
 
+def _dask_client() -> Any:
+    """The Dask client of this flow run's task runner, or None when it does not run on Dask."""
+    runners = sys.modules.get("prefect_dask.task_runners")  # imported by `make_task_runner("dask")`
+    context = FlowRunContext.get()
+    runner = getattr(context, "task_runner", None)
+    if runners is None or not isinstance(runner, runners.DaskTaskRunner):
+        return None
+    return runner.client  # (started on first use)
+
+
 def _share_rate_limits(config: BuildConfig, token: str) -> None:
     """On Dask, start the limiter that every worker's gateway draws from (before any shard is submitted)."""
-    if "distributed" in sys.modules and any(spec.rate_limited for spec in config.models.values()):
+    if not any(spec.rate_limited for spec in config.models.values()):
+        return
+    client = _dask_client()
+    if client is not None:
         from factory.llm.rate_limit_dask import create_shared_limits  # imports distributed (already loaded)
 
-        create_shared_limits(token)
+        create_shared_limits(token, client)
 
 
 def _release_gateway(token: str) -> None:
@@ -161,11 +175,12 @@ def _release_gateway(token: str) -> None:
             _LOOP = None
     if gateway is not None:
         gateway.close()
-    if "distributed" in sys.modules:
+    client = _dask_client() if "distributed" in sys.modules else None
+    if client is not None:
         from factory.llm.rate_limit_dask import release_shared_limits  # imports distributed (already loaded)
 
         try:
-            release_shared_limits(token)
+            release_shared_limits(token, client)
         except Exception as exc:  # noqa: BLE001 - a cluster already gone has nothing left to release
             logging.getLogger(__name__).debug("rate limits of %s not released: %s", token, exc)
     if loop is not None:

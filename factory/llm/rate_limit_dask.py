@@ -150,27 +150,17 @@ def _log_failure(future: Any) -> None:
         log.warning("rate limiter: %s", future.exception())
 
 
-def create_shared_limits(token: str) -> bool:
-    """Start flow run `token`'s `LimiterActor` through this process's Dask client (the task runner's)
-    and publish it; False when this process has no Dask client (not on Dask: nothing to share).
+def create_shared_limits(token: str, client: distributed.Client) -> None:
+    """Start flow run `token`'s `LimiterActor` through the task runner's Dask `client` and publish it.
 
     The flow does this before it submits any shard: creating an actor is a task, and once every
     worker thread runs a shard (one thread per worker) it would never start."""
-    try:
-        client = distributed.get_client()
-    except ValueError:
-        return False
     name = shared_limits_name(token)
     actor = client.submit(LimiterActor, actor=True, pure=False, key=f"{name}-actor")
     actor.result()  # started, or its error here rather than in every shard
     distributed.Variable(name, client=client).set(actor)
-    return True
 
 
-def release_shared_limits(token: str) -> None:
-    """Drop a finished flow run's actor (its variable), when this process has a Dask client."""
-    try:
-        client = distributed.get_client()
-    except ValueError:
-        return  # not on Dask: nothing was shared
+def release_shared_limits(token: str, client: distributed.Client) -> None:
+    """Drop a finished flow run's actor (its variable)."""
     distributed.Variable(shared_limits_name(token), client=client).delete()
