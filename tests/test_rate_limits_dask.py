@@ -1,7 +1,8 @@
 """Rate limits shared by every process of a build: a build on 2 Dask worker processes with rpm 120
 never sends the fake server more than 120 requests in any 60 s window (measured at the server).
 
-Slow (`-m slow`, about 70-100 s): the limit is per minute, and the build makes more calls than the
+Slow (`-m slow`; 112 s measured at load 0.1-1: ~40 s of Prefect API and Dask start-up plus the
+window): the limit is per minute, and the build makes more calls than the
 limit so that the second minute is needed. Without a limiter shared by the workers, each worker
 would send its own 120 at once and the busiest window would hold every call."""
 
