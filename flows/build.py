@@ -28,8 +28,10 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Coroutine, Iterator
@@ -40,6 +42,7 @@ from typing import Any, TypeVar
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
 from prefect.states import Cancelled, State
 
 from factory._util import interrupts
@@ -48,6 +51,7 @@ from factory._util.errors import UserError
 from factory.run.incremental import append_version
 from factory.llm import Gateway
 from factory.run.output_location import url_protocol
+from factory.llm.rate_limit import LimitsHub
 from factory.pipeline.context import BuildContext
 from factory.pipeline.finalize.interrupted import record_interrupt
 from factory.pipeline.finalize.manifest import merge_usage
@@ -119,8 +123,46 @@ def _gateway(config: BuildConfig, run: RunFolder, token: str, flow_host: str) ->
             host = _host()
             cache = run.cache_path if host == flow_host else run.root / f"cache-{host}.sqlite"
             _GATEWAYS[token] = Gateway(config.models, config.gateway, cache_path=cache, budget=config.budget,
-                                       seed=config.run.seed, budget_includes_cache=True)
+                                       seed=config.run.seed, budget_includes_cache=True,
+                                       limits_hub=_shared_limits(config, token))
         return _GATEWAYS[token]
+
+
+def _shared_limits(config: BuildConfig, token: str) -> LimitsHub | None:
+    """On a Dask worker, the rate limits of flow run `token`, shared by every worker of the cluster
+    (`factory.llm.rate_limit_dask`); None elsewhere (the gateway's own, shared by this process's shards)."""
+    if "distributed" not in sys.modules or not any(spec.rate_limited for spec in config.models.values()):
+        return None
+    import distributed  # already imported in a Dask worker (checked above); a multi-second import elsewhere
+
+    try:
+        distributed.get_worker()
+    except ValueError:
+        return None
+    from factory.llm.rate_limit_dask import DaskLimits  # imports distributed
+
+    return DaskLimits(token)
+
+
+def _dask_client() -> Any:
+    """The Dask client of this flow run's task runner, or None when it does not run on Dask."""
+    runners = sys.modules.get("prefect_dask.task_runners")  # imported by `make_task_runner("dask")`
+    context = FlowRunContext.get()
+    runner = getattr(context, "task_runner", None)
+    if runners is None or not isinstance(runner, runners.DaskTaskRunner):
+        return None
+    return runner.client  # (started on first use)
+
+
+def _share_rate_limits(config: BuildConfig, token: str) -> None:
+    """On Dask, start the limiter that every worker's gateway draws from (before any shard is submitted)."""
+    if not any(spec.rate_limited for spec in config.models.values()):
+        return
+    client = _dask_client()
+    if client is not None:
+        from factory.llm.rate_limit_dask import create_shared_limits  # imports distributed (already loaded)
+
+        create_shared_limits(token, client)
 
 
 def _release_gateway(token: str) -> None:
@@ -133,6 +175,14 @@ def _release_gateway(token: str) -> None:
             _LOOP = None
     if gateway is not None:
         gateway.close()
+    client = _dask_client() if "distributed" in sys.modules else None
+    if client is not None:
+        from factory.llm.rate_limit_dask import release_shared_limits  # imports distributed (already loaded)
+
+        try:
+            release_shared_limits(token, client)
+        except Exception as exc:  # noqa: BLE001 - a cluster already gone has nothing left to release
+            logging.getLogger(__name__).debug("rate limits of %s not released: %s", token, exc)
     if loop is not None:
         # Cancel what litellm left running (its logging worker) so that nothing is destroyed pending.
         async def cancel_the_rest() -> None:
@@ -380,6 +430,7 @@ def _build(config: dict[str, Any] | None, config_path: str | None, resume_dir: s
         spec = load_config(Path(plan.run_dir) / "config.yaml")
         manifest: dict[str, Any] | None = None
         try:
+            _share_rate_limits(spec, plan.token)
             with _reporting(plan, spec) as progress:
                 outcomes, stopped = _run_with_salvage(plan, spec)
                 if not interrupts.requested():

@@ -14,6 +14,7 @@ from factory.llm.errors import (
     ProviderError,
     RateLimitError,
 )
+from factory.llm.rate_limit_headers import read_rate_limit_headers
 from factory.llm.replies import retry_after_seconds
 
 
@@ -35,7 +36,9 @@ def translate(exc: BaseException, model: str, api_base: str | None = None) -> LL
     message = f"{model}: {type(exc).__name__}: {exc}"
     kwargs: dict[str, Any] = {"model": model, "status": status}
     if isinstance(exc, litellm.exceptions.RateLimitError) or status == 429:
-        return RateLimitError(message, retry_after=_retry_after(exc), **kwargs)
+        error = RateLimitError(message, retry_after=_retry_after(exc), **kwargs)
+        error.server_limits = read_rate_limit_headers(getattr(getattr(exc, "response", None), "headers", None))
+        return error
     if isinstance(exc, (litellm.exceptions.Timeout, TimeoutError)):
         return LLMTimeoutError(message, **kwargs)
     # 401/403 by status too: litellm words some 403s as a generic APIError.

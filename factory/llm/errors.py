@@ -32,9 +32,11 @@ class BadRequestError(LLMError):
 
 
 class RateLimitError(LLMError):
-    """429: slow down; `retry_after` holds the provider's hint in seconds when it sent one."""
+    """429: slow down; `retry_after` holds the provider's hint in seconds when it sent one, and
+    `server_limits` its `x-ratelimit-*` headers (a `rate_limit_headers.ServerLimits`) when it sent them."""
 
     retryable = True
+    server_limits: object | None = None
 
 
 class LLMTimeoutError(LLMError):

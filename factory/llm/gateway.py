@@ -35,10 +35,13 @@ from factory.llm.errors import (
     CircuitOpenError,
     LLMError,
     OutputParseError,
+    RateLimitError,
 )
 from factory.llm.limits import Budget, GatewaySettings
 from factory.llm.models import ModelSpec
 from factory.llm.price_map import batch_token_cost
+from factory.llm.rate_limit import Cost, LimitsHub, LocalLimits, ModelLimits, Outcome, limits_of
+from factory.llm.rate_limit_headers import ServerLimits
 from factory.llm.usage import UsageLedger
 
 if TYPE_CHECKING:
@@ -98,11 +101,16 @@ class Gateway:
 
     Failure: an endpoint that fails `settings.circuit_breaker_failures` attempts in a row, or rejects
     the credentials once, gets no more requests from this gateway (`CircuitOpenError`; `breaker`).
+
+    Rate limits (`rate_limit.py`): a model with `rpm`, `tpm`, `input_tpm`, `output_tpm` or
+    `adaptive_concurrency`, or whose server sent `x-ratelimit-*` headers, has every attempt wait for
+    its limiter in `limits_hub`: this process's (default), or one shared by every process of a build
+    (`rate_limit_dask.DaskLimits`). Other models pay one attribute check per attempt.
     """
 
     def __init__(self, roles: Mapping[str, ModelSpec], settings: GatewaySettings | None = None, *,
                  cache_path: Path | None = None, budget: Budget | None = None, seed: int = 0,
-                 budget_includes_cache: bool = False) -> None:
+                 budget_includes_cache: bool = False, limits_hub: LimitsHub | None = None) -> None:
         self.roles = dict(roles)
         self.settings = settings or GatewaySettings()
         self.budget = budget or Budget()
@@ -120,6 +128,9 @@ class Gateway:
         # Batch mode (`batch.py`): batches are recorded next to the cache, in the run folder.
         self._batches: BatchCalls | None = None
         self._batch_dir = cache_path.parent / "batches" if cache_path is not None else None
+        self.limits_hub: LimitsHub = limits_hub if limits_hub is not None else LocalLimits()
+        # Endpoints limited only because their server sent rate-limit headers (empty: the usual case).
+        self._learned: set[str] = set()
 
     # -- resolution -------------------------------------------------------------------------
     def spec(self, target: str | ModelSpec) -> ModelSpec:
@@ -138,7 +149,7 @@ class Gateway:
         overall, per_model = self._limits.setdefault(
             loop_id, (asyncio.Semaphore(self.settings.max_concurrency), {})
         )
-        key = f"{spec.model}@{spec.api_base or ''}"
+        key = _endpoint_key(spec)
         if key not in per_model:
             # The embedded model generates one call at a time (one llama.cpp worker thread): more in
             # flight would only queue inside it, with their timeouts running while they wait.
@@ -313,22 +324,65 @@ class Gateway:
 
     async def _attempt(self, spec: ModelSpec, kwargs: dict[str, Any], endpoint: str, worst: Spend,
                        role: str, tag: str | None) -> dict[str, Any]:
-        """One try of a call, holding a concurrency slot and its worst case against the budget."""
+        """One try of a call, holding a concurrency slot (and its rate-limit ticket, for a limited
+        model) and its worst case against the budget."""
         self.breaker.check(endpoint, spec.model)
         overall, per_model = self._semaphores(spec)
         async with overall, per_model:
+            if spec.rate_limited or (self._learned and _endpoint_key(spec) in self._learned):
+                return await self._attempt_limited(spec, kwargs, endpoint, worst, role, tag)
             # Again once the slot is ours: the circuit may have opened while this call waited for it.
             self.breaker.check(endpoint, spec.model)
-            reservation = await self._guard.reserve(worst, spec.model)
-            try:
-                record = await asyncio.wait_for(self._transport(spec).complete(spec, kwargs), spec.timeout_s + 5.0)
-                # Recorded before the reservation goes, so the budget never sees this call as free.
-                self.usage.record_call(role=role, model=spec.model, tag=tag, prompt_tokens=record["prompt_tokens"],
-                                       completion_tokens=record["completion_tokens"],
-                                       cost_usd=record["cost_usd"], latency_s=record["latency_s"])
-                return record
-            finally:
-                self._guard.release(reservation)
+            return await self._send(spec, kwargs, worst, role, tag)
+
+    async def _attempt_limited(self, spec: ModelSpec, kwargs: dict[str, Any], endpoint: str, worst: Spend,
+                               role: str, tag: str | None) -> dict[str, Any]:
+        """`_attempt` for a rate-limited model: wait for a ticket, send, report how it went."""
+        key, limits = _endpoint_key(spec), limits_of(spec)
+        ticket = await self.limits_hub.acquire(key, limits, _rate_cost(spec, kwargs, limits))
+        outcome = Outcome("failed")
+        try:
+            # The circuit may have opened while this call waited for its ticket.
+            self.breaker.check(endpoint, spec.model)
+            record = await self._send(spec, kwargs, worst, role, tag, limited=True)
+            server = record.pop("rate_limits", None)
+            outcome = Outcome("ok", record["prompt_tokens"], record["completion_tokens"],
+                              server=server if spec.rate_limit_headers else None)
+            return record
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # classified for the limiter, raised as it came
+            error = exc if isinstance(exc, LLMError) else self._transport(spec).translate(exc, spec)
+            if isinstance(error, RateLimitError):
+                server = error.server_limits if spec.rate_limit_headers else None
+                outcome = Outcome("rate_limited", retry_after_s=error.retry_after,
+                                  server=server if isinstance(server, ServerLimits) else None)
+            raise
+        finally:
+            self.limits_hub.finish(key, ticket, outcome)
+
+    async def _send(self, spec: ModelSpec, kwargs: dict[str, Any], worst: Spend, role: str, tag: str | None,
+                    limited: bool = False) -> dict[str, Any]:
+        """The request itself, its worst case held against the budget while in flight."""
+        reservation = await self._guard.reserve(worst, spec.model)
+        try:
+            record = await asyncio.wait_for(self._transport(spec).complete(spec, kwargs), spec.timeout_s + 5.0)
+            # Recorded before the reservation goes, so the budget never sees this call as free.
+            self.usage.record_call(role=role, model=spec.model, tag=tag, prompt_tokens=record["prompt_tokens"],
+                                   completion_tokens=record["completion_tokens"],
+                                   cost_usd=record["cost_usd"], latency_s=record["latency_s"])
+            if not limited and "rate_limits" in record:
+                self._learn(spec, record.pop("rate_limits"))
+            return record
+        finally:
+            self._guard.release(reservation)
+
+    def _learn(self, spec: ModelSpec, server: ServerLimits) -> None:
+        """The server of an unlimited model sent rate-limit headers: its calls go through a limiter now."""
+        if spec.rate_limit_headers:
+            key = _endpoint_key(spec)
+            self.limits_hub.observe(key, limits_of(spec), server)
+            self._learned.add(key)
 
     async def _batched(self, spec: ModelSpec, request: dict[str, Any], key: str, schema: type[BaseModel] | None,
                        role: str, tag: str | None) -> dict[str, Any]:
@@ -363,6 +417,22 @@ class Gateway:
             if transport is not None:
                 transport.close()
         self.cache.close()
+
+
+def _endpoint_key(spec: ModelSpec) -> str:
+    """What the concurrency and rate limits of a model are kept under: the model where it is served."""
+    return f"{spec.model}@{spec.api_base or ''}"
+
+
+def _rate_cost(spec: ModelSpec, kwargs: dict[str, Any], limits: ModelLimits) -> Cost:
+    """What an attempt holds against its token limits until the reply's usage replaces it: about 4
+    bytes of the JSON sent per input token (an estimate; no tokenizer is run per call) and the
+    completion's `max_tokens` (a bound) per choice."""
+    if not limits.counts_tokens:
+        return Cost()
+    sent = json.dumps([kwargs["messages"], kwargs.get("response_format")], ensure_ascii=False)
+    completion = int(kwargs.get("max_tokens") or spec.max_tokens) * int(kwargs.get("n") or 1)
+    return Cost(len(sent.encode("utf-8")) // 4 + 1, completion)
 
 
 def _scrubbed(error: LLMError, secret: str | None) -> LLMError:

@@ -35,6 +35,7 @@ from factory.llm.errors import (
 )
 from factory.llm.models import ModelSpec
 from factory.llm.price_map import token_cost
+from factory.llm.rate_limit_headers import read_rate_limit_headers
 from factory.llm.replies import no_choices, reply_record, retry_after_seconds
 
 DEFAULT_OPENAI_BASE = "https://api.openai.com/v1"
@@ -71,8 +72,10 @@ def http_error(status: int, text: str, headers: Any, model: str, api_base: str |
     name = _STATUS_NAMES.get(status, "APIError")
     wording = f"{name}: HTTP {status}: {message}"
     if status == 429:
-        return RateLimitError(f"{model}: {wording}", model=model, status=status,
-                              retry_after=retry_after_seconds(headers))
+        error = RateLimitError(f"{model}: {wording}", model=model, status=status,
+                               retry_after=retry_after_seconds(headers))
+        error.server_limits = read_rate_limit_headers(headers)
+        return error
     if status in (401, 403):
         where = endpoint_label(model, api_base)
         return AuthError(f"{where}: credentials rejected (HTTP {status}): {wording}", model=model, status=status)
@@ -144,6 +147,7 @@ class LeanTransport:
                 if response.status >= 400:
                     raise http_error(response.status, raw.decode("utf-8", "replace"), response.headers,
                                      spec.model, spec.api_base)
+                server_limits = read_rate_limit_headers(response.headers)  # None without x-ratelimit-*
         except LLMError:
             raise
         except TimeoutError:
@@ -152,7 +156,10 @@ class LeanTransport:
         except aiohttp.ClientError as exc:  # refused, reset, disconnected, truncated body
             raise ProviderError(f"{spec.model}: APIConnectionError: {type(exc).__name__}: {exc}",
                                 model=spec.model) from None
-        return parse_reply(raw, spec, time.perf_counter() - started)
+        record = parse_reply(raw, spec, time.perf_counter() - started)
+        if server_limits is not None:
+            record["rate_limits"] = server_limits  # taken off by the gateway before the record is cached
+        return record
 
     def translate(self, exc: BaseException, spec: ModelSpec) -> LLMError:
         """`complete` raises `LLMError`s; this covers what happens around it (the gateway's own deadline)."""

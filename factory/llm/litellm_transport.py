@@ -14,6 +14,7 @@ from factory.llm._translate import translate
 from factory.llm.errors import LLMError
 from factory.llm.models import ModelSpec
 from factory.llm.pricing import estimate_cost
+from factory.llm.rate_limit_headers import read_rate_limit_headers
 from factory.llm.replies import no_choices, reply_record
 
 
@@ -28,7 +29,13 @@ class LiteLLMTransport:
             ensure_registered()
         started = time.perf_counter()
         response = await litellm.acompletion(**kwargs)
-        return record_from_response(response, spec.model, time.perf_counter() - started)
+        record = record_from_response(response, spec.model, time.perf_counter() - started)
+        # litellm keeps the provider's headers in lower case in `additional_headers`.
+        hidden = getattr(response, "_hidden_params", None) or {}
+        server_limits = read_rate_limit_headers(hidden.get("additional_headers"))
+        if server_limits is not None:
+            record["rate_limits"] = server_limits  # taken off by the gateway before the record is cached
+        return record
 
     def translate(self, exc: BaseException, spec: ModelSpec) -> LLMError:
         return translate(exc, spec.model, spec.api_base)

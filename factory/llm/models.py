@@ -55,7 +55,22 @@ class ModelSpec(BaseModel):
     top_p: float | None = Field(None, gt=0.0, le=1.0, description="Nucleus sampling; None keeps the backend default.")
     seed: int | None = Field(None, description="Base sampling seed; the sample index is added to it.")
     timeout_s: float = Field(120.0, gt=0.0, description="Per-call timeout in seconds.")
-    max_concurrency: int = Field(16, ge=1, description="Maximum requests in flight to this model.")
+    max_concurrency: int = Field(16, ge=1, description="Maximum requests in flight to this model (per process, "
+                                 "or across every process of the build once any rate limit below is set).")
+    # Rate limits (factory/llm/rate_limit.py, docs/rate-limits.md): held across every process of a build.
+    rpm: int | None = Field(None, ge=1, description="Requests per minute: no 60 s window ever holds more "
+                            "requests to this model (retries included).")
+    tpm: int | None = Field(None, ge=1, description="Tokens per minute, input plus output, as the provider "
+                            "counts them (in-flight calls hold their estimate and max_tokens).")
+    input_tpm: int | None = Field(None, ge=1, description="Input (prompt) tokens per minute.")
+    output_tpm: int | None = Field(None, ge=1, description="Output (completion) tokens per minute; in-flight "
+                                   "calls hold max_tokens.")
+    adaptive_concurrency: bool = Field(
+        False, description="AIMD: halve this model's window of calls in flight on a 429, grow it by one after "
+        "a window of successes, between 1 and max_concurrency.")
+    rate_limit_headers: bool = Field(
+        True, description="Follow the x-ratelimit-remaining-*/reset-* response headers: no more requests "
+        "than the server says remain until its reset.")
     structured_output: bool = Field(
         True,
         description="Backend supports JSON-schema constrained output (llama.cpp, OpenAI, vLLM do). "
@@ -156,6 +171,12 @@ class ModelSpec(BaseModel):
         if self.batch and self.params.get("stream"):
             raise ValueError("batch: true cannot stream replies (params.stream)")
         return self
+
+    @property
+    def rate_limited(self) -> bool:
+        """Whether calls to this model go through a limiter (a cheap check on every call)."""
+        return (self.rpm is not None or self.tpm is not None or self.input_tpm is not None
+                or self.output_tpm is not None or self.adaptive_concurrency)
 
     @property
     def is_local(self) -> bool:

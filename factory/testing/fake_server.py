@@ -8,6 +8,11 @@ Three ways to run it:
   its port as stdout's first line);
 * blocking, for the CLI: `serve_forever(host, port, script_path, latency_s)`.
 
+Arrival times of chat requests are kept per model (`arrival_times`), so a test can count the
+requests in any time window. `request_limit=(N, W)` makes the server a rate-limited provider:
+at most N requests per model in any W seconds, more get 429 with Retry-After, and every answer
+carries OpenAI's `x-ratelimit-{limit,remaining,reset}-requests` headers.
+
 Endpoints: `POST /v1/chat/completions` (also `stream: true` as minimal SSE), `GET /v1/models`,
 `GET /health`, `GET /stats`, `POST /reset`, `POST /outage` (body `{"on": true}`), and OpenAI's Files
 and Batches endpoints (`fake_batches.py`: rows answered by the same script, with a `BatchPlan` of
@@ -48,7 +53,11 @@ class FakeLLMApp:
     """The request handlers and their shared state; `FakeLLMServer` and `serve_forever` host it."""
 
     def __init__(self, script: Script, faults: Fault, latency_s: float = 0.0, latency_jitter_s: float = 0.0,
-                 seed: int = 0, keep_requests: bool = True, batch: BatchPlan | None = None) -> None:
+                 seed: int = 0, keep_requests: bool = True, batch: BatchPlan | None = None,
+                 request_limit: tuple[int, float] | None = None) -> None:
+        if request_limit is not None and (request_limit[0] < 1 or request_limit[1] <= 0):
+            raise UserError(f"request_limit must be (requests >= 1, window seconds > 0); got {request_limit}.")
+        self.request_limit = request_limit
         if latency_s < 0 or latency_jitter_s < 0:
             raise UserError(f"Latency must be >= 0; got latency_s={latency_s}, latency_jitter_s={latency_jitter_s}.")
         self.script = script
@@ -73,6 +82,7 @@ class FakeLLMApp:
         self._faults: dict[str, int] = {}
         self._by_model: dict[str, dict[str, int]] = {}
         self._models_seen: set[str] = set()
+        self._arrivals: dict[str, list[float]] = {}
 
     def reset(self) -> None:
         """Forget requests and stats, and restart rule counts and the request index."""
@@ -89,6 +99,13 @@ class FakeLLMApp:
                                completion_tokens=self._completion_tokens,
                                by_model={k: dict(v) for k, v in self._by_model.items()},
                                **self.batches.snapshot())
+
+    def arrival_times(self, model: str | None = None) -> list[float]:
+        """`time.monotonic()` at the arrival of each chat request (of `model`, or of all), in order."""
+        with self._lock:
+            if model is not None:
+                return list(self._arrivals.get(model, []))
+            return sorted(t for times in self._arrivals.values() for t in times)
 
     def recorded_requests(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -137,6 +154,7 @@ class FakeLLMApp:
         return web.json_response({"object": "list", "data": data})
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
+        arrived = time.monotonic()
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
@@ -146,7 +164,7 @@ class FakeLLMApp:
             self._in_flight += 1
             self._peak = max(self._peak, self._in_flight)
         try:
-            response = await self._answer(request, index)
+            response = await self._answer(request, index, arrived)
             with self._lock:
                 self._status[response.status] = self._status.get(response.status, 0) + 1
             return response
@@ -160,7 +178,31 @@ class FakeLLMApp:
         with self._lock:
             self._faults[kind] = self._faults.get(kind, 0) + 1
 
-    async def _answer(self, request: web.Request, index: int) -> web.StreamResponse:
+    def _limit_headers(self, model: str, arrived: float) -> tuple[dict[str, str], float | None]:
+        """The rate-limit headers for a request of `model` arriving at `arrived`, and the Retry-After
+        when it is over the limit (None: within it). Records the arrival."""
+        with self._lock:
+            times = self._arrivals.setdefault(model, [])
+            if self.request_limit is None:
+                if self.keep_requests:
+                    times.append(arrived)
+                return {}, None
+            times.append(arrived)
+            limit, window = self.request_limit
+            if not self.keep_requests:  # a long-running server keeps only the window it needs
+                del times[: max(0, len(times) - limit - 1)]
+            recent = [t for t in times if t > arrived - window]
+        # This request counts, accepted or not (as providers count them).
+        remaining = limit - len(recent)
+        reset = recent[0] + window - arrived
+        if remaining < 0:
+            reset = recent[-limit - 1] + window - arrived  # when the oldest that puts it over leaves
+        headers = {"x-ratelimit-limit-requests": str(limit),
+                   "x-ratelimit-remaining-requests": str(max(0, remaining)),
+                   "x-ratelimit-reset-requests": f"{max(0.0, reset) * 1000:.0f}ms"}
+        return headers, (max(0.0, reset) if remaining < 0 else None)
+
+    async def _answer(self, request: web.Request, index: int, arrived: float) -> web.StreamResponse:
         try:
             body = await request.json()
         except ValueError:
@@ -172,7 +214,18 @@ class FakeLLMApp:
             if self.keep_requests:
                 self.requests.append(body)
             self._models_seen.add(model)
+        limit_headers, over_limit = self._limit_headers(model, arrived)
+        if over_limit is not None:
+            self._fault("over_limit")
+            return _error(429, "fake rate limit: too many requests in the window", "rate_limit_exceeded",
+                          headers={**limit_headers, "Retry-After": f"{over_limit:.3f}"})
+        response = await self._reply(request, body, model, index)
+        if limit_headers and not response.prepared:  # (a streamed reply has sent its headers already)
+            response.headers.update(limit_headers)
+        return response
 
+    async def _reply(self, request: web.Request, body: dict[str, Any], model: str, index: int
+                     ) -> web.StreamResponse:
         faults = self.faults
         rng = random.Random(self.seed * 1_000_003 + index) if faults.any_random or self.latency_jitter_s else None
         delay = self.latency_s + (rng.uniform(0.0, self.latency_jitter_s) if rng and self.latency_jitter_s else 0.0)
@@ -293,9 +346,10 @@ class FakeLLMServer:
     def __init__(self, rules: Sequence[Rule] = (), default: str | Callable[[dict[str, Any]], str] | None = None,
                  *, latency_s: float = 0.0, latency_jitter_s: float = 0.0, faults: Fault | None = None,
                  seed: int = 0, strict: bool = True, keep_requests: bool = True,
-                 host: str = "127.0.0.1", port: int = 0, batch: BatchPlan | None = None) -> None:
+                 host: str = "127.0.0.1", port: int = 0, batch: BatchPlan | None = None,
+                 request_limit: tuple[int, float] | None = None) -> None:
         self._app = FakeLLMApp(Script(rules, default, strict), faults or Fault(), latency_s, latency_jitter_s,
-                               seed, keep_requests, batch)
+                               seed, keep_requests, batch=batch, request_limit=request_limit)
         self.host = host
         self.port = port
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -310,6 +364,10 @@ class FakeLLMServer:
     def requests(self) -> list[dict[str, Any]]:
         """A copy of the JSON bodies received so far (chat completions only), in arrival order."""
         return self._app.recorded_requests()
+
+    def arrival_times(self, model: str | None = None) -> list[float]:
+        """`time.monotonic()` at each chat request's arrival (of `model` as sent, e.g. "fake"), in order."""
+        return self._app.arrival_times(model)
 
     @property
     def batches(self) -> FakeBatches:
