@@ -194,7 +194,10 @@ class FakeLLMApp:
             recent = [t for t in times if t > arrived - window]
         # This request counts, accepted or not (as providers count them).
         remaining = limit - len(recent)
-        reset = recent[0] + window - arrived
+        # As OpenAI means it: the time until the limit is back to its initial state (for a sliding
+        # window, when this request leaves it). The time until just the oldest leaves would let a
+        # client that waits for it send a whole window's worth into a window that is still full.
+        reset = window
         if remaining < 0:
             reset = recent[-limit - 1] + window - arrived  # when the oldest that puts it over leaves
         headers = {"x-ratelimit-limit-requests": str(limit),
