@@ -24,7 +24,7 @@ as "unknown", when the model is not in it, as with most self-hosted endpoints).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -199,13 +199,18 @@ def _pairs_per_prompt(rule: str, candidates: int) -> int:
     return candidates - 1
 
 
-def estimate_build(config: BuildConfig, prompts: Sequence[Prompt], rejected: int = 0) -> BuildEstimate:
+def estimate_build(config: BuildConfig, prompts: Sequence[Prompt], rejected: int = 0,
+                   price: Callable[[str, int, int], float | None] | None = None) -> BuildEstimate:
     """Expected and maximum calls, tokens and cost of building `config` over `prompts`.
+
+    `price(model, prompt_tokens, completion_tokens)` prices a line (default: litellm's `cost_per_token`,
+    which imports litellm; a build saving its estimate passes the same table read without litellm).
 
     >>> est = estimate_build(config, prompts)   # doctest: +SKIP
     >>> est.calls, est.max_calls, est.cost_usd  # doctest: +SKIP
     """
-    from factory.llm.pricing import estimate_cost
+    if price is None:
+        from factory.llm.pricing import estimate_cost as price
 
     tally = _Tally(config)
     setting = config.judging.setting
@@ -243,7 +248,7 @@ def estimate_build(config: BuildConfig, prompts: Sequence[Prompt], rejected: int
                       _WRAPPER_TOKENS + question)
     _gate(tally, config, prompts)
     for line in tally.lines.values():
-        line.cost_usd = estimate_cost(line.model, line.prompt_tokens, line.completion_tokens)
+        line.cost_usd = price(line.model, line.prompt_tokens, line.completion_tokens)
     budget = {k: v for k, v in config.budget.model_dump().items() if v is not None}
     return BuildEstimate(prompts=len(prompts), rejected=rejected, lines=list(tally.lines.values()), budget=budget)
 

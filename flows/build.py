@@ -48,6 +48,7 @@ from factory.errors import UserError
 from factory.incremental import append_version
 from factory.llm import Gateway
 from factory.output_location import url_protocol
+from factory.pipeline.build_gateway import build_gateway
 from factory.pipeline.context import BuildContext
 from factory.pipeline.interrupted import record_interrupt
 from factory.pipeline.manifest import merge_usage
@@ -118,8 +119,7 @@ def _gateway(config: BuildConfig, run: RunFolder, token: str, flow_host: str) ->
             # its own cache file in the run folder (a resume on that host finds its calls there).
             host = _host()
             cache = run.cache_path if host == flow_host else run.root / f"cache-{host}.sqlite"
-            _GATEWAYS[token] = Gateway(config.models, config.gateway, cache_path=cache, budget=config.budget,
-                                       seed=config.run.seed, budget_includes_cache=True)
+            _GATEWAYS[token] = build_gateway(config, cache, token)
         return _GATEWAYS[token]
 
 
