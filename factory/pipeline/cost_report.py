@@ -115,7 +115,7 @@ def _rounded(bucket: dict[str, Any]) -> dict[str, Any]:
 
 
 def _per(value: float, count: int | None) -> float | None:
-    return round(value / count, 8) if count else None
+    return round(value / count, 12) if count else None  # a cheap pair costs fractions of a cent
 
 
 def summarize(
