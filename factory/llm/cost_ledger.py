@@ -110,8 +110,9 @@ def read_ledger(paths: Iterable[Path]) -> list[LedgerEntry]:
     """Every ledger row of these cache files, oldest first (files without a ledger add nothing)."""
     entries: list[LedgerEntry] = []
     for path in paths:
-        # Read-only: a reader never takes the write lock of a cache a build may still be writing.
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        # Read-write, as the cache opens it: read-only mode cannot open the WAL of a killed process (a
+        # Dask worker's file). Only SELECTs run, so no write lock is taken from a build still writing.
+        conn = sqlite3.connect(str(path), timeout=30)
         try:
             has = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='ledger'").fetchone()
             rows = conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM ledger").fetchall() if has else []
