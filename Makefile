@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE := 1
 FACTORY_DATA_DIR ?= $(if $(wildcard ../shared/data/calibration),$(abspath ../shared/data))
 export FACTORY_DATA_DIR
 
-.PHONY: install demo test test-embedded test-fast bench clean
+.PHONY: install demo test test-embedded test-fast lint format bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,16 @@ test-embedded: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not embedded and not browser and not prefect"
+
+# Style, imports and types: what CI checks before the tests (`ruff format` rewrites, `lint` only reads).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check factory judges flows tests benchmarks
+	$(VENV)/bin/ruff format --check factory judges flows tests benchmarks
+	$(VENV)/bin/mypy
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix factory judges flows tests benchmarks
+	$(VENV)/bin/ruff format factory judges flows tests benchmarks
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

@@ -67,10 +67,10 @@ def finalize_only(run_dir: Path) -> dict[str, Any]:
     """Run the build's `finalize` on an existing run folder (shards done); no model is called."""
     from factory.config import load_config
     from factory.llm import Gateway
-    from factory.pipeline import finalize as finalize_module
+    from factory.pipeline.finalize import finalize_run as finalize_module
     from factory.pipeline import runner
     from factory.pipeline.context import BuildContext
-    from factory.run_folder import RunFolder
+    from factory.run.folder import RunFolder
 
     phases: dict[str, float] = {}
     plain_write = getattr(finalize_module, "write_dataset", None)

@@ -322,8 +322,8 @@ def findings(records: dict[str, dict[str, Any]]) -> list[str]:
         out.append(
             f"Memory: the shard phase grows {_fmt(slope)} KiB per prompt (it holds two shards at a time). "
             "`finalize` streams: stage tables are merged file by file with lazy scans "
-            "(`factory/run_tables.py`), dedupe / KTO / split decisions are made shard by shard "
-            "(`factory/dataset_decide.py`), and the TRL files are appended with a ParquetWriter and read back "
+            "(`factory/run/tables.py`), dedupe / KTO / split decisions are made shard by shard "
+            "(`factory/dataset/decide.py`), and the TRL files are appended with a ParquetWriter and read back "
             f"by `datasets` as Arrow. At {_fmt(top['prompts'])} prompts RSS goes from {_fmt(top['rss_before_mib'])} "
             f"to {_fmt(top.get('rss_tables_merged_mib'))} MiB after the merge and peaks at "
             f"{_fmt(top['peak_rss_mib'])} MiB; most of what remains is `datasets.save_to_disk` reading the "

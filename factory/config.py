@@ -12,12 +12,12 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from factory.errors import UserError
+from factory._util.errors import UserError
 from factory.llm.limits import Budget, GatewaySettings
 from factory.llm.models import ModelSpec
-from factory.row_filter import parse_where
-from factory.yaml_input import describe_validation_error, load_yaml_file
-from judges.settings import JudgeSetting
+from factory.inputs.row_filter import parse_where
+from factory._util.yaml_input import describe_validation_error, load_yaml_file
+from judges.engine.settings import JudgeSetting
 
 
 class _Section(BaseModel):
@@ -204,7 +204,7 @@ class JudgingSettings(_Section):
 
 
 class PairSettings(_Section):
-    """How preference pairs are cut from judgments (see factory/pairs.py)."""
+    """How preference pairs are cut from judgments (see factory/pipeline/stages/pairs.py)."""
 
     rule: Literal["paper", "best_vs_worst", "all_pairs"] = Field(
         "paper", description="paper: best accepted, every other rejected; best_vs_worst; all_pairs by score.")
@@ -249,7 +249,7 @@ class VariantSettings(_Section):
 
 
 class ReviewSettings(_Section):
-    """Contested pairs sent to people first by `factory annotate RUN` (see factory/review.py)."""
+    """Contested pairs sent to people first by `factory annotate RUN` (see factory/dataset/review_queue.py)."""
 
     split: bool = Field(True, description="Queue pairs whose votes differ (jurors, the two orders of "
                         "order: both, or a listwise judge's calls).")
@@ -272,7 +272,7 @@ class DatasetSettings(_Section):
 
 
 class GateSettings(_Section):
-    """Quality gate checked before the data may reach a trainer or the Hub (see `factory/gate.py`).
+    """Quality gate checked before the data may reach a trainer or the Hub (see `factory/pipeline/finalize/gate.py`).
 
     A threshold left at None is not checked; a check that cannot be measured fails. The outcome is
     pass, fail or undecided (the kappa interval straddles min_kappa); only pass approves the build.
@@ -403,7 +403,7 @@ def _resolve_human_set_path(data: Any, folder: Path) -> None:
     value = gate.get("human_set") if isinstance(gate, dict) else None
     if not isinstance(value, str) or value.startswith("hf://") or Path(value).is_absolute():
         return
-    from judges.public_sets import known_set_names
+    from judges.humans.public_sets import known_set_names
 
     if value.strip().lower() not in known_set_names() and (folder / value).exists():
         data["gate"] = {**gate, "human_set": str((folder / value).resolve())}

@@ -31,7 +31,7 @@ def run_build_flow(config: Any | None, *, resume_dir: str | Path | None = None, 
 
     `config` is a `BuildConfig` (or None with `resume_dir`). Raises `UserError` on bad runner options
     before Prefect starts anything. `progress` (a `BuildProgress`) is fed by the flow, which logs it
-    every `progress_every_s` seconds. Raises `BuildInterrupted` when `factory.interrupts.request()`
+    every `progress_every_s` seconds. Raises `BuildInterrupted` when `factory._util.interrupts.request()`
     (Ctrl-C in the CLI) stopped the flow; its flow run is then marked Cancelled.
     """
     import logging
@@ -39,7 +39,7 @@ def run_build_flow(config: Any | None, *, resume_dir: str | Path | None = None, 
     from prefect.exceptions import CancelledRun
     from prefect.settings import temporary_settings
 
-    from factory import interrupts
+    from factory._util import interrupts
     from factory.pipeline.progress import BuildProgress
     from flows.build import caller_progress
     from flows.local_api import start_local_api

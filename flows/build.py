@@ -15,7 +15,7 @@ that completed before, so a failed flow resumes where it stopped.
 
 Progress (`factory.pipeline.progress`): the flow logs a line of every stage's figures at a bounded
 rate and keeps a progress artifact (`<dataset>-progress`) up to date. An interrupt
-(`factory.interrupts.request()`, Ctrl-C in the CLI) cancels the running shards, skips the ones not
+(`factory._util.interrupts.request()`, Ctrl-C in the CLI) cancels the running shards, skips the ones not
 started and the finalize, writes the interrupted manifest and ends the flow run Cancelled.
 
 Example::
@@ -42,16 +42,16 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Cancelled, State
 
-from factory import interrupts
+from factory._util import interrupts
 from factory.config import BuildConfig, load_config, parse_config
-from factory.errors import UserError
-from factory.incremental import append_version
+from factory._util.errors import UserError
+from factory.run.incremental import append_version
 from factory.llm import Gateway
-from factory.output_location import url_protocol
+from factory.run.output_location import url_protocol
 from factory.pipeline.build_gateway import build_gateway
 from factory.pipeline.context import BuildContext
-from factory.pipeline.interrupted import record_interrupt
-from factory.pipeline.manifest import merge_usage
+from factory.pipeline.finalize.interrupted import record_interrupt
+from factory.pipeline.finalize.manifest import merge_usage
 from factory.pipeline.progress import BuildProgress, ProgressReporter, ProgressSnapshot
 from factory.pipeline.runner import (
     BuildPlan,
@@ -63,9 +63,9 @@ from factory.pipeline.runner import (
     salvage_delays,
     shards_to_salvage,
 )
-from factory.remote_output import StagedOutput
-from factory.run_folder import RunFolder
-from factory.sources import Prompt
+from factory.run.remote_output import StagedOutput
+from factory.run.folder import RunFolder
+from factory.inputs.prompt_sources import Prompt
 from flows.artifacts import artifact_key, publish_build_artifacts
 
 # Per process: one event loop that runs every shard coroutine, and one gateway per flow run. Shards
@@ -330,11 +330,11 @@ def build_flow(config: dict[str, Any] | None = None, config_path: str | None = N
 
     Give the build spec as `config` (a mapping, e.g. from a deployment) or `config_path` (YAML),
     or `resume_dir` to finish an earlier run. `incremental=True` builds only prompts not in earlier
-    builds of the same dataset and records the run as a new version (see `factory.incremental`).
+    builds of the same dataset and records the run as a new version (see `factory.run.incremental`).
     Returns `{"run_dir", "manifest", "version", "workers"}` (`run_dir` None when there was nothing new;
     `workers`: the `host:pid` of every process that ran a shard). A storage URL as `run.output_dir`
     (`s3://bucket/datasets`) builds in a local staging folder and copies the run folder to the URL at
-    the end (`factory.remote_output`); `run_dir` is then its URL.
+    the end (`factory.run.remote_output`); `run_dir` is then its URL.
     """
     if sum(x is not None for x in (config, config_path, resume_dir)) != 1:
         raise UserError("give exactly one of config, config_path or resume_dir")
@@ -356,7 +356,7 @@ def build_flow(config: dict[str, Any] | None = None, config_path: str | None = N
 def _stage_storage_url(config: dict[str, Any] | None, config_path: str | None
                        ) -> tuple[dict[str, Any] | None, StagedOutput | None]:
     """With a storage URL as `run.output_dir`: the config pointed at a local staging folder that holds the
-    URL's version index, and the staging area (see `factory.remote_output`); else `config` as given."""
+    URL's version index, and the staging area (see `factory.run.remote_output`); else `config` as given."""
     if config is None and config_path is None:
         return config, None
     spec = parse_config(config, "flow parameter 'config'") if config is not None else load_config(str(config_path))

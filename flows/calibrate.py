@@ -1,6 +1,6 @@
 """The calibration flow: judge a human-labelled set with every configured judge setting, rank by kappa.
 
-It wraps `judges.calibrate` (imported when the flow runs) and publishes the ranking as a table
+It wraps `judges.calibration.calibrate` (imported when the flow runs) and publishes the ranking as a table
 artifact and the report as a link, like the build flow does.
 
 Example::
@@ -17,14 +17,14 @@ from prefect import flow, task
 from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from factory.errors import UserError
+from factory._util.errors import UserError
 from flows.artifacts import agreement_rows
 
 
 @task(name="calibrate", retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE)
 def run_calibration(config: dict[str, Any] | None, config_path: str | None) -> dict[str, Any]:
     """Judge and score (a retry repeats no finished model call: the calibration cache answers them)."""
-    from judges.calibrate import calibrate, load_calibration_config, parse_calibration_config
+    from judges.calibration.calibrate import calibrate, load_calibration_config, parse_calibration_config
 
     spec = parse_calibration_config(config) if config is not None else load_calibration_config(str(config_path))
     result = calibrate(spec)

@@ -15,9 +15,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from factory import interrupts
-
-
+from factory._util import interrupts
 def start_local_api() -> Callable[[], None] | None:
     """Start Prefect's temporary API now if this process is going to use one; return a quick,
     non-blocking stop for a second Ctrl-C (None when the API is someone else's).

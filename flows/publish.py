@@ -1,4 +1,4 @@
-"""The publish flow: push a build's dataset folder to the Hugging Face Hub (`factory.publish`).
+"""The publish flow: push a build's dataset folder to the Hugging Face Hub (`factory.release.publish`).
 
 Refuses a build whose quality gate failed unless `force`; the token comes from the worker's
 environment (`HF_TOKEN`) or its Hugging Face login, never from flow parameters (they are stored
@@ -17,7 +17,7 @@ from prefect import flow, task
 from prefect.artifacts import create_link_artifact
 from prefect.cache_policies import NO_CACHE
 
-from factory.publish import publish_run
+from factory.release.publish import publish_run
 
 
 @task(name="publish", retries=2, retry_delay_seconds=[5, 30], cache_policy=NO_CACHE)

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from factory.errors import UserError
+from factory._util.errors import UserError
 
 RunnerKind = Literal["threads", "dask"]
 DEFAULT_WORKERS = 2

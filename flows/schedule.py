@@ -2,10 +2,10 @@
 
 `register_schedule` creates (or updates) the deployment `factory-build/<name>` whose runs build
 incrementally: each run takes only prompts not in earlier builds of the dataset and appends a
-version (see `factory.incremental`). The resolved build spec travels as the deployment's
+version (see `factory.run.incremental`). The resolved build spec travels as the deployment's
 `config` parameter, so a worker on another machine needs the package installed, the model
 endpoints and API keys, and the prompt file at the same path; not this machine's config file.
-Where the versions go is decided by the caller before registering (`factory.output_location`):
+Where the versions go is decided by the caller before registering (`factory.run.output_location`):
 an absolute folder or a storage URL, never a path relative to the worker's temporary folder.
 
 Prefect's ephemeral API records deployments but runs no scheduler: scheduled runs need a real
@@ -27,9 +27,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from factory.config import BuildConfig
-from factory.cron import check_cron, check_timezone
-from factory.errors import UserError
-from factory.output_location import url_protocol
+from factory._util.cron import check_cron, check_timezone
+from factory._util.errors import UserError
+from factory.run.output_location import url_protocol
 from flows.build import build_flow
 
 DEFAULT_POOL_TYPE = "process"
@@ -47,7 +47,7 @@ class ScheduledDeployment:
 
 
 def validate_cron(cron: str, timezone: str | None = None) -> None:
-    """Raise a one-line `UserError` unless `cron` is a valid 5-field cron (`factory.cron`, which names the
+    """Raise a one-line `UserError` unless `cron` is a valid 5-field cron (`factory._util.cron`, which names the
     field at fault) that Prefect accepts, and `timezone` an IANA name Prefect knows."""
     from prefect.client.schemas.schedules import CronSchedule
 
@@ -91,7 +91,7 @@ def register_schedule(config: BuildConfig, cron: str, *, name: str | None = None
     if url_protocol(config.run.output_dir) is None and not Path(config.run.output_dir).is_absolute():
         # A process worker runs each flow run in a temporary folder that it deletes afterwards.
         raise UserError(f"run.output_dir '{config.run.output_dir}' is relative: a scheduled build needs an "
-                        "absolute folder or a storage URL (see factory.output_location.resolve_for_schedule)")
+                        "absolute folder or a storage URL (see factory.run.output_location.resolve_for_schedule)")
     deployment_name = name or config.run.name
     if work_pool is not None:
         _ensure_work_pool(work_pool)

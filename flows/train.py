@@ -1,4 +1,4 @@
-"""The training flow: hand a gated dataset to TRL (`factory.train`, imported when the flow runs).
+"""The training flow: hand a gated dataset to TRL (`factory.release.train.trainer`, imported when the flow runs).
 
 Runs where the worker runs: put GPU builds on a work pool whose workers have a GPU
 (`prefect worker start --pool gpu`), and schedule this flow after a build.
@@ -20,7 +20,7 @@ from prefect.cache_policies import NO_CACHE
 @task(name="train", cache_policy=NO_CACHE)
 def run_training(run_dir: str, options: dict[str, Any]) -> dict[str, Any]:
     """One training run; not retried (a failed GPU run is for a person to look at)."""
-    from factory.train import train
+    from factory.release.train.trainer import train
 
     result = train(run_dir, **options)
     return asdict(result)

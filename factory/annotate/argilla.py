@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from factory.annotate.items import Item
-from factory.errors import UserError
+from factory._util.errors import UserError
 
 QUESTION = "preference"
 NOTE_QUESTION = "note"

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from factory.errors import UserError
+from factory._util.errors import UserError
 
 VERDICTS = ("A", "B", "tie")
 
@@ -179,8 +179,8 @@ def _judge_orientation(run_dir: Path) -> Any:
 
     `pairs.parquet` already carries earlier human labels (a pair people flipped has chosen and rejected
     swapped), so labels must be given, and read back, against the judge's pairs."""
-    from factory.run_folder import RunFolder
-    from factory.run_tables import pair_sources
+    from factory.run.folder import RunFolder
+    from factory.run.tables import pair_sources
 
     frame = pair_sources(RunFolder(run_dir))["pairs"]
     return frame.collect() if frame is not None else None

@@ -1,7 +1,7 @@
 """Which items a person labels first.
 
 Human time is the scarce resource, so the queue puts first the items where the jury is least sure of
-itself: a build's review queue (``factory.review``: split votes, flipped verdicts, small margins),
+itself: a build's review queue (``factory.dataset.review_queue``: split votes, flipped verdicts, small margins),
 then any other item whose jurors disagree or whose verdict flipped when the answers swapped places. Within that group and
 within the rest, items are spread across strata of the jury's vote margin, so that any prefix of the
 queue (what a person gets through before stopping) covers clear and close calls in proportion,
@@ -18,7 +18,7 @@ from bisect import bisect_left
 from collections.abc import Collection, Sequence
 
 from factory.annotate.items import Item
-from factory.errors import UserError
+from factory._util.errors import UserError
 
 DEFAULT_STRATA = 4
 _NO_MARGIN = -1

@@ -28,7 +28,7 @@ from factory.annotate.items import default_labels_path, load_items
 from factory.annotate.queue import build_queue
 from factory.annotate.session import AnnotationSession, SessionError, check_annotator
 from factory.annotate.store import LabelStore
-from factory.errors import UserError
+from factory._util.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +245,7 @@ def open_session(
             annotator = check_annotator(annotator)
         except SessionError as e:
             raise UserError(f"--annotator: {e}") from None
-    from factory.review import queued_ids  # deferred: it pulls in the build's config and tables
+    from factory.dataset.review_queue import queued_ids  # deferred: it pulls in the build's config and tables
 
     items = load_items(Path(source))
     first = queued_ids(Path(source)) if Path(source).is_dir() else []

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from factory.annotate.items import VERDICTS, Item
-from factory.errors import UserError
+from factory._util.errors import UserError
 
 log = logging.getLogger(__name__)
 

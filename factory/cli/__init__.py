@@ -10,7 +10,7 @@ import os
 import sys
 
 from factory.cli.app import app
-from factory.errors import UserError
+from factory._util.errors import UserError
 
 
 def _register_commands() -> None:
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
         returned = app(args=args, standalone_mode=False)
         if returned == 130:
             # Typer turns a Ctrl-C into Exit(130), which click hands back (not raises) without
-            # standalone mode; `factory build` says more itself (factory.interrupts).
+            # standalone mode; `factory build` says more itself (factory._util.interrupts).
             print("interrupted", file=sys.stderr)
             sys.exit(130)
     except UserError as exc:

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from factory.annotate.server import AnnotationServer, open_session
-from factory.errors import UserError
+from factory._util.errors import UserError
 
 
 def register(app: typer.Typer) -> None:
@@ -61,7 +61,7 @@ def register(app: typer.Typer) -> None:
         the dataset with them. Keys: 1/a left better, 2/b right better, 3/t tie, u undo, n note.
         """
         if apply:
-            from factory.review_apply import apply_labels, summary_line
+            from factory.pipeline.review_apply import apply_labels, summary_line
 
             if not source.is_dir():
                 raise UserError(f"--apply takes a build run folder, got {source}")

@@ -13,7 +13,7 @@ from rich.console import Console, RenderableType
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.text import Text
 
-from factory.errors import UserError
+from factory._util.errors import UserError
 
 if TYPE_CHECKING:
     from factory.config import BuildConfig
@@ -57,7 +57,7 @@ def build(
     Budgets count across resumes: a build stopped at a cap resumes with a raised one, e.g.
     `factory build --resume RUN_DIR --max-calls 5000`.
     """
-    from factory.preflight import (
+    from factory.pipeline.preflight import (
         build_prompts,
         check_api_keys,
         check_human_set,
@@ -77,23 +77,23 @@ def build(
     spec = with_budget(spec, max_calls=max_calls, max_tokens=max_tokens, max_cost_usd=max_cost)
     prompts, rejected = build_prompts(spec, resume)
     if estimate:
-        from factory.estimate import estimate_build, format_estimate
+        from factory.pipeline.estimate import estimate_build, format_estimate
 
         print(format_estimate(estimate_build(spec, prompts, len(rejected))))
         return
     check_human_set(spec)  # after --estimate, which sizes an unavailable set from the prompts instead
     check_api_keys(spec)
     check_shared_cache(spec)
-    from factory.interrupts import BuildInterrupted, handle_interrupts
+    from factory._util.interrupts import BuildInterrupted, handle_interrupts
     from factory.pipeline.progress import BuildProgress
-    from factory.run_lock import lock_run_folder
+    from factory.run.lock import lock_run_folder
 
     progress = BuildProgress()
     stop: BaseException | None = None
     # A resumed run is held from here (before its config is rewritten) to the end of the build.
     lock = lock_run_folder(resume) if resume is not None else None
     try:
-        # Ctrl-C stops the build cleanly, a second one at once (factory.interrupts). In Prefect's
+        # Ctrl-C stops the build cleanly, a second one at once (factory._util.interrupts). In Prefect's
         # engine a KeyboardInterrupt would unwind Prefect's own code: the flow notices the request.
         with handle_interrupts(raise_when_idle=engine == "local", resume_hint=lambda: progress.run_dir):
             if resume is not None and (max_calls, max_tokens, max_cost) != (None, None, None):
@@ -125,7 +125,7 @@ def _interrupted(exc: Any, progress: BuildProgress) -> None:
     """The one line of an interrupted build; exits 130."""
     from rich.markup import escape
 
-    from factory.interrupts import BuildInterrupted, exit_process
+    from factory._util.interrupts import BuildInterrupted, exit_process
 
     if exc is None:  # interrupted between the build's steps, before it could record anything
         snapshot = progress.snapshot()
@@ -187,8 +187,8 @@ def _summary(run_dir: Path, m: dict[str, Any]) -> None:
     """The build's figures, the gate's lines and the outcome line; exits with the outcome's code."""
     from rich.markup import escape
 
-    from factory.gate import summary_lines
     from factory.pipeline.cost_report import cost_line
+    from factory.pipeline.finalize.gate import summary_lines
     from factory.pipeline.outcome import BuildOutcome, Outcome, gate_failed
 
     c, llm = m["counts"], m["llm"]

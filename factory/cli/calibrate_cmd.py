@@ -2,7 +2,7 @@
 
 Two forms:
 
-    factory calibrate CONFIG.yaml                      # a CalibrationConfig (judges/calibrate.py)
+    factory calibrate CONFIG.yaml                      # a CalibrationConfig (judges/calibration/calibrate.py)
     factory calibrate --human-set pandalm --judge-model openai/gpt-4o-mini,openai/llama3 \\
         --api-base http://localhost:8000/v1 --protocol combined --order both --jury-subsets --out outputs
 
@@ -26,7 +26,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from factory.errors import UserError
+from factory._util.errors import UserError
 from factory.pipeline.outcome import EXIT_CODES, Outcome
 
 err = Console(stderr=True)
@@ -171,8 +171,8 @@ def calibrate(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Judge a human-labelled set with every judge setting, rank by kappa, write agreement.json and the report."""
-    from judges.calibrate import calibrate as run_calibration
-    from judges.calibrate import load_calibration_config, parse_calibration_config
+    from judges.calibration.calibrate import calibrate as run_calibration
+    from judges.calibration.calibrate import load_calibration_config, parse_calibration_config
 
     if output not in ("text", "json"):
         raise UserError(f"--output must be text or json, got {output!r}")

@@ -16,8 +16,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from factory.errors import UserError
-from factory.run_folder import atomic_write_json
+from factory._util.errors import UserError
+from factory._util.atomic_files import atomic_write_json
 
 console = Console(stderr=True)
 
@@ -43,7 +43,7 @@ def injection_test(
     import asyncio
 
     from factory.llm import ModelSpec
-    from judges.injection_detection import format_detection, load_attacks, load_ordinary, measure_detection
+    from judges.injection.detection import format_detection, load_attacks, load_ordinary, measure_detection
 
     known = {f"{p}{'/json' if s else ''}": (p, s)
              for p in ("direct", "combined", "independent") for s in (False, True)}
@@ -75,7 +75,7 @@ def injection_test(
         raise UserError(f"invalid judge model: {str(exc).splitlines()[-1].strip()}") from None
 
     from factory.llm import Gateway
-    from judges.injection import ATTACKS, measure, write_injection_json
+    from judges.injection.attack_suite import ATTACKS, measure, write_injection_json
 
     out.mkdir(parents=True, exist_ok=True)
     attacks = ATTACKS[:limit] if limit else ATTACKS

@@ -24,7 +24,7 @@ def publish(
 
     The token comes from HF_TOKEN or your `hf auth login`; HF_ENDPOINT selects another Hub.
     """
-    from factory.publish import publish_run
+    from factory.release.publish import publish_run
 
     result = publish_run(run_dir, repo_id, private=private, dry_run=dry_run, force=force)
     if result.dry_run_dir is not None:

@@ -31,9 +31,9 @@ def schedule(
 ) -> None:
     """Register deployment factory-build/NAME: on each cron tick, build only new prompts as a new version."""
     from factory.config import load_config
-    from factory.cron import check_cron, check_timezone
-    from factory.errors import UserError
-    from factory.output_location import resolve_for_schedule
+    from factory._util.cron import check_cron, check_timezone
+    from factory._util.errors import UserError
+    from factory.run.output_location import resolve_for_schedule
 
     # Before Prefect and the build flow are imported (seconds): a typo costs no wait.
     check_cron(cron)
@@ -44,7 +44,7 @@ def schedule(
     for note in scheduled.notes:
         console.print(f"note: {escape(note)}", soft_wrap=True)
     spec = scheduled.config
-    from factory.preflight import check_human_set
+    from factory.pipeline.preflight import check_human_set
 
     check_human_set(spec)  # every tick would pay for a build whose gate cannot be checked
 

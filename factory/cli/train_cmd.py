@@ -1,5 +1,5 @@
 """`factory train RUN_DIR`: TRL DPO / KTO / RDPO on a built dataset through `accelerate launch` (the CLI
-only parses flags; factory.train trains, factory.train_launch launches)."""
+only parses flags; factory.release.train.trainer trains, factory.release.train.launch launches)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ holds the adapter.
 \b
 Launcher: every run goes through `accelerate launch`. factory writes
 RUN/training/<loss>/accelerate.yaml and train_spec.json and runs
-  accelerate launch --config_file .../accelerate.yaml -m factory.train_worker .../train_spec.json
+  accelerate launch --config_file .../accelerate.yaml -m factory.release.train.worker .../train_spec.json
 --dry-run prints that command and both files without running or writing anything.
 
 \b
@@ -75,8 +75,8 @@ def train(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the launch command and files; run nothing.")
                        ] = False,
 ) -> None:
-    from factory.train import TrainSpec, prepare
-    from factory.train_launch import Launch, launch_training, plan_launch, shell_line
+    from factory.release.train.trainer import TrainSpec, prepare
+    from factory.release.train.launch import Launch, launch_training, plan_launch, shell_line
 
     spec = TrainSpec(run_dir=str(run_dir), loss=loss, model=model, smoke=smoke, force=force, beta=beta, gamma=gamma,
                      max_steps=max_steps, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,

@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from factory.errors import UserError
+from factory._util.errors import UserError
 from factory.llm.cost_ledger import INSERT_SQL, LEDGER_DDL, LedgerEntry, entry_params
 
 

@@ -20,7 +20,7 @@ import litellm
 from litellm import CustomLLM
 from litellm.types.utils import ModelResponse
 
-from factory.errors import UserError
+from factory._util.errors import UserError
 from factory.llm.local_path import GGUF_NAME, local_model_path  # noqa: F401 - re-exported
 
 

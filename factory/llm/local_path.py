@@ -7,7 +7,7 @@ import importlib.util
 import os
 from pathlib import Path
 
-from factory.errors import UserError
+from factory._util.errors import UserError
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _MODEL_ENV = "FACTORY_LOCAL_MODEL_PATH"

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from factory.llm.credentials import find_credentials, secret_like, url_holds_credentials
-from factory.yaml_input import shorten
+from factory._util.yaml_input import shorten
 
 API_BASE_HOLDS_CREDENTIALS = ("api_base must not hold credentials (user:password, a key in the query): put the "
                               "key in an environment variable and name it in api_key_env")

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from factory.errors import UserError
+from factory._util.errors import UserError
 
 FILE_NAME = "requests.sqlite"
 ENV_VAR = "FACTORY_CACHE_DIR"

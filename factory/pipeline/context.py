@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from factory.config import BuildConfig
 from factory.llm import Gateway
 from factory.pipeline.progress import BuildProgress
-from factory.run_folder import RunFolder
+from factory.run.folder import RunFolder
 
 
 @dataclass

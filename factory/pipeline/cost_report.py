@@ -29,13 +29,14 @@ from typing import Any
 
 import polars as pl
 
+from factory._util.atomic_files import atomic_write_json
 from factory.config import BuildConfig
-from factory.estimate import estimate_build
+from factory.inputs.prompt_sources import Prompt
 from factory.llm.cost_ledger import Classifier, LedgerEntry, read_ledger
 from factory.llm.price_map import token_cost
-from factory.pipeline.stage_figures import STAGE_ORDER, stage_of_tag
-from factory.run_folder import RunFolder, atomic_write_json
-from factory.sources import Prompt
+from factory.pipeline.estimate import estimate_build
+from factory.pipeline.finalize.stage_figures import STAGE_ORDER, stage_of_tag
+from factory.run.folder import RunFolder
 
 ESTIMATE_FILE = "estimate.json"
 _FIGURES = (

@@ -25,23 +25,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from factory import interrupts
+from factory._util import interrupts
 from factory.config import BuildConfig, dump_config, load_config
-from factory.incremental import built_fingerprints, dataset_home, select_new_prompts
-from factory.pipeline import stages
+from factory.run.incremental import built_fingerprints, dataset_home, select_new_prompts
 from factory.pipeline.build_gateway import build_gateway, with_shared_cache_dir
+from factory.pipeline.stages import per_prompt as stages
 from factory.pipeline.context import BuildContext
 from factory.pipeline.cost_report import save_estimate
-from factory.pipeline.finalize import finalize
-from factory.pipeline.inputs import load_build_prompts, run_prompts, write_prompts_table
-from factory.pipeline.interrupted import record_interrupt
+from factory.pipeline.finalize.finalize_run import finalize
+from factory.run.recorded_inputs import load_build_prompts, run_prompts, write_prompts_table
+from factory.pipeline.finalize.interrupted import record_interrupt
 from factory.pipeline.outcome import STOPPING_REASONS, transient_reasons
-from factory.pipeline.prefetch import prefetch_finalize_imports
+from factory.pipeline.finalize.prefetch import prefetch_finalize_imports
 from factory.pipeline.progress import BuildProgress
 from factory.pipeline.shard import BuildStopped, run_shard
-from factory.run_folder import RunFolder, atomic_write_text
-from factory.run_lock import RunLock
-from factory.sources import Prompt, RejectedPrompt
+from factory.run.folder import RunFolder
+from factory._util.atomic_files import atomic_write_text
+from factory.run.lock import RunLock
+from factory.inputs.prompt_sources import Prompt, RejectedPrompt
 
 __all__ = ["BuildPlan", "BuildResult", "BuildStopped", "finalize", "load_build_prompts", "lock_for_build",
            "plan_build", "process_shard", "run_build", "salvage_delays", "shards_to_salvage"]
@@ -197,7 +198,7 @@ def run_build(config: BuildConfig | None = None, *, resume_dir: str | Path | Non
     """Run (or resume) a build in this process and return its run folder and manifest.
 
     `progress` is fed as the build goes (see `factory.pipeline.progress`). Raises `BuildInterrupted`
-    after `factory.interrupts.request()` (Ctrl-C in the CLI): the shards and the gate are cancelled,
+    after `factory._util.interrupts.request()` (Ctrl-C in the CLI): the shards and the gate are cancelled,
     finalize is skipped, and the manifest says `stopped` / `interrupted`."""
     progress = progress or BuildProgress()
     lock = lock_for_build(resume_dir)

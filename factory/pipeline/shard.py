@@ -4,7 +4,7 @@ Each prompt goes generate -> judge -> pairs -> rationales -> variants on its own
 slot for the whole chain. There is no barrier between stages: a prompt's judge call goes out as
 soon as its own candidates are back, so the gateway's call slots stay full instead of draining at
 the end of every stage while the slowest prompts of the shard finish. The stage functions of
-`factory.pipeline.stages` do the work, called with the one prompt.
+`factory.pipeline.stages.per_prompt` do the work, called with the one prompt.
 
 Files and resume are as before: a stage's shard file is written (atomically, failures first) once
 every prompt of the shard is through that stage, in stage order, so a shard file that exists is
@@ -23,11 +23,11 @@ from typing import Any
 
 import polars as pl
 
-from factory.concurrency import map_with_slots
-from factory.pipeline import stages
+from factory._util.concurrency import map_with_slots
+from factory.pipeline.stages import per_prompt as stages
 from factory.pipeline.context import BuildContext
 from factory.pipeline.outcome import STOPPING_REASONS
-from factory.sources import Prompt
+from factory.inputs.prompt_sources import Prompt
 
 Rows = list[dict[str, Any]]
 StageOutput = tuple[Rows, Rows]

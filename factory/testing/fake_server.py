@@ -35,7 +35,7 @@ from typing import Any, Self
 
 from aiohttp import web
 
-from factory.errors import UserError
+from factory._util.errors import UserError
 from factory.testing._process import ServerStats, SpawnedServer, spawn_server
 from factory.testing.default_replies import message_text
 from factory.testing.script import Fault, Rule, Script, ScriptExhausted, fault_from_dict, load_script

@@ -20,9 +20,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from factory.errors import UserError
+from factory._util.errors import UserError
 from factory.testing.default_replies import default_reply, message_text
-from factory.yaml_input import MAX_YAML_BYTES, describe_validation_error, load_yaml_file, read_regular_file
+from factory._util.yaml_input import MAX_YAML_BYTES, describe_validation_error, load_yaml_file, read_regular_file
 
 Reply = str | list[str] | Callable[[dict[str, Any]], str]
 MatchOn = Literal["last_user", "system", "any"]

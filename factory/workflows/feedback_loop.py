@@ -34,9 +34,9 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
 from factory.config import FeedbackLoopWorkflow
-from factory.conversation import Message, prompt_messages
+from factory.inputs.conversation import Message, prompt_messages
 from factory.llm import Completion, Gateway
-from factory.sources import Prompt
+from factory.inputs.prompt_sources import Prompt
 from factory.workflows.candidates import candidate_row
 from factory.workflows.single_agent import GatewayContext
 from judges.protocols import neutralize, parse_single_score

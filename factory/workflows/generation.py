@@ -2,13 +2,13 @@
 
 Each workflow is its own compiled LangGraph graph (`single_agent`, `feedback_loop`); the build
 streams prompts through `generate_candidates` with bounded concurrency (see
-`factory.pipeline.stages.generate_stage`). Every gateway call is tagged with the workflow's name,
+`factory.pipeline.stages.per_prompt.generate_stage`). Every gateway call is tagged with the workflow's name,
 so the usage ledger (and the manifest's `llm.by_tag`) reports calls and tokens per workflow.
 
 Multi-turn prompts: the turns before the last are answered once, by the first workflow's first
 generator (sample 0, tag `earlier_turns`), and every workflow answers the last turn after that
 shared history. Candidates then differ only in their last answer, which is what a DPO row (one
-shared prompt, two completions) can hold; see `factory.conversation`.
+shared prompt, two completions) can hold; see `factory.inputs.conversation`.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from factory.config import FeedbackLoopWorkflow, SingleAgentWorkflow, Workflow
-from factory.conversation import Message, earlier_turns_role
+from factory.inputs.conversation import Message, earlier_turns_role
 from factory.llm import Gateway
-from factory.sources import Prompt
+from factory.inputs.prompt_sources import Prompt
 from factory.workflows.candidates import mark_duplicates
 from factory.workflows.single_agent import run_single_agent
 

@@ -8,9 +8,9 @@
 * `bradley_terry`: the round robin's comparisons (`selection.round_robin`, judged under the build's
   judge setting: order policy, jury, debate), a win 1 and a tie half to each side.
 
-Either way the wins are fitted by `judges.bradley_terry.fit_bradley_terry` and every judgment row of
+Either way the wins are fitted by `judges.metrics.bradley_terry.fit_bradley_terry` and every judgment row of
 the prompt gets `strengths` (JSON, strongest first: `candidate_id`, `strength` on the log scale,
-`comparisons`) and `best_id`; the pair rules read them (`factory.strength_pairs`).
+`comparisons`) and `best_id`; the pair rules read them (`factory.pipeline.stages.strength_pairs`).
 
 A listwise row is one call: `kind`/`protocol` "listwise", `shown` (the candidate ids in the order
 shown), `ranking` (the candidate ids best first; None when unscored, with `unscored_reason`).
@@ -24,17 +24,17 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from factory.concurrency import map_bounded
+from factory._util.concurrency import map_bounded
 from factory.config import RankingSettings
-from factory.conversation import earlier_answers
+from factory.inputs.conversation import earlier_answers
 from factory.llm import Completion, Gateway, LLMError
-from factory.sources import Prompt
-from factory.workflows.selection import SelectionResult, _distinct, question_of, round_robin
-from judges.ask import resolve_model
-from judges.bradley_terry import fit_bradley_terry, ranking_outcomes
-from judges.outcome import Usage, error_reason
+from factory.inputs.prompt_sources import Prompt
+from factory.workflows.tournaments import SelectionResult, _distinct, question_of, round_robin
+from judges.engine.ask import resolve_model
+from judges.metrics.bradley_terry import fit_bradley_terry, ranking_outcomes
+from judges.engine.outcome import Usage, error_reason
 from judges.protocols import ParsedRanking, parse_ranking, render_listwise, render_listwise_reprompt
-from judges.settings import JudgeSetting
+from judges.engine.settings import JudgeSetting
 
 Row = dict[str, Any]
 

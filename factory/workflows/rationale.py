@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING, Any, TypedDict
 import jinja2
 from pydantic import BaseModel, Field
 
-from factory.concurrency import map_bounded
+from factory._util.concurrency import map_bounded
 from factory.config import RationaleSettings
-from factory.conversation import prompt_messages
+from factory.inputs.conversation import prompt_messages
 from factory.llm import Gateway, LLMError, OutputParseError
-from factory.pairs import load_json
+from factory._util.json_columns import load_json
 from factory.workflows.single_agent import GatewayContext
 
 if TYPE_CHECKING:

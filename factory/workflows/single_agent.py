@@ -17,11 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from factory.concurrency import gather_or_cancel
+from factory._util.concurrency import gather_or_cancel
 from factory.config import SingleAgentWorkflow
-from factory.conversation import Message, prompt_messages
+from factory.inputs.conversation import Message, prompt_messages
 from factory.llm import Gateway
-from factory.sources import Prompt
+from factory.inputs.prompt_sources import Prompt
 from factory.workflows.candidates import candidate_row
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import jinja2
 
-from factory.run_folder import atomic_write_text
+from factory._util.atomic_files import atomic_write_text
 from judges.report.svg import (
     BLUE,
     GREEN,
@@ -140,7 +140,7 @@ GATE_HEADING = {"pass": "PASSED", "fail": "FAILED", "undecided": "UNDECIDED"}
 
 def decision_text(entry: dict[str, Any]) -> str:
     """'pass', 'fail' or 'undecided: need n >= K' for a setting's kappa against the threshold."""
-    from judges.decision import describe
+    from judges.calibration.decision import describe
 
     decision = entry.get("decision")
     return describe(decision) if decision else "—"
