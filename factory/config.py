@@ -37,6 +37,10 @@ class RunSettings(_Section):
                                 "empty reply); the cache answers every call that had finished.")
     salvage_backoff_s: float = Field(5.0, ge=0.0, le=600.0, description="Wait before the first salvage round; "
                                      "doubles each round, so a provider's burst of errors can pass.")
+    cache_dir: str | None = Field(None, min_length=1, description="Folder of a request cache shared between "
+                                  "builds (opt-in; $FACTORY_CACHE_DIR overrides it): a call any build over it "
+                                  "already paid for is answered from it, whatever else changed (pair rules, "
+                                  "thresholds, prompt subset). On a local filesystem; see docs/cost.md.")
 
 
 HUB_PREFIX = "hf://"

@@ -52,6 +52,7 @@ from factory.run.incremental import append_version
 from factory.llm import Gateway
 from factory.run.output_location import url_protocol
 from factory.llm.rate_limit import LimitsHub
+from factory.pipeline.build_gateway import build_gateway
 from factory.pipeline.context import BuildContext
 from factory.pipeline.finalize.interrupted import record_interrupt
 from factory.pipeline.finalize.manifest import merge_usage
@@ -122,9 +123,7 @@ def _gateway(config: BuildConfig, run: RunFolder, token: str, flow_host: str) ->
             # its own cache file in the run folder (a resume on that host finds its calls there).
             host = _host()
             cache = run.cache_path if host == flow_host else run.root / f"cache-{host}.sqlite"
-            _GATEWAYS[token] = Gateway(config.models, config.gateway, cache_path=cache, budget=config.budget,
-                                       seed=config.run.seed, budget_includes_cache=True,
-                                       limits_hub=_shared_limits(config, token))
+            _GATEWAYS[token] = build_gateway(config, cache, token, limits_hub=_shared_limits(config, token))
         return _GATEWAYS[token]
 
 

@@ -61,6 +61,7 @@ def build(
         build_prompts,
         check_api_keys,
         check_human_set,
+        check_shared_cache,
         load_build_spec,
         save_resume_config,
         with_budget,
@@ -82,6 +83,7 @@ def build(
         return
     check_human_set(spec)  # after --estimate, which sizes an unavailable set from the prompts instead
     check_api_keys(spec)
+    check_shared_cache(spec)
     from factory._util.interrupts import BuildInterrupted, handle_interrupts
     from factory.pipeline.progress import BuildProgress
     from factory.run.lock import lock_run_folder
@@ -185,6 +187,7 @@ def _summary(run_dir: Path, m: dict[str, Any]) -> None:
     """The build's figures, the gate's lines and the outcome line; exits with the outcome's code."""
     from rich.markup import escape
 
+    from factory.pipeline.cost_report import cost_line
     from factory.pipeline.finalize.gate import summary_lines
     from factory.pipeline.outcome import BuildOutcome, Outcome, gate_failed
 
@@ -194,6 +197,8 @@ def _summary(run_dir: Path, m: dict[str, Any]) -> None:
         f"{c['judgments']} judgments, {c['pairs']} pairs, {c['failures']} failures; "
         f"{llm['calls']} LLM calls ({llm['cache_hits']} from cache, {llm['errors']} failed), "
         f"{llm['prompt_tokens'] + llm['completion_tokens']} tokens, ${llm['cost_usd']:.4f}")
+    if m.get("cost"):
+        console.print(cost_line(m["cost"]), highlight=False, soft_wrap=True)
     for i, line in enumerate(summary_lines(m.get("gate"), run_dir)):
         style = "bold green" if "passed" in line and i == 0 else "bold red" if i == 0 and "FAILED" in line else ""
         console.print(f"[{style}]{escape(line)}[/{style}]" if style else escape(line))

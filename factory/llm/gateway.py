@@ -9,16 +9,19 @@ It resolves a role to a model, bounds concurrency (overall and per model), retri
 failures with exponential backoff that honours Retry-After, stops calling an endpoint that is down
 (`breaker.py`), enforces per-call timeouts and budgets (`budget_guard.py`), asks for JSON-schema
 output where the backend supports it, accounts usage and cost, and answers repeated requests from
-the run's persistent cache.
+the run's persistent cache, then from the cache shared between builds (`shared_cache.py`) when the
+build has one. A build's gateway also writes the run's cost ledger (`cost_ledger.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import random
 import re
+import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +33,7 @@ from factory.llm.batch import BatchCalls
 from factory.llm.breaker import CircuitBreaker, endpoint_label
 from factory.llm.budget_guard import BudgetGuard, Spend
 from factory.llm.cache import RequestCache, request_key
+from factory.llm.cost_ledger import CostLedger
 from factory.llm.errors import (
     BudgetExceededError,
     CircuitOpenError,
@@ -42,6 +46,7 @@ from factory.llm.models import ModelSpec
 from factory.llm.price_map import batch_token_cost
 from factory.llm.rate_limit import Cost, LimitsHub, LocalLimits, ModelLimits, Outcome, limits_of
 from factory.llm.rate_limit_headers import ServerLimits
+from factory.llm.shared_cache import SharedCache
 from factory.llm.usage import UsageLedger
 
 if TYPE_CHECKING:
@@ -49,6 +54,7 @@ if TYPE_CHECKING:
     from factory.llm.litellm_transport import LiteLLMTransport
 
 Message = dict[str, Any]
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -110,11 +116,15 @@ class Gateway:
 
     def __init__(self, roles: Mapping[str, ModelSpec], settings: GatewaySettings | None = None, *,
                  cache_path: Path | None = None, budget: Budget | None = None, seed: int = 0,
-                 budget_includes_cache: bool = False, limits_hub: LimitsHub | None = None) -> None:
+                 budget_includes_cache: bool = False, limits_hub: LimitsHub | None = None,
+                 shared_cache_dir: Path | None = None, ledger: CostLedger | None = None) -> None:
         self.roles = dict(roles)
         self.settings = settings or GatewaySettings()
         self.budget = budget or Budget()
         self.cache = RequestCache(cache_path)
+        # Read after the run's cache, written with it; never counted against the budget (other builds paid).
+        self.shared = SharedCache(shared_cache_dir) if shared_cache_dir is not None else None
+        self.ledger = ledger
         self.usage = UsageLedger()
         self._rng = random.Random(seed)
         self._limits: dict[int, tuple[asyncio.Semaphore, dict[str, asyncio.Semaphore]]] = {}
@@ -128,6 +138,7 @@ class Gateway:
         # Batch mode (`batch.py`): batches are recorded next to the cache, in the run folder.
         self._batches: BatchCalls | None = None
         self._batch_dir = cache_path.parent / "batches" if cache_path is not None else None
+        self._batch_ledgered: set[str] = set()
         self.limits_hub: LimitsHub = limits_hub if limits_hub is not None else LocalLimits()
         # Endpoints limited only because their server sent rate-limit headers (empty: the usual case).
         self._learned: set[str] = set()
@@ -275,14 +286,32 @@ class Gateway:
         request = self._request(spec, messages, schema, sample)
         key = request_key(request)
         record = self.cache.get(key)
+        answered_by = "replay" if record is not None else None
+        if record is None and self.shared is not None:
+            record = self.shared.get(key)
+            answered_by = "saved" if record is not None else None
         cached = record is not None
         if record is not None:
             self.usage.record_cache_hit(role=role_name, model=spec.model, tag=tag)
+            if self.ledger is not None:
+                self.cache.add_entry(self.ledger.entry(answered_by, key=key, role=role_name, model=spec.model,
+                                                       tag=tag, record=record))
         elif spec.batch:  # batch mode: the batch commits its answers to the cache itself
             record = await self._batched(spec, request, key, schema, role_name, tag)
+            if self.ledger is not None and key not in self._batch_ledgered:
+                # The batch committed the reply to the cache when it arrived; its ledger row follows
+                # here, once per request (identical requests share one batch row). A kill in between
+                # leaves that one call out of the ledger, never in it twice.
+                self._batch_ledgered.add(key)
+                self.cache.add_entry(self.ledger.entry("paid", key=key, role=role_name, model=spec.model,
+                                                       tag=tag, record=record))
+            self._share(key, spec.model, record)
         else:
             record = await self._call_with_retries(spec, request, schema, role_name, tag)
-            self.cache.put(key, spec.model, record)
+            entry = None if self.ledger is None else self.ledger.entry(
+                "paid", key=key, role=role_name, model=spec.model, tag=tag, record=record)
+            self.cache.put(key, spec.model, record, entry)
+            self._share(key, spec.model, record)
         parsed = parse_json_reply(record["text"], schema, spec.model) if schema is not None else None
         return Completion(
             text=record["text"], parsed=parsed, model=spec.model, role=role_name,
@@ -412,11 +441,23 @@ class Gateway:
         self.breaker.record_success(endpoint)
         return record
 
+    def _share(self, key: str, model: str, record: dict[str, Any]) -> None:
+        """Offer a paid call to the shared cache. The call is already safe in the run's cache and ledger,
+        so a shared cache that cannot take it (locked past its timeout, disk full) costs a warning, not the call."""
+        if self.shared is None:
+            return
+        try:
+            self.shared.put(key, model, record)
+        except sqlite3.Error as exc:
+            _log.warning("shared request cache %s did not take a call: %s", self.shared.path, exc)
+
     def close(self) -> None:
         for transport in (self._lean, self._litellm):
             if transport is not None:
                 transport.close()
         self.cache.close()
+        if self.shared is not None:
+            self.shared.close()
 
 
 def _endpoint_key(spec: ModelSpec) -> str:

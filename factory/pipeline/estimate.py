@@ -25,7 +25,7 @@ is priced at the table's batch price, or half the online price where the table h
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -203,13 +203,18 @@ def _pairs_per_prompt(rule: str, candidates: int) -> int:
     return candidates - 1
 
 
-def estimate_build(config: BuildConfig, prompts: Sequence[Prompt], rejected: int = 0) -> BuildEstimate:
+def estimate_build(config: BuildConfig, prompts: Sequence[Prompt], rejected: int = 0,
+                   price: Callable[[str, int, int], float | None] | None = None) -> BuildEstimate:
     """Expected and maximum calls, tokens and cost of building `config` over `prompts`.
+
+    `price(model, prompt_tokens, completion_tokens)` prices a line (default: litellm's `cost_per_token`,
+    which imports litellm; a build saving its estimate passes the same table read without litellm).
 
     >>> est = estimate_build(config, prompts)   # doctest: +SKIP
     >>> est.calls, est.max_calls, est.cost_usd  # doctest: +SKIP
     """
-    from factory.llm.pricing import estimate_cost
+    if price is None:
+        from factory.llm.pricing import estimate_cost as price
 
     tally = _Tally(config)
     setting = config.judging.setting
@@ -252,7 +257,7 @@ def estimate_build(config: BuildConfig, prompts: Sequence[Prompt], rejected: int
             line.batch = True
             line.cost_usd, line.price_note = batch_token_cost(line.model, line.prompt_tokens, line.completion_tokens)
         else:
-            line.cost_usd = estimate_cost(line.model, line.prompt_tokens, line.completion_tokens)
+            line.cost_usd = price(line.model, line.prompt_tokens, line.completion_tokens)
     budget = {k: v for k, v in config.budget.model_dump().items() if v is not None}
     return BuildEstimate(prompts=len(prompts), rejected=rejected, lines=list(tally.lines.values()), budget=budget)
 

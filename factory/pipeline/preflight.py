@@ -6,7 +6,8 @@ before a run folder exists, before litellm is imported, before any model is call
 * `build_prompts`: the prompts, read once up front (a bad prompt file fails here; a resume reads the
   run's recorded ones);
 * `check_human_set`: the quality gate's human-labelled set can be loaded;
-* `check_api_keys`: every `api_key_env` a used model names is set.
+* `check_api_keys`: every `api_key_env` a used model names is set;
+* `check_shared_cache`: the shared request cache folder (`run.cache_dir`, `$FACTORY_CACHE_DIR`) is usable.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from factory.config import BuildConfig, dump_config, load_config
 from factory._util.errors import UserError
+from factory.llm.shared_cache import SharedCache, shared_cache_dir
 from factory.run.output_location import refuse_storage_url
 from factory.run.folder import RunFolder
 from factory._util.atomic_files import atomic_write_text
@@ -90,3 +92,11 @@ def check_api_keys(config: BuildConfig) -> None:
     for role, spec in config.models.items():
         if spec.api_key_env and not os.environ.get(spec.api_key_env):
             raise UserError(f"models.{role}.api_key_env: environment variable {spec.api_key_env} is not set")
+
+
+def check_shared_cache(config: BuildConfig) -> None:
+    """The shared request cache opens (created if new): a folder that is a file, or a damaged cache
+    file, fails here, not when the first call comes back."""
+    folder = shared_cache_dir(config.run.cache_dir)
+    if folder is not None:
+        SharedCache(folder).close()

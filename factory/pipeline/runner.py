@@ -28,9 +28,10 @@ from typing import Any
 from factory._util import interrupts
 from factory.config import BuildConfig, dump_config, load_config
 from factory.run.incremental import built_fingerprints, dataset_home, select_new_prompts
-from factory.llm import Gateway
+from factory.pipeline.build_gateway import build_gateway, with_shared_cache_dir
 from factory.pipeline.stages import per_prompt as stages
 from factory.pipeline.context import BuildContext
+from factory.pipeline.cost_report import save_estimate
 from factory.run.recorded_inputs import load_build_prompts, run_prompts, write_prompts_table
 from factory.pipeline.finalize.interrupted import record_interrupt
 from factory.pipeline.outcome import STOPPING_REASONS, transient_reasons
@@ -110,11 +111,13 @@ def plan_build(config: BuildConfig | None, resume_dir: str | Path | None, *,
                 return None
             config = config.model_copy(update={"run": config.run.model_copy(update={"output_dir": str(home)})})
         run = RunFolder.create(config.run.output_dir, config.run.name)
+        config = with_shared_cache_dir(config)
         atomic_write_text(run.config_path, dump_config(config))
         if incremental:
             write_prompts_table(run, prompts, rejected)
         else:
             prompts, rejected = run_prompts(run, config)
+        save_estimate(run, config, prompts, len(rejected))  # shown beside the actual cost by finalize
     plan = BuildPlan(run_dir=str(run.root), shards=shard_prompts(prompts, config.run.shard_size),
                      loading_failures=loading_failures(rejected), new_prompts=len(prompts),
                      skipped_prompts=skipped, incremental=incremental, dataset_home=str(home) if home else None)
@@ -217,8 +220,7 @@ def run_build(config: BuildConfig | None = None, *, resume_dir: str | Path | Non
         config, plan = planned
         run = RunFolder(Path(plan.run_dir))
         lock = lock or run.lock()
-        gateway = Gateway(config.models, config.gateway, cache_path=run.cache_path, budget=config.budget,
-                          seed=config.run.seed, budget_includes_cache=True)
+        gateway = build_gateway(config, run.cache_path, plan.token)
         progress.start(run.root, plan.new_prompts, usage=gateway.usage.snapshot)
         if on_start:
             on_start(run, plan.new_prompts)

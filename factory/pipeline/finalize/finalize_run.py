@@ -11,6 +11,7 @@ import polars as pl
 from factory.dataset.writer import write_dataset
 from factory.dataset.shard_parts import DatasetSources
 from factory.pipeline.context import BuildContext
+from factory.pipeline.cost_report import accepted_pairs, run_cost
 from factory.pipeline.finalize.manifest import build_manifest, merge_usage, settle_outcome
 from factory.pipeline.finalize.prefetch import wait_for_prefetch
 from factory.pipeline.finalize.stage_figures import stage_figures
@@ -67,6 +68,8 @@ def finalize(ctx: BuildContext, loading_failures: list[dict[str, Any]], stopped:
                   if "source" in pairs.collect_schema().names() else 0)
         manifest["target_pairs"] = {"target": ctx.config.pairs.target_pairs, "accepted": judged,
                                     "reached": judged >= ctx.config.pairs.target_pairs}
+    # The whole run's cost (every invocation, every worker), from the ledger in its cache files.
+    manifest["cost"] = run_cost(run, accepted=accepted_pairs(run))
     settle_outcome(ctx, manifest, _failure_reasons(run))
     atomic_write_json(run.manifest_path, manifest)
     ctx.progress.finalize_step("manifest")

@@ -15,6 +15,7 @@ from typing import Any
 from factory import __version__
 from factory.config import BuildConfig
 from factory._util.interrupts import EXIT_CODE, REASON, BuildInterrupted
+from factory.pipeline.cost_report import run_cost
 from factory.pipeline.outcome import Outcome
 from factory.pipeline.progress import BuildProgress
 from factory.run.folder import RunFolder
@@ -35,6 +36,7 @@ def record_interrupt(run: RunFolder, config: BuildConfig, progress: BuildProgres
         "counts": {"prompts": snapshot.prompts_total, "prompts_done": snapshot.prompts_done},
         "progress": snapshot.as_dict(),
         "llm": usage if usage is not None else {},
+        "cost": run_cost(run),  # what the run has paid so far, over all its invocations
         "models": {role: spec.model for role, spec in config.models.items()},
         "judge_setting": config.judging.setting.setting_id,
         "gate": None,
