@@ -46,7 +46,9 @@ class CalibrationConfig(BaseModel):
         None, description="Folder holding the public sets (else FACTORY_DATA_DIR, cache)."
     )
     mapping: ColumnMapping | None = Field(None, description="Column mapping for a foreign table layout.")
-    seed: int = Field(0, description="Seed of the sample, the random order, answer shuffles and the bootstrap.")
+    seed: int = Field(
+        0, description="Seed of the sample, the random order, answer shuffles and the bootstrap."
+    )
     min_kappa: float = Field(
         0.4,
         ge=-1,
