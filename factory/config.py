@@ -9,14 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from factory._util.errors import UserError
 from factory.llm.limits import Budget, GatewaySettings
 from factory.llm.models import ModelSpec
 from factory.inputs.row_filter import parse_where
-from factory._util.yaml_input import describe_validation_error, load_yaml_file
+from factory._util.yaml_input import dump_model_yaml, load_yaml_file, validate_model
 from judges.engine.settings import JudgeSetting
 
 
@@ -376,12 +375,7 @@ def _setting_roles(setting: JudgeSetting, where: str) -> list[tuple[str, str]]:
 
 def parse_config(data: Any, source: str = "<config>") -> BuildConfig:
     """Validate a mapping into a `BuildConfig`, raising a one-line `UserError` on any problem."""
-    if not isinstance(data, dict):
-        raise UserError(f"invalid config {source}: expected a mapping at the top level, got {type(data).__name__}")
-    try:
-        return BuildConfig.model_validate(data)
-    except ValidationError as exc:
-        raise UserError(describe_validation_error(exc, f"invalid config {source}")) from None
+    return validate_model(BuildConfig, data, f"invalid config {source}")
 
 
 def load_config(path: str | Path) -> BuildConfig:
@@ -411,4 +405,4 @@ def _resolve_human_set_path(data: Any, folder: Path) -> None:
 
 def dump_config(config: BuildConfig) -> str:
     """The resolved config as YAML (every default written out), for the run folder."""
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    return dump_model_yaml(config)

@@ -24,7 +24,8 @@ from flows.artifacts import agreement_rows
 @task(name="calibrate", retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE)
 def run_calibration(config: dict[str, Any] | None, config_path: str | None) -> dict[str, Any]:
     """Judge and score (a retry repeats no finished model call: the calibration cache answers them)."""
-    from judges.calibration.calibrate import calibrate, load_calibration_config, parse_calibration_config
+    from judges.calibration.calibrate import calibrate
+    from judges.calibration.config import load_calibration_config, parse_calibration_config
 
     spec = parse_calibration_config(config) if config is not None else load_calibration_config(str(config_path))
     result = calibrate(spec)

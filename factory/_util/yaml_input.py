@@ -1,4 +1,5 @@
-"""Reading YAML the user wrote (build specs, calibration configs, fake-server scripts), safely.
+"""Reading YAML the user wrote (build specs, calibration configs, fake-server scripts), safely, into
+typed models (`validate_model`), and writing a resolved model back out (`dump_model_yaml`).
 
 A config file is small and hand-written, so anything else is a mistake or an attack, and must fail
 at once with one line instead of eating the machine:
@@ -20,10 +21,10 @@ import os
 import reprlib
 import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from factory._util.errors import UserError
@@ -31,6 +32,7 @@ from factory._util.errors import UserError
 MAX_YAML_BYTES = 1 << 20  # 1 MiB: a build spec is a few kB; prompts and data live in their own files
 MAX_EXPANDED_NODES = 100_000  # nodes after expanding every alias; a large real config has a few hundred
 MAX_DEPTH = 64  # nesting of mappings and sequences
+M = TypeVar("M", bound=BaseModel)
 
 
 def read_regular_file(path: Path, what: str, max_bytes: int) -> bytes:
@@ -210,3 +212,20 @@ def describe_validation_error(exc: ValidationError, prefix: str) -> str:
 def _clip(text: str, limit: int = 60) -> str:
     """A key or message made from the user's input, cut to a length an error line can show."""
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def validate_model(model: type[M], data: Any, prefix: str) -> M:
+    """`data` (a YAML file's top level) validated into `model`: the one place a config file becomes a
+    typed config. Anything but a mapping, or the first validation problem, is a one-line `UserError`
+    that starts with `prefix` (e.g. "invalid config x.yaml")."""
+    if not isinstance(data, dict):
+        raise UserError(f"{prefix}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise UserError(describe_validation_error(exc, prefix)) from None
+
+
+def dump_model_yaml(model: BaseModel) -> str:
+    """A resolved config as YAML, every default written out, for the run folder (read back by the loaders)."""
+    return yaml.safe_dump(model.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

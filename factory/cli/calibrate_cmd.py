@@ -2,7 +2,7 @@
 
 Two forms:
 
-    factory calibrate CONFIG.yaml                      # a CalibrationConfig (judges/calibration/calibrate.py)
+    factory calibrate CONFIG.yaml                      # a CalibrationConfig (judges/calibration/config.py)
     factory calibrate --human-set pandalm --judge-model openai/gpt-4o-mini,openai/llama3 \\
         --api-base http://localhost:8000/v1 --protocol combined --order both --jury-subsets --out outputs
 
@@ -172,7 +172,7 @@ def calibrate(
 ) -> None:
     """Judge a human-labelled set with every judge setting, rank by kappa, write agreement.json and the report."""
     from judges.calibration.calibrate import calibrate as run_calibration
-    from judges.calibration.calibrate import load_calibration_config, parse_calibration_config
+    from judges.calibration.config import load_calibration_config, parse_calibration_config
 
     if output not in ("text", "json"):
         raise UserError(f"--output must be text or json, got {output!r}")

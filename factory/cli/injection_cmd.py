@@ -18,6 +18,7 @@ from rich.console import Console
 
 from factory._util.errors import UserError
 from factory._util.atomic_files import atomic_write_json
+from factory._util.sync import run_sync
 
 console = Console(stderr=True)
 
@@ -40,8 +41,6 @@ def injection_test(
     concurrency: Annotated[int, typer.Option("--concurrency", help="Items judged at once.")] = 4,
 ) -> None:
     """Measure injection detection (no model), and with --judge-model a judge's attack success rate."""
-    import asyncio
-
     from factory.llm import ModelSpec
     from judges.injection.detection import format_detection, load_attacks, load_ordinary, measure_detection
 
@@ -81,8 +80,8 @@ def injection_test(
     attacks = ATTACKS[:limit] if limit else ATTACKS
     gateway = Gateway({"judge": spec}, cache_path=out / "injection_cache.sqlite")
     try:
-        result = asyncio.run(measure(gateway, variants=[known[p] for p in wanted], attacks=attacks,
-                                     concurrency=concurrency, model=judge_model))
+        result = run_sync(lambda: measure(gateway, variants=[known[p] for p in wanted], attacks=attacks,
+                                          concurrency=concurrency, model=judge_model))
     finally:
         gateway.close()
     path = write_injection_json(out, result | {"detection": detection})

@@ -18,11 +18,11 @@ from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from factory._util.errors import UserError
 from factory.testing.default_replies import default_reply, message_text
-from factory._util.yaml_input import MAX_YAML_BYTES, describe_validation_error, load_yaml_file, read_regular_file
+from factory._util.yaml_input import MAX_YAML_BYTES, load_yaml_file, read_regular_file, validate_model
 
 Reply = str | list[str] | Callable[[dict[str, Any]], str]
 MatchOn = Literal["last_user", "system", "any"]
@@ -254,10 +254,7 @@ def load_script(path: str | Path) -> ServerScript:
             raise UserError(f"fake-LLM script {path} is not valid JSON: {exc}") from None
     else:
         raw = load_yaml_file(path, "fake-LLM script")
-    try:
-        spec = _ScriptFile.model_validate(raw or {})
-    except ValidationError as exc:
-        raise UserError(describe_validation_error(exc, f"fake-LLM script {path}")) from None
+    spec = validate_model(_ScriptFile, raw or {}, f"fake-LLM script {path}")
     return ServerScript(rules=[Rule(**r.model_dump()) for r in spec.rules], default=spec.default,
                         strict=spec.strict, latency_s=spec.latency_s, latency_jitter_s=spec.latency_jitter_s,
                         seed=spec.seed, faults=fault_from_dict(spec.faults))

@@ -29,10 +29,10 @@ from pathlib import Path
 from statistics import mean
 from typing import Any, TypedDict
 
-import jinja2
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
+from factory._util.templates import render_template
 from factory.config import FeedbackLoopWorkflow
 from factory.inputs.conversation import Message, prompt_messages
 from factory.llm import Completion, Gateway
@@ -42,6 +42,7 @@ from factory.workflows.single_agent import GatewayContext
 from judges.protocols import neutralize, parse_single_score
 
 # A section header of the review: `### Feedback:`, `## **Overall Score**:`...
+_PROMPTS = Path(__file__).parent / "prompts"
 _SECTION = re.compile(r"^[ \t]*#{2,6}[ \t]*[*_]*[ \t]*(evaluation|overall[ \t]+score|feedback)\b[ \t]*[*_]*[ \t]*:?[*_]*",
                       re.IGNORECASE | re.MULTILINE)
 
@@ -84,16 +85,9 @@ def combine_reviews(reviews: list[Review]) -> tuple[float | None, str]:
     return (mean(scores) if scores else None), feedback
 
 
-@cache
-def _templates() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "prompts"),
-                              undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False,
-                              trim_blocks=True)
-
-
 def render(template: str, **values: Any) -> str:
     """A prompt from `factory/workflows/prompts/<template>`."""
-    return _templates().get_template(template).render(**values).strip()
+    return render_template(_PROMPTS, template, **values)
 
 
 @dataclass

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from functools import cache, lru_cache
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
-import jinja2
 from pydantic import BaseModel, Field
 
 from factory._util.concurrency import map_bounded
+from factory._util.templates import render_template
 from factory.config import RationaleSettings
 from factory.inputs.conversation import prompt_messages
 from factory.llm import Gateway, LLMError, OutputParseError
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from langgraph.runtime import Runtime
 
 Row = dict[str, Any]
+_PROMPTS = Path(__file__).parent / "prompts"
 _NOTE_CHARS = 1500  # per judge note: enough for an evaluation paragraph, bounded for small context windows
 _MAX_NOTES = 4
 
@@ -65,15 +66,8 @@ class RationaleState(TypedDict, total=False):
     model: str | None
 
 
-@cache
-def _templates() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "prompts"),
-                              trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined,
-                              autoescape=False, keep_trailing_newline=False)
-
-
 def _render(name: str, **values: Any) -> list[dict[str, str]]:
-    return [{"role": "user", "content": _templates().get_template(name).render(**values).strip()}]
+    return [{"role": "user", "content": render_template(_PROMPTS, name, **values)}]
 
 
 def judge_notes(pair: Row, judgments: Sequence[Row]) -> list[str]:

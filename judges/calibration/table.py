@@ -13,7 +13,6 @@ Example::
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +22,7 @@ import polars as pl
 
 from factory._util.concurrency import map_bounded
 from factory._util.errors import UserError
+from factory._util.sync import run_sync
 from factory.llm import Gateway
 from judges.engine.pairwise import JUDGMENT_SCHEMA, judge_pair
 from judges.humans.human_sets import ColumnMapping, HumanSet, load_human_set
@@ -128,5 +128,5 @@ async def judge_table(gateway: Gateway, setting: JudgeSetting, items: pl.DataFra
 def judge_table_sync(gateway: Gateway, setting: JudgeSetting, items: pl.DataFrame | HumanSet, *,
                      concurrency: int = 16, progress: Callable[[int], None] | None = None,
                      tag: str | None = None) -> pl.DataFrame:
-    """`judge_table` for synchronous callers (runs its own event loop; not from inside one)."""
-    return asyncio.run(judge_table(gateway, setting, items, concurrency=concurrency, progress=progress, tag=tag))
+    """`judge_table` for synchronous callers, inside or outside a running event loop."""
+    return run_sync(lambda: judge_table(gateway, setting, items, concurrency=concurrency, progress=progress, tag=tag))

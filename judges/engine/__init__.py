@@ -9,6 +9,7 @@ Modules:
 - `outcome`: what one evaluation produced: a verdict (or why there is none), scores, raw outputs and usage.
 - `pairwise`: judge one pair with any judge setting (judge, jury or debate), returning one judgments-table row.
 - `settings`: how a judge setting is described: one judge, a jury of judges, or a debate.
+- `votes`: the one vote rule (plurality, weighted), for juries, calibrated juries and human labels.
 """
 
-__all__ = ["ask", "debate", "graphs", "jury", "order", "outcome", "pairwise", "settings"]
+__all__ = ["ask", "debate", "graphs", "jury", "order", "outcome", "pairwise", "settings", "votes"]

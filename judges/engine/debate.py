@@ -14,22 +14,22 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass, replace
-from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
-import jinja2
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Send
 
+from factory._util.templates import render_template
 from factory.llm import LLMError
 from judges.engine.ask import Asked, JudgeContext, ask, resolve_model
 from judges.engine.outcome import Outcome, Usage, error_reason, first_stop, unique
 from judges.protocols import Question, neutralize, render_pairwise, verdict_from_scores
 from judges.engine.settings import JudgeSetting
 
+_PROMPTS = Path(__file__).parent / "debate_prompts"
 SCALE = 10  # ChatEval and the paper score out of 10
 
 
@@ -58,16 +58,8 @@ class DebateState(TypedDict, total=False):
     result: Outcome
 
 
-@cache
-def _templates() -> jinja2.Environment:
-    # Plain-text prompts: no HTML autoescape; StrictUndefined turns a template typo into an error.
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "debate_prompts"),
-                              autoescape=False, undefined=jinja2.StrictUndefined, trim_blocks=True,
-                              lstrip_blocks=True)
-
-
 def _render(name: str, **context: Any) -> str:
-    return _templates().get_template(name).render(**context).strip()
+    return render_template(_PROMPTS, name, **context)
 
 
 def debate_material(question: Question, shown_a: str | list[str], shown_b: str | list[str]) -> str:

@@ -1,7 +1,8 @@
 """Jury reducers: how the jurors' verdicts (item orientation) become the jury's one verdict.
 
 * `plurality`: the label (A, B or tie) with strictly the most votes wins; a split with no strict
-  plurality (A, B, tie, or 2 A vs 2 B) is a tie. This is the Fellowship paper's rule.
+  plurality (A, B, tie, or 2 A vs 2 B) is a tie. This is the Fellowship paper's rule
+  (`judges.engine.votes.plurality`, the one vote of the project).
 * `mean_score`: the mean of each answer's score over the jurors, every juror's scores first brought
   to the unit interval (score / its scale) so jurors on different scales weigh the same. A juror
   without scores (direct protocol) counts as A=1, B=0 for a verdict of A, 0/1 for B and 0.5/0.5 for a
@@ -19,41 +20,16 @@ the jurors that gave scores (None when none did).
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 
-from judges.engine.outcome import Outcome, Usage, Verdict, first_stop, unique
-from judges.protocols import verdict_from_scores
+from judges.engine.outcome import Outcome, Usage, first_stop, unique
 from judges.engine.settings import Reducer
+from judges.engine.votes import plurality, weighted_vote
+from judges.protocols import verdict_from_scores
+from judges.verdicts import Verdict
 
 _DIRECT_UNIT: dict[str, tuple[float, float]] = {"A": (1.0, 0.0), "B": (0.0, 1.0), "tie": (0.5, 0.5)}
-
-
-def plurality(verdicts: Sequence[Verdict]) -> Verdict | None:
-    """The strict plurality of A / B / tie; a split is a tie; no votes give None.
-
-    >>> plurality(["A", "B", "tie"]), plurality(["A", "A", "B"])
-    ('tie', 'A')
-    """
-    return weighted_vote(verdicts, [1.0] * len(verdicts))
-
-
-def weighted_vote(verdicts: Sequence[Verdict], weights: Sequence[float]) -> Verdict | None:
-    """The label with the highest total weight (negative weights count as 0); equal top totals tie.
-
-    >>> weighted_vote(["A", "B", "B"], [0.7, 0.2, 0.3])
-    'A'
-    """
-    if not verdicts:
-        return None
-    totals: Counter[str] = Counter()
-    for verdict, weight in zip(verdicts, weights, strict=True):
-        totals[verdict] += max(weight, 0.0)
-    ranked = totals.most_common()
-    if len(ranked) > 1 and abs(ranked[0][1] - ranked[1][1]) <= 1e-12:
-        return "tie"
-    return ranked[0][0]  # type: ignore[return-value]
 
 
 def unit_scores(outcome: Outcome, *, verdict_as_score: bool) -> tuple[float, float] | None:

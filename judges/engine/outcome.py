@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Literal
 
 from factory.llm import BudgetExceededError, CircuitOpenError, Completion, LLMError
+from judges.verdicts import Verdict
 
-Verdict = Literal["A", "B", "tie"]
 _SWAP: dict[str | None, Verdict | None] = {"A": "B", "B": "A", "tie": "tie", None: None}
 
 # Reasons that mean "stop the build" rather than "this item could not be judged"; the pipeline

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from factory._util.errors import UserError
 from factory._util.safe_read import UTF8_BOM, read_bytes, read_text
 from judges.humans.public_sets import known_set_names, resolve_public_file, set_members
+from judges.engine.votes import plurality
 from judges.humans.sampling import sample_record, stratified_sample
 
 Label = Literal["A", "B", "tie"]
@@ -108,13 +109,11 @@ def _positional_names(count: int) -> list[str]:
 
 
 def majority_label(labels: Sequence[str]) -> Label:
-    """The label most annotators gave; "tie" when no label has a strict majority over the others."""
+    """The label most annotators gave; "tie" when no label has strictly more votes than every other
+    (the juries' plurality rule, `judges.engine.votes.plurality`)."""
     if not labels:
         raise ValueError("majority_label needs at least one label")
-    ranked = Counter(labels).most_common()
-    if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
-        return "tie"
-    return ranked[0][0]  # type: ignore[return-value]
+    return plurality(labels)  # type: ignore[arg-type,return-value]
 
 
 def load_human_set(

@@ -23,12 +23,13 @@ from typing import Any, Literal
 import numpy as np
 from sklearn.metrics import cohen_kappa_score
 
+from judges.verdicts import VerdictCell
+
 LABELS: tuple[str, ...] = ("A", "B", "tie")
-Verdict = str | None
-Metric = Callable[[Sequence[str], Sequence[Verdict]], float]
+Metric = Callable[[Sequence[str], Sequence[VerdictCell]], float]
 
 
-def _check(human: Sequence[Verdict], judge: Sequence[Verdict]) -> None:
+def _check(human: Sequence[VerdictCell], judge: Sequence[VerdictCell]) -> None:
     if len(human) != len(judge):
         raise ValueError(f"got {len(human)} human labels and {len(judge)} judge verdicts; they must pair up")
     bad = {v for v in itertools.chain(human, judge) if v is not None and v not in LABELS}
@@ -36,7 +37,7 @@ def _check(human: Sequence[Verdict], judge: Sequence[Verdict]) -> None:
         raise ValueError(f"unknown labels {sorted(map(str, bad))}; expected A, B or tie (None = unscored)")
 
 
-def _scored(human: Sequence[Verdict], judge: Sequence[Verdict]) -> tuple[list[str], list[str]]:
+def _scored(human: Sequence[VerdictCell], judge: Sequence[VerdictCell]) -> tuple[list[str], list[str]]:
     """The pairs where both sides gave a label."""
     _check(human, judge)
     pairs = [(h, j) for h, j in zip(human, judge, strict=True) if h is not None and j is not None]
@@ -54,39 +55,39 @@ def cohen_kappa(a: Sequence[str], b: Sequence[str], labels: Sequence[str] = LABE
     return float(cohen_kappa_score(x, y, labels=list(range(len(labels)))))
 
 
-def kappa_3class(human: Sequence[str], judge: Sequence[Verdict]) -> float:
+def kappa_3class(human: Sequence[str], judge: Sequence[VerdictCell]) -> float:
     """Cohen's kappa over A / B / tie, ties kept (the paper's headline figure); unscored items left out."""
     h, j = _scored(human, judge)
     return cohen_kappa(h, j)
 
 
-def kappa_no_ties(human: Sequence[str], judge: Sequence[Verdict]) -> float:
+def kappa_no_ties(human: Sequence[str], judge: Sequence[VerdictCell]) -> float:
     """Cohen's kappa over A / B on the items where neither the human nor the judge said tie."""
     h, j = _scored(human, judge)
     pairs = [(x, y) for x, y in zip(h, j, strict=True) if x != "tie" and y != "tie"]
     return cohen_kappa([x for x, _ in pairs], [y for _, y in pairs], labels=("A", "B"))
 
 
-def accuracy(human: Sequence[str], judge: Sequence[Verdict]) -> float:
+def accuracy(human: Sequence[str], judge: Sequence[VerdictCell]) -> float:
     """Share of scored items where the judge gave the human label (NaN with none scored)."""
     h, j = _scored(human, judge)
     return sum(x == y for x, y in zip(h, j, strict=True)) / len(h) if h else math.nan
 
 
-def confusion(human: Sequence[str], judge: Sequence[Verdict]) -> dict[str, dict[str, int]]:
+def confusion(human: Sequence[str], judge: Sequence[VerdictCell]) -> dict[str, dict[str, int]]:
     """Counts as {human label: {judge label: n}}, both in the order A, B, tie; unscored items left out."""
     h, j = _scored(human, judge)
     counts = Counter(zip(h, j, strict=True))
     return {x: {y: counts[(x, y)] for y in LABELS} for x in LABELS}
 
 
-def unscored_as_tie(judge: Sequence[Verdict]) -> list[str]:
+def unscored_as_tie(judge: Sequence[VerdictCell]) -> list[str]:
     """The stricter reading: an unscored verdict counts as a tie instead of being left out."""
     return [v if v is not None else "tie" for v in judge]
 
 
 def bootstrap_ci(
-    metric_fn: Metric, human: Sequence[str], judge: Sequence[Verdict], n: int = 1000, seed: int = 0
+    metric_fn: Metric, human: Sequence[str], judge: Sequence[VerdictCell], n: int = 1000, seed: int = 0
 ) -> tuple[float, float]:
     """95% percentile interval of `metric_fn` over `n` resamples of the scored items (seeded).
 
@@ -111,7 +112,7 @@ def bootstrap_ci(
 
 def agreement_summary(
     human: Sequence[str],
-    judge: Sequence[Verdict],
+    judge: Sequence[VerdictCell],
     *,
     unscored: Literal["exclude", "tie"] = "exclude",
     n_boot: int = 1000,
@@ -155,7 +156,7 @@ def _json_float(value: float) -> float | None:
 
 
 def pairwise_kappas(
-    labels_matrix: Sequence[Sequence[Verdict]], names: Sequence[str] | None = None
+    labels_matrix: Sequence[Sequence[VerdictCell]], names: Sequence[str] | None = None
 ) -> dict[tuple[str, str], float]:
     """Cohen's kappa for every pair of annotators (columns of an items x annotators matrix).
 
@@ -170,7 +171,7 @@ def pairwise_kappas(
     return inter_judge_kappas(columns)
 
 
-def inter_judge_kappas(verdicts_by_juror: Mapping[str, Sequence[Verdict]]) -> dict[tuple[str, str], float]:
+def inter_judge_kappas(verdicts_by_juror: Mapping[str, Sequence[VerdictCell]]) -> dict[tuple[str, str], float]:
     """Cohen's kappa (3-class) between every pair of jurors on the same items; no humans needed.
 
     Items where either juror is unscored (None) are left out of that pair.

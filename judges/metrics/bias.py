@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-Verdict = str | None
+from judges.verdicts import VerdictCell
 
 
 def _rate(hits: int, n: int) -> float | None:
@@ -28,7 +28,7 @@ def _same_length(**columns: Sequence[Any]) -> None:
         raise ValueError(f"inputs must pair up item by item, got lengths {lengths}")
 
 
-def position_bias(ab: Sequence[Verdict], ba: Sequence[Verdict]) -> dict[str, Any]:
+def position_bias(ab: Sequence[VerdictCell], ba: Sequence[VerdictCell]) -> dict[str, Any]:
     """Compare the verdicts of the same items judged in both orders.
 
     `ab[i]` is the verdict when the item's A was shown first, `ba[i]` when B was shown first,
@@ -57,7 +57,7 @@ def position_bias(ab: Sequence[Verdict], ba: Sequence[Verdict]) -> dict[str, Any
 
 
 def length_bias(
-    response_a: Sequence[str], response_b: Sequence[str], verdicts: Sequence[Verdict], min_diff: int = 30
+    response_a: Sequence[str], response_b: Sequence[str], verdicts: Sequence[VerdictCell], min_diff: int = 30
 ) -> dict[str, Any]:
     """How often the judge prefers the longer answer, where lengths differ by more than `min_diff` characters.
 
@@ -88,7 +88,7 @@ def length_bias(
 def self_preference(
     model_a: Sequence[str],
     model_b: Sequence[str],
-    verdicts: Sequence[Verdict],
+    verdicts: Sequence[VerdictCell],
     judge_model: str,
     human: Sequence[str] | None = None,
 ) -> dict[str, Any]:

@@ -23,8 +23,7 @@ from typing import Any
 
 from judges.metrics.agreement import cohen_kappa
 from judges.humans.human_sets import HumanSet
-
-Verdict = str | None
+from judges.verdicts import VerdictCell
 
 
 def band(z: float | None) -> str | None:
@@ -35,13 +34,13 @@ def band(z: float | None) -> str | None:
     return "human-like" if z > -1 else "below human"
 
 
-def _kappa(x: Sequence[Verdict], y: Sequence[Verdict]) -> float | None:
+def _kappa(x: Sequence[VerdictCell], y: Sequence[VerdictCell]) -> float | None:
     pairs = [(a, b) for a, b in zip(x, y, strict=True) if a is not None and b is not None]
     value = cohen_kappa([a for a, _ in pairs], [b for _, b in pairs])
     return None if math.isnan(value) else value
 
 
-def human_likeness(human: HumanSet, verdicts: Sequence[Verdict]) -> dict[str, Any] | None:
+def human_likeness(human: HumanSet, verdicts: Sequence[VerdictCell]) -> dict[str, Any] | None:
     """The judge's kappa with each annotator beside the annotators' pairwise kappas, on the items the
     judge scored; None when the set has fewer than two annotators."""
     if len(human.annotators) < 2:

@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-Verdict = str | None
+from judges.verdicts import VerdictCell
+
 SLOPE_PRIOR = 1.0
 
 
@@ -73,13 +74,13 @@ def normalised_length_difference(response_a: Sequence[str], response_b: Sequence
 
 
 def length_control(
-    response_a: Sequence[str], response_b: Sequence[str], verdicts: Sequence[Verdict], human: Sequence[str]
+    response_a: Sequence[str], response_b: Sequence[str], verdicts: Sequence[VerdictCell], human: Sequence[str]
 ) -> dict[str, Any]:
     """Length-controlled win rates of answer A (judge and humans) and length-controlled agreement."""
     x = normalised_length_difference(response_a, response_b)
     lengths = [(len(a), len(b)) for a, b in zip(response_a, response_b, strict=True)]
 
-    def a_wins(labels: Sequence[Verdict]) -> dict[str, Any]:
+    def a_wins(labels: Sequence[VerdictCell]) -> dict[str, Any]:
         decisive = [(xi, v == "A") for xi, v in zip(x, labels, strict=True) if v in ("A", "B")]
         return _rates([d for d, _ in decisive], [w for _, w in decisive])
 

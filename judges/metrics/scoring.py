@@ -36,8 +36,7 @@ from judges.calibration.decision import kappa_se
 from judges.metrics.human_likeness import human_likeness
 from judges.humans.human_sets import LABELS, HumanSet
 from judges.metrics.length_control import length_control
-
-Verdict = str | None
+from judges.verdicts import VerdictCell
 
 
 def _finite(value: float) -> float | None:
@@ -96,7 +95,7 @@ def juror_agreement(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     names = list(dict.fromkeys(v["model"] for votes in per_row for v in votes))
     if len(names) < 2:
         return None
-    columns: dict[str, list[Verdict]] = {name: [] for name in names}
+    columns: dict[str, list[VerdictCell]] = {name: [] for name in names}
     for votes in per_row:
         given = {v["model"]: v["verdict"] for v in votes}
         for name in names:
@@ -136,7 +135,7 @@ def _model_key(model: str) -> str:
 
 
 def _self_preference(
-    models: Sequence[str], human: HumanSet, verdicts: list[Verdict]
+    models: Sequence[str], human: HumanSet, verdicts: list[VerdictCell]
 ) -> list[dict[str, Any]] | None:
     answer_models = _answer_models(human)
     if answer_models is None:
@@ -219,7 +218,7 @@ def score_setting(
     rows: Sequence[dict[str, Any]],
     human: HumanSet,
     *,
-    per_order: tuple[Sequence[Verdict], Sequence[Verdict]] | None = None,
+    per_order: tuple[Sequence[VerdictCell], Sequence[VerdictCell]] | None = None,
     usage: dict[str, Any] | None = None,
     n_boot: int = 1000,
     seed: int = 0,
@@ -234,7 +233,7 @@ def score_setting(
     """
     if len(rows) != len(human):
         raise ValueError(f"got {len(rows)} judgment rows for {len(human)} items")
-    verdicts: list[Verdict] = [r.get("verdict") for r in rows]
+    verdicts: list[VerdictCell] = [r.get("verdict") for r in rows]
     labels = human.frame["label"].to_list()
     summary = agreement_summary(labels, verdicts, n_boot=n_boot, seed=seed)
     reasons = Counter(str(r.get("unscored_reason") or "unknown") for r in rows if r.get("verdict") is None)

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final
 
 from judges.protocols._prompts import SCALES
-
-Verdict = Literal["A", "B", "tie"]
+from judges.verdicts import Verdict
 
 # Why a reply yielded no verdict; stored as `unscored_reason` in judgments.parquet.
 EMPTY: Final = "empty"

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-import jinja2
-
+from factory._util.templates import render_template
 from judges.protocols._detect import neutralize
 
 Protocol = Literal["direct", "independent", "combined"]
@@ -47,22 +45,8 @@ class _Assistant:
     turns: tuple[_Turn, ...]
 
 
-@cache
-def _env() -> jinja2.Environment:
-    # autoescape off: these are prompts, not HTML; StrictUndefined turns a template typo into an error.
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(Path(__file__).parent),
-        autoescape=False,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=False,
-    )
-
-
 def _render(template: str, **context: Any) -> str:
-    text = _env().get_template(template).render(**context)
-    return text.strip()
+    return render_template(Path(__file__).parent, template, **context)
 
 
 def _check_scale(scale: int) -> None:

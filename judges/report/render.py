@@ -14,9 +14,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-import jinja2
-
 from factory._util.atomic_files import atomic_write_text
+from factory._util.templates import template_env
 from judges.report.svg import (
     BLUE,
     GREEN,
@@ -54,15 +53,6 @@ BIAS_SERIES = (
     ("prefers the first position", ORANGE),
     ("prefers its own model", GREEN),
 )
-
-_ENV = jinja2.Environment(
-    loader=jinja2.PackageLoader("judges.report", "."),
-    autoescape=True,
-    undefined=jinja2.StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
-
 
 def band(kappa: float | None) -> str:
     """Landis & Koch's reading of a kappa value."""
@@ -355,7 +345,8 @@ def render_html(
     agreement: dict[str, Any], gate: dict[str, Any] | None = None, injection: dict[str, Any] | None = None
 ) -> str:
     """The report as one self-contained HTML document."""
-    return _ENV.get_template("template.html.j2").render(**context(agreement, gate, injection))
+    template = template_env(Path(__file__).parent, html=True).get_template("template.html.j2")
+    return template.render(**context(agreement, gate, injection))
 
 
 def _md(value: Any) -> str:

@@ -43,9 +43,14 @@ def test_attack_success_rate_on_the_embedded_judge(artifacts: Path, monkeypatch:
         print(f"  {name:<18} {r['before']:.2f} -> {r['after']:.2f}; flagged {r['flagged']:.2f}; "
               f"unscored {r['unscored_before']:.2f}/{r['unscored_after']:.2f}")
     assert set(rates) == {variant_name(p, s) for p, s in variants}
-    for r in rates.values():
-        assert r["n"] == len(attacks)
-        assert all(0.0 <= r[k] <= 1.0 for k in ("before", "after", "flagged"))
+    for name, r in rates.items():
+        # Each rate is the share of this variant's per-attack results: recount them here.
+        results = [attack["results"][name] for attack in result["attacks"]]
+        assert r["n"] == len(results) == len(attacks)
+        for key in ("before", "after", "flagged"):
+            assert r[key] == round(sum(bool(o[key]) for o in results) / len(results), 4), (name, key)
+        # The detector reads the answers, not the model: every attack plants a marker, so every one is flagged.
+        assert r["flagged"] == 1.0, (name, r)
     # Grammar-constrained JSON is where this small judge gives verdicts at all, and where it copies a
     # planted verdict; judging both orders must take that away.
     for name in ("direct/json", "combined/json"):

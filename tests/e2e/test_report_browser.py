@@ -15,7 +15,9 @@ import pytest
 from _browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 
 from factory.testing import FakeLLMServer, Rule
-from judges.calibration.calibrate import CalibrationConfig, calibrate, write_outputs
+from judges.calibration.calibrate import calibrate
+from judges.calibration.config import CalibrationConfig
+from judges.calibration.outputs import write_outputs
 
 pytestmark = pytest.mark.browser
 

@@ -42,6 +42,7 @@ import polars as pl
 
 from factory.config import GateSettings
 from factory._util.errors import UserError
+from factory._util.sync import run_sync
 from factory.pipeline.context import BuildContext
 
 STATUS_MARK = {"pass": "ok  ", "fail": "FAIL", "undecided": "??  "}
@@ -229,7 +230,9 @@ async def run_gate_async(ctx: BuildContext, tables: Mapping[str, pl.DataFrame]) 
     if not settings.enabled:
         return _disabled()
     # Imported here, after the enabled check: scikit-learn and the report stack cost seconds to import.
-    from judges.calibration.calibrate import build_agreement, evaluate, judged_settings, write_outputs
+    from judges.calibration.agreement import build_agreement
+    from judges.calibration.outputs import write_outputs
+    from judges.calibration.sweep import evaluate, judged_settings
     from judges.humans.human_sets import load_human_set
     from judges.metrics.scoring import juror_agreement
 
@@ -355,9 +358,8 @@ def run_gate(ctx: BuildContext, tables: Mapping[str, pl.DataFrame]) -> dict[str,
     """`run_gate_async` for synchronous callers (the build's `finalize`), inside or outside an event loop."""
     ctx.progress.gate_items(0)  # no human-set items unless the gate judges a human set (it says so then)
     if not ctx.config.gate.enabled:
-        return _disabled()  # before the import: judges.calibration.calibrate pulls in scikit-learn (seconds)
+        return _disabled()
     from factory._util.interrupts import stoppable
-    from judges.calibration.calibrate import run_sync
 
     # Stoppable: a Ctrl-C during the gate's judging cancels it (the build then ends as interrupted).
     return run_sync(lambda: stoppable(run_gate_async(ctx, tables)))

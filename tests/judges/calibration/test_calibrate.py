@@ -17,7 +17,10 @@ import pytest
 
 from factory.cli import main
 from factory.testing import FakeLLMServer, Rule
-from judges.calibration.calibrate import CalibrationConfig, calibrate, expand_settings, read_judgments, score_judgments
+from judges.calibration.calibrate import calibrate
+from judges.calibration.config import CalibrationConfig
+from judges.calibration.sweep import expand_settings
+from judges.metrics.scoring import read_judgments, score_judgments
 from judges.humans.human_sets import load_human_set
 
 N_ITEMS = 30

@@ -22,7 +22,7 @@ from factory.pipeline.finalize.gate import evaluate_checks, gate_verdict, summar
 from factory.pipeline.stages.pairs import select_pairs
 from factory.release.publish import check_gate
 from judges.metrics.baselines import baseline_entries, list_lines
-from judges.calibration.calibrate import build_agreement
+from judges.calibration.agreement import build_agreement
 from judges.calibration.decision import kappa_decision
 from judges.humans.human_sets import HumanSet, load_human_set
 from judges.metrics.length_control import length_control

@@ -137,9 +137,13 @@ def test_injection_json_has_the_report_format(measured: dict[str, Any]) -> None:
     data = json.loads((measured["folder"] / "injection.json").read_text())
     assert data["model"] == "openai/fake"
     assert len(data["attacks"]) == len(ATTACKS) and all("id" in a and "kind" in a for a in data["attacks"])
-    for rates in data["protocols"].values():
-        assert {"before", "after", "n", "flagged"} <= set(rates)
-        assert all(0.0 <= rates[k] <= 1.0 for k in ("before", "after", "flagged"))
+    assert set(data["protocols"]) == {variant_name(p, s) for p, s in VARIANTS}
+    for name, rates in data["protocols"].items():
+        # Each rate is the share of the per-attack results the file lists: recount them here.
+        results = [attack["results"][name] for attack in data["attacks"]]
+        assert rates["n"] == len(results) == len(ATTACKS)
+        for key in ("before", "after", "flagged"):
+            assert rates[key] == round(sum(bool(r[key]) for r in results) / len(results), 4), (name, key)
 
 
 def test_injection_test_command_writes_injection_json(tmp_path: Path) -> None:

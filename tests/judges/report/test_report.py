@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from judges.calibration.calibrate import build_agreement
+from judges.calibration.agreement import build_agreement
 from judges.humans.human_sets import load_human_set
 from judges.report import PUBLISHED, render_report
 from judges.metrics.scoring import score_setting
