@@ -8,13 +8,13 @@ through parquet hold Python values, which `load_json` passes through.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import polars as pl
 
 
-def rows_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
+def rows_frame(rows: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
     """Rows to a frame; nested values (lists, dicts) are stored as JSON strings for stable schemas."""
     if not rows:
         return pl.DataFrame()

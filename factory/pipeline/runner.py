@@ -23,7 +23,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from factory._util import interrupts
 from factory.config import BuildConfig, dump_config, load_config
@@ -42,6 +41,7 @@ from factory.run.folder import RunFolder
 from factory._util.atomic_files import atomic_write_text
 from factory.run.lock import RunLock
 from factory.inputs.prompt_sources import Prompt, RejectedPrompt
+from factory.records import Failure, Manifest
 
 __all__ = ["BuildPlan", "BuildResult", "BuildStopped", "finalize", "load_build_prompts", "lock_for_build",
            "plan_build", "process_shard", "run_build", "salvage_delays", "shards_to_salvage"]
@@ -50,7 +50,7 @@ __all__ = ["BuildPlan", "BuildResult", "BuildStopped", "finalize", "load_build_p
 @dataclass
 class BuildResult:
     run_dir: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class BuildPlan:
 
     run_dir: str
     shards: list[list[Prompt]]
-    loading_failures: list[dict[str, Any]]
+    loading_failures: list[Failure]
     new_prompts: int
     skipped_prompts: int | None = None
     incremental: bool = False
@@ -67,7 +67,7 @@ class BuildPlan:
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
-def loading_failures(rejected: list[RejectedPrompt]) -> list[dict[str, Any]]:
+def loading_failures(rejected: list[RejectedPrompt]) -> list[Failure]:
     """Failure rows (stage `load`) for prompts rejected while loading."""
     return [stages.failure(r.item_id, "load", r.reason, r.raw) for r in rejected]
 

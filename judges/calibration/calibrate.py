@@ -40,6 +40,7 @@ from factory._util.atomic_files import atomic_write_json, atomic_write_parquet, 
 from factory._util.yaml_input import describe_validation_error, load_yaml_file
 from judges.metrics.baselines import baseline_entries, best_baseline
 from judges.calibration.decision import kappa_decision
+from factory.records import Agreement, GateOutcome
 from judges.engine.pairwise import JUDGMENT_SCHEMA
 from judges.humans.human_sets import ColumnMapping, HumanSet, load_human_set
 from judges.engine.jury import plurality
@@ -423,7 +424,7 @@ def _describe(setting: JudgeSetting) -> dict[str, Any]:
 @dataclass
 class CalibrationResult:
     run_dir: Path
-    agreement: dict[str, Any]
+    agreement: Agreement
 
 
 def read_against(
@@ -454,7 +455,7 @@ def build_agreement(
     min_kappa: float = 0.4,
     n_boot: int = 1000,
     seed: int = 0,
-) -> dict[str, Any]:
+) -> Agreement:
     """The agreement.json document (schema `preference-factory/agreement@1`).
 
     Top level: `run_id`, `created_at`, `source`, `human_set` {name, spec, n_items, annotators,
@@ -518,7 +519,7 @@ def judging_outcome(
 
 
 def write_outputs(
-    run_dir: Path, agreement: dict[str, Any], *, gate: dict[str, Any] | None = None
+    run_dir: Path, agreement: Agreement, *, gate: GateOutcome | None = None
 ) -> dict[str, Path]:
     """agreement.json plus the report (HTML + markdown) in `run_dir`; returns their paths."""
     from judges.report import render_report
