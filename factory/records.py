@@ -204,7 +204,8 @@ class Failure(TypedDict):
 class GateCheck(TypedDict):
     """One check of the quality gate."""
 
-    name: str  # min_kappa, beat_baselines, min_class_recall, min_human_z, min_inter_juror_kappa, max_flip_rate
+    # min_kappa, beat_baselines, min_class_recall, min_human_z, min_inter_juror_kappa, max_flip_rate
+    name: str
     value: float | None  # None: not measured
     threshold: float
     passed: bool  # status == pass
@@ -316,7 +317,8 @@ class Manifest(TypedDict):
     status: str | None  # the outcome's status, once settled
     stopped_reason: str | None
     counts: Counts
-    llm: dict[str, Any]  # the gateway's usage: calls, cache_hits, prompt_tokens, ..., by_role, by_model, by_tag
+    # the gateway's usage: calls, cache_hits, prompt_tokens, ..., by_role, by_model, by_tag
+    llm: dict[str, Any]
     models: dict[str, str]  # role -> model
     judge_setting: str
     gate: GateOutcome | None  # None: the gate did not run (the build was not complete)

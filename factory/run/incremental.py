@@ -33,6 +33,7 @@ from typing import Any
 import polars as pl
 
 from factory._util.errors import UserError
+from factory.records import Manifest
 from factory._util.atomic_files import atomic_write_json
 from factory.inputs.prompt_sources import Prompt, prompt_fingerprint
 from factory._util.yaml_input import load_yaml_file
@@ -114,7 +115,7 @@ def read_versions(home: str | Path) -> list[dict[str, Any]]:
     return versions
 
 
-def append_version(home: str | Path, run_dir: str | Path, manifest: dict[str, Any], *, new_prompts: int,
+def append_version(home: str | Path, run_dir: str | Path, manifest: Manifest, *, new_prompts: int,
                    skipped: int | None) -> dict[str, Any]:
     """Record a finished build as the next version in `<home>/versions.json`; returns the entry.
 

@@ -163,8 +163,8 @@ async def bradley_terry(gateway: Gateway, setting: JudgeSetting, ranking: Rankin
     distinct = _distinct(candidates)
     index = {c["candidate_id"]: i for i, c in enumerate(distinct)}
     score = {"A": 1.0, "B": 0.0, "tie": 0.5}
-    outcomes = [(index[j["candidate_a"]], index[j["candidate_b"]], score[j["verdict"]])
-                for j in result.judgments if j.get("verdict") in score]
+    outcomes = [(index[j["candidate_a"]], index[j["candidate_b"]], score[verdict])
+                for j in result.judgments if (verdict := j.get("verdict")) is not None and verdict in score]
     if not outcomes:
         return result
     table = strengths_table([c["candidate_id"] for c in distinct], outcomes, ranking.prior)

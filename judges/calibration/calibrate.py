@@ -26,7 +26,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 import polars as pl
 import yaml  # type: ignore[import-untyped]
@@ -40,7 +40,7 @@ from factory._util.atomic_files import atomic_write_json, atomic_write_parquet, 
 from factory._util.yaml_input import describe_validation_error, load_yaml_file
 from judges.metrics.baselines import baseline_entries, best_baseline
 from judges.calibration.decision import kappa_decision
-from factory.records import Agreement, GateOutcome
+from factory.records import Agreement, AgreementSetting, GateOutcome
 from judges.engine.pairwise import JUDGMENT_SCHEMA
 from judges.humans.human_sets import ColumnMapping, HumanSet, load_human_set
 from judges.engine.jury import plurality
@@ -493,7 +493,7 @@ def build_agreement(
         "baselines": baselines,
         "min_kappa": min_kappa,
         "best": entries[0]["setting_id"] if entries and entries[0]["kappa"] is not None else None,
-        "settings": entries,
+        "settings": cast(list[AgreementSetting], entries),  # `evaluate`'s entries, read against the baselines
         "llm": {k: v for k, v in (llm or {}).items() if not k.startswith("by_")} or None,
     }
 
@@ -526,7 +526,8 @@ def write_outputs(
 
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_dir / "agreement.json", agreement)
-    paths = render_report(agreement, run_dir, gate=gate)
+    # The report reads the document as generic JSON (its many sections are rendered field by field).
+    paths = render_report(cast(dict[str, Any], agreement), run_dir, gate=cast(dict[str, Any] | None, gate))
     return {"agreement": run_dir / "agreement.json", **paths}
 
 

@@ -134,12 +134,12 @@ async def mapl_variants(ctx: BuildContext, prompts: list[Prompt], pairs: list[Pa
         if settings.inter and (row := _inter(ctx, pair, earlier, last)) is not None:
             rows.append(row)
         if settings.intra:
-            for side in ("chosen", "rejected"):
-                response_id = pair[f"{side}_id"]
+            sides = ((pair["chosen_id"], pair["chosen"], pair.get("chosen_model")),
+                     (pair["rejected_id"], pair["rejected"], pair.get("rejected_model")))
+            for response_id, response, model in sides:
                 if response_id not in seen_responses:
                     seen_responses.add(response_id)
-                    rows += _intra(ctx, pair, earlier, last, response_id, pair[side],
-                                   pair.get(f"{side}_model"))
+                    rows += _intra(ctx, pair, earlier, last, response_id, response, model)
     failures: list[Failure] = []
     if settings.fresh:
         best: dict[str, str] = {}
@@ -150,12 +150,12 @@ async def mapl_variants(ctx: BuildContext, prompts: list[Prompt], pairs: list[Pa
                                                             ctx.config.run.concurrency):
             rows += fresh_rows
             failures += fresh_failures
-    kept = []
-    for row in rows:
-        if reverify(row):
-            kept.append(row)
+    kept: list[Pair | MaplIntraRow] = []
+    for made in rows:
+        if reverify(made):
+            kept.append(made)
         else:  # cannot happen unless a checker is not deterministic; kept visible rather than silent
-            item = row.get("pair_id") or row.get("row_id")
+            item = made.get("pair_id") or made.get("row_id")
             failures.append({"item_id": str(item), "stage": "variants", "reason": "mapl_label_does_not_reverify",
-                             "raw": json.dumps(row, default=str)[:4000]})
+                             "raw": json.dumps(made, default=str)[:4000]})
     return kept, failures
