@@ -35,6 +35,7 @@ import polars as pl
 from factory._util.errors import UserError
 from factory.records import Manifest
 from factory._util.atomic_files import atomic_write_json
+from factory._util.json_columns import load_json
 from factory.inputs.prompt_sources import Prompt, prompt_fingerprint
 from factory._util.yaml_input import load_yaml_file
 
@@ -85,7 +86,7 @@ def built_fingerprints(output_dir: str | Path, name: str, *, exclude: Path | Non
         if "rejected_reason" in frame.columns:
             frame = frame.filter(pl.col("rejected_reason").is_null())
         for row in frame.select("prompt_id", "turns").to_dicts():
-            turns = json.loads(row["turns"]) if isinstance(row["turns"], str) else row["turns"]
+            turns = load_json(row["turns"])
             seen.add(prompt_fingerprint(Prompt(str(row["prompt_id"]), tuple(turns), "")))
     return seen
 
