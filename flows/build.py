@@ -70,6 +70,7 @@ from factory.pipeline.runner import (
 from factory.run.remote_output import StagedOutput
 from factory.run.folder import RunFolder
 from factory.inputs.prompt_sources import Prompt
+from factory.records import Failure, Manifest
 from flows.artifacts import artifact_key, publish_build_artifacts
 
 # Per process: one event loop that runs every shard coroutine, and one gateway per flow run. Shards
@@ -289,8 +290,8 @@ def run_shard(run_dir: str, index: int, prompts: list[Prompt], token: str, flow_
 
 
 @task(name="finalize", retries=2, cache_policy=NO_CACHE)
-def finalize_build(run_dir: str, failures: list[dict[str, Any]], stopped: str | None, token: str,
-                   other_usage: list[dict[str, Any]]) -> dict[str, Any] | None:
+def finalize_build(run_dir: str, failures: list[Failure], stopped: str | None, token: str,
+                   other_usage: list[dict[str, Any]]) -> Manifest | None:
     """Tables, dataset, gate, outcome and manifest of the run (the library's `finalize`)."""
     run = RunFolder.open(run_dir)
     config = load_config(run.config_path)
@@ -427,7 +428,7 @@ def _build(config: dict[str, Any] | None, config_path: str | None, resume_dir: s
             return {"run_dir": None, "manifest": None, "version": None, "workers": []}
         lock = lock or RunFolder(Path(plan.run_dir)).lock()
         spec = load_config(Path(plan.run_dir) / "config.yaml")
-        manifest: dict[str, Any] | None = None
+        manifest: Manifest | None = None
         try:
             _share_rate_limits(spec, plan.token)
             with _reporting(plan, spec) as progress:

@@ -8,12 +8,13 @@ through parquet hold Python values, which `load_json` passes through.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import polars as pl
 
 
-def rows_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
+def rows_frame(rows: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
     """Rows to a frame; nested values (lists, dicts) are stored as JSON strings for stable schemas."""
     if not rows:
         return pl.DataFrame()
@@ -30,3 +31,20 @@ def load_json(value: Any) -> Any:
         except ValueError:
             return value
     return value
+
+
+def decode_columns(rows: list[dict[str, Any]], columns: Iterable[str]) -> list[dict[str, Any]]:
+    """Decode `columns` of rows read back from parquet in place (JSON strings to Python values); values
+    that are not JSON strings are kept. Returns `rows`."""
+    names = tuple(columns)
+    for row in rows:
+        for name in names:
+            value = row.get(name)
+            if isinstance(value, str):
+                row[name] = load_json(value)
+    return rows
+
+
+def dumps(value: Any) -> str:
+    """A nested value as the JSON text of a column (non-ASCII kept as is, as `rows_frame` writes it)."""
+    return json.dumps(value, ensure_ascii=False)

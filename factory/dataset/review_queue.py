@@ -29,7 +29,6 @@ are derived from them plus the labels, so a label can be undone and applied agai
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ import polars as pl
 
 from factory.config import ReviewSettings
 from factory.dataset.shard_parts import DatasetSources, Part
-from factory._util.json_columns import load_json
+from factory._util.json_columns import dumps, load_json
 from factory.run.folder import RunFolder
 from factory._util.atomic_files import atomic_write_parquet
 
@@ -84,7 +83,7 @@ def write_queue(run: RunFolder, settings: ReviewSettings, pairs: pl.DataFrame) -
             rows.append({"pair_id": pair["pair_id"], "prompt_id": pair["prompt_id"], "prompt": pair["prompt"],
                          "chosen": pair["chosen"], "rejected": pair["rejected"], "votes": pair.get("votes"),
                          "flipped": pair.get("flipped"), "margin": pair.get("margin"),
-                         "reasons": json.dumps(reasons)})
+                         "reasons": dumps(reasons)})
     schema = {"pair_id": pl.Utf8, "prompt_id": pl.Utf8, "prompt": pl.Utf8, "chosen": pl.Utf8, "rejected": pl.Utf8,
               "votes": pl.Utf8, "flipped": pl.Boolean, "margin": pl.Float64, "reasons": pl.Utf8}
     queue = pl.DataFrame(rows, schema=schema)
@@ -163,14 +162,14 @@ def overlay(frame: pl.DataFrame, by_pair: Mapping[str, Decision]) -> pl.DataFram
                 votes = load_json(row["votes"]) or []
                 turned = [{**v, "verdict": _SWAP.get(v.get("verdict"), v.get("verdict"))} if isinstance(v, dict)
                           else _SWAP.get(v, v) for v in votes]
-                row["votes"] = json.dumps(turned)
+                row["votes"] = dumps(turned)
             if "margin" in row:
                 row["margin"] = None  # the judge's margin was for the other answer
             if "rationale" in row:
                 row["rationale"] = None  # it argued for the judge's choice; writing a new one needs a model
                 human["rationale_cleared"] = True
         if isinstance(provenance, dict):
-            row["provenance"] = json.dumps({**provenance, "human": human}, ensure_ascii=False)
+            row["provenance"] = dumps({**provenance, "human": human})
         row["decided_by"] = "human"
         out.append(row)
     schema = {**frame.schema, "decided_by": pl.Utf8}
@@ -209,7 +208,7 @@ def summary(queue: pl.DataFrame, pairs: pl.DataFrame, by_pair: Mapping[str, Deci
                 jurors.setdefault(f"vote_{k + 1}", []).append(verdict == decision.label)
     return {
         "queued": len(queued),
-        "reasons": dict(Counter(r for rs in queue["reasons"].to_list() for r in json.loads(rs))) if queue.height else {},
+        "reasons": dict(Counter(r for rs in queue["reasons"].to_list() for r in load_json(rs))) if queue.height else {},
         "reviewed": len(reviewed),
         "reviewed_in_queue": len(set(reviewed) & queued),
         "kept": labels["A"],

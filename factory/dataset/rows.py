@@ -15,7 +15,7 @@ import polars as pl
 
 from factory.inputs.conversation import prompt_messages
 from factory.mapl import reverify
-from factory._util.json_columns import load_json
+from factory._util.json_columns import dumps, load_json
 
 Row = dict[str, Any]
 MESSAGES = pl.List(pl.Struct({"role": pl.Utf8, "content": pl.Utf8}))
@@ -51,7 +51,7 @@ def messages_key(messages: list[dict[str, str]]) -> str:
 
 def _json(value: Any) -> str | None:
     value = load_json(value)
-    return None if value is None else json.dumps(value, ensure_ascii=False)
+    return None if value is None else dumps(value)
 
 
 def dpo_rows(pairs: pl.DataFrame) -> list[Row]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import polars as pl
 
@@ -32,25 +32,28 @@ from factory.run.recorded_inputs import recorded_prompts
 from factory.pipeline.finalize.manifest import settle_outcome
 from factory.pipeline.runner import loading_failures
 from factory.dataset.review_queue import apply_reviews, gate_figures, reviewed_sources
+from factory.records import Manifest
 from factory.run.folder import RunFolder
 from factory._util.atomic_files import atomic_write_json
 from factory.run.tables import merge_tables
 
 
-def apply_labels(run_dir: Path) -> dict[str, Any]:
+def apply_labels(run_dir: Path) -> Manifest:
     """Re-finalize `run_dir` with its `human_labels.jsonl`; returns the new manifest. Calls no model."""
     run = RunFolder.open(run_dir)
     if not run.manifest_path.is_file():
         raise UserError(f"{run_dir} has no manifest.json: finish the build first (factory build --resume {run_dir})")
     with run.lock():
         config = load_config(run.config_path)
-        manifest: dict[str, Any] = json.loads(run.manifest_path.read_text(encoding="utf-8"))
+        manifest: Manifest = json.loads(run.manifest_path.read_text(encoding="utf-8"))
         recorded = recorded_prompts(run)
         rows = merge_tables(run, loading_failures(recorded[1] if recorded else []))
         review, decided = apply_reviews(run, config.review)
         review["applied_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         rows["pairs"] = pl.scan_parquet(run.table("pairs")).select(pl.len()).collect().item()
-        manifest["counts"].update({k: rows[k] for k in ("candidates", "judgments", "pairs", "failures")})
+        counts = manifest["counts"]
+        counts["candidates"], counts["judgments"] = rows["candidates"], rows["judgments"]
+        counts["pairs"], counts["failures"] = rows["pairs"], rows["failures"]
         manifest["review"] = review
         gate = manifest.get("gate")
         if isinstance(gate, dict):
@@ -66,7 +69,7 @@ def apply_labels(run_dir: Path) -> dict[str, Any]:
     return manifest
 
 
-def summary_line(manifest: dict[str, Any]) -> str:
+def summary_line(manifest: Manifest) -> str:
     """One line for the terminal: what the labels did to the dataset."""
     r = manifest.get("review") or {}
     dpo = sum(v for k, v in (manifest["counts"].get("dataset") or {}).items() if k.startswith("dpo_"))

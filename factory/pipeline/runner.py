@@ -18,12 +18,13 @@ resume reads the prompts from it, never again from the prompt source (which may 
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncio
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from factory._util import interrupts
 from factory.config import BuildConfig, dump_config, load_config
@@ -42,6 +43,7 @@ from factory.run.folder import RunFolder
 from factory._util.atomic_files import atomic_write_text
 from factory.run.lock import RunLock
 from factory.inputs.prompt_sources import Prompt, RejectedPrompt
+from factory.records import Failure, Manifest
 
 __all__ = ["BuildPlan", "BuildResult", "BuildStopped", "finalize", "load_build_prompts", "lock_for_build",
            "plan_build", "process_shard", "run_build", "salvage_delays", "shards_to_salvage"]
@@ -50,7 +52,7 @@ __all__ = ["BuildPlan", "BuildResult", "BuildStopped", "finalize", "load_build_p
 @dataclass
 class BuildResult:
     run_dir: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ class BuildPlan:
 
     run_dir: str
     shards: list[list[Prompt]]
-    loading_failures: list[dict[str, Any]]
+    loading_failures: list[Failure]
     new_prompts: int
     skipped_prompts: int | None = None
     incremental: bool = False
@@ -67,7 +69,7 @@ class BuildPlan:
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
-def loading_failures(rejected: list[RejectedPrompt]) -> list[dict[str, Any]]:
+def loading_failures(rejected: list[RejectedPrompt]) -> list[Failure]:
     """Failure rows (stage `load`) for prompts rejected while loading."""
     return [stages.failure(r.item_id, "load", r.reason, r.raw) for r in rejected]
 
@@ -124,8 +126,8 @@ def plan_build(config: BuildConfig | None, resume_dir: str | Path | None, *,
     return config, plan
 
 
-def finalize(ctx: BuildContext, loading_failures: list[dict[str, Any]], stopped: str | None,
-             other_usage: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def finalize(ctx: BuildContext, loading_failures: list[Failure], stopped: str | None,
+             other_usage: list[dict[str, Any]] | None = None) -> Manifest:
     """The run's tables, dataset, gate and manifest (`finalize/finalize_run.py`).
 
     Imported on first use: the dataset writer pulls in pyarrow's parquet module (about 0.1 s, more on

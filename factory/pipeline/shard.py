@@ -9,7 +9,8 @@ the end of every stage while the slowest prompts of the shard finish. The stage 
 Files and resume are as before: a stage's shard file is written (atomically, failures first) once
 every prompt of the shard is through that stage, in stage order, so a shard file that exists is
 finished. Stages whose file already exists are not run again: their rows are read back and handed
-to the later stages. A budget or an open circuit (see `stop_reason`) ends the chains of the shard;
+to the later stages. A budget or an open circuit (a failure or judgment whose typed `stop` is set, see
+`stop_reason`) ends the chains of the shard;
 only the stages that every prompt finished before the stop are written, and `BuildStopped` is raised.
 """
 
@@ -17,20 +18,22 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar, cast
 
 import polars as pl
 
 from factory._util.concurrency import map_with_slots
+from factory._util.json_columns import decode_columns
 from factory.pipeline.stages import per_prompt as stages
 from factory.pipeline.context import BuildContext
-from factory.pipeline.outcome import STOPPING_REASONS
 from factory.inputs.prompt_sources import Prompt
+from factory.records import Failure
 
+# A stage's rows, whichever record the stage makes (candidates, judgments, pairs, MAPL rows).
 Rows = list[dict[str, Any]]
-StageOutput = tuple[Rows, Rows]
+StageOutput = tuple[Sequence[Mapping[str, Any]], list[Failure]]
+R = TypeVar("R", bound=Mapping[str, Any])
 
 STAGES = ("generate", "judge", "pairs", "rationales", "variants")
 # Columns stored as JSON strings in parquet that stages read back as Python values.
@@ -41,23 +44,17 @@ class BuildStopped(Exception):
     """A budget or an open circuit stopped the build; finished shards are kept."""
 
 
-def stop_reason(rows: Rows, failures: Rows) -> str | None:
-    """The first budget or circuit stop in a stage's output, from its class name on. It may sit in a
-    failure's reason or, for a judge that ran out of budget mid-item, in a row's unscored reason."""
-    texts = [str(f.get("reason") or "") for f in failures] + [str(r.get("unscored_reason") or "") for r in rows]
-    for text in texts:
-        at = min((i for i in (text.find(n) for n in STOPPING_REASONS) if i >= 0), default=-1)
-        if at >= 0:
-            return text[at:]
-    return None
-
-
-def _decode(rows: Rows) -> Rows:
+def stop_reason(rows: Sequence[Mapping[str, Any]], failures: Sequence[Failure]) -> str | None:
+    """What the first budget or circuit stop in a stage's output says (`"BudgetExceededError: ..."`),
+    or None. A stop is a failure whose `stop` is set or, for a judge that ran out of budget mid-item,
+    a judgment whose `stop` is set (its unscored reason then says why)."""
+    for failure in failures:
+        if failure.get("stop"):
+            return failure["reason"].removeprefix("unscored: ")
     for row in rows:
-        for col in _JSON_COLUMNS:
-            if isinstance(row.get(col), str):
-                row[col] = json.loads(row[col])
-    return rows
+        if row.get("stop"):
+            return str(row.get("unscored_reason"))
+    return None
 
 
 class ShardRun:
@@ -69,7 +66,7 @@ class ShardRun:
         self._finished: dict[str, dict[str, Rows]] = {}
         for name in STAGES:
             if ctx.run.shard_done(name, index):
-                rows = _decode(pl.read_parquet(ctx.run.shard_path(name, index)).to_dicts())
+                rows = decode_columns(pl.read_parquet(ctx.run.shard_path(name, index)).to_dicts(), _JSON_COLUMNS)
                 by_prompt: dict[str, Rows] = {}
                 for row in rows:
                     by_prompt.setdefault(str(row.get("prompt_id")), []).append(row)
@@ -104,11 +101,13 @@ class ShardRun:
         await self._stage("variants", position, lambda: stages.variants_stage(ctx, one, explained))
 
     async def _stage(self, name: str, position: int,
-                     step: Callable[[], Awaitable[StageOutput] | StageOutput]) -> Rows | None:
+                     step: Callable[[], Awaitable[tuple[list[R], list[Failure]]] | tuple[list[R], list[Failure]]]
+                     ) -> list[R] | None:
         """This prompt's rows of stage `name` (read back if the stage is finished), or None when
         the shard is stopping: a stop seen by any chain ends the others at their next stage."""
         if name in self._finished:
-            return self._finished[name].get(self.prompts[position].prompt_id, [])
+            # Read back from the stage's shard file, nested columns decoded: the stage's own records.
+            return cast(list[R], self._finished[name].get(self.prompts[position].prompt_id, []))
         stage_at = STAGES.index(name)
         if self._stops:
             self._stops.append((stage_at, position, ""))
@@ -132,8 +131,8 @@ class ShardRun:
         for name in STAGES[:written_until]:
             if name in self._finished:
                 continue
-            rows: Rows = []
-            failures: Rows = []
+            rows: list[Mapping[str, Any]] = []
+            failures: list[Failure] = []
             for position in range(len(self.prompts)):
                 r, f = self._out[name][position]
                 rows += r
@@ -144,7 +143,7 @@ class ShardRun:
             raise BuildStopped(min((at, pos, why) for at, pos, why in self._stops if why)[2])
         return sum(len(self._rows("rationales", position)) for position in range(len(self.prompts)))
 
-    def _rows(self, name: str, position: int) -> Rows:
+    def _rows(self, name: str, position: int) -> Sequence[Mapping[str, Any]]:
         if name in self._finished:
             return self._finished[name].get(self.prompts[position].prompt_id, [])
         return self._out[name][position][0]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,12 @@ from factory._util.atomic_files import atomic_write_json, atomic_write_parquet
 from factory._util.errors import UserError
 from factory._util.run_ids import new_run_id
 from factory._util.json_columns import rows_frame
+from factory.records import Failure
 from factory.run.integrity import MARKER_NAME, check_resumable, marker_content
 from factory.run.lock import RunLock, lock_run_folder
 
+# A failure's typed `stop` is not a column: a stop ends the shard before its stage files are written, so no
+# failures file ever holds one (and shard files of every earlier version read the same).
 FAILURE_SCHEMA = {"item_id": pl.Utf8, "stage": pl.Utf8, "reason": pl.Utf8, "raw": pl.Utf8}
 
 
@@ -139,7 +143,7 @@ class RunFolder:
             reopened.append(shard)
         return reopened
 
-    def write_shard(self, stage: str, shard: int, rows: list[dict[str, Any]], failures: list[dict[str, Any]]) -> None:
+    def write_shard(self, stage: str, shard: int, rows: Sequence[Mapping[str, Any]], failures: Sequence[Failure]) -> None:
         # Failures first: the rows file is the "shard done" marker, so it must be the last write.
         atomic_write_parquet(self.shard_path(stage, shard, "failures"), failures_frame(failures))
         atomic_write_parquet(self.shard_path(stage, shard), rows_frame(rows))
@@ -176,7 +180,7 @@ def _parquet_rows(path: Path) -> int:
     return pl.scan_parquet(path).select(pl.len()).collect().item()
 
 
-def failures_frame(failures: list[dict[str, Any]]) -> pl.DataFrame:
+def failures_frame(failures: Sequence[Failure]) -> pl.DataFrame:
     return pl.DataFrame(
         [{k: (None if f.get(k) is None else str(f.get(k))) for k in FAILURE_SCHEMA} for f in failures],
         schema=FAILURE_SCHEMA,

@@ -33,7 +33,9 @@ from typing import Any
 import polars as pl
 
 from factory._util.errors import UserError
+from factory.records import Manifest
 from factory._util.atomic_files import atomic_write_json
+from factory._util.json_columns import load_json
 from factory.inputs.prompt_sources import Prompt, prompt_fingerprint
 from factory._util.yaml_input import load_yaml_file
 
@@ -84,7 +86,7 @@ def built_fingerprints(output_dir: str | Path, name: str, *, exclude: Path | Non
         if "rejected_reason" in frame.columns:
             frame = frame.filter(pl.col("rejected_reason").is_null())
         for row in frame.select("prompt_id", "turns").to_dicts():
-            turns = json.loads(row["turns"]) if isinstance(row["turns"], str) else row["turns"]
+            turns = load_json(row["turns"])
             seen.add(prompt_fingerprint(Prompt(str(row["prompt_id"]), tuple(turns), "")))
     return seen
 
@@ -114,7 +116,7 @@ def read_versions(home: str | Path) -> list[dict[str, Any]]:
     return versions
 
 
-def append_version(home: str | Path, run_dir: str | Path, manifest: dict[str, Any], *, new_prompts: int,
+def append_version(home: str | Path, run_dir: str | Path, manifest: Manifest, *, new_prompts: int,
                    skipped: int | None) -> dict[str, Any]:
     """Record a finished build as the next version in `<home>/versions.json`; returns the entry.
 

@@ -4,14 +4,13 @@ from there, so the run folder owns its inputs whatever happens to the source aft
 
 from __future__ import annotations
 
-import json
 
 import polars as pl
 
 from factory.config import BuildConfig
 from factory.run.folder import RunFolder
 from factory._util.atomic_files import atomic_write_parquet
-from factory._util.json_columns import rows_frame
+from factory._util.json_columns import load_json, rows_frame
 from factory.inputs.prompt_sources import Prompt, RejectedPrompt, load_source
 
 
@@ -39,7 +38,7 @@ def recorded_prompts(run: RunFolder) -> tuple[list[Prompt], list[RejectedPrompt]
         if row.get("rejected_reason"):
             rejected.append(RejectedPrompt(str(row["prompt_id"]), row["rejected_reason"], row.get("raw") or ""))
             continue
-        turns = json.loads(row["turns"]) if isinstance(row["turns"], str) else row["turns"]
+        turns = load_json(row["turns"])
         prompts.append(Prompt(str(row["prompt_id"]), tuple(turns), row["source"]))
     return prompts, rejected
 

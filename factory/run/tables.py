@@ -12,10 +12,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 
+from factory.records import Failure
 from factory.run.folder import RunFolder, failures_frame
 from factory._util.atomic_files import atomic_write_parquet, create_temporary_sibling
 
@@ -62,7 +62,7 @@ def pair_sources(run: RunFolder) -> dict[str, pl.LazyFrame | None]:
     return {"pairs": _concat([run.scan_stage("rationales"), inter]), "mapl_intra": intra}
 
 
-def merge_tables(run: RunFolder, loading_failures: list[dict[str, Any]]) -> dict[str, int]:
+def merge_tables(run: RunFolder, loading_failures: list[Failure]) -> dict[str, int]:
     """Write the run's tables from its shard files; return their row counts."""
     frames: dict[str, pl.LazyFrame | None] = {table: run.scan_stage(stage) for stage, table in STAGE_TABLES}
     frames.update(pair_sources(run))

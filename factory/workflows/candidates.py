@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from factory.llm import Completion
+from factory.records import Candidate
 
 
 def content_hash(text: str) -> str:
@@ -32,7 +33,7 @@ def candidate_row(*, prompt_id: str, workflow: str, kind: str, role: str, step: 
                   answers: Sequence[str], completions: Sequence[Completion], models: Sequence[str],
                   history: Sequence[dict[str, Any]] = (), reviewer_scores: Sequence[float | None] = (),
                   review_score: float | None = None, feedback: str | None = None,
-                  reviews: Sequence[str] = ()) -> dict[str, Any]:
+                  reviews: Sequence[str] = ()) -> Candidate:
     """A candidate row. `answers` holds one reply per user turn; the last is what judges compare.
 
     `completions` are every call spent on this row (its generator calls and the reviews of it), so
@@ -70,7 +71,7 @@ def candidate_row(*, prompt_id: str, workflow: str, kind: str, role: str, step: 
     }
 
 
-def mark_duplicates(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def mark_duplicates(rows: list[Candidate]) -> list[Candidate]:
     """Set `duplicate_of` on every row whose text equals an earlier row's (same prompt, any workflow).
 
     The first row with a given hash keeps `duplicate_of = None`; later ones name its candidate id,

@@ -37,6 +37,7 @@ from factory.config import FeedbackLoopWorkflow
 from factory.inputs.conversation import Message, prompt_messages
 from factory.llm import Completion, Gateway
 from factory.inputs.prompt_sources import Prompt
+from factory.records import Candidate
 from factory.workflows.candidates import candidate_row
 from factory.workflows.single_agent import GatewayContext
 from judges.protocols import neutralize, parse_single_score
@@ -178,7 +179,7 @@ def feedback_loop_graph() -> Any:
 
 
 async def run_feedback_loop(gateway: Gateway, workflow: FeedbackLoopWorkflow, prompt: Prompt,
-                            earlier: Sequence[str] = ()) -> list[dict[str, Any]]:
+                            earlier: Sequence[str] = ()) -> list[Candidate]:
     """Candidate rows of one prompt: one per response, step 0 (first answer) to the last revision.
     `earlier` holds the shared answers to every user turn but the last (empty for a single-turn prompt)."""
     start: _State = {"prompt": prompt, "workflow": workflow, "generator_messages": [],

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
 
 from factory.config import FeedbackLoopWorkflow, SingleAgentWorkflow, Workflow
 from factory.inputs.conversation import Message, earlier_turns_role
 from factory.llm import Gateway
 from factory.inputs.prompt_sources import Prompt
+from factory.records import Candidate
 from factory.workflows.candidates import mark_duplicates
 from factory.workflows.single_agent import run_single_agent
 
@@ -40,7 +40,7 @@ async def answer_earlier_turns(gateway: Gateway, role: str, prompt: Prompt) -> l
 
 
 async def run_workflow(gateway: Gateway, workflow: Workflow, prompt: Prompt, earlier: Sequence[str]
-                       ) -> list[dict[str, Any]]:
+                       ) -> list[Candidate]:
     """Candidate rows of one workflow for one prompt, answering its last turn after `earlier`."""
     if isinstance(workflow, SingleAgentWorkflow):
         return await run_single_agent(gateway, workflow, prompt, earlier)
@@ -52,7 +52,7 @@ async def run_workflow(gateway: Gateway, workflow: Workflow, prompt: Prompt, ear
     raise TypeError(f"unknown workflow kind: {type(workflow).__name__}")
 
 
-async def generate_candidates(gateway: Gateway, workflows: Sequence[Workflow], prompt: Prompt) -> list[dict[str, Any]]:
+async def generate_candidates(gateway: Gateway, workflows: Sequence[Workflow], prompt: Prompt) -> list[Candidate]:
     """Every candidate of every configured workflow for one prompt, in config order.
 
     Workflows run concurrently (the gateway bounds the calls), after the shared earlier turns of a

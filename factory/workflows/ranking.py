@@ -18,25 +18,22 @@ shown), `ranking` (the candidate ids best first; None when unscored, with `unsco
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from factory._util.concurrency import map_bounded
+from factory._util.json_columns import dumps, load_json
 from factory.config import RankingSettings
 from factory.inputs.conversation import earlier_answers
 from factory.llm import Completion, Gateway, LLMError
 from factory.inputs.prompt_sources import Prompt
+from factory.records import Candidate, Judgment, Strength, stop_of
 from factory.workflows.tournaments import SelectionResult, _distinct, question_of, round_robin
 from judges.engine.ask import resolve_model
 from judges.engine.outcome import Usage, error_reason
 from judges.protocols import ParsedRanking, parse_ranking, render_listwise, render_listwise_reprompt
 from judges.engine.settings import JudgeSetting
-
-Row = dict[str, Any]
-
 
 def judge_models(setting: JudgeSetting) -> list[str]:
     """The models that rank: the judge's, or each juror's."""
@@ -68,7 +65,7 @@ def presentation_orders(n: int, calls: int, rng: random.Random) -> list[list[int
 
 
 def strengths_table(candidate_ids: Sequence[str], outcomes: Sequence[tuple[int, int, float]],
-                    prior: float) -> list[Row]:
+                    prior: float) -> list[Strength]:
     """Candidates strongest first with their log-strength and how many comparisons they were in.
     Equal strengths keep the candidates' order."""
     # numpy (through the fit) is imported only by builds that rank listwise or by Bradley-Terry:
@@ -80,19 +77,19 @@ def strengths_table(candidate_ids: Sequence[str], outcomes: Sequence[tuple[int, 
     for i, j, _ in outcomes:
         played[i] += 1
         played[j] += 1
-    table = [{"candidate_id": cid, "strength": round(float(fitted[k]), 6), "comparisons": played[k]}
+    table: list[Strength] = [{"candidate_id": cid, "strength": round(float(fitted[k]), 6), "comparisons": played[k]}
              for k, cid in enumerate(candidate_ids)]
     return sorted(table, key=lambda s: -s["strength"])
 
 
-def _stamp(judgments: list[Row], table: list[Row], select: str) -> None:
-    text = json.dumps(table)
+def _stamp(judgments: list[Judgment], table: list[Strength], select: str) -> None:
+    text = dumps(table)
     for row in judgments:
-        row.update(best_id=table[0]["candidate_id"], strengths=text, select=select)
+        row["best_id"], row["strengths"], row["select"] = table[0]["candidate_id"], text, select
 
 
 async def _rank_once(gateway: Gateway, setting: JudgeSetting, model: str, prompt: Prompt,
-                     shown: list[Row], call: int, calls: int, tag: str | None) -> Row:
+                     shown: list[Candidate], call: int, calls: int, tag: str | None) -> Judgment:
     """One listwise call (re-prompted once when the reply cannot be read) as a judgment row."""
     started = time.perf_counter()
     target = resolve_model(gateway, model, setting.api_base)
@@ -101,11 +98,12 @@ async def _rank_once(gateway: Gateway, setting: JudgeSetting, model: str, prompt
     raws: list[str] = []
     completions: list[Completion] = []
     parsed = ParsedRanking(unscored_reason="empty")
+    stop = None
     for attempt in range(2):
         try:
             completion = await gateway.complete(target.model, messages, tag=tag, role=target.label)
         except LLMError as exc:
-            parsed = ParsedRanking(unscored_reason=error_reason(exc))
+            parsed, stop = ParsedRanking(unscored_reason=error_reason(exc)), stop_of(exc)
             break
         completions.append(completion)
         raws.append(completion.text)
@@ -117,20 +115,23 @@ async def _rank_once(gateway: Gateway, setting: JudgeSetting, model: str, prompt
     usage = Usage.of(completions)
     judge_id = listwise_judge_id(setting, target.name, calls)
     ids = [c["candidate_id"] for c in shown]
-    return {
+    row: Judgment = {
         "judgment_id": f"{prompt.prompt_id}@listwise{call}|{judge_id}", "item_id": f"{prompt.prompt_id}@listwise{call}",
         "prompt_id": prompt.prompt_id, "judge_id": judge_id, "kind": "listwise", "models": [target.name],
         "protocol": "listwise", "scale": None, "order": "listwise", "flipped": None, "verdict": None,
         "score_a": None, "score_b": None, "unscored_reason": parsed.unscored_reason,
-        "raw": json.dumps(raws, ensure_ascii=False), "latency_s": round(time.perf_counter() - started, 4),
+        "raw": dumps(raws), "latency_s": round(time.perf_counter() - started, 4),
         "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
         "cost_usd": usage.cost_usd, "votes": "[]", "injection_flags": "[]",
-        "shown": json.dumps(ids), "ranking": json.dumps([ids[k] for k in parsed.order]) if parsed.order else None,
+        "shown": dumps(ids), "ranking": dumps([ids[k] for k in parsed.order]) if parsed.order else None,
     }
+    if stop is not None:
+        row["stop"] = stop
+    return row
 
 
 async def listwise(gateway: Gateway, setting: JudgeSetting, ranking: RankingSettings, prompt: Prompt,
-                   candidates: Sequence[Row], *, rng: random.Random, tag: str | None = None) -> SelectionResult:
+                   candidates: Sequence[Candidate], *, rng: random.Random, tag: str | None = None) -> SelectionResult:
     """Rank the prompt's distinct candidates `ranking.calls` times per judge model and fit their strengths.
 
     The rows come back in call order (model by model); with no ranking read at all, `best` is None
@@ -142,13 +143,13 @@ async def listwise(gateway: Gateway, setting: JudgeSetting, ranking: RankingSett
     orders = presentation_orders(len(distinct), ranking.calls, rng)
     jobs = [(model, k, order) for model in judge_models(setting) for k, order in enumerate(orders)]
 
-    async def one(job: tuple[str, int, list[int]]) -> Row:
+    async def one(job: tuple[str, int, list[int]]) -> Judgment:
         model, k, order = job
         return await _rank_once(gateway, setting, model, prompt, [distinct[i] for i in order], k, ranking.calls, tag)
 
     judgments = await map_bounded(jobs, one, len(jobs))
     index = {c["candidate_id"]: i for i, c in enumerate(distinct)}
-    rankings = [[index[cid] for cid in json.loads(row["ranking"])] for row in judgments if row["ranking"]]
+    rankings = [[index[cid] for cid in load_json(row["ranking"])] for row in judgments if row.get("ranking")]
     if not rankings:
         return SelectionResult(None, judgments)
     from judges.metrics.bradley_terry import ranking_outcomes  # numpy: see strengths_table
@@ -159,7 +160,7 @@ async def listwise(gateway: Gateway, setting: JudgeSetting, ranking: RankingSett
 
 
 async def bradley_terry(gateway: Gateway, setting: JudgeSetting, ranking: RankingSettings, prompt: Prompt,
-                        candidates: Sequence[Row], *, rng: random.Random, tag: str | None = None) -> SelectionResult:
+                        candidates: Sequence[Candidate], *, rng: random.Random, tag: str | None = None) -> SelectionResult:
     """The round robin's comparisons, fitted: every row also gets `strengths`, and `best_id` is the strongest."""
     result = await round_robin(gateway, setting, prompt, candidates, rng=rng, tag=tag)
     if not result.judgments:
@@ -167,8 +168,8 @@ async def bradley_terry(gateway: Gateway, setting: JudgeSetting, ranking: Rankin
     distinct = _distinct(candidates)
     index = {c["candidate_id"]: i for i, c in enumerate(distinct)}
     score = {"A": 1.0, "B": 0.0, "tie": 0.5}
-    outcomes = [(index[j["candidate_a"]], index[j["candidate_b"]], score[j["verdict"]])
-                for j in result.judgments if j.get("verdict") in score]
+    outcomes = [(index[j["candidate_a"]], index[j["candidate_b"]], score[verdict])
+                for j in result.judgments if (verdict := j.get("verdict")) is not None and verdict in score]
     if not outcomes:
         return result
     table = strengths_table([c["candidate_id"] for c in distinct], outcomes, ranking.prior)

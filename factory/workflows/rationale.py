@@ -18,7 +18,6 @@ rewrites, or whose writer call fails, leaves the pairs table and goes to the fai
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -31,13 +30,13 @@ from factory._util.templates import render_template
 from factory.config import RationaleSettings
 from factory.inputs.conversation import prompt_messages
 from factory.llm import Gateway, LLMError, OutputParseError
-from factory._util.json_columns import load_json
+from factory._util.json_columns import dumps, load_json
+from factory.records import Failure, Judgment, Pair, Stop, stop_of
 from factory.workflows.single_agent import GatewayContext
 
 if TYPE_CHECKING:
     from langgraph.runtime import Runtime
 
-Row = dict[str, Any]
 _PROMPTS = Path(__file__).parent / "prompts"
 _NOTE_CHARS = 1500  # per judge note: enough for an evaluation paragraph, bounded for small context windows
 _MAX_NOTES = 4
@@ -70,7 +69,7 @@ def _render(name: str, **values: Any) -> list[dict[str, str]]:
     return [{"role": "user", "content": render_template(_PROMPTS, name, **values)}]
 
 
-def judge_notes(pair: Row, judgments: Sequence[Row]) -> list[str]:
+def judge_notes(pair: Pair, judgments: Sequence[Judgment]) -> list[str]:
     """The judges' raw outputs on the pair's two answers, each saying which answer is which.
 
     Judges name the answers Assistant A / B in the order shown; the note maps those names to
@@ -82,7 +81,7 @@ def judge_notes(pair: Row, judgments: Sequence[Row]) -> list[str]:
     relevant.sort(key=lambda j: j.get("judgment_id") != pair.get("judgment_id"))
     for j in relevant[:_MAX_NOTES]:
         raws = load_json(j.get("raw")) or []
-        texts = [r if isinstance(r, str) else json.dumps(r, ensure_ascii=False) for r in
+        texts = [r if isinstance(r, str) else dumps(r) for r in
                  (raws if isinstance(raws, list) else [raws])]
         text = " ".join(" / ".join(t.strip() for t in texts if t and t.strip()).split())
         if not text:
@@ -93,7 +92,7 @@ def judge_notes(pair: Row, judgments: Sequence[Row]) -> list[str]:
     return notes
 
 
-def question_text(pair: Row) -> str:
+def question_text(pair: Pair) -> str:
     """The question as the writer sees it: the prompt text, or for a multi-turn prompt the conversation
     up to the last user turn (with the shared earlier answers), which both answers reply to."""
     turns = load_json(pair["turns"])
@@ -103,7 +102,7 @@ def question_text(pair: Row) -> str:
     return "\n\n".join(f"[{m['role'].capitalize()}]\n{m['content']}" for m in messages)
 
 
-def initial_state(pair: Row, judgments: Sequence[Row]) -> RationaleState:
+def initial_state(pair: Pair, judgments: Sequence[Judgment]) -> RationaleState:
     """The graph's input for one pair (judgments: the pair's prompt's judgment rows)."""
     return RationaleState(pair_id=pair["pair_id"], question=question_text(pair), chosen=pair["chosen"],
                           rejected=pair["rejected"], evidence=judge_notes(pair, judgments), rationale=None,
@@ -176,14 +175,16 @@ def rationale_graph(settings: RationaleSettings, verifier: str | None) -> Any:
     return graph.compile()
 
 
-def _failure(pair_id: str, reason: str, raw: Any) -> Row:
-    return {"item_id": pair_id, "stage": "rationales", "reason": reason,
-            "raw": json.dumps(raw, ensure_ascii=False)[:4000]}
+def _failure(pair_id: str, reason: str, raw: Any, stop: Stop | None = None) -> Failure:
+    row: Failure = {"item_id": pair_id, "stage": "rationales", "reason": reason, "raw": dumps(raw)[:4000]}
+    if stop is not None:
+        row["stop"] = stop
+    return row
 
 
-async def write_rationales(gateway: Gateway, pairs: Sequence[Row], judgments: Sequence[Row],
+async def write_rationales(gateway: Gateway, pairs: Sequence[Pair], judgments: Sequence[Judgment],
                            settings: RationaleSettings, *, verifier: str | None, concurrency: int = 16
-                           ) -> tuple[list[Row], list[Row]]:
+                           ) -> tuple[list[Pair], list[Failure]]:
     """Rationales for `pairs`: (pairs that got one, failure rows for those that did not).
 
     `verifier` is the verifier's role (None: no second agent). With `settings.enabled` false the
@@ -192,16 +193,16 @@ async def write_rationales(gateway: Gateway, pairs: Sequence[Row], judgments: Se
         return [{**p, "rationale": None, "rationale_status": "disabled", "rationale_attempts": 0} for p in pairs], []
     graph = rationale_graph(settings, verifier if settings.verify else None)
     context = GatewayContext(gateway=gateway)
-    by_prompt: dict[str, list[Row]] = {}
+    by_prompt: dict[str, list[Judgment]] = {}
     for j in judgments:
         by_prompt.setdefault(j["prompt_id"], []).append(j)
 
-    async def one(pair: Row) -> tuple[Row | None, Row | None]:
+    async def one(pair: Pair) -> tuple[Pair | None, Failure | None]:
         state = initial_state(pair, by_prompt.get(pair["prompt_id"], []))
         try:
             final = await graph.ainvoke(state, context=context)
         except LLMError as exc:
-            return None, _failure(pair["pair_id"], f"{exc.reason}: {exc}", {"raw": exc.raw})
+            return None, _failure(pair["pair_id"], f"{exc.reason}: {exc}", {"raw": exc.raw}, stop_of(exc))
         if final.get("status") == "rejected":
             return None, _failure(pair["pair_id"], f"rationale_rejected: {final.get('reason')}", final["history"])
         return {**pair, "rationale": final["rationale"], "rationale_status": final["status"],

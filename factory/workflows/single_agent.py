@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from factory._util.concurrency import gather_or_cancel
 from factory.config import SingleAgentWorkflow
 from factory.inputs.conversation import Message, prompt_messages
 from factory.llm import Gateway
 from factory.inputs.prompt_sources import Prompt
+from factory.records import Candidate
 from factory.workflows.candidates import candidate_row
 
 
@@ -50,7 +50,7 @@ def _jobs(workflow: SingleAgentWorkflow, prompt: Prompt, earlier: tuple[str, ...
             for g, role in enumerate(workflow.generators) for s in range(workflow.samples)]
 
 
-async def _converse(gateway: Gateway, job: _Job) -> dict[str, Any]:
+async def _converse(gateway: Gateway, job: _Job) -> Candidate:
     wf, prompt = job.workflow, job.prompt
     messages = prompt_messages(prompt.turns, job.earlier)
     completion = await gateway.complete(job.role, messages, sample=job.sample, tag=wf.name)
@@ -62,7 +62,7 @@ async def _converse(gateway: Gateway, job: _Job) -> dict[str, Any]:
 
 
 async def run_single_agent(gateway: Gateway, workflow: SingleAgentWorkflow, prompt: Prompt,
-                           earlier: Sequence[str] = ()) -> list[dict[str, Any]]:
+                           earlier: Sequence[str] = ()) -> list[Candidate]:
     """Candidate rows of one prompt: one per (generator, sample), in config order. `earlier` holds the
     shared answers to every user turn but the last (empty for a single-turn prompt)."""
     rows = await gather_or_cancel(_converse(gateway, job) for job in _jobs(workflow, prompt, tuple(earlier)))

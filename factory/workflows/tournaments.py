@@ -15,7 +15,7 @@ come with the judge setting; verdicts are in the item's orientation (A = the fir
 
 from __future__ import annotations
 
-import json
+
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -23,9 +23,11 @@ from itertools import combinations
 from typing import Any, Literal
 
 from factory._util.concurrency import map_bounded, stream_bounded
+from factory._util.json_columns import dumps
 from factory.inputs.conversation import earlier_answers, prompt_messages
 from factory.llm import Gateway
 from factory.inputs.prompt_sources import Prompt
+from factory.records import Candidate, Judgment
 from judges.engine.pairwise import judge_pair
 from judges.engine.settings import JudgeSetting
 
@@ -52,11 +54,11 @@ class SelectionResult:
     """The winning candidate (None when given none) and the judgment rows, in the order of the
     comparisons (a knockout's as judged; a round robin's as (r1, r2), (r1, r3), ..., (r2, r3), ...)."""
 
-    best: dict[str, Any] | None
-    judgments: list[dict[str, Any]]
+    best: Candidate | None
+    judgments: list[Judgment]
 
 
-def _distinct(candidates: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def _distinct(candidates: Sequence[Candidate]) -> list[Candidate]:
     """`candidates` less those whose text repeats an earlier one (judging a text against itself tells nothing)."""
     seen: set[str] = set()
     distinct = []
@@ -68,18 +70,18 @@ def _distinct(candidates: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return distinct
 
 
-async def _compare(gateway: Gateway, setting: JudgeSetting, prompt: Prompt, a: dict[str, Any], b: dict[str, Any],
-                   tag: str | None) -> dict[str, Any]:
+async def _compare(gateway: Gateway, setting: JudgeSetting, prompt: Prompt, a: Candidate, b: Candidate,
+                   tag: str | None) -> Judgment:
     """One judgment row of `a` (shown as the item's A) against `b`."""
     item_id = f"{prompt.prompt_id}@{a['candidate_id']}~{b['candidate_id']}"
     # Every candidate of a prompt answers its last turn after the same earlier answers.
     question = question_of(prompt, earlier_answers(a))
     row = await judge_pair(gateway, setting, item_id, question, a["text"], b["text"], tag=tag)
-    row.update(prompt_id=prompt.prompt_id, candidate_a=a["candidate_id"], candidate_b=b["candidate_id"])
+    row["prompt_id"], row["candidate_a"], row["candidate_b"] = prompt.prompt_id, a["candidate_id"], b["candidate_id"]
     return row
 
 
-async def knockout(gateway: Gateway, setting: JudgeSetting, prompt: Prompt, candidates: Sequence[dict[str, Any]],
+async def knockout(gateway: Gateway, setting: JudgeSetting, prompt: Prompt, candidates: Sequence[Candidate],
                    *, tag: str | None = None) -> SelectionResult:
     """Pick the best of `candidates` (rows with `candidate_id`, `text`, `content_hash`) by knockout.
 
@@ -89,7 +91,7 @@ async def knockout(gateway: Gateway, setting: JudgeSetting, prompt: Prompt, cand
     distinct = _distinct(candidates)
     if not distinct:
         return SelectionResult(None, [])
-    judgments: list[dict[str, Any]] = []
+    judgments: list[Judgment] = []
     champion = distinct[0]
     for challenger in distinct[1:]:
         row = await _compare(gateway, setting, prompt, champion, challenger, tag)
@@ -156,7 +158,7 @@ def standings(candidate_ids: Sequence[str], judgments: Iterable[Mapping[str, Any
     return sorted(table, key=lambda s: (-s.wins, -s.score_margin, draw[s.candidate_id]))
 
 
-async def round_robin(gateway: Gateway, setting: JudgeSetting, prompt: Prompt, candidates: Sequence[dict[str, Any]],
+async def round_robin(gateway: Gateway, setting: JudgeSetting, prompt: Prompt, candidates: Sequence[Candidate],
                       *, rng: random.Random, tag: str | None = None) -> SelectionResult:
     """Compare every two distinct `candidates` once and pick the one with the most wins (`standings`).
 
@@ -171,16 +173,16 @@ async def round_robin(gateway: Gateway, setting: JudgeSetting, prompt: Prompt, c
         return SelectionResult(distinct[0] if distinct else None, [])
     matches = list(combinations(distinct, 2))
 
-    async def one(match: tuple[dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
+    async def one(match: tuple[Candidate, Candidate]) -> Judgment:
         return await _compare(gateway, setting, prompt, match[0], match[1], tag)
 
     # No bound of our own: the gateway's concurrency limits (overall and per model) already hold
     # back calls beyond what the endpoint may take, and results keep the comparisons' order.
     judgments = await map_bounded(matches, one, len(matches))
     ranked = standings([c["candidate_id"] for c in distinct], judgments, rng)
-    table = json.dumps([asdict(s) for s in ranked])
+    table = dumps([asdict(s) for s in ranked])
     for row in judgments:
-        row.update(best_id=ranked[0].candidate_id, standings=table)
+        row["best_id"], row["standings"] = ranked[0].candidate_id, table
     by_id = {c["candidate_id"]: c for c in distinct}
     return SelectionResult(by_id[ranked[0].candidate_id], judgments)
 
@@ -227,11 +229,11 @@ async def compare_workflows(gateway: Gateway, setting: JudgeSetting, prompts: It
             else:
                 missing += 1
 
-    async def one(prompt: Prompt) -> dict[str, Any]:
+    async def one(prompt: Prompt) -> Judgment:
         item_id = f"{prompt.prompt_id}@{names[0]}~{names[1]}"
         row = await judge_pair(gateway, setting, item_id, question_of(prompt), outputs_a[prompt.prompt_id],
                                outputs_b[prompt.prompt_id], tag=tag)
-        row.update(prompt_id=prompt.prompt_id, workflow_a=names[0], workflow_b=names[1])
+        row["prompt_id"], row["workflow_a"], row["workflow_b"] = prompt.prompt_id, names[0], names[1]
         return row
 
     judgments = [row async for _, row in stream_bounded(answered(), one, concurrency)]

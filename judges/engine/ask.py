@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from factory.llm import Completion, Gateway, LLMError, ModelSpec, OutputParseError
+from factory.records import Stop, stop_of
 from judges.engine.outcome import Usage, error_reason
 from judges.protocols import (
     INVALID_STRUCTURED,
@@ -56,11 +57,13 @@ def resolve_model(gateway: Gateway, name: str, api_base: str | None = None) -> T
 
 @dataclass(frozen=True, slots=True)
 class Asked:
-    """What one conversation gave: the parse (possibly unscored), the raw replies and their usage."""
+    """What one conversation gave: the parse (possibly unscored), the raw replies and their usage;
+    `stop` when a call was refused because the build must stop (budget, circuit)."""
 
     parsed: Parsed
     raws: tuple[str, ...]
     usage: Usage
+    stop: Stop | None = None
 
 
 def parse_reply(protocol: Protocol, text: str, scale: int) -> Parsed:
@@ -101,7 +104,8 @@ async def ask(gateway: Gateway, target: Target, messages: list[dict[str, Any]], 
             raws.append(exc.raw or "")
             parsed = Parsed(unscored_reason=INVALID_STRUCTURED)
         except LLMError as exc:
-            return Asked(Parsed(unscored_reason=error_reason(exc)), tuple(raws), Usage.of(completions))
+            return Asked(Parsed(unscored_reason=error_reason(exc)), tuple(raws), Usage.of(completions),
+                         stop_of(exc))
         else:
             completions.append(completion)
             raws.append(completion.text)

@@ -24,8 +24,9 @@ from langgraph.types import Send
 
 from factory._util.templates import render_template
 from factory.llm import LLMError
+from factory.records import Stop, stop_of
 from judges.engine.ask import Asked, JudgeContext, ask, resolve_model
-from judges.engine.outcome import Outcome, Usage, error_reason, first_stop, unique
+from judges.engine.outcome import Outcome, Usage, error_reason, unique
 from judges.protocols import Question, neutralize, render_pairwise, verdict_from_scores
 from judges.engine.settings import JudgeSetting
 
@@ -55,6 +56,7 @@ class DebateState(TypedDict, total=False):
     turns: Annotated[list[Turn], operator.add]
     scores: Annotated[list[RoleScore], operator.add]
     failed: str | None
+    stopped: Stop | None  # the failed speech was refused because the build must stop
     result: Outcome
 
 
@@ -94,7 +96,8 @@ def build_debate_graph(setting: JudgeSetting) -> CompiledStateGraph[Any, Any, An
             completion = await runtime.context.gateway.complete(target.model, messages, tag=runtime.context.tag,
                                                                 role=target.label)
         except LLMError as exc:
-            return {"failed": error_reason(exc)}  # a debate cannot go on with a missing speech
+            # A debate cannot go on with a missing speech.
+            return {"failed": error_reason(exc), "stopped": stop_of(exc)}
         return {"turns": [Turn(roles[role_index], completion.text, Usage.of([completion]))]}
 
     async def after_speech(state: DebateState) -> str | list[Send]:
@@ -115,7 +118,7 @@ def build_debate_graph(setting: JudgeSetting) -> CompiledStateGraph[Any, Any, An
 
     async def decide(state: DebateState) -> dict[str, Any]:
         return {"result": decide_debate(setting, state.get("turns", []), state.get("scores", []),
-                                        state.get("failed"))}
+                                        state.get("failed"), state.get("stopped"))}
 
     graph = StateGraph(DebateState, context_schema=JudgeContext)
     graph.add_node("speak", speak)
@@ -129,7 +132,7 @@ def build_debate_graph(setting: JudgeSetting) -> CompiledStateGraph[Any, Any, An
 
 
 def decide_debate(setting: JudgeSetting, turns: list[Turn], scores: list[RoleScore],
-                  failed: str | None) -> Outcome:
+                  failed: str | None, stopped: Stop | None = None) -> Outcome:
     """The debate's outcome (in the orientation shown): compare the mean scores over the roles.
 
     Roles whose scores could not be read are left out; if none remains the debate is unscored.
@@ -143,10 +146,10 @@ def decide_debate(setting: JudgeSetting, turns: list[Turn], scores: list[RoleSco
         scale=SCALE,
     )
     if failed is not None:
-        return replace(base, reason=failed)
-    stop = first_stop(Outcome(reason=s.asked.parsed.unscored_reason) for s in scores)
+        return replace(base, reason=failed, stop=stopped)
+    stop = next((s.asked for s in scores if s.asked.stop is not None), None)
     if stop is not None:
-        return replace(base, reason=stop.reason)
+        return replace(base, reason=stop.parsed.unscored_reason, stop=stop.stop)
     readable = [s.asked.parsed for s in scores if s.asked.parsed.score_a is not None
                 and s.asked.parsed.score_b is not None]
     if not readable:

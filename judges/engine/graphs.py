@@ -26,7 +26,7 @@ from factory.llm import Gateway
 from judges.engine.ask import Asked, JudgeContext, ask, resolve_model
 from judges.engine.jury import reduce_jury
 from judges.engine.order import combine_orders, to_item, views
-from judges.engine.outcome import Outcome, stop_reason
+from judges.engine.outcome import Outcome
 from judges.protocols import Answer, Question, combine_single_scores, render_pairwise, render_single
 from judges.engine.settings import JudgeSetting
 
@@ -64,7 +64,7 @@ def _ordered(state: RunState) -> list[Any]:
 def _from_asked(asked: Asked, model: str, scale: int | None) -> Outcome:
     p = asked.parsed
     return Outcome(verdict=p.verdict, score_a=p.score_a, score_b=p.score_b, reason=p.unscored_reason,
-                   raws=asked.raws, usage=asked.usage, models=(model,), scale=scale)
+                   raws=asked.raws, usage=asked.usage, models=(model,), scale=scale, stop=asked.stop)
 
 
 @lru_cache(maxsize=256)
@@ -104,11 +104,11 @@ def _judge_steps(setting: JudgeSetting) -> tuple[Any, Any, Any]:
         (model, side_a), (_, side_b) = parts
         parsed = combine_single_scores(side_a.parsed, side_b.parsed)
         # A stop signal on either side must survive, whichever side failed first.
-        stop = next((s.parsed.unscored_reason for s in (side_a, side_b) if stop_reason(s.parsed.unscored_reason)),
-                    None)
+        stopped = next((s for s in (side_a, side_b) if s.stop is not None), None)
         outcome = Outcome(verdict=parsed.verdict, score_a=parsed.score_a, score_b=parsed.score_b,
-                          reason=stop or parsed.unscored_reason, raws=side_a.raws + side_b.raws,
-                          usage=side_a.usage + side_b.usage, models=(model,), scale=scale, votes=(parsed.verdict,))
+                          reason=stopped.parsed.unscored_reason if stopped else parsed.unscored_reason,
+                          raws=side_a.raws + side_b.raws, usage=side_a.usage + side_b.usage, models=(model,),
+                          scale=scale, votes=(parsed.verdict,), stop=stopped.stop if stopped else None)
         return {"result": outcome}
 
     return plan, ask_node, decide

@@ -60,7 +60,7 @@ def reduce_jury(reducer: Reducer, jurors: Sequence[Outcome], *, scale: int,
     )
     stop = first_stop(jurors)
     if stop is not None:
-        return replace(base, reason=stop.reason)
+        return replace(base, reason=stop.reason, stop=stop.stop)
     scored = [i for i, j in enumerate(jurors) if j.scored]
     if not scored:
         reasons = "; ".join(unique(str(j.reason) for j in jurors))

@@ -62,7 +62,7 @@ def combine_orders(order: Order, per_view: Sequence[Outcome]) -> Outcome:
                    scale=ab.scale, order="both", votes=(ab.verdict, ba.verdict))
     failed = first_stop(per_view) or next((o for o in per_view if not o.scored), None)
     if failed is not None:
-        return replace(base, reason=failed.reason)
+        return replace(base, reason=failed.reason, stop=failed.stop)
     consistent = ab.verdict == ba.verdict
     return replace(base, verdict=ab.verdict if consistent else "tie", score_a=_mean_pair(ab.score_a, ba.score_a),
                    score_b=_mean_pair(ab.score_b, ba.score_b), flipped=not consistent)

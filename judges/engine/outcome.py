@@ -11,13 +11,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from factory.llm import BudgetExceededError, CircuitOpenError, Completion, LLMError
+from factory.records import Stop
 from judges.verdicts import Verdict
 
 _SWAP: dict[str | None, Verdict | None] = {"A": "B", "B": "A", "tie": "tie", None: None}
-
-# Reasons that mean "stop the build" rather than "this item could not be judged"; the pipeline
-# looks for these prefixes, so they are the error class names themselves.
-STOP_REASONS: tuple[str, ...] = (BudgetExceededError.__name__, CircuitOpenError.__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +51,7 @@ class Outcome:
     `order` is what was shown ("AB", "BA", "both", or "mixed" for a jury whose jurors differ),
     `flipped` is True when the answers were shown swapped (random order) or when the two orders
     disagreed (both orders), and `votes` lists the verdicts behind this one (per order or per juror).
+    `stop` is set (with `reason`) when a model call was refused because the build must stop.
     """
 
     verdict: Verdict | None = None
@@ -67,6 +65,7 @@ class Outcome:
     order: str = "AB"
     flipped: bool = False
     votes: tuple[Verdict | None, ...] = ()
+    stop: Stop | None = None
 
     @property
     def scored(self) -> bool:
@@ -74,8 +73,8 @@ class Outcome:
 
     @property
     def stops(self) -> bool:
-        """True when the reason is a stop signal (budget reached, circuit open)."""
-        return stop_reason(self.reason)
+        """True when the item ended on a stop signal (budget reached, circuit open)."""
+        return self.stop is not None
 
     def swapped(self) -> Outcome:
         """The same judgment seen from the other orientation (A and B exchanged)."""
@@ -88,16 +87,12 @@ def swap_verdict(verdict: Verdict | None) -> Verdict | None:
     return _SWAP[verdict]
 
 
-def stop_reason(reason: str | None) -> bool:
-    """Whether an unscored reason says the build must stop (it starts with a stop error's class name)."""
-    return reason is not None and reason.startswith(STOP_REASONS)
-
-
 def error_reason(exc: LLMError) -> str:
     """The unscored reason of a failed model call.
 
-    Budget and circuit errors keep their class name first (`BudgetExceededError: ...`) so that the
-    pipeline, which receives one row per item instead of the exception, can still stop on them.
+    Budget and circuit errors keep their class name first (`BudgetExceededError: ...`), as the run's
+    tables have always recorded them; whether a reason is a stop is carried typed beside it
+    (`Outcome.stop`, `factory.records.stop_of`), never read back from this text.
     """
     if isinstance(exc, (BudgetExceededError, CircuitOpenError)):
         return f"{type(exc).__name__}: {exc}"

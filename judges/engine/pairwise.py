@@ -2,9 +2,9 @@
 
 This is the judging API the build pipeline and calibration call. Whatever happens to an item (a
 reply that cannot be parsed, a failed model call, a budget reached mid-item), it yields exactly one
-row: a verdict, or `verdict=None` with `unscored_reason`. Reasons that start with
-`BudgetExceededError` or `CircuitOpenError` are stop signals for the caller (see
-`judges.engine.outcome.stop_reason`).
+row: a verdict, or `verdict=None` with `unscored_reason`. An item that ended because a budget was
+reached or a circuit is open carries `stop` ("budget" / "circuit", `factory.records.Stop`): a stop
+signal for the caller. The key is there only then, so the table's columns do not change.
 
 Row columns (docs/architecture.md, judgments table): judgment_id, item_id, judge_id, kind, models,
 protocol, scale, order ("AB", "BA", "both"; "mixed" for a jury whose jurors showed different orders),
@@ -19,13 +19,14 @@ The independent protocol shows each answer alone, so `order` does not apply to i
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 import polars as pl
 
+from factory._util.json_columns import dumps
 from factory.llm import Gateway
+from factory.records import Judgment
 from judges.engine.graphs import Item, judge_item
 from judges.engine.outcome import Outcome
 from judges.protocols import Answer, Question, injection_markers
@@ -57,7 +58,7 @@ JUDGMENT_SCHEMA: dict[str, Any] = {
 
 
 async def judge_pair(gateway: Gateway, setting: JudgeSetting, item_id: str, question: Question,
-                     answer_a: str | list[str], answer_b: str | list[str], *, tag: str | None = None) -> dict[str, Any]:
+                     answer_a: str | list[str], answer_b: str | list[str], *, tag: str | None = None) -> Judgment:
     """Judge `answer_a` vs `answer_b` for `question`; the verdict is in the item's orientation (A = answer_a).
 
     `question` is a string or a list of `{role, content}` turns; an answer is a string or one string
@@ -79,9 +80,9 @@ async def judge_pair(gateway: Gateway, setting: JudgeSetting, item_id: str, ques
 
 
 def judgment_row(setting: JudgeSetting, item_id: str, outcome: Outcome, latency_s: float,
-                 answer_a: Answer, answer_b: Answer) -> dict[str, Any]:
+                 answer_a: Answer, answer_b: Answer) -> Judgment:
     """The judgments-table row of one outcome (see the module docstring for the columns)."""
-    return {
+    row: Judgment = {
         "judgment_id": f"{item_id}|{setting.setting_id}",
         "item_id": item_id,
         "judge_id": setting.setting_id,
@@ -95,14 +96,17 @@ def judgment_row(setting: JudgeSetting, item_id: str, outcome: Outcome, latency_
         "score_a": outcome.score_a,
         "score_b": outcome.score_b,
         "unscored_reason": outcome.reason,
-        "raw": json.dumps(list(outcome.raws), ensure_ascii=False),
+        "raw": dumps(list(outcome.raws)),
         "latency_s": round(latency_s, 4),
         "prompt_tokens": outcome.usage.prompt_tokens,
         "completion_tokens": outcome.usage.completion_tokens,
         "cost_usd": outcome.usage.cost_usd,
-        "votes": json.dumps(list(outcome.votes) or [outcome.verdict]),
-        "injection_flags": json.dumps(answer_flags(answer_a, answer_b), ensure_ascii=False),
+        "votes": dumps(list(outcome.votes) or [outcome.verdict]),
+        "injection_flags": dumps(answer_flags(answer_a, answer_b)),
     }
+    if outcome.stop is not None:
+        row["stop"] = outcome.stop
+    return row
 
 
 def answer_flags(answer_a: Answer, answer_b: Answer) -> list[str]:

@@ -1,6 +1,6 @@
 """The package layering, enforced: a module may import its own layer and the layers below, never above.
 
-    _util <- llm, testing <- judges <- config, inputs <- workflows, mapl
+    _util <- llm, testing, records <- judges <- config, inputs <- workflows, mapl
           <- run, dataset, pipeline, annotate <- release <- cli, flows
 
 Every import counts: module level, inside functions (a lazy import of a heavy package is fine when
@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 LAYERS: list[tuple[str, ...]] = [
     ("factory", "factory._util"),  # `factory` itself: the package root, holding only __version__
-    ("factory.llm", "factory.testing"),
+    ("factory.llm", "factory.testing", "factory.records"),
     ("judges",),
     ("factory.config", "factory.inputs"),
     ("factory.workflows", "factory.mapl"),

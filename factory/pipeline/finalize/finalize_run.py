@@ -17,6 +17,7 @@ from factory.pipeline.finalize.prefetch import wait_for_prefetch
 from factory.pipeline.finalize.stage_figures import stage_figures
 from factory.dataset.review_queue import apply_reviews, reviewed_sources
 from factory.dataset.review_queue import gate_figures as review_gate_figures
+from factory.records import Failure, Manifest
 from factory.run.folder import RunFolder
 from factory._util.atomic_files import atomic_write_json
 from factory.run.tables import merge_tables
@@ -35,8 +36,8 @@ def gate_judgments(run: RunFolder) -> pl.DataFrame:
     return scan.filter(pl.any_horizontal(wanted)).select([c for c in _GATE_COLUMNS if c in names]).collect()
 
 
-def finalize(ctx: BuildContext, loading_failures: list[dict[str, Any]], stopped: str | None,
-             other_usage: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def finalize(ctx: BuildContext, loading_failures: list[Failure], stopped: str | None,
+             other_usage: list[dict[str, Any]] | None = None) -> Manifest:
     """Merge shard files into the run's tables, write the dataset, decide the outcome and write the
     manifest (the only place it is written). `other_usage`: the usage of worker processes whose calls
     are not in this process's gateway (Dask workers), added to the manifest's `llm`."""
@@ -51,7 +52,7 @@ def finalize(ctx: BuildContext, loading_failures: list[dict[str, Any]], stopped:
     rows["pairs"] = pl.scan_parquet(run.table("pairs")).select(pl.len()).collect().item()
     # The gate writes agreement.json + report.html (also into dataset/, which the dataset writer keeps).
     gate = run_gate(ctx, {"judgments": gate_judgments(run)})
-    gate.setdefault("figures", {}).update(review_gate_figures(review))
+    gate["figures"].update(review_gate_figures(review))
     ctx.progress.finalize_step("gate")
     usage = merge_usage(ctx.gateway.usage.snapshot(), other_usage or [])  # after the gate: its calls count
     manifest = build_manifest(ctx, rows, stopped, usage=usage, gate=gate)

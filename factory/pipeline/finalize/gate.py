@@ -33,7 +33,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Mapping
 from typing import Any
@@ -43,7 +42,9 @@ import polars as pl
 from factory.config import GateSettings
 from factory._util.errors import UserError
 from factory._util.sync import run_sync
+from factory._util.json_columns import load_json
 from factory.pipeline.context import BuildContext
+from factory.records import GateCheck, GateOutcome
 
 STATUS_MARK = {"pass": "ok  ", "fail": "FAIL", "undecided": "??  "}
 
@@ -56,7 +57,7 @@ def _check(
     higher_is_better: bool,
     note: str | None = None,
     strict: bool = False,
-) -> dict[str, Any]:
+) -> GateCheck:
     if value is None:
         passed = False
     elif higher_is_better:
@@ -73,7 +74,7 @@ def _check(
     }
 
 
-def _kappa_check(settings: GateSettings, figures: Mapping[str, Any], note: str | None) -> dict[str, Any]:
+def _kappa_check(settings: GateSettings, figures: Mapping[str, Any], note: str | None) -> GateCheck:
     from judges.calibration.decision import describe, kappa_decision
 
     kappa = figures.get("kappa")
@@ -87,14 +88,14 @@ def _kappa_check(settings: GateSettings, figures: Mapping[str, Any], note: str |
     )
     status = decision["verdict"]
     check = _check("min_kappa", kappa, settings.min_kappa, higher_is_better=True, note=note)
-    check.update(status=status, passed=status == "pass", bound=settings.kappa_bound,
-                 interval=decision["interval"], need_n=decision["need_n"])
+    check["status"], check["passed"], check["bound"] = status, status == "pass", settings.kappa_bound
+    check["interval"], check["need_n"] = decision["interval"], decision["need_n"]
     if status == "undecided":
         check["note"] = "; ".join(filter(None, [describe(decision), note]))
     return check
 
 
-def _baseline_check(settings: GateSettings, figures: Mapping[str, Any]) -> dict[str, Any]:
+def _baseline_check(settings: GateSettings, figures: Mapping[str, Any]) -> GateCheck:
     kappas = {name: (figures.get("baseline_kappas") or {}).get(name) for name in settings.baselines}
     defined = {name: k for name, k in kappas.items() if k is not None}
     best = max(defined, key=lambda name: defined[name]) if defined else None
@@ -106,7 +107,7 @@ def _baseline_check(settings: GateSettings, figures: Mapping[str, Any]) -> dict[
     return _check("beat_baselines", margin, settings.baseline_margin, higher_is_better=True, note=note, strict=True)
 
 
-def _recall_check(settings: GateSettings, figures: Mapping[str, Any]) -> dict[str, Any]:
+def _recall_check(settings: GateSettings, figures: Mapping[str, Any]) -> GateCheck:
     recall = {k: v for k, v in (figures.get("class_recall") or {}).items() if v is not None}
     worst = min(recall.values()) if recall else None
     note = ", ".join(f"{k} {v:.2f}" for k, v in recall.items()) or "not measured"
@@ -116,7 +117,7 @@ def _recall_check(settings: GateSettings, figures: Mapping[str, Any]) -> dict[st
 
 def evaluate_checks(
     settings: GateSettings, figures: Mapping[str, Any], notes: Mapping[str, str] | None = None
-) -> list[dict[str, Any]]:
+) -> list[GateCheck]:
     """The gate's checks from measured `figures` (`kappa`, `kappa_ci95`, `n`, `baseline_kappas`,
     `class_recall`, `human_z`, `inter_juror_kappa`, `flip_rate`; None = not measured).
 
@@ -126,7 +127,7 @@ def evaluate_checks(
     'fail'
     """
     notes = notes or {}
-    checks = []
+    checks: list[GateCheck] = []
     human = settings.human_set is not None
     if human:
         checks.append(_kappa_check(settings, figures, notes.get("kappa")))
@@ -147,7 +148,7 @@ def evaluate_checks(
     return checks
 
 
-def gate_verdict(checks: list[dict[str, Any]], error: str | None) -> str:
+def gate_verdict(checks: list[GateCheck], error: str | None) -> str:
     """fail if anything failed (or the gate could not measure), else undecided if a check is, else pass."""
     statuses = {c["status"] for c in checks}
     if error is not None or "fail" in statuses:
@@ -155,7 +156,7 @@ def gate_verdict(checks: list[dict[str, Any]], error: str | None) -> str:
     return "undecided" if "undecided" in statuses else "pass"
 
 
-def _jury_rows(judgments: pl.DataFrame) -> list[dict[str, Any]]:
+def _jury_rows(judgments: pl.DataFrame) -> list[dict[str, Any]]:  # gate columns of judgments, from parquet
     if judgments.height == 0 or "kind" not in judgments.columns or "votes" not in judgments.columns:
         return []
     return judgments.filter(pl.col("kind") == "jury").to_dicts()
@@ -169,7 +170,7 @@ def _build_flip_rate(judgments: pl.DataFrame) -> tuple[float | None, int]:
         return None, 0
     ab, ba = [], []
     for row in judgments.filter(pl.col("order") == "both").to_dicts():
-        votes = json.loads(row["votes"]) if isinstance(row["votes"], str) else row["votes"]
+        votes = load_json(row["votes"])
         if isinstance(votes, list) and len(votes) == 2:
             ab.append(votes[0])
             ba.append(votes[1])
@@ -179,7 +180,7 @@ def _build_flip_rate(judgments: pl.DataFrame) -> tuple[float | None, int]:
     return result["flip_rate"], result["n"]
 
 
-def _advice(settings: GateSettings, checks: list[dict[str, Any]], judge: str) -> str | None:
+def _advice(settings: GateSettings, checks: list[GateCheck], judge: str) -> str | None:
     failed = [c["name"] for c in checks if c["status"] == "fail"]
     undecided = [c for c in checks if c["status"] == "undecided"]
     if not failed and undecided:
@@ -211,7 +212,7 @@ def _interval(check: Mapping[str, Any]) -> str:
     return "[—]" if lo is None or hi is None else f"[{lo:.2f}, {hi:.2f}]"
 
 
-def _disabled() -> dict[str, Any]:
+def _disabled() -> GateOutcome:
     """The manifest's `gate` of a build whose config turns the gate off."""
     return {
         "enabled": False,
@@ -223,7 +224,7 @@ def _disabled() -> dict[str, Any]:
     }
 
 
-async def run_gate_async(ctx: BuildContext, tables: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
+async def run_gate_async(ctx: BuildContext, tables: Mapping[str, pl.DataFrame]) -> GateOutcome:
     """Measure, check, write agreement.json + report into the run folder; return the manifest's `gate`."""
     settings = ctx.config.gate
     setting = ctx.config.judging.setting
@@ -330,7 +331,7 @@ async def run_gate_async(ctx: BuildContext, tables: Mapping[str, pl.DataFrame]) 
             agreement["focus"] = setting.setting_id  # the report leads with the gated setting
     checks = evaluate_checks(settings, figures, notes)
     verdict = gate_verdict(checks, error)
-    gate: dict[str, Any] = {
+    gate: GateOutcome = {
         "enabled": True,
         "passed": verdict == "pass",
         "verdict": verdict,
@@ -343,7 +344,7 @@ async def run_gate_async(ctx: BuildContext, tables: Mapping[str, pl.DataFrame]) 
         "advice": _advice(settings, checks, setting.setting_id) if error is None else None,
     }
     if agreement is not None:
-        gate.update(report="report.html", agreement="agreement.json")
+        gate["report"], gate["agreement"] = "report.html", "agreement.json"
         agreement["gate"] = gate
         paths = write_outputs(ctx.run.root, agreement, gate=gate)
         # The dataset writer keeps files it does not own in dataset/, so the Hub folder carries them too.
@@ -354,7 +355,7 @@ async def run_gate_async(ctx: BuildContext, tables: Mapping[str, pl.DataFrame]) 
     return gate
 
 
-def run_gate(ctx: BuildContext, tables: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
+def run_gate(ctx: BuildContext, tables: Mapping[str, pl.DataFrame]) -> GateOutcome:
     """`run_gate_async` for synchronous callers (the build's `finalize`), inside or outside an event loop."""
     ctx.progress.gate_items(0)  # no human-set items unless the gate judges a human set (it says so then)
     if not ctx.config.gate.enabled:

@@ -13,13 +13,14 @@ import polars as pl
 from factory import __version__
 from factory.pipeline.context import BuildContext
 from factory.pipeline.outcome import BuildFacts, BuildOutcome, decide_outcome, gate_failed
+from factory.records import GateOutcome, Manifest
 
 _USAGE_TOTALS = ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd", "latency_s", "retries",
                  "errors", "batch_calls", "batch_cost_usd")
 
 
 def build_manifest(ctx: BuildContext, rows: dict[str, int], stopped: str | None, *, usage: dict[str, Any],
-                   gate: dict[str, Any] | None = None) -> dict[str, Any]:
+                   gate: GateOutcome | None = None) -> Manifest:
     """The manifest's figures before the dataset is written. `rows` holds the row counts of the run's
     tables; `usage` the gateway's usage (merged across worker processes); `gate` the quality gate's
     outcome (`factory.pipeline.finalize.gate`); `approved` is its verdict, which publishing and trainer hand-off read
@@ -46,7 +47,7 @@ def build_manifest(ctx: BuildContext, rows: dict[str, int], stopped: str | None,
     }
 
 
-def settle_outcome(ctx: BuildContext, manifest: dict[str, Any], failure_reasons: list[str]) -> BuildOutcome:
+def settle_outcome(ctx: BuildContext, manifest: Manifest, failure_reasons: list[str]) -> BuildOutcome:
     """Decide the build's outcome from the manifest's figures and record it there."""
     counts, llm = manifest["counts"], manifest["llm"]
     prompts = pl.read_parquet(ctx.run.table("prompts"), columns=["rejected_reason"])

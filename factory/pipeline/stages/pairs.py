@@ -53,9 +53,11 @@ from typing import Any
 
 from factory.config import PairSettings, RankingSettings
 from factory.inputs.conversation import earlier_answers
+from factory.records import Candidate, Judgment, Pair
 from judges.protocols import injection_markers
 
-Row = dict[str, Any]
+# A round robin's standing as its judgments carry it (`factory.workflows.tournaments.Standing`, from JSON).
+StandingRow = dict[str, Any]
 
 
 def pair_id(prompt_id: str, chosen_id: str, rejected_id: str) -> str:
@@ -63,7 +65,7 @@ def pair_id(prompt_id: str, chosen_id: str, rejected_id: str) -> str:
     return hashlib.sha256(f"{prompt_id}|{chosen_id}|{rejected_id}".encode()).hexdigest()[:16]
 
 
-def is_inconsistent(judgment: Row) -> bool:
+def is_inconsistent(judgment: Judgment) -> bool:
     """True when the verdict changed under an order swap.
 
     An explicit `inconsistent` column wins; otherwise `flipped` on a both-orders judgment means the
@@ -74,7 +76,7 @@ def is_inconsistent(judgment: Row) -> bool:
     return judgment.get("order") == "both" and bool(judgment.get("flipped"))
 
 
-def oriented_votes(judgment: Row, chosen_id: str) -> list[Any]:
+def oriented_votes(judgment: Judgment, chosen_id: str) -> list[Any]:
     """The votes behind `judgment`'s verdict (per juror, or per order for `order: both`), turned to
     the pair's orientation: `A` = chosen, `B` = rejected.
 
@@ -96,21 +98,21 @@ def oriented_votes(judgment: Row, chosen_id: str) -> list[Any]:
 class _Evidence:
     """What one judgment says about chosen vs rejected."""
 
-    judgment: Row | None
+    judgment: Judgment | None
     relation: str | None  # "chosen" (chosen preferred), "tie", "rejected" (contradicts), None (unscored)
     margin: float | None
     direct: bool
 
 
-def _scores(judgments: Sequence[Row], keep_inconsistent: bool) -> dict[str, list[float]]:
+def _scores(judgments: Sequence[Judgment], keep_inconsistent: bool) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {}
     for j in judgments:
         if j.get("verdict") is None or (is_inconsistent(j) and not keep_inconsistent):
             continue
         for side in ("a", "b"):
-            score = j.get(f"score_{side}")
+            score = j["score_a"] if side == "a" else j["score_b"]
             if score is not None:
-                out.setdefault(j[f"candidate_{side}"], []).append(float(score))
+                out.setdefault(j["candidate_a" if side == "a" else "candidate_b"], []).append(float(score))
     return out
 
 
@@ -118,7 +120,7 @@ def _mean(values: list[float] | None) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def _evidence(judgments: Sequence[Row], chosen_id: str, rejected_id: str) -> _Evidence:
+def _evidence(judgments: Sequence[Judgment], chosen_id: str, rejected_id: str) -> _Evidence:
     """The direct comparison of the two when there is one, else the judgment that knocked `rejected` out."""
     direct = [j for j in judgments if {j["candidate_a"], j["candidate_b"]} == {chosen_id, rejected_id}]
     if direct:
@@ -134,21 +136,23 @@ def _evidence(judgments: Sequence[Row], chosen_id: str, rejected_id: str) -> _Ev
     return _Evidence(j, _relation(j, winner), _margin(j, winner), False)
 
 
-def _relation(j: Row, chosen_id: str) -> str | None:
+def _relation(j: Judgment, chosen_id: str) -> str | None:
     verdict = j.get("verdict")
     if verdict is None or verdict == "tie":
         return verdict
     return "chosen" if verdict == ("A" if j["candidate_a"] == chosen_id else "B") else "rejected"
 
 
-def _margin(j: Row, chosen_id: str) -> float | None:
-    if j.get("score_a") is None or j.get("score_b") is None:
+def _margin(j: Judgment, chosen_id: str) -> float | None:
+    score_a, score_b = j.get("score_a"), j.get("score_b")
+    if score_a is None or score_b is None:
         return None
-    a, b = float(j["score_a"]), float(j["score_b"])
+    a, b = float(score_a), float(score_b)
     return a - b if j["candidate_a"] == chosen_id else b - a
 
 
-def _rank(candidates: Sequence[Row], judgments: Sequence[Row], means: dict[str, float | None]) -> list[Row]:
+def _rank(candidates: Sequence[Candidate], judgments: Sequence[Judgment], means: dict[str, float | None]
+          ) -> list[Candidate]:
     """Candidates from strongest to weakest: mean score when there are scores, else net wins."""
     net: Counter[str] = Counter()
     for j in judgments:
@@ -162,14 +166,14 @@ def _rank(candidates: Sequence[Row], judgments: Sequence[Row], means: dict[str, 
                                              order[c["candidate_id"]]))
 
 
-def _standings(judgments: Sequence[Row]) -> list[Row] | None:
+def _standings(judgments: Sequence[Judgment]) -> list[StandingRow] | None:
     """A round robin's ranked standings (strongest first), as its judge stage wrote them; None for a knockout."""
     table = load_json(judgments[0].get("standings")) if judgments else None
     return table if isinstance(table, list) else None
 
 
-def _round_robin_provenance(standings: list[Row], judgments: Sequence[Row], chosen_id: str,
-                            rejected_id: str) -> Row:
+def _round_robin_provenance(standings: list[StandingRow], judgments: Sequence[Judgment], chosen_id: str,
+                            rejected_id: str) -> dict[str, Any]:
     wins = {s["candidate_id"]: s["wins"] for s in standings}
     scored = sum(1 for j in judgments if j.get("verdict") is not None)
     return {"select": "round_robin", "chosen_wins": wins[chosen_id], "rejected_wins": wins[rejected_id],
@@ -177,8 +181,8 @@ def _round_robin_provenance(standings: list[Row], judgments: Sequence[Row], chos
             "comparisons": scored, "unscored_comparisons": len(judgments) - scored}
 
 
-def _weakest(candidates: Sequence[Row], judgments: Sequence[Row], means: dict[str, float | None],
-             standings: list[Row] | None) -> Row:
+def _weakest(candidates: Sequence[Candidate], judgments: Sequence[Judgment], means: dict[str, float | None],
+             standings: list[StandingRow] | None) -> Candidate:
     """The weakest of `candidates`: the fewest round-robin wins, else the last by `_rank`."""
     if standings is None:
         return _rank(candidates, judgments, means)[-1]
@@ -186,8 +190,8 @@ def _weakest(candidates: Sequence[Row], judgments: Sequence[Row], means: dict[st
     return max(candidates, key=lambda c: place[c["candidate_id"]])
 
 
-def select_pairs(prompt_id: str, turns: Sequence[str], candidates: Sequence[Row], judgments: Sequence[Row],
-                 settings: PairSettings, ranking: RankingSettings | None = None) -> tuple[list[Row], str | None]:
+def select_pairs(prompt_id: str, turns: Sequence[str], candidates: Sequence[Candidate], judgments: Sequence[Judgment],
+                 settings: PairSettings, ranking: RankingSettings | None = None) -> tuple[list[Pair], str | None]:
     """The pairs of one prompt under `settings`, and when there are none, the reason why.
 
     `candidates` are the prompt's distinct candidates; `judgments` its judgment rows (with
@@ -209,10 +213,10 @@ def select_pairs(prompt_id: str, turns: Sequence[str], candidates: Sequence[Row]
     if best_id not in by_id:
         return [], f"unknown best_id {best_id!r}"
     dropped: Counter[str] = Counter()
-    pairs: list[Row] = []
+    pairs: list[Pair] = []
     standings = _standings(judgments)
 
-    def consider(chosen: Row, rejected: Row, ev: _Evidence, margin: float | None) -> None:
+    def consider(chosen: Candidate, rejected: Candidate, ev: _Evidence, margin: float | None) -> None:
         if chosen["content_hash"] == rejected["content_hash"]:
             return
         if ev.relation is None:
@@ -267,7 +271,7 @@ def select_pairs(prompt_id: str, turns: Sequence[str], candidates: Sequence[Row]
     return [], f"no_preference: {detail}"
 
 
-def balance_lengths(pairs: list[Row], max_share: float) -> tuple[list[Row], int]:
+def balance_lengths(pairs: list[Pair], max_share: float) -> tuple[list[Pair], int]:
     """`pairs` with at most `max_share` of them choosing the longer answer, and how many were dropped.
 
     With k pairs whose chosen answer is not longer, up to floor(max_share * k / (1 - max_share))
@@ -285,9 +289,9 @@ def balance_lengths(pairs: list[Row], max_share: float) -> tuple[list[Row], int]
     return [p for p in pairs if id(p) not in drop], len(drop)
 
 
-def _pair_row(prompt_id: str, turns: Sequence[str], chosen: Row, rejected: Row, ev: _Evidence,
-              margin: float | None, rule: str) -> Row:
-    j = ev.judgment or {}
+def _pair_row(prompt_id: str, turns: Sequence[str], chosen: Candidate, rejected: Candidate, ev: _Evidence,
+              margin: float | None, rule: str) -> Pair:
+    j = ev.judgment
     return {
         "pair_id": pair_id(prompt_id, chosen["candidate_id"], rejected["candidate_id"]),
         "prompt_id": prompt_id,
@@ -305,15 +309,15 @@ def _pair_row(prompt_id: str, turns: Sequence[str], chosen: Row, rejected: Row, 
         "votes": oriented_votes(j, chosen["candidate_id"]) if j else [],
         "tie": ev.relation == "tie",
         "flipped": is_inconsistent(j) if j else False,
-        "judgment_id": j.get("judgment_id"),
-        "judge_id": j.get("judge_id"),
+        "judgment_id": j.get("judgment_id") if j else None,
+        "judge_id": j.get("judge_id") if j else None,
         "source": "judged",
         "rationale": None,
         "provenance": {
             "rule": rule,
             "direct": ev.direct,
-            "protocol": j.get("protocol"),
-            "scale": j.get("scale"),
+            "protocol": j.get("protocol") if j else None,
+            "scale": j.get("scale") if j else None,
             "chosen_workflow": chosen.get("workflow"),
             "rejected_workflow": rejected.get("workflow"),
         },

@@ -18,22 +18,21 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import cast
 
 from factory.config import PairSettings, RankingSettings
 from factory.pipeline.stages.pairs import _Evidence, _evidence, _pair_row, is_inconsistent
 from factory._util.json_columns import load_json
+from factory.records import Candidate, Judgment, Pair, Strength
 from judges.protocols import injection_markers
 
-Row = dict[str, Any]
 
-
-def strengths_of(judgments: Sequence[Row]) -> list[Row] | None:
+def strengths_of(judgments: Sequence[Judgment]) -> list[Strength] | None:
     """The prompt's strengths table (strongest first), or None when it was not judged N-way."""
     for j in judgments:
         table = load_json(j.get("strengths"))
         if isinstance(table, list) and table:
-            return table
+            return cast(list[Strength], table)  # as `factory.workflows.ranking.strengths_table` wrote it
     return None
 
 
@@ -45,7 +44,7 @@ def _eligible(rule: str, ids: list[str]) -> list[tuple[str, str]]:
     return [(hi, lo) for k, hi in enumerate(ids) for lo in ids[k + 1:]]
 
 
-def _listwise_votes(judgments: Sequence[Row], chosen: str, rejected: str) -> list[str]:
+def _listwise_votes(judgments: Sequence[Judgment], chosen: str, rejected: str) -> list[str]:
     votes = []
     for j in judgments:
         ranked = load_json(j.get("ranking"))
@@ -54,15 +53,16 @@ def _listwise_votes(judgments: Sequence[Row], chosen: str, rejected: str) -> lis
     return votes
 
 
-def strength_pairs(prompt_id: str, turns: Sequence[str], candidates: Sequence[Row], judgments: Sequence[Row],
-                   table: list[Row], settings: PairSettings, ranking: RankingSettings) -> tuple[list[Row], str | None]:
+def strength_pairs(prompt_id: str, turns: Sequence[str], candidates: Sequence[Candidate], judgments: Sequence[Judgment],
+                   table: list[Strength], settings: PairSettings, ranking: RankingSettings
+                   ) -> tuple[list[Pair], str | None]:
     """The pairs of one N-way-judged prompt, and when there are none, the reason why."""
     by_id = {c["candidate_id"]: c for c in candidates}
     strength = {s["candidate_id"]: float(s["strength"]) for s in table if s["candidate_id"] in by_id}
     ids = [s["candidate_id"] for s in table if s["candidate_id"] in by_id]
     listwise = any(j.get("kind") == "listwise" for j in judgments)
     dropped: Counter[str] = Counter()
-    kept: list[tuple[float, Row]] = []
+    kept: list[tuple[float, Pair]] = []
     for hi, lo in _eligible(settings.rule, ids):
         chosen, rejected = by_id[hi], by_id[lo]
         gap = strength[hi] - strength[lo]
@@ -78,7 +78,7 @@ def strength_pairs(prompt_id: str, turns: Sequence[str], candidates: Sequence[Ro
             votes = _listwise_votes(judgments, hi, lo)
             row = _pair_row(prompt_id, turns, chosen, rejected, _Evidence(None, "chosen", gap, False), gap,
                             settings.rule)
-            row.update(votes=votes, flipped=len(set(votes)) > 1, judge_id=judgments[0].get("judge_id"))
+            row["votes"], row["flipped"], row["judge_id"] = votes, len(set(votes)) > 1, judgments[0].get("judge_id")
             row["provenance"].update(protocol="listwise", margin_unit="bt_log_strength")
         else:
             ev = _evidence(judgments, hi, lo)

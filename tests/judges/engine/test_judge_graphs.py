@@ -131,6 +131,7 @@ async def test_budget_stop_is_one_unscored_row_with_the_error_class_first() -> N
     for r in (row, single):
         assert r["verdict"] is None
         assert r["unscored_reason"].startswith("BudgetExceededError: ")
+        assert r["stop"] == "budget"  # typed where the error was caught: callers never read the text
 
 
 async def test_heterogeneous_jury_runs_each_jurors_own_protocol() -> None:

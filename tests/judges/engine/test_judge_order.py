@@ -69,8 +69,9 @@ def test_to_item_and_combine_orders() -> None:
     assert (agreed.score_a, agreed.score_b) == (7.5, 5.5)
     one_unscored = combine_orders("both", [ab, Outcome(reason="no_score_marker")])
     assert (one_unscored.verdict, one_unscored.reason) == (None, "no_score_marker")
-    stopped = combine_orders("both", [Outcome(reason="no_score_marker"), Outcome(reason="BudgetExceededError: x")])
-    assert stopped.reason == "BudgetExceededError: x"
+    stopped = combine_orders("both", [Outcome(reason="no_score_marker"),
+                                      Outcome(reason="BudgetExceededError: x", stop="budget")])
+    assert stopped.reason == "BudgetExceededError: x" and stopped.stop == "budget"
 
 
 @pytest.mark.parametrize("protocol", ["combined", "direct"])
