@@ -35,11 +35,14 @@ def _rss_mib() -> dict[str, float]:
                 current = int(line.split()[1]) / 1024
     except OSError:
         pass
-    return {"rss_mib": round(current, 1),
-            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    return {
+        "rss_mib": round(current, 1),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
 
 
 # --- build -----------------------------------------------------------------------------------------
+
 
 def _trace_memory(into: dict[str, Any]) -> None:
     """Record RSS after every finished shard (prompts done so far, MiB), and the peak reached by the
@@ -53,7 +56,9 @@ def _trace_memory(into: dict[str, Any]) -> None:
 
     async def traced_shard(ctx: Any, shard: int, prompts: list[Any], *args: Any, **kwargs: Any) -> Any:
         nonlocal done
-        result = await plain_shard(ctx, shard, prompts, *args, **kwargs)  # run_shards also passes the prompt slots
+        result = await plain_shard(
+            ctx, shard, prompts, *args, **kwargs
+        )  # run_shards also passes the prompt slots
         done += len(prompts)
         samples.append((done, _rss_mib()["rss_mib"]))
         return result
@@ -109,7 +114,9 @@ def build(config_path: Path | None, resume: Path | None, memory_trace: bool = Fa
         "counts": manifest.get("counts", {}),
         "llm": {k: v for k, v in manifest.get("llm", {}).items() if not k.startswith("by_")},
         "status": manifest.get("status"),
-        "calls_by_role": {role: v.get("calls", 0) for role, v in manifest.get("llm", {}).get("by_role", {}).items()},
+        "calls_by_role": {
+            role: v.get("calls", 0) for role, v in manifest.get("llm", {}).get("by_role", {}).items()
+        },
         **trace,
     }
 
@@ -122,11 +129,16 @@ def finalize(run_dir: Path) -> dict[str, Any]:
     before = _rss_mib()
     wall0 = time.perf_counter()
     result = finalize_only(run_dir)
-    return {"wall_s": round(time.perf_counter() - wall0, 3), "rss_before_mib": before["rss_mib"], **_rss_mib(),
-            **result}
+    return {
+        "wall_s": round(time.perf_counter() - wall0, 3),
+        "rss_before_mib": before["rss_mib"],
+        **_rss_mib(),
+        **result,
+    }
 
 
 # --- bare litellm ------------------------------------------------------------------------------------
+
 
 async def _bare_litellm(base_url: str, calls: int, concurrency: int) -> dict[str, Any]:
     import litellm
@@ -135,17 +147,33 @@ async def _bare_litellm(base_url: str, calls: int, concurrency: int) -> dict[str
 
     async def one(i: int) -> None:
         async with semaphore:
-            await litellm.acompletion(model="openai/fake", api_base=base_url, api_key="no-key",
-                                      messages=[{"role": "user", "content": f"Explain topic {i} briefly."}],
-                                      temperature=0.7, max_tokens=256, seed=i, num_retries=0, max_retries=0,
-                                      timeout=120.0, drop_params=True)  # what the gateway passes
+            await litellm.acompletion(
+                model="openai/fake",
+                api_base=base_url,
+                api_key="no-key",
+                messages=[{"role": "user", "content": f"Explain topic {i} briefly."}],
+                temperature=0.7,
+                max_tokens=256,
+                seed=i,
+                num_retries=0,
+                max_retries=0,
+                timeout=120.0,
+                drop_params=True,
+            )  # what the gateway passes
 
     await asyncio.gather(*(one(-1 - i) for i in range(min(calls, 2 * concurrency))))  # warm connections
     cpu0, wall0 = time.process_time(), time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(calls)))
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    return {"calls": calls, "concurrency": concurrency, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
-            "calls_per_s": round(calls / wall, 2), "cpu_ms_per_call": round(1000 * cpu / calls, 3), **_rss_mib()}
+    return {
+        "calls": calls,
+        "concurrency": concurrency,
+        "wall_s": round(wall, 3),
+        "cpu_s": round(cpu, 3),
+        "calls_per_s": round(calls / wall, 2),
+        "cpu_ms_per_call": round(1000 * cpu / calls, 3),
+        **_rss_mib(),
+    }
 
 
 async def _gateway_only(base_url: str, calls: int, concurrency: int, cache_dir: Path) -> dict[str, Any]:
@@ -155,8 +183,11 @@ async def _gateway_only(base_url: str, calls: int, concurrency: int, cache_dir: 
 
     spec = ModelSpec(model="openai/fake", api_base=base_url, max_concurrency=concurrency, max_tokens=256)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    gateway = Gateway({"m": spec}, GatewaySettings(max_concurrency=concurrency),
-                      cache_path=cache_dir / f"gateway-{os.getpid()}.sqlite")
+    gateway = Gateway(
+        {"m": spec},
+        GatewaySettings(max_concurrency=concurrency),
+        cache_path=cache_dir / f"gateway-{os.getpid()}.sqlite",
+    )
     semaphore = asyncio.Semaphore(concurrency)
 
     async def one(i: int) -> None:
@@ -170,11 +201,19 @@ async def _gateway_only(base_url: str, calls: int, concurrency: int, cache_dir: 
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     finally:
         gateway.close()
-    return {"calls": calls, "concurrency": concurrency, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
-            "calls_per_s": round(calls / wall, 2), "cpu_ms_per_call": round(1000 * cpu / calls, 3), **_rss_mib()}
+    return {
+        "calls": calls,
+        "concurrency": concurrency,
+        "wall_s": round(wall, 3),
+        "cpu_s": round(cpu, 3),
+        "calls_per_s": round(calls / wall, 2),
+        "cpu_ms_per_call": round(1000 * cpu / calls, 3),
+        **_rss_mib(),
+    }
 
 
 # --- embedded model ----------------------------------------------------------------------------------
+
 
 def embedded(n_prompts: int, max_tokens: int, rounds: int, threads: list[int]) -> dict[str, Any]:
     """Completion tokens/s: the factory (gateway -> litellm -> local provider -> llama.cpp) against
@@ -185,15 +224,33 @@ def embedded(n_prompts: int, max_tokens: int, rounds: int, threads: list[int]) -
     from factory.llm import Gateway, ModelSpec
     from factory.llm.local import ensure_registered, local_model_path
 
-    prompts = [f"Explain {topic} in three sentences." for topic in
-               ("photosynthesis", "compound interest", "binary search", "the water cycle", "plate tectonics",
-                "vaccines", "inflation", "recursion")][:n_prompts]
+    prompts = [
+        f"Explain {topic} in three sentences."
+        for topic in (
+            "photosynthesis",
+            "compound interest",
+            "binary search",
+            "the water cycle",
+            "plate tectonics",
+            "vaccines",
+            "inflation",
+            "recursion",
+        )
+    ][:n_prompts]
     params = {"temperature": 0.0, "max_tokens": max_tokens, "seed": 0, "repeat_penalty": 1.1}
     provider = ensure_registered()
     provider.engine._model()  # load once, outside the timings
     factory_threads = provider.engine._llama.context_params.n_threads
-    direct = {n: Llama(model_path=str(local_model_path()), n_ctx=provider.engine.n_ctx, n_threads=n,
-                       verbose=False, seed=0) for n in threads}
+    direct = {
+        n: Llama(
+            model_path=str(local_model_path()),
+            n_ctx=provider.engine.n_ctx,
+            n_threads=n,
+            verbose=False,
+            seed=0,
+        )
+        for n in threads
+    }
     spec = ModelSpec(model="local/smollm2", temperature=0.0, max_tokens=max_tokens, seed=0, max_concurrency=1)
 
     def run_direct(llama: Any) -> tuple[int, float]:
@@ -222,10 +279,17 @@ def embedded(n_prompts: int, max_tokens: int, rounds: int, threads: list[int]) -
         tokens, seconds = asyncio.run(run_factory())
         totals["factory"][0] += tokens
         totals["factory"][1] += seconds
-    out = {name: {"completion_tokens": int(t), "seconds": round(s, 3), "tokens_per_s": round(t / s, 2)}
-           for name, (t, s) in totals.items()}
-    return {"factory_threads": factory_threads, "prompts": len(prompts), "rounds": rounds,
-            "params": params, "paths": out}
+    out = {
+        name: {"completion_tokens": int(t), "seconds": round(s, 3), "tokens_per_s": round(t / s, 2)}
+        for name, (t, s) in totals.items()
+    }
+    return {
+        "factory_threads": factory_threads,
+        "prompts": len(prompts),
+        "rounds": rounds,
+        "params": params,
+        "paths": out,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,7 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("build")
     b.add_argument("config", nargs="?", type=Path)
     b.add_argument("--resume", type=Path)
-    b.add_argument("--memory-trace", action="store_true", help="also report RSS after each shard and before finalize")
+    b.add_argument(
+        "--memory-trace", action="store_true", help="also report RSS after each shard and before finalize"
+    )
     for mode in ("litellm", "gateway"):
         calls = sub.add_parser(mode)
         calls.add_argument("--base-url", required=True)

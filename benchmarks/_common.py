@@ -59,8 +59,18 @@ def child_env() -> dict[str, str]:
 def write_prompts(path: Path, n: int) -> Path:
     """`n` distinct single-turn prompts as jsonl (ids p000000...)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    topics = ("photosynthesis", "compound interest", "binary search", "the water cycle", "plate tectonics",
-              "vaccines", "inflation", "recursion", "supply chains", "black holes")
+    topics = (
+        "photosynthesis",
+        "compound interest",
+        "binary search",
+        "the water cycle",
+        "plate tectonics",
+        "vaccines",
+        "inflation",
+        "recursion",
+        "supply chains",
+        "black holes",
+    )
     with path.open("w", encoding="utf-8") as handle:
         for i in range(n):
             text = f"Explain {topics[i % len(topics)]} to a curious student (question {i})."
@@ -68,8 +78,16 @@ def write_prompts(path: Path, n: int) -> Path:
     return path
 
 
-def build_config(base_url: str, out_dir: Path, prompts: Path, *, concurrency: int, rationales: bool = True,
-                 shard_size: int | None = None, name: str = "bench") -> dict[str, Any]:
+def build_config(
+    base_url: str,
+    out_dir: Path,
+    prompts: Path,
+    *,
+    concurrency: int,
+    rationales: bool = True,
+    shard_size: int | None = None,
+    name: str = "bench",
+) -> dict[str, Any]:
     """A build config (plain data) whose every role is the fake server, with `concurrency` calls in flight.
 
     The gateway's overall limit and each model's limit are both `concurrency`; every role names the
@@ -81,8 +99,13 @@ def build_config(base_url: str, out_dir: Path, prompts: Path, *, concurrency: in
     if rationales:
         models["rationale_writer"] = {**spec, "temperature": 0.3}
     return {
-        "run": {"name": name, "output_dir": str(out_dir), "seed": 0,
-                "shard_size": shard_size or max(64, 4 * concurrency), "concurrency": concurrency},
+        "run": {
+            "name": name,
+            "output_dir": str(out_dir),
+            "seed": 0,
+            "shard_size": shard_size or max(64, 4 * concurrency),
+            "concurrency": concurrency,
+        },
         "models": models,
         "gateway": {"max_concurrency": concurrency},
         "prompts": {"path": str(prompts)},
@@ -95,7 +118,9 @@ def build_config(base_url: str, out_dir: Path, prompts: Path, *, concurrency: in
 def run_child(args: list[str], *, timeout_s: float = 1800.0, python: str | None = None) -> dict[str, Any]:
     """Run `python -m benchmarks._child ARGS`; its last stdout line is a JSON object."""
     command = [python or sys.executable, "-m", "benchmarks._child", *args]
-    done = subprocess.run(command, check=False, cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=timeout_s)
+    done = subprocess.run(
+        command, check=False, cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=timeout_s
+    )
     return parse_child_output(done.returncode, done.stdout, done.stderr, command)
 
 

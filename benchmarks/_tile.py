@@ -32,8 +32,11 @@ def _renumber(frame: pl.DataFrame, offset: int) -> pl.DataFrame:
         text = _PROMPT_ID.sub(lambda m: f"p{int(m.group(1)) + offset:06d}", text)
         return _QUESTION.sub(lambda m: f"(question {int(m.group(1)) + offset})", text)
 
-    columns = [pl.col(name).map_elements(shift, return_dtype=pl.Utf8) for name, dtype in frame.schema.items()
-               if dtype == pl.Utf8]
+    columns = [
+        pl.col(name).map_elements(shift, return_dtype=pl.Utf8)
+        for name, dtype in frame.schema.items()
+        if dtype == pl.Utf8
+    ]
     return frame.with_columns(columns) if columns else frame
 
 
@@ -44,7 +47,9 @@ def tile_run(source: Path, target: Path, n_source_prompts: int, copies: int) -> 
     (target / "stages").mkdir(parents=True)
     shutil.copy2(source / "config.yaml", target / "config.yaml")
     stage_dirs = [d for d in (source / "stages").iterdir() if d.is_dir()]
-    n_shards = 1 + max(int(m.group(1)) for d in stage_dirs for p in d.iterdir() if (m := _SHARD.match(p.name)))
+    n_shards = 1 + max(
+        int(m.group(1)) for d in stage_dirs for p in d.iterdir() if (m := _SHARD.match(p.name))
+    )
     for stage in stage_dirs:
         out = target / "stages" / stage.name
         out.mkdir()
@@ -56,10 +61,12 @@ def tile_run(source: Path, target: Path, n_source_prompts: int, copies: int) -> 
             for k in range(copies):
                 shard = k * n_shards + int(match.group(1))
                 _renumber(frame, k * n_source_prompts).write_parquet(
-                    out / f"shard-{shard:05d}{match.group(2) or ''}.parquet")
+                    out / f"shard-{shard:05d}{match.group(2) or ''}.parquet"
+                )
     prompts = pl.read_parquet(source / "prompts.parquet")
     pl.concat([_renumber(prompts, k * n_source_prompts) for k in range(copies)]).write_parquet(
-        target / "prompts.parquet")
+        target / "prompts.parquet"
+    )
     return n_source_prompts * copies
 
 
@@ -67,14 +74,15 @@ def finalize_only(run_dir: Path) -> dict[str, Any]:
     """Run the build's `finalize` on an existing run folder (shards done); no model is called."""
     from factory.config import load_config
     from factory.llm import Gateway
-    from factory.pipeline.finalize import finalize_run as finalize_module
     from factory.pipeline import runner
     from factory.pipeline.context import BuildContext
+    from factory.pipeline.finalize import finalize_run as finalize_module
     from factory.run.folder import RunFolder
 
     phases: dict[str, float] = {}
     plain_write = getattr(finalize_module, "write_dataset", None)
     if plain_write is not None:
+
         def traced_write(*args: Any, **kwargs: Any) -> Any:
             # RSS once every table is merged, and the peak the dataset build adds on top of it.
             phases["rss_tables_merged_mib"] = _rss_now_mib()

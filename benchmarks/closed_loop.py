@@ -54,13 +54,16 @@ def _timed(command: list[str], timeout_s: float) -> tuple[subprocess.CompletedPr
     """Run `command`; its wall seconds and CPU seconds (user + system of it and its children)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    done = subprocess.run(command, cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=timeout_s,
-                          check=False)
+    done = subprocess.run(
+        command, cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=timeout_s, check=False
+    )
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command[2:5])} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+        raise RuntimeError(
+            f"{' '.join(command[2:5])} failed (exit {done.returncode}):\n{done.stderr[-3000:]}"
+        )
     return done, round(wall, 1), round(cpu, 1)
 
 
@@ -78,33 +81,60 @@ def run(opts: Options) -> dict[str, Any]:
 
     opts.log(f"{NAME}: building {prompts} prompts on the embedded model")
     load_build = load_average()
-    built, build_wall, build_cpu = _timed([*factory, "build", str(config_path), "--engine", "local", "--quiet"],
-                                          timeout_s=6 * 3600)
+    built, build_wall, build_cpu = _timed(
+        [*factory, "build", str(config_path), "--engine", "local", "--quiet"], timeout_s=6 * 3600
+    )
     run_dir = Path(built.stdout.strip().splitlines()[-1])
     manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
     counts = manifest["counts"]
 
     opts.log(f"{NAME}: DPO on {counts['dataset']['dpo_train']} train pairs, CPU")
     load_train = load_average()
-    train_cmd = [*factory, "train", str(run_dir), "--model", "local/smollm2", "--max-length", str(MAX_LENGTH),
-                 "--learning-rate", str(LEARNING_RATE), "--batch-size", "2", "--no-save"]
+    train_cmd = [
+        *factory,
+        "train",
+        str(run_dir),
+        "--model",
+        "local/smollm2",
+        "--max-length",
+        str(MAX_LENGTH),
+        "--learning-rate",
+        str(LEARNING_RATE),
+        "--batch-size",
+        "2",
+        "--no-save",
+    ]
     if steps:
         train_cmd += ["--max-steps", str(steps)]
     _, train_wall, train_cpu = _timed(train_cmd, timeout_s=6 * 3600)
     result = json.loads((run_dir / "training" / "dpo" / "train_result.json").read_text(encoding="utf-8"))
     evaluation = result["evaluation"] or {}
     figures = {
-        "prompts": prompts, "run_dir": str(run_dir), "counts": counts["dataset"], "llm": manifest.get("llm"),
+        "prompts": prompts,
+        "run_dir": str(run_dir),
+        "counts": counts["dataset"],
+        "llm": manifest.get("llm"),
         "build": {"wall_s": build_wall, "cpu_s": build_cpu, "load_average": load_build},
-        "train": {"wall_s": train_wall, "cpu_s": train_cpu, "load_average": load_train,
-                  "steps": result["steps"], "train_rows": result["train_rows"], "max_length": MAX_LENGTH,
-                  "learning_rate": LEARNING_RATE, "beta": evaluation.get("beta"), "train_loss": result["train_loss"],
-                  "timings_s": result["timings_s"], "parameters": result["parameters"]},
+        "train": {
+            "wall_s": train_wall,
+            "cpu_s": train_cpu,
+            "load_average": load_train,
+            "steps": result["steps"],
+            "train_rows": result["train_rows"],
+            "max_length": MAX_LENGTH,
+            "learning_rate": LEARNING_RATE,
+            "beta": evaluation.get("beta"),
+            "train_loss": result["train_loss"],
+            "timings_s": result["timings_s"],
+            "parameters": result["parameters"],
+        },
         "test": {k: evaluation.get(k) for k in ("pairs", "dropped_pairs", "before", "after")},
         "load_average_end": load_average(),
     }
     after, before = evaluation.get("after") or {}, evaluation.get("before") or {}
-    opts.log(f"{NAME}: reward accuracy {before.get('reward_accuracy')} -> {after.get('reward_accuracy')}, "
-             f"logp accuracy {before.get('logp_accuracy')} -> {after.get('logp_accuracy')} on "
-             f"{evaluation.get('pairs')} test pairs; build {build_wall}s, train {train_wall}s")
+    opts.log(
+        f"{NAME}: reward accuracy {before.get('reward_accuracy')} -> {after.get('reward_accuracy')}, "
+        f"logp accuracy {before.get('logp_accuracy')} -> {after.get('logp_accuracy')} on "
+        f"{evaluation.get('pairs')} test pairs; build {build_wall}s, train {train_wall}s"
+    )
     return figures

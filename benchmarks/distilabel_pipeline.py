@@ -30,8 +30,11 @@ def main() -> int:
     parser.add_argument("--base-url", required=True)
     parser.add_argument("--prompts", type=int, required=True)
     parser.add_argument("--batch-size", type=int, required=True, help="input_batch_size of every LLM step")
-    parser.add_argument("--judge-json", required=True,
-                        help='{"system": ..., "template": ...}: Jinja using instruction, answer_a, answer_b')
+    parser.add_argument(
+        "--judge-json",
+        required=True,
+        help='{"system": ..., "template": ...}: Jinja using instruction, answer_a, answer_b',
+    )
     parser.add_argument("--cache-dir", required=True)
     parser.add_argument("--max-tokens", type=int, default=256)
     ns = parser.parse_args()
@@ -47,15 +50,33 @@ def main() -> int:
     # The factory's judge prompt names the answers `answer_a` / `answer_b`; distilabel checks that
     # every input column appears in the template, so unpack `generations` in a Jinja statement.
     template = "{% set answer_a, answer_b = generations[0], generations[1] %}" + judge["template"]
-    topics = ("photosynthesis", "compound interest", "binary search", "the water cycle", "plate tectonics",
-              "vaccines", "inflation", "recursion", "supply chains", "black holes")
-    data = [{"instruction": f"Explain {topics[i % len(topics)]} to a curious student (question {i})."}
-            for i in range(ns.prompts)]
+    topics = (
+        "photosynthesis",
+        "compound interest",
+        "binary search",
+        "the water cycle",
+        "plate tectonics",
+        "vaccines",
+        "inflation",
+        "recursion",
+        "supply chains",
+        "black holes",
+    )
+    data = [
+        {"instruction": f"Explain {topics[i % len(topics)]} to a curious student (question {i})."}
+        for i in range(ns.prompts)
+    ]
 
     def llm(temperature: float) -> OpenAILLM:
         # max_retries=0 like the factory's benchmark: the fake server never fails here.
-        return OpenAILLM(model="fake", base_url=ns.base_url, api_key="no-key", max_retries=0, timeout=120,
-                         generation_kwargs={"temperature": temperature, "max_new_tokens": ns.max_tokens})
+        return OpenAILLM(
+            model="fake",
+            base_url=ns.base_url,
+            api_key="no-key",
+            max_retries=0,
+            timeout=120,
+            generation_kwargs={"temperature": temperature, "max_new_tokens": ns.max_tokens},
+        )
 
     with Pipeline(name="factory-benchmark", cache_dir=ns.cache_dir) as pipeline:
         load = LoadDataFromDicts(data=data, batch_size=ns.batch_size)
@@ -63,11 +84,20 @@ def main() -> int:
         # requests differ, as the factory's differ by seed).
         gen_a = TextGeneration(name="generate_a", llm=llm(0.7), input_batch_size=ns.batch_size)
         gen_b = TextGeneration(name="generate_b", llm=llm(0.8), input_batch_size=ns.batch_size)
-        pair = GroupColumns(columns=["generation", "model_name"], output_columns=["generations", "model_names"],
-                            input_batch_size=ns.batch_size)
-        judge_step = TextGeneration(name="judge", llm=llm(0.0), template=template,
-                                    system_prompt=judge["system"], columns=["instruction", "generations"],
-                                    output_mappings={"generation": "judgment"}, input_batch_size=ns.batch_size)
+        pair = GroupColumns(
+            columns=["generation", "model_name"],
+            output_columns=["generations", "model_names"],
+            input_batch_size=ns.batch_size,
+        )
+        judge_step = TextGeneration(
+            name="judge",
+            llm=llm(0.0),
+            template=template,
+            system_prompt=judge["system"],
+            columns=["instruction", "generations"],
+            output_mappings={"generation": "judgment"},
+            input_batch_size=ns.batch_size,
+        )
         load >> [gen_a, gen_b] >> pair >> judge_step
 
     started = time.perf_counter()
@@ -75,8 +105,18 @@ def main() -> int:
     wall = time.perf_counter() - started
     rows = distiset["default"]["train"]
     judged = sum(1 for r in rows if r.get("judgment") and "### Score Assistant A" in r["judgment"])
-    print(json.dumps({"distilabel_version": distilabel.__version__, "wall_s": round(wall, 3),
-                      "rows": len(rows), "judged": judged, "batch_size": ns.batch_size}), flush=True)
+    print(
+        json.dumps(
+            {
+                "distilabel_version": distilabel.__version__,
+                "wall_s": round(wall, 3),
+                "rows": len(rows),
+                "judged": judged,
+                "batch_size": ns.batch_size,
+            }
+        ),
+        flush=True,
+    )
     return 0
 
 

@@ -30,10 +30,23 @@ def run(opts: Options) -> dict[str, Any]:
     if missing:
         return {"skipped": missing}
     prompts, max_tokens, rounds = (1, 8, 1) if opts.quick else (8, 96, 3)
-    opts.log(f"{NAME}: {prompts} prompts x {rounds} rounds, max_tokens {max_tokens}, factory vs direct llama.cpp")
+    opts.log(
+        f"{NAME}: {prompts} prompts x {rounds} rounds, max_tokens {max_tokens}, factory vs direct llama.cpp"
+    )
     load = load_average()
-    child = run_child(["embedded", "--prompts", str(prompts), "--max-tokens", str(max_tokens),
-                       "--rounds", str(rounds), "--threads", "1,2"])
+    child = run_child(
+        [
+            "embedded",
+            "--prompts",
+            str(prompts),
+            "--max-tokens",
+            str(max_tokens),
+            "--rounds",
+            str(rounds),
+            "--threads",
+            "1,2",
+        ]
+    )
     paths = child["paths"]
     factory = paths["factory"]["tokens_per_s"]
     same_threads = paths.get(f"direct_t{child['factory_threads']}", {}).get("tokens_per_s")
@@ -45,6 +58,8 @@ def run(opts: Options) -> dict[str, Any]:
         "ratio_to_best_direct": ratio(factory, best_direct),
         "targets": {"ratio_to_direct": {"target": 0.8, "measured": ratio(factory, same_threads)}},
     }
-    opts.log(f"{NAME}: factory {factory} tokens/s; direct " +
-             ", ".join(f"{k} {v['tokens_per_s']}" for k, v in paths.items() if k.startswith("direct")))
+    opts.log(
+        f"{NAME}: factory {factory} tokens/s; direct "
+        + ", ".join(f"{k} {v['tokens_per_s']}" for k, v in paths.items() if k.startswith("direct"))
+    )
     return result

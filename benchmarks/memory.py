@@ -51,26 +51,37 @@ def _real_builds(opts: Options, sizes: tuple[int, ...], work: Path) -> list[dict
         for n in sizes:
             prompts = write_prompts(work / f"prompts-{n}.jsonl", n)
             config_path = work / f"config-{n}.json"
-            config_path.write_text(json.dumps(build_config(server.base_url, work / "runs", prompts,
-                                                           concurrency=CONCURRENCY)))
+            config_path.write_text(
+                json.dumps(build_config(server.base_url, work / "runs", prompts, concurrency=CONCURRENCY))
+            )
             opts.log(f"{NAME}: build of {n} prompts (no added latency)")
             server.reset()
             load = load_average()
             child = run_child(["build", str(config_path), "--memory-trace"], timeout_s=6 * 3600)
-            rows.append({
-                "prompts": n, "server_calls": server.stats().calls, "wall_s": child["wall_s"],
-                "rss_before_build_mib": child["rss_before_build_mib"],
-                "peak_rss_before_finalize_mib": child.get("peak_rss_before_finalize_mib"),
-                "peak_rss_mib": child["peak_rss_mib"], "run_dir": child["run_dir"], "status": child["status"],
-                "rss_by_prompts_done": child.get("rss_by_prompts_done", []),
-                "load_average": load,
-            })
-            opts.log(f"{NAME}: {n} prompts: peak RSS {child['peak_rss_mib']:.0f} MiB (before the build "
-                     f"{child['rss_before_build_mib']:.0f}, shards done {child.get('peak_rss_before_finalize_mib')})")
+            rows.append(
+                {
+                    "prompts": n,
+                    "server_calls": server.stats().calls,
+                    "wall_s": child["wall_s"],
+                    "rss_before_build_mib": child["rss_before_build_mib"],
+                    "peak_rss_before_finalize_mib": child.get("peak_rss_before_finalize_mib"),
+                    "peak_rss_mib": child["peak_rss_mib"],
+                    "run_dir": child["run_dir"],
+                    "status": child["status"],
+                    "rss_by_prompts_done": child.get("rss_by_prompts_done", []),
+                    "load_average": load,
+                }
+            )
+            opts.log(
+                f"{NAME}: {n} prompts: peak RSS {child['peak_rss_mib']:.0f} MiB (before the build "
+                f"{child['rss_before_build_mib']:.0f}, shards done {child.get('peak_rss_before_finalize_mib')})"
+            )
     return rows
 
 
-def _tiled_finalize(opts: Options, source: dict[str, Any], sizes: tuple[int, ...], work: Path) -> dict[str, Any]:
+def _tiled_finalize(
+    opts: Options, source: dict[str, Any], sizes: tuple[int, ...], work: Path
+) -> dict[str, Any]:
     from benchmarks._tile import tile_run
 
     points = []
@@ -80,10 +91,16 @@ def _tiled_finalize(opts: Options, source: dict[str, Any], sizes: tuple[int, ...
         opts.log(f"{NAME}: finalize alone on {source['prompts']} x {copies} prompts (tiled run folder)")
         total = tile_run(Path(source["run_dir"]), tiled, source["prompts"], copies)
         child = run_child(["finalize", str(tiled)], timeout_s=3600)
-        points.append({"prompts": total, "peak_rss_mib": child["peak_rss_mib"],
-                       "rss_before_mib": child["rss_before_mib"], "wall_s": child["wall_s"],
-                       "pairs": child["counts"].get("pairs"),
-                       "rss_tables_merged_mib": child.get("rss_tables_merged_mib")})
+        points.append(
+            {
+                "prompts": total,
+                "peak_rss_mib": child["peak_rss_mib"],
+                "rss_before_mib": child["rss_before_mib"],
+                "wall_s": child["wall_s"],
+                "pairs": child["counts"].get("pairs"),
+                "rss_tables_merged_mib": child.get("rss_tables_merged_mib"),
+            }
+        )
         opts.log(f"{NAME}: finalize of {total} prompts: peak RSS {child['peak_rss_mib']:.0f} MiB")
     return {"source_prompts": source["prompts"], "points": points}
 
@@ -97,13 +114,18 @@ def run(opts: Options) -> dict[str, Any]:
     tiled = None
     if max(sizes) < max(tiled_sizes):
         # Tile the largest build that divides every target size, so 10k and 100k are hit exactly.
-        source = next((r for r in reversed(rows) if all(t % r["prompts"] == 0 for t in tiled_sizes)), rows[-1])
+        source = next(
+            (r for r in reversed(rows) if all(t % r["prompts"] == 0 for t in tiled_sizes)), rows[-1]
+        )
         tiled = _tiled_finalize(opts, source, tiled_sizes, work)
     largest = rows[-1]
     samples = [tuple(x) for x in largest["rss_by_prompts_done"]]
     slope = steady_slope(samples)  # type: ignore[arg-type]
-    shard_phase_100k = (round(largest["peak_rss_before_finalize_mib"] + slope * (100_000 - largest["prompts"]), 1)
-                        if slope is not None and largest["peak_rss_before_finalize_mib"] else None)
+    shard_phase_100k = (
+        round(largest["peak_rss_before_finalize_mib"] + slope * (100_000 - largest["prompts"]), 1)
+        if slope is not None and largest["peak_rss_before_finalize_mib"]
+        else None
+    )
     tiled_at = {p["prompts"]: p["peak_rss_mib"] for p in tiled["points"]} if tiled else {}
 
     def nearest(values: dict[int, float], n: int) -> float | None:
@@ -115,10 +137,15 @@ def run(opts: Options) -> dict[str, Any]:
         at_10k = nearest(measured, 10_000)
     else:
         finalize_100k = nearest(tiled_at, 100_000)
-        at_100k = max(v for v in (finalize_100k, shard_phase_100k) if v is not None) if (
-            finalize_100k or shard_phase_100k) else None
-        kind = ("max of finalize measured on a run folder tiled to 100k prompts and the shard phase "
-                "extrapolated from the largest real build's steady RSS growth")
+        at_100k = (
+            max(v for v in (finalize_100k, shard_phase_100k) if v is not None)
+            if (finalize_100k or shard_phase_100k)
+            else None
+        )
+        kind = (
+            "max of finalize measured on a run folder tiled to 100k prompts and the shard phase "
+            "extrapolated from the largest real build's steady RSS growth"
+        )
         at_10k = nearest(measured, 10_000) or nearest(tiled_at, 10_000)
     for r in rows:
         r.pop("run_dir", None)
@@ -128,7 +155,9 @@ def run(opts: Options) -> dict[str, Any]:
         "finalize_tiled": tiled,
         "shard_phase_slope_kib_per_prompt": round(slope * 1024, 3) if slope is not None else None,
         "shard_phase_100k_extrapolated_mib": shard_phase_100k,
-        "growth_largest_over_smallest": ratio(rows[-1]["peak_rss_mib"], rows[0]["peak_rss_mib"]) if rows else None,
+        "growth_largest_over_smallest": ratio(rows[-1]["peak_rss_mib"], rows[0]["peak_rss_mib"])
+        if rows
+        else None,
         "peak_rss_100k_mib": at_100k,
         "peak_rss_100k_kind": kind,
         "peak_rss_10k_mib": at_10k,

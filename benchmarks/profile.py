@@ -62,7 +62,10 @@ def shares(raw: str) -> dict[str, Any]:
         component = next((name for f in reversed(frames) for name, p in COMPONENTS if p.search(f)), "other")
         counts[component] += int(n)
     total = sum(counts.values())
-    return {"samples": total, "shares": {k: round(v / total, 4) for k, v in counts.most_common()} if total else {}}
+    return {
+        "samples": total,
+        "shares": {k: round(v / total, 4) for k, v in counts.most_common()} if total else {},
+    }
 
 
 def _profile(spy: str, server: LatencyServer, work: Path, transport: str, n: int, c: int) -> dict[str, Any]:
@@ -73,9 +76,32 @@ def _profile(spy: str, server: LatencyServer, work: Path, transport: str, n: int
     config_path.write_text(json.dumps(config))
     out = work / f"profile-{transport}.txt"
     env = {**child_env(), "OPENAI_API_KEY": "x"}
-    subprocess.run([spy, "record", "-r", str(RATE_HZ), "-f", "raw", "-o", str(out), "--", sys.executable, "-m",
-                    "factory", "build", str(config_path), "--engine", "local", "--quiet"],
-                   env=env, cwd=REPO, capture_output=True, check=True, timeout=1800)
+    subprocess.run(
+        [
+            spy,
+            "record",
+            "-r",
+            str(RATE_HZ),
+            "-f",
+            "raw",
+            "-o",
+            str(out),
+            "--",
+            sys.executable,
+            "-m",
+            "factory",
+            "build",
+            str(config_path),
+            "--engine",
+            "local",
+            "--quiet",
+        ],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+        timeout=1800,
+    )
     return {"transport": transport, "prompts": n, "concurrency": c, **shares(out.read_text())}
 
 

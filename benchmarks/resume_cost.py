@@ -37,13 +37,16 @@ def _cached_calls(run_dir: Path) -> int:
 def _kill_at(config_path: Path, server: Any, at_calls: int, timeout_s: float) -> tuple[Path, int]:
     """Start a build and SIGKILL it once the server has received `at_calls` calls; return its run folder."""
     command = [sys.executable, "-m", "benchmarks._child", "build", str(config_path)]
-    process = subprocess.Popen(command, cwd=REPO, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        command, cwd=REPO, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     deadline = time.monotonic() + timeout_s
     try:
         while server.stats().calls < at_calls:
             if process.poll() is not None:
-                raise RuntimeError(f"the build finished before the kill point ({at_calls} calls): "
-                                   "raise the prompt count")
+                raise RuntimeError(
+                    f"the build finished before the kill point ({at_calls} calls): raise the prompt count"
+                )
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the build did not reach {at_calls} calls in {timeout_s:.0f}s")
             time.sleep(0.02)
@@ -64,8 +67,11 @@ def _kill_at(config_path: Path, server: Any, at_calls: int, timeout_s: float) ->
 
 def _drop_timing(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _drop_timing(v) for k, v in sorted(value.items())
-                if not any(t in k.lower() for t in TIMING_KEYS)}
+        return {
+            k: _drop_timing(v)
+            for k, v in sorted(value.items())
+            if not any(t in k.lower() for t in TIMING_KEYS)
+        }
     if isinstance(value, list):
         return [_drop_timing(v) for v in value]
     if isinstance(value, str) and value[:1] in "[{":
@@ -89,7 +95,11 @@ def comparable_pairs(run_dir: Path) -> list[dict[str, Any]]:
 def _dataset_equal(a: Path, b: Path) -> bool | None:
     import polars as pl
 
-    files = sorted(p.relative_to(a) for p in (a / "dataset").rglob("*.parquet")) if (a / "dataset").is_dir() else []
+    files = (
+        sorted(p.relative_to(a) for p in (a / "dataset").rglob("*.parquet"))
+        if (a / "dataset").is_dir()
+        else []
+    )
     if not files:
         return None
     for rel in files:
@@ -129,8 +139,10 @@ def run(opts: Options) -> dict[str, Any]:
     same_pairs = comparable_pairs(Path(reference["run_dir"])) == comparable_pairs(run_dir)
     repeated = killed_calls + resumed_calls - uninterrupted
     repeated_completed = resumed_calls - (uninterrupted - cached_at_kill)
-    opts.log(f"{NAME}: {repeated} calls repeated ({repeated_completed} of them completed before the kill); "
-             f"pairs equal: {same_pairs}")
+    opts.log(
+        f"{NAME}: {repeated} calls repeated ({repeated_completed} of them completed before the kill); "
+        f"pairs equal: {same_pairs}"
+    )
     return {
         "prompts": n_prompts,
         "concurrency": CONCURRENCY,
@@ -147,6 +159,8 @@ def run(opts: Options) -> dict[str, Any]:
         "dataset_equal": _dataset_equal(Path(reference["run_dir"]), run_dir),
         "resumed_status": resumed["status"],
         "load_average": load,
-        "targets": {"repeated_completed_calls": {"target": 0, "measured": repeated_completed},
-                    "pairs_equal": {"target": True, "measured": same_pairs}},
+        "targets": {
+            "repeated_completed_calls": {"target": 0, "measured": repeated_completed},
+            "pairs_equal": {"target": True, "measured": same_pairs},
+        },
     }

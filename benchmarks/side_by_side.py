@@ -57,8 +57,9 @@ class LatencyServer:
             return int(json.loads(reply.read())["requests"])
 
     def __enter__(self) -> Self:
-        self._process = subprocess.Popen([sys.executable, str(PEERS / "fake_latency_server.py"), str(self.port),
-                                          str(self.latency_ms)])
+        self._process = subprocess.Popen(
+            [sys.executable, str(PEERS / "fake_latency_server.py"), str(self.port), str(self.latency_ms)]
+        )
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -115,13 +116,19 @@ def curator_python(install: bool, log: Any = None) -> Path | None:
     if log:
         log(f"{NAME}: creating {CURATOR_VENV.relative_to(REPO)} and installing {CURATOR} (a few minutes)")
     venv.EnvBuilder(with_pip=True, clear=True).create(CURATOR_VENV)
-    subprocess.run([str(python), "-m", "pip", "install", "-q", CURATOR], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", CURATOR], check=True, stdout=subprocess.DEVNULL
+    )
     return python if _imports(python, "bespokelabs.curator") else None
 
 
 def _imports(python: Path, module: str) -> bool:
-    return subprocess.run([str(python), "-c", f"import {module}"], capture_output=True, timeout=300,
-                          check=False).returncode == 0
+    return (
+        subprocess.run(
+            [str(python), "-c", f"import {module}"], capture_output=True, timeout=300, check=False
+        ).returncode
+        == 0
+    )
 
 
 def _peer_env(curator: Path | None) -> dict[str, str]:
@@ -129,8 +136,10 @@ def _peer_env(curator: Path | None) -> dict[str, str]:
     env.pop("PYTHONPATH", None)  # a peer must not see the factory
     env.update({"OPENAI_API_KEY": "x", "TELEMETRY_ENABLED": "false", "CURATOR_DISABLE_RICH_DISPLAY": "1"})
     if curator is not None:  # litellm's bundled tokenizer files serve tiktoken offline
-        found = next(curator.parent.parent.glob("lib/python3*/site-packages/litellm/litellm_core_utils/tokenizers"),
-                     None)
+        found = next(
+            curator.parent.parent.glob("lib/python3*/site-packages/litellm/litellm_core_utils/tokenizers"),
+            None,
+        )
         if found:
             env["TIKTOKEN_CACHE_DIR"] = str(found)
     return env
@@ -138,35 +147,69 @@ def _peer_env(curator: Path | None) -> dict[str, str]:
 
 def _factory_config(server: LatencyServer, work: Path, n: int, c: int) -> Path:
     prompts = work / f"prompts-{n}.jsonl"
-    prompts.write_text("".join(json.dumps({"id": f"p{i}", "prompt": f"Question {i}: explain item {i}."}) + "\n"
-                               for i in range(n)), encoding="utf-8")
+    prompts.write_text(
+        "".join(
+            json.dumps({"id": f"p{i}", "prompt": f"Question {i}: explain item {i}."}) + "\n" for i in range(n)
+        ),
+        encoding="utf-8",
+    )
     spec = {"model": "openai/fake", "api_base": server.base_url, "max_concurrency": c, "max_tokens": 64}
-    config = {"run": {"name": "sbs", "output_dir": str(work / "runs"), "seed": 0, "shard_size": max(64, 4 * c),
-                      "concurrency": c},
-              "models": {"generator": spec, "judge": {**spec, "temperature": 0.0}},
-              "gateway": {"max_concurrency": c}, "prompts": {"path": str(prompts)},
-              "generation": {"workflows": [{"kind": "single", "name": "single", "generators": ["generator"],
-                                            "samples": 2}]},
-              "judging": {"setting": {"kind": "judge", "models": ["judge"], "protocol": "combined", "scale": 10,
-                                      "order": "fixed"}},
-              "rationales": {"enabled": False}, "variants": {"enabled": False}, "gate": {"enabled": False}}
+    config = {
+        "run": {
+            "name": "sbs",
+            "output_dir": str(work / "runs"),
+            "seed": 0,
+            "shard_size": max(64, 4 * c),
+            "concurrency": c,
+        },
+        "models": {"generator": spec, "judge": {**spec, "temperature": 0.0}},
+        "gateway": {"max_concurrency": c},
+        "prompts": {"path": str(prompts)},
+        "generation": {
+            "workflows": [{"kind": "single", "name": "single", "generators": ["generator"], "samples": 2}]
+        },
+        "judging": {
+            "setting": {
+                "kind": "judge",
+                "models": ["judge"],
+                "protocol": "combined",
+                "scale": 10,
+                "order": "fixed",
+            }
+        },
+        "rationales": {"enabled": False},
+        "variants": {"enabled": False},
+        "gate": {"enabled": False},
+    }
     path = work / f"config-{n}-{c}.json"
     path.write_text(json.dumps(config), encoding="utf-8")
     return path
 
 
-def _run(who: str, command: list[str], env: dict[str, str], server: LatencyServer, judged: Any) -> dict[str, Any]:
+def _run(
+    who: str, command: list[str], env: dict[str, str], server: LatencyServer, judged: Any
+) -> dict[str, Any]:
     with ArrivalWatch(server) as watch:
-        done = subprocess.run(command, env=env, capture_output=True, text=True, check=False, timeout=3600, cwd=REPO)
+        done = subprocess.run(
+            command, env=env, capture_output=True, text=True, check=False, timeout=3600, cwd=REPO
+        )
         wall = time.perf_counter() - watch.started
     calls = server.requests() - watch.before
     pairs = judged(done) if done.returncode == 0 else None
     if pairs is None:
         return {"who": who, "failed": (done.stdout + done.stderr)[-400:]}
-    window = (watch.last_s - watch.first_s + server.latency_ms / 1000) if watch.first_s and watch.last_s else None
-    return {"who": who, "wall_s": round(wall, 2), "judged": pairs, "calls": calls,
-            "pairs_per_s": round(pairs / wall, 2), "first_call_s": round(watch.first_s, 2) if watch.first_s else None,
-            "calling_calls_per_s": round(calls / window, 1) if window else None}
+    window = (
+        (watch.last_s - watch.first_s + server.latency_ms / 1000) if watch.first_s and watch.last_s else None
+    )
+    return {
+        "who": who,
+        "wall_s": round(wall, 2),
+        "judged": pairs,
+        "calls": calls,
+        "pairs_per_s": round(pairs / wall, 2),
+        "first_call_s": round(watch.first_s, 2) if watch.first_s else None,
+        "calling_calls_per_s": round(calls / window, 1) if window else None,
+    }
 
 
 def _manifest_judged(done: subprocess.CompletedProcess[str]) -> int | None:
@@ -183,15 +226,36 @@ def _printed_judged(done: subprocess.CompletedProcess[str]) -> int | None:
 
 def _ceilings(server: LatencyServer, calls: int, c: int, opts: Options) -> dict[str, Any]:
     opts.log(f"{NAME}: client ceilings, {calls} calls at C={c}")
-    done = subprocess.run([sys.executable, str(PEERS / "client_ceiling.py"), str(server.port), str(calls), str(c)],
-                          env=child_env(), capture_output=True, text=True, check=True, timeout=1800)
+    done = subprocess.run(
+        [sys.executable, str(PEERS / "client_ceiling.py"), str(server.port), str(calls), str(c)],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=1800,
+    )
     out: dict[str, Any] = {}
-    for name, rate, cpu in re.findall(r"^(\S+)\s+C=\d+:\s+([\d.]+) calls/s,\s+([\d.]+) ms CPU/call", done.stdout,
-                                      re.MULTILINE):
+    for name, rate, cpu in re.findall(
+        r"^(\S+)\s+C=\d+:\s+([\d.]+) calls/s,\s+([\d.]+) ms CPU/call", done.stdout, re.MULTILINE
+    ):
         out[name] = {"calls_per_s": float(rate), "cpu_ms_per_call": float(cpu)}
-    gateway = run_child(["gateway", "--base-url", server.base_url, "--calls", str(calls), "--concurrency", str(c),
-                         "--cache-dir", str(opts.work_dir / NAME / "gateway")])
-    out["factory-gateway"] = {"calls_per_s": gateway["calls_per_s"], "cpu_ms_per_call": gateway["cpu_ms_per_call"]}
+    gateway = run_child(
+        [
+            "gateway",
+            "--base-url",
+            server.base_url,
+            "--calls",
+            str(calls),
+            "--concurrency",
+            str(c),
+            "--cache-dir",
+            str(opts.work_dir / NAME / "gateway"),
+        ]
+    )
+    out["factory-gateway"] = {
+        "calls_per_s": gateway["calls_per_s"],
+        "cpu_ms_per_call": gateway["cpu_ms_per_call"],
+    }
     return out
 
 
@@ -219,33 +283,82 @@ def run(opts: Options) -> dict[str, Any]:
             runs: list[dict[str, Any]] = []
             load = load_average()
             for r in range(rounds):
-                sides = [("factory", [sys.executable, "-m", "factory", "build", str(config), "--engine", "local",
-                                      "--quiet"], factory_env, _manifest_judged)]
+                sides = [
+                    (
+                        "factory",
+                        [
+                            sys.executable,
+                            "-m",
+                            "factory",
+                            "build",
+                            str(config),
+                            "--engine",
+                            "local",
+                            "--quiet",
+                        ],
+                        factory_env,
+                        _manifest_judged,
+                    )
+                ]
                 if curator is not None:
-                    sides.append(("curator", [str(curator), str(PEERS / "curator_pairs.py"), server.base_url, str(n),
-                                              str(c)], {**peer_env, "CURATOR_CACHE_DIR": tempfile.mkdtemp()},
-                                  _printed_judged))
+                    sides.append(
+                        (
+                            "curator",
+                            [str(curator), str(PEERS / "curator_pairs.py"), server.base_url, str(n), str(c)],
+                            {**peer_env, "CURATOR_CACHE_DIR": tempfile.mkdtemp()},
+                            _printed_judged,
+                        )
+                    )
                 if distilabel is not None:
-                    sides.append(("distilabel", [str(distilabel), str(PEERS / "distilabel_pairs.py"), server.base_url,
-                                                 str(n), str(c)], peer_env, _printed_judged))
+                    sides.append(
+                        (
+                            "distilabel",
+                            [
+                                str(distilabel),
+                                str(PEERS / "distilabel_pairs.py"),
+                                server.base_url,
+                                str(n),
+                                str(c),
+                            ],
+                            peer_env,
+                            _printed_judged,
+                        )
+                    )
                 for who, command, env, judged in sides:
                     row = _run(who, command, env, server, judged)
                     runs.append({**row, "round": r})
-                    opts.log(f"{NAME}: n={n} C={c} round {r}: {who} {row.get('pairs_per_s')} pairs/s "
-                             f"({row.get('wall_s')} s, first call {row.get('first_call_s')} s)")
-            by = {who: [x for x in runs if x["who"] == who and "failed" not in x] for who in
-                  ("factory", "curator", "distilabel")}
-            entry = {"prompts": n, "concurrency": c, "latency_ms": LATENCY_MS,
-                     "limit_pairs_per_s": round(c / (LATENCY_MS / 1000) / 3, 1),
-                     "limit_calls_per_s": c / (LATENCY_MS / 1000), "load_average": load, "runs": runs,
-                     "failures": [x for x in runs if "failed" in x]}
+                    opts.log(
+                        f"{NAME}: n={n} C={c} round {r}: {who} {row.get('pairs_per_s')} pairs/s "
+                        f"({row.get('wall_s')} s, first call {row.get('first_call_s')} s)"
+                    )
+            by = {
+                who: [x for x in runs if x["who"] == who and "failed" not in x]
+                for who in ("factory", "curator", "distilabel")
+            }
+            entry = {
+                "prompts": n,
+                "concurrency": c,
+                "latency_ms": LATENCY_MS,
+                "limit_pairs_per_s": round(c / (LATENCY_MS / 1000) / 3, 1),
+                "limit_calls_per_s": c / (LATENCY_MS / 1000),
+                "load_average": load,
+                "runs": runs,
+                "failures": [x for x in runs if "failed" in x],
+            }
             for who, rows in by.items():
-                entry[who] = {"pairs_per_s": _median(rows, "pairs_per_s"), "wall_s": _median(rows, "wall_s"),
-                              "first_call_s": _median(rows, "first_call_s"),
-                              "calling_calls_per_s": _median(rows, "calling_calls_per_s"), "runs": len(rows)}
-            entry["factory_over_curator"] = ratio(entry["factory"]["pairs_per_s"], entry["curator"]["pairs_per_s"])
-            entry["factory_over_distilabel"] = ratio(entry["factory"]["pairs_per_s"],
-                                                     entry["distilabel"]["pairs_per_s"])
+                entry[who] = {
+                    "pairs_per_s": _median(rows, "pairs_per_s"),
+                    "wall_s": _median(rows, "wall_s"),
+                    "first_call_s": _median(rows, "first_call_s"),
+                    "calling_calls_per_s": _median(rows, "calling_calls_per_s"),
+                    "runs": len(rows),
+                }
+            entry["factory_over_curator"] = ratio(
+                entry["factory"]["pairs_per_s"], entry["curator"]["pairs_per_s"]
+            )
+            entry["factory_over_distilabel"] = ratio(
+                entry["factory"]["pairs_per_s"], entry["distilabel"]["pairs_per_s"]
+            )
             results.append(entry)
     at = {r["concurrency"]: r for r in results}
     raw = ceilings.get("aiohttp", {}).get("calls_per_s")
@@ -253,13 +366,25 @@ def run(opts: Options) -> dict[str, Any]:
     targets = {
         "c64_factory_over_curator": {"target": 1.5, "measured": c64 and c64["factory_over_curator"]},
         "c8_factory_over_curator": {"target": 1.2, "measured": c8 and c8["factory_over_curator"]},
-        "c64_calling_over_raw_aiohttp": {"target": 0.8, "measured": c64 and ratio(
-            c64["factory"]["calling_calls_per_s"], raw)},
-        "c8_calling_over_limit": {"target": 0.9, "measured": c8 and ratio(c8["factory"]["calling_calls_per_s"],
-                                                                          c8["limit_calls_per_s"])},
-        "first_call_s": {"target": 2.0, "measured": max((r["factory"]["first_call_s"] or 0) for r in results)
-                         if results else None},
+        "c64_calling_over_raw_aiohttp": {
+            "target": 0.8,
+            "measured": c64 and ratio(c64["factory"]["calling_calls_per_s"], raw),
+        },
+        "c8_calling_over_limit": {
+            "target": 0.9,
+            "measured": c8 and ratio(c8["factory"]["calling_calls_per_s"], c8["limit_calls_per_s"]),
+        },
+        "first_call_s": {
+            "target": 2.0,
+            "measured": max((r["factory"]["first_call_s"] or 0) for r in results) if results else None,
+        },
     }
-    return {"latency_ms": LATENCY_MS, "curator": CURATOR if curator else None,
-            "distilabel": bool(distilabel), "ceilings_c64": ceilings, "sizes": results, "targets": targets,
-            "load_average_at_end": load_average()}
+    return {
+        "latency_ms": LATENCY_MS,
+        "curator": CURATOR if curator else None,
+        "distilabel": bool(distilabel),
+        "ceilings_c64": ceilings,
+        "sizes": results,
+        "targets": targets,
+        "load_average_at_end": load_average(),
+    }

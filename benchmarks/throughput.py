@@ -35,8 +35,9 @@ def _bare_litellm(server: Any, opts: Options, calls: int, concurrency: int) -> d
     """`litellm.acompletion` alone, in a child process, against the running fake server."""
     opts.log(f"{NAME}: bare litellm.acompletion, {calls} calls at concurrency {concurrency}")
     server.reset()
-    figures = run_child(["litellm", "--base-url", server.base_url, "--calls", str(calls),
-                         "--concurrency", str(concurrency)])
+    figures = run_child(
+        ["litellm", "--base-url", server.base_url, "--calls", str(calls), "--concurrency", str(concurrency)]
+    )
     figures["peak_in_flight"] = server.stats().peak_in_flight
     return figures
 
@@ -56,10 +57,23 @@ def run(opts: Options) -> dict[str, Any]:
         # bound it (each call holds its slot for litellm's client-side work on top of the server's L).
         baseline_c8 = _bare_litellm(server, opts, 64 if opts.quick else 800, 8)
         baseline_c8["ratio_to_limit"] = ratio(baseline_c8["calls_per_s"], 8 / LATENCY_S)
-        opts.log(f"{NAME}: Gateway.complete alone (no workflow graphs), {baseline_calls} calls at concurrency 64")
+        opts.log(
+            f"{NAME}: Gateway.complete alone (no workflow graphs), {baseline_calls} calls at concurrency 64"
+        )
         server.reset()
-        gateway = run_child(["gateway", "--base-url", server.base_url, "--calls", str(baseline_calls),
-                             "--concurrency", "64", "--cache-dir", str(work / "gateway")])
+        gateway = run_child(
+            [
+                "gateway",
+                "--base-url",
+                server.base_url,
+                "--calls",
+                str(baseline_calls),
+                "--concurrency",
+                "64",
+                "--cache-dir",
+                str(work / "gateway"),
+            ]
+        )
         gateway["peak_in_flight"] = server.stats().peak_in_flight
         gateway["ratio_to_bare_litellm"] = ratio(gateway["calls_per_s"], ceiling)
         for c in concurrencies:
@@ -68,7 +82,9 @@ def run(opts: Options) -> dict[str, Any]:
             n_prompts = max(16, math.ceil(target_s * expected / CALLS_PER_PROMPT))
             prompts = write_prompts(work / f"prompts-{n_prompts}.jsonl", n_prompts)
             config_path = work / f"config-c{c}.json"
-            config_path.write_text(json.dumps(build_config(server.base_url, work / "runs", prompts, concurrency=c)))
+            config_path.write_text(
+                json.dumps(build_config(server.base_url, work / "runs", prompts, concurrency=c))
+            )
             opts.log(f"{NAME}: build of {n_prompts} prompts at concurrency {c} (limit {limit:g} calls/s)")
             server.reset()
             load = load_average()
@@ -77,37 +93,44 @@ def run(opts: Options) -> dict[str, Any]:
             stats = server.stats()
             calls_per_s = stats.calls / child["wall_s"]
             active = stats.calls / watch.active_s if watch.active_s else None
-            rows.append({
-                "concurrency": c,
-                "prompts": n_prompts,
-                "server_calls": stats.calls,
-                "gateway_calls": child["llm"].get("calls"),
-                "peak_in_flight": stats.peak_in_flight,
-                "wall_s": child["wall_s"],
-                "calls_per_s": round(calls_per_s, 2),
-                "limit_calls_per_s": limit,
-                "ratio_to_limit": ratio(calls_per_s, limit),
-                "active_calls_per_s": round(active, 2) if active else None,
-                "active_ratio_to_limit": ratio(active, limit),
-                # Bare litellm's figure has no start-up in it: compare the build's calling window.
-                "ratio_to_bare_litellm": ratio(active, ceiling),
-                "cpu_ratio_to_bare_litellm": ratio(baseline["cpu_ms_per_call"],
-                                                   1000 * child.get("shards_cpu_s", child["cpu_s"]) / max(stats.calls, 1)),
-                "cpu_s": child["cpu_s"],
-                "cpu_ms_per_call": round(1000 * child["cpu_s"] / max(stats.calls, 1), 3),
-                "shards_wall_s": child.get("shards_wall_s"),
-                "shards_cpu_ms_per_call": round(1000 * child["shards_cpu_s"] / max(stats.calls, 1), 3)
-                if child.get("shards_cpu_s") else None,
-                "calls_by_role": child["calls_by_role"],
-                "pairs": child["counts"].get("pairs"),
-                "status": child["status"],
-                "load_average": load,
-            })
-            opts.log(f"{NAME}: C={c}: {calls_per_s:.1f} calls/s end to end, {active or 0:.1f} calling "
-                     f"= {(active or 0) / limit:.2f} of C/L, "
-                     f"{1000 * child.get('shards_cpu_s', child['cpu_s']) / max(stats.calls, 1):.2f} ms CPU/call "
-                     "(shard phase), "
-                     f"peak in flight {stats.peak_in_flight}")
+            rows.append(
+                {
+                    "concurrency": c,
+                    "prompts": n_prompts,
+                    "server_calls": stats.calls,
+                    "gateway_calls": child["llm"].get("calls"),
+                    "peak_in_flight": stats.peak_in_flight,
+                    "wall_s": child["wall_s"],
+                    "calls_per_s": round(calls_per_s, 2),
+                    "limit_calls_per_s": limit,
+                    "ratio_to_limit": ratio(calls_per_s, limit),
+                    "active_calls_per_s": round(active, 2) if active else None,
+                    "active_ratio_to_limit": ratio(active, limit),
+                    # Bare litellm's figure has no start-up in it: compare the build's calling window.
+                    "ratio_to_bare_litellm": ratio(active, ceiling),
+                    "cpu_ratio_to_bare_litellm": ratio(
+                        baseline["cpu_ms_per_call"],
+                        1000 * child.get("shards_cpu_s", child["cpu_s"]) / max(stats.calls, 1),
+                    ),
+                    "cpu_s": child["cpu_s"],
+                    "cpu_ms_per_call": round(1000 * child["cpu_s"] / max(stats.calls, 1), 3),
+                    "shards_wall_s": child.get("shards_wall_s"),
+                    "shards_cpu_ms_per_call": round(1000 * child["shards_cpu_s"] / max(stats.calls, 1), 3)
+                    if child.get("shards_cpu_s")
+                    else None,
+                    "calls_by_role": child["calls_by_role"],
+                    "pairs": child["counts"].get("pairs"),
+                    "status": child["status"],
+                    "load_average": load,
+                }
+            )
+            opts.log(
+                f"{NAME}: C={c}: {calls_per_s:.1f} calls/s end to end, {active or 0:.1f} calling "
+                f"= {(active or 0) / limit:.2f} of C/L, "
+                f"{1000 * child.get('shards_cpu_s', child['cpu_s']) / max(stats.calls, 1):.2f} ms CPU/call "
+                "(shard phase), "
+                f"peak in flight {stats.peak_in_flight}"
+            )
     at64 = next((r for r in rows if r["concurrency"] == 64), None)
     at8 = next((r for r in rows if r["concurrency"] == 8), None)
     return {
@@ -117,13 +140,21 @@ def run(opts: Options) -> dict[str, Any]:
         "gateway_only": gateway,
         "builds": rows,
         "targets": {
-            "c8_calling_ratio_to_limit": {"target": 0.95, "measured": at8["active_ratio_to_limit"] if at8 else None},
-            "c8_calling_ratio_to_bare_litellm_c8": {"target": None, "measured": ratio(at8["active_calls_per_s"],
-                                                                                     baseline_c8["calls_per_s"])
-                                                   if at8 else None},
-            "c64_calling_ratio_to_bare_litellm": {"target": 0.9,
-                                                  "measured": at64["ratio_to_bare_litellm"] if at64 else None},
-            "c64_cpu_ratio_to_bare_litellm": {"target": 0.9,
-                                              "measured": at64["cpu_ratio_to_bare_litellm"] if at64 else None},
+            "c8_calling_ratio_to_limit": {
+                "target": 0.95,
+                "measured": at8["active_ratio_to_limit"] if at8 else None,
+            },
+            "c8_calling_ratio_to_bare_litellm_c8": {
+                "target": None,
+                "measured": ratio(at8["active_calls_per_s"], baseline_c8["calls_per_s"]) if at8 else None,
+            },
+            "c64_calling_ratio_to_bare_litellm": {
+                "target": 0.9,
+                "measured": at64["ratio_to_bare_litellm"] if at64 else None,
+            },
+            "c64_cpu_ratio_to_bare_litellm": {
+                "target": 0.9,
+                "measured": at64["cpu_ratio_to_bare_litellm"] if at64 else None,
+            },
         },
     }

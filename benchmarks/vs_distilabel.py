@@ -53,14 +53,21 @@ def venv_python(install: bool, log: Any = None) -> Path | None:
     if log:
         log(f"{NAME}: creating {VENV_DIR.relative_to(REPO)} and installing {DISTILABEL} (about a minute)")
     venv.EnvBuilder(with_pip=True, clear=True).create(VENV_DIR)
-    subprocess.run([str(python), "-m", "pip", "install", "-q", DISTILABEL, *DISTILABEL_EXTRAS], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", DISTILABEL, *DISTILABEL_EXTRAS],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return python if _imports_distilabel(python) else None
 
 
 def _imports_distilabel(python: Path) -> bool:
-    done = subprocess.run([str(python), "-c", "import distilabel.pipeline, openai, requests"],
-                          capture_output=True, timeout=300, check=False)
+    done = subprocess.run(
+        [str(python), "-c", "import distilabel.pipeline, openai, requests"],
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
     return done.returncode == 0
 
 
@@ -75,13 +82,27 @@ def judge_template() -> dict[str, str]:
 def _run_distilabel(python: Path, server: Any, work: Path, n_prompts: int, batch_size: int) -> dict[str, Any]:
     judge_path = work / "judge.json"
     judge_path.write_text(json.dumps(judge_template()), encoding="utf-8")
-    command = [str(python), str(SCRIPT), "--base-url", server.base_url, "--prompts", str(n_prompts),
-               "--batch-size", str(batch_size), "--judge-json", str(judge_path), "--cache-dir", str(work / "cache")]
+    command = [
+        str(python),
+        str(SCRIPT),
+        "--base-url",
+        server.base_url,
+        "--prompts",
+        str(n_prompts),
+        "--batch-size",
+        str(batch_size),
+        "--judge-json",
+        str(judge_path),
+        "--cache-dir",
+        str(work / "cache"),
+    ]
     env = child_env()
     env.pop("PYTHONPATH", None)  # distilabel's side must not see the factory
     server.reset()
     with ServerWatch(server) as watch:
-        done = subprocess.run(command, check=False, cwd=work, env=env, capture_output=True, text=True, timeout=1800)
+        done = subprocess.run(
+            command, check=False, cwd=work, env=env, capture_output=True, text=True, timeout=1800
+        )
     result = parse_child_output(done.returncode, done.stdout, done.stderr, command)
     stats = server.stats()
     result.update(server_calls=stats.calls, peak_in_flight=stats.peak_in_flight, active_s=watch.active_s)
@@ -97,9 +118,16 @@ def _run_factory(server: Any, work: Path, n_prompts: int, concurrency: int) -> d
     with ServerWatch(server) as watch:
         child = run_child(["build", str(config_path)])
     stats = server.stats()
-    return {"wall_s": child["wall_s"], "judged": child["counts"].get("judgments"), "pairs": child["counts"].get("pairs"),
-            "server_calls": stats.calls, "peak_in_flight": stats.peak_in_flight, "active_s": watch.active_s,
-            "cpu_s": child["cpu_s"], "concurrency": concurrency}
+    return {
+        "wall_s": child["wall_s"],
+        "judged": child["counts"].get("judgments"),
+        "pairs": child["counts"].get("pairs"),
+        "server_calls": stats.calls,
+        "peak_in_flight": stats.peak_in_flight,
+        "active_s": watch.active_s,
+        "cpu_s": child["cpu_s"],
+        "concurrency": concurrency,
+    }
 
 
 def _rates(side: dict[str, Any]) -> dict[str, Any]:
@@ -121,9 +149,15 @@ def run(opts: Options) -> dict[str, Any]:
         for batch in batch_sizes:
             # About 15 s of distilabel calls at its observed ~0.35 of the C/L limit (2.5 batches in flight).
             n_prompts = 12 if opts.quick else max(100, math.ceil(15 * 0.35 * 2.5 * batch / LATENCY_S / 3))
-            entry: dict[str, Any] = {"input_batch_size": batch, "prompts": n_prompts, "load_average": load_average()}
+            entry: dict[str, Any] = {
+                "input_batch_size": batch,
+                "prompts": n_prompts,
+                "load_average": load_average(),
+            }
             if python is None:
-                entry["distilabel"] = {"skipped": f"no venv at {VENV_DIR.relative_to(REPO)} (a full run creates it)"}
+                entry["distilabel"] = {
+                    "skipped": f"no venv at {VENV_DIR.relative_to(REPO)} (a full run creates it)"
+                }
                 concurrency = 2 * batch
             else:
                 opts.log(f"{NAME}: distilabel, {n_prompts} prompts, input_batch_size {batch}")
@@ -133,13 +167,27 @@ def run(opts: Options) -> dict[str, Any]:
             entry["factory"] = _rates(_run_factory(server, work, n_prompts, concurrency))
             dl = entry["distilabel"]
             entry["ratio_pairs_per_s"] = ratio(entry["factory"]["pairs_per_s"], dl.get("pairs_per_s"))
-            entry["ratio_active_pairs_per_s"] = ratio(entry["factory"]["active_pairs_per_s"],
-                                                      dl.get("active_pairs_per_s"))
+            entry["ratio_active_pairs_per_s"] = ratio(
+                entry["factory"]["active_pairs_per_s"], dl.get("active_pairs_per_s")
+            )
             rounds.append(entry)
-            opts.log(f"{NAME}: batch {batch}: factory {entry['factory']['pairs_per_s']} pairs/s vs distilabel "
-                     f"{dl.get('pairs_per_s')} (ratio {entry['ratio_pairs_per_s']})")
-    version = next((r["distilabel"].get("distilabel_version") for r in rounds
-                    if "distilabel_version" in r["distilabel"]), None)
+            opts.log(
+                f"{NAME}: batch {batch}: factory {entry['factory']['pairs_per_s']} pairs/s vs distilabel "
+                f"{dl.get('pairs_per_s')} (ratio {entry['ratio_pairs_per_s']})"
+            )
+    version = next(
+        (
+            r["distilabel"].get("distilabel_version")
+            for r in rounds
+            if "distilabel_version" in r["distilabel"]
+        ),
+        None,
+    )
     best = max((r["ratio_pairs_per_s"] for r in rounds if r["ratio_pairs_per_s"] is not None), default=None)
-    return {"latency_s": LATENCY_S, "distilabel_version": version, "python": sys.version.split()[0],
-            "rounds": rounds, "targets": {"ratio_pairs_per_s": {"target": 2.5, "measured_best": best}}}
+    return {
+        "latency_s": LATENCY_S,
+        "distilabel_version": version,
+        "python": sys.version.split()[0],
+        "rounds": rounds,
+        "targets": {"ratio_pairs_per_s": {"target": 2.5, "measured_best": best}},
+    }

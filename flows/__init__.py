@@ -24,9 +24,17 @@ from flows.train import train_flow
 __all__ = ["build_flow", "calibrate_flow", "make_task_runner", "publish_flow", "run_build_flow", "train_flow"]
 
 
-def run_build_flow(config: Any | None, *, resume_dir: str | Path | None = None, runner: str = "threads",
-                   address: str | None = None, workers: int | None = None, quiet: bool = False,
-                   progress: Any | None = None, progress_every_s: float = 10.0) -> dict[str, Any]:
+def run_build_flow(
+    config: Any | None,
+    *,
+    resume_dir: str | Path | None = None,
+    runner: str = "threads",
+    address: str | None = None,
+    workers: int | None = None,
+    quiet: bool = False,
+    progress: Any | None = None,
+    progress_every_s: float = 10.0,
+) -> dict[str, Any]:
     """Run the build flow once from the command line: the chosen task runner, no heartbeat delay.
 
     `config` is a `BuildConfig` (or None with `resume_dir`). Raises `UserError` on bad runner options
@@ -54,14 +62,20 @@ def run_build_flow(config: Any | None, *, resume_dir: str | Path | None = None, 
     # Heartbeats serve zombie detection of deployment runs; a run from the CLI is watched by its
     # user, and the heartbeat thread adds about a second to every flow run.
     try:
-        with temporary_settings(updates={"flows.heartbeat_frequency": None}), \
-                caller_progress(progress, progress_every_s):  # type: ignore[dict-item]
-            return flow(config=config.model_dump(mode="json") if config is not None else None,
-                        resume_dir=str(resume_dir) if resume_dir is not None else None)
+        with (
+            temporary_settings(updates={"flows.heartbeat_frequency": None}),
+            caller_progress(progress, progress_every_s),
+        ):  # type: ignore[dict-item]
+            return flow(
+                config=config.model_dump(mode="json") if config is not None else None,
+                resume_dir=str(resume_dir) if resume_dir is not None else None,
+            )
     except CancelledRun:
         if not interrupts.requested():
             raise
         snapshot = progress.snapshot()
-        raise interrupts.BuildInterrupted(progress.run_dir, snapshot.prompts_done, snapshot.prompts_total) from None
+        raise interrupts.BuildInterrupted(
+            progress.run_dir, snapshot.prompts_done, snapshot.prompts_total
+        ) from None
     finally:
         forget()

@@ -20,8 +20,19 @@ from typing import Any
 
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
-_AGREEMENT_COLUMNS = ("rank", "setting_id", "kind", "protocol", "scale", "order", "kappa", "kappa_no_ties",
-                      "accuracy", "n", "n_unscored")
+_AGREEMENT_COLUMNS = (
+    "rank",
+    "setting_id",
+    "kind",
+    "protocol",
+    "scale",
+    "order",
+    "kappa",
+    "kappa_no_ties",
+    "accuracy",
+    "n",
+    "n_unscored",
+)
 
 
 def artifact_key(name: str, what: str) -> str:
@@ -109,10 +120,16 @@ def publish_build_artifacts(run_dir: Path, *, version: dict[str, Any] | None = N
     keys: list[str] = []
     counts = manifest.get("counts") or {}
     llm = manifest.get("llm") or {}
-    rows = [{"figure": f"{k}.{sub}" if isinstance(v, dict) else k, "value": subv}
-            for k, v in counts.items() for sub, subv in (v.items() if isinstance(v, dict) else [(None, v)])]
-    rows += [{"figure": f"llm.{k}", "value": llm[k]} for k in ("calls", "cache_hits", "prompt_tokens",
-                                                               "completion_tokens", "cost_usd") if k in llm]
+    rows = [
+        {"figure": f"{k}.{sub}" if isinstance(v, dict) else k, "value": subv}
+        for k, v in counts.items()
+        for sub, subv in (v.items() if isinstance(v, dict) else [(None, v)])
+    ]
+    rows += [
+        {"figure": f"llm.{k}", "value": llm[k]}
+        for k in ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd")
+        if k in llm
+    ]
     rows.append({"figure": "status", "value": manifest.get("status")})
     if version:
         rows.append({"figure": "version", "value": version.get("version")})
@@ -121,22 +138,32 @@ def publish_build_artifacts(run_dir: Path, *, version: dict[str, Any] | None = N
     keys.append(key)
 
     key = artifact_key(name, "gate")
-    create_markdown_artifact(markdown=gate_markdown(manifest.get("gate")), key=key,
-                             description=f"Quality gate of build {manifest.get('run_id')}")
+    create_markdown_artifact(
+        markdown=gate_markdown(manifest.get("gate")),
+        key=key,
+        description=f"Quality gate of build {manifest.get('run_id')}",
+    )
     keys.append(key)
 
     agreement_path = _first(run_dir, "agreement.json", "dataset/agreement.json")
     agreement = agreement_rows(_read_json(agreement_path)) if agreement_path else []
     if agreement:
         key = artifact_key(name, "agreement")
-        create_table_artifact(table=agreement, key=key, description="Judge agreement with human labels "
-                              "(Cohen's kappa, 3 classes with ties), best first")
+        create_table_artifact(
+            table=agreement,
+            key=key,
+            description="Judge agreement with human labels (Cohen's kappa, 3 classes with ties), best first",
+        )
         keys.append(key)
 
     report = _first(run_dir, "report.html", "dataset/report.html")
     if report is not None:
         key = artifact_key(name, "report")
-        create_link_artifact(link=report.resolve().as_uri(), link_text="judge-agreement report (HTML)", key=key,
-                             description=f"Report of build {manifest.get('run_id')}")
+        create_link_artifact(
+            link=report.resolve().as_uri(),
+            link_text="judge-agreement report (HTML)",
+            key=key,
+            description=f"Report of build {manifest.get('run_id')}",
+        )
         keys.append(key)
     return keys

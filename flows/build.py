@@ -46,11 +46,10 @@ from prefect.context import FlowRunContext
 from prefect.states import Cancelled, State
 
 from factory._util import interrupts
-from factory.config import BuildConfig, load_config, parse_config
 from factory._util.errors import UserError
-from factory.run.incremental import append_version
+from factory.config import BuildConfig, load_config, parse_config
+from factory.inputs.prompt_sources import Prompt
 from factory.llm import Gateway
-from factory.run.output_location import url_protocol
 from factory.llm.rate_limit import LimitsHub
 from factory.pipeline.build_gateway import build_gateway
 from factory.pipeline.context import BuildContext
@@ -67,10 +66,11 @@ from factory.pipeline.runner import (
     salvage_delays,
     shards_to_salvage,
 )
-from factory.run.remote_output import StagedOutput
-from factory.run.folder import RunFolder
-from factory.inputs.prompt_sources import Prompt
 from factory.records import Failure, Manifest
+from factory.run.folder import RunFolder
+from factory.run.incremental import append_version
+from factory.run.output_location import url_protocol
+from factory.run.remote_output import StagedOutput
 from flows.artifacts import artifact_key, publish_build_artifacts
 
 # Per process: one event loop that runs every shard coroutine, and one gateway per flow run. Shards
@@ -181,7 +181,7 @@ def _release_gateway(token: str) -> None:
 
         try:
             release_shared_limits(token, client)
-        except Exception as exc:  # noqa: BLE001 - a cluster already gone has nothing left to release
+        except Exception as exc:
             logging.getLogger(__name__).debug("rate limits of %s not released: %s", token, exc)
     if loop is not None:
         # Cancel what litellm left running (its logging worker) so that nothing is destroyed pending.
@@ -226,9 +226,12 @@ def _reporting(plan: BuildPlan, config: BuildConfig) -> Iterator[BuildProgress]:
     logger = get_run_logger()
     artifact: list[Any] = []
     try:
-        artifact.append(create_progress_artifact(0.0, key=artifact_key(config.run.name, "progress"),
-                                                 description=progress.snapshot().line()))
-    except Exception as exc:  # noqa: BLE001 - the UI's artifact is a nicety; the log line says the same
+        artifact.append(
+            create_progress_artifact(
+                0.0, key=artifact_key(config.run.name, "progress"), description=progress.snapshot().line()
+            )
+        )
+    except Exception as exc:
         logger.debug("no progress artifact: %s", exc)
 
     def emit(snapshot: ProgressSnapshot) -> None:
@@ -245,25 +248,37 @@ def _reporting(plan: BuildPlan, config: BuildConfig) -> Iterator[BuildProgress]:
 
 
 @task(name="prepare", cache_policy=NO_CACHE)
-def prepare(config: dict[str, Any] | None, config_path: str | None, resume_dir: str | None,
-            incremental: bool) -> BuildPlan | None:
+def prepare(
+    config: dict[str, Any] | None, config_path: str | None, resume_dir: str | None, incremental: bool
+) -> BuildPlan | None:
     """Open or create the run folder and cut its prompts into shards (`plan_build`; None: nothing new)."""
     logger = get_run_logger()
     spec: BuildConfig | None = None
     if resume_dir is None:
-        spec = parse_config(config, "flow parameter 'config'") if config is not None else load_config(str(config_path))
+        spec = (
+            parse_config(config, "flow parameter 'config'")
+            if config is not None
+            else load_config(str(config_path))
+        )
     planned = plan_build(spec, resume_dir, incremental=incremental)
     if planned is None:
         assert spec is not None
         logger.info("no new prompts for %s; no new version", spec.run.name)
         return None
     spec, plan = planned
-    logger.info("run folder: %s (%d prompts in shards of %d)", plan.run_dir, plan.new_prompts, spec.run.shard_size)
+    logger.info(
+        "run folder: %s (%d prompts in shards of %d)", plan.run_dir, plan.new_prompts, spec.run.shard_size
+    )
     return plan
 
 
-@task(name="shard", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE,
-      task_run_name="shard-{index:05d}")
+@task(
+    name="shard",
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    cache_policy=NO_CACHE,
+    task_run_name="shard-{index:05d}",
+)
 def run_shard(run_dir: str, index: int, prompts: list[Prompt], token: str, flow_host: str) -> dict[str, Any]:
     """Every stage of one shard (`process_shard`); finished stage files are skipped on a retry or rerun.
 
@@ -285,13 +300,18 @@ def run_shard(run_dir: str, index: int, prompts: list[Prompt], token: str, flow_
         if not interrupts.requested():
             raise
         stopped = interrupts.REASON  # not a failure either: the user stopped the build
-    return {"stopped": stopped, "worker": _worker_id(), "usage": gateway.usage.snapshot(),
-            "progress": progress.marks(p.prompt_id for p in prompts)}
+    return {
+        "stopped": stopped,
+        "worker": _worker_id(),
+        "usage": gateway.usage.snapshot(),
+        "progress": progress.marks(p.prompt_id for p in prompts),
+    }
 
 
 @task(name="finalize", retries=2, cache_policy=NO_CACHE)
-def finalize_build(run_dir: str, failures: list[Failure], stopped: str | None, token: str,
-                   other_usage: list[dict[str, Any]]) -> Manifest | None:
+def finalize_build(
+    run_dir: str, failures: list[Failure], stopped: str | None, token: str, other_usage: list[dict[str, Any]]
+) -> Manifest | None:
     """Tables, dataset, gate, outcome and manifest of the run (the library's `finalize`)."""
     run = RunFolder.open(run_dir)
     config = load_config(run.config_path)
@@ -313,8 +333,9 @@ def _worker_usage(outcomes: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if worker == _worker_id():
             continue
         size = sum(usage.get(k, 0) for k in ("calls", "cache_hits", "retries", "errors"))
-        if worker not in latest or size >= sum(latest[worker].get(k, 0) for k in ("calls", "cache_hits", "retries",
-                                                                                    "errors")):
+        if worker not in latest or size >= sum(
+            latest[worker].get(k, 0) for k in ("calls", "cache_hits", "retries", "errors")
+        ):
             latest[worker] = usage
     return list(latest.values())
 
@@ -333,7 +354,7 @@ def _run_shards(plan: BuildPlan, indices: list[int]) -> list[dict[str, Any]]:
             outcome = future.result()
         except interrupts.CANCELLED:
             continue
-        except Exception as exc:  # noqa: BLE001 - collected: every shard gets its chance before the flow fails
+        except Exception as exc:
             errors.append(f"shard {index}: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
             continue
         if outcome["worker"] != _worker_id():
@@ -343,8 +364,10 @@ def _run_shards(plan: BuildPlan, indices: list[int]) -> list[dict[str, Any]]:
         return outcomes  # a shard failure now is the interrupt's doing, not one to report
     if errors:
         # The way out first: callers (the CLI) may cut long messages.
-        raise ShardsFailed(f"{len(errors)} of {len(futures)} shards failed; finished shards are kept, rerun with: "
-                           f"factory build --resume {plan.run_dir} (or resume_dir=...); first error: {errors[0]}")
+        raise ShardsFailed(
+            f"{len(errors)} of {len(futures)} shards failed; finished shards are kept, rerun with: "
+            f"factory build --resume {plan.run_dir} (or resume_dir=...); first error: {errors[0]}"
+        )
     return outcomes
 
 
@@ -374,8 +397,12 @@ def _cancelled(stop: interrupts.BuildInterrupted) -> State[Any]:
 
 
 @flow(name="factory-build", validate_parameters=True)
-def build_flow(config: dict[str, Any] | None = None, config_path: str | None = None, resume_dir: str | None = None,
-               incremental: bool = False) -> dict[str, Any]:
+def build_flow(
+    config: dict[str, Any] | None = None,
+    config_path: str | None = None,
+    resume_dir: str | None = None,
+    incremental: bool = False,
+) -> dict[str, Any]:
     """Build (or resume) a preference dataset; one task per shard.
 
     Give the build spec as `config` (a mapping, e.g. from a deployment) or `config_path` (YAML),
@@ -403,22 +430,30 @@ def build_flow(config: dict[str, Any] | None = None, config_path: str | None = N
             staged.close()
 
 
-def _stage_storage_url(config: dict[str, Any] | None, config_path: str | None
-                       ) -> tuple[dict[str, Any] | None, StagedOutput | None]:
+def _stage_storage_url(
+    config: dict[str, Any] | None, config_path: str | None
+) -> tuple[dict[str, Any] | None, StagedOutput | None]:
     """With a storage URL as `run.output_dir`: the config pointed at a local staging folder that holds the
     URL's version index, and the staging area (see `factory.run.remote_output`); else `config` as given."""
     if config is None and config_path is None:
         return config, None
-    spec = parse_config(config, "flow parameter 'config'") if config is not None else load_config(str(config_path))
+    spec = (
+        parse_config(config, "flow parameter 'config'")
+        if config is not None
+        else load_config(str(config_path))
+    )
     if url_protocol(spec.run.output_dir) is None:
         return config, None
     staged = StagedOutput.open(spec.run.output_dir, spec.run.name)
-    local = spec.model_copy(update={"run": spec.run.model_copy(update={"output_dir": str(staged.local_root)})})
+    local = spec.model_copy(
+        update={"run": spec.run.model_copy(update={"output_dir": str(staged.local_root)})}
+    )
     return local.model_dump(mode="json"), staged
 
 
-def _build(config: dict[str, Any] | None, config_path: str | None, resume_dir: str | None,
-           incremental: bool) -> dict[str, Any]:
+def _build(
+    config: dict[str, Any] | None, config_path: str | None, resume_dir: str | None, incremental: bool
+) -> dict[str, Any]:
     if interrupts.requested():
         return Cancelled(message=interrupts.BuildInterrupted(None, 0, 0).line())  # type: ignore[return-value]
     lock = lock_for_build(resume_dir)
@@ -435,8 +470,9 @@ def _build(config: dict[str, Any] | None, config_path: str | None, resume_dir: s
                 outcomes, stopped = _run_with_salvage(plan, spec)
                 if not interrupts.requested():
                     # Calls made in Dask worker processes are not in this process's ledger: finalize adds them.
-                    manifest = finalize_build(plan.run_dir, plan.loading_failures, stopped, plan.token,
-                                              _worker_usage(outcomes))
+                    manifest = finalize_build(
+                        plan.run_dir, plan.loading_failures, stopped, plan.token, _worker_usage(outcomes)
+                    )
                 if manifest is None:  # interrupted: no finalize, the run folder is kept for --resume
                     usage = merge_usage(_usage(plan.token), _worker_usage(outcomes))
                     stop = record_interrupt(RunFolder(Path(plan.run_dir)), spec, progress, usage)
@@ -448,8 +484,17 @@ def _build(config: dict[str, Any] | None, config_path: str | None, resume_dir: s
             lock.release()
     version = None
     if plan.incremental and plan.dataset_home is not None and manifest.get("status") == "complete":
-        version = append_version(plan.dataset_home, plan.run_dir, manifest, new_prompts=plan.new_prompts,
-                                 skipped=plan.skipped_prompts)
+        version = append_version(
+            plan.dataset_home,
+            plan.run_dir,
+            manifest,
+            new_prompts=plan.new_prompts,
+            skipped=plan.skipped_prompts,
+        )
     publish_build_artifacts(Path(plan.run_dir), version=version)
-    return {"run_dir": plan.run_dir, "manifest": manifest, "version": version,
-            "workers": sorted({o["worker"] for o in outcomes})}
+    return {
+        "run_dir": plan.run_dir,
+        "manifest": manifest,
+        "version": version,
+        "workers": sorted({o["worker"] for o in outcomes}),
+    }

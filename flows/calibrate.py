@@ -27,7 +27,9 @@ def run_calibration(config: dict[str, Any] | None, config_path: str | None) -> d
     from judges.calibration.calibrate import calibrate
     from judges.calibration.config import load_calibration_config, parse_calibration_config
 
-    spec = parse_calibration_config(config) if config is not None else load_calibration_config(str(config_path))
+    spec = (
+        parse_calibration_config(config) if config is not None else load_calibration_config(str(config_path))
+    )
     result = calibrate(spec)
     return {"run_dir": str(result.run_dir), "agreement": result.agreement}
 
@@ -40,10 +42,16 @@ def calibrate_flow(config: dict[str, Any] | None = None, config_path: str | None
     result = run_calibration(config, config_path)
     rows = agreement_rows(result["agreement"])
     if rows:
-        create_table_artifact(table=rows, key="calibration-agreement",
-                              description="Judge settings ranked by Cohen's kappa against human labels")
+        create_table_artifact(
+            table=rows,
+            key="calibration-agreement",
+            description="Judge settings ranked by Cohen's kappa against human labels",
+        )
     report = Path(result["run_dir"]) / "report.html"
     if report.is_file():
-        create_link_artifact(link=report.resolve().as_uri(), link_text="judge-agreement report (HTML)",
-                             key="calibration-report")
+        create_link_artifact(
+            link=report.resolve().as_uri(),
+            link_text="judge-agreement report (HTML)",
+            key="calibration-report",
+        )
     return result

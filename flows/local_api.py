@@ -16,6 +16,8 @@ from collections.abc import Callable
 from typing import Any
 
 from factory._util import interrupts
+
+
 def start_local_api() -> Callable[[], None] | None:
     """Start Prefect's temporary API now if this process is going to use one; return a quick,
     non-blocking stop for a second Ctrl-C (None when the API is someone else's).
@@ -34,7 +36,7 @@ def start_local_api() -> Callable[[], None] | None:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # this thread only; its children inherit it
         try:
             server.start()
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+        except BaseException as exc:
             failure.append(exc)
 
     # Daemon: after a Ctrl-C the build does not wait for a start-up it no longer needs (Prefect's

@@ -24,7 +24,12 @@ from factory.release.publish import publish_run
 def push(run_dir: str, repo_id: str, private: bool, force: bool) -> dict[str, Any]:
     """create_repo + upload_folder; a retry re-sends only files the Hub does not have yet."""
     result = publish_run(run_dir, repo_id, private=private, force=force)
-    return {"repo_id": result.repo_id, "url": result.url, "commit_url": result.commit_url, "files": result.files}
+    return {
+        "repo_id": result.repo_id,
+        "url": result.url,
+        "commit_url": result.commit_url,
+        "files": result.files,
+    }
 
 
 @flow(name="factory-publish", validate_parameters=True)
@@ -32,6 +37,10 @@ def publish_flow(run_dir: str, repo_id: str, private: bool = False, force: bool 
     """Publish `run_dir/dataset/` as the dataset repository `repo_id`; returns its URL and files."""
     result = push(run_dir, repo_id, private, force)
     if result["url"]:
-        create_link_artifact(link=result["url"], link_text=f"{repo_id} on the Hub", key="published-dataset",
-                             description=f"{len(result['files'])} files from {run_dir}")
+        create_link_artifact(
+            link=result["url"],
+            link_text=f"{repo_id} on the Hub",
+            key="published-dataset",
+            description=f"{len(result['files'])} files from {run_dir}",
+        )
     return result

@@ -28,8 +28,9 @@ RunnerKind = Literal["threads", "dask"]
 DEFAULT_WORKERS = 2
 
 
-def make_task_runner(kind: str = "threads", *, address: str | None = None,
-                     workers: int | None = None) -> TaskRunner[Any]:
+def make_task_runner(
+    kind: str = "threads", *, address: str | None = None, workers: int | None = None
+) -> TaskRunner[Any]:
     """The Prefect task runner for `kind` (`threads` or `dask`); raises `UserError` on bad options."""
     if workers is not None and workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
@@ -45,11 +46,21 @@ def make_task_runner(kind: str = "threads", *, address: str | None = None,
         raise UserError("--runner dask needs prefect-dask: pip install 'preference-factory[dask]'") from None
     if address is not None:
         if not address.startswith(("tcp://", "tls://", "ws://", "wss://", "inproc://", "ucx://")):
-            raise UserError(f"--address must be a Dask scheduler address like tcp://HOST:8786, got '{address}'")
+            raise UserError(
+                f"--address must be a Dask scheduler address like tcp://HOST:8786, got '{address}'"
+            )
         if workers is not None:
-            raise UserError("--workers applies to a local Dask cluster; an existing cluster (--address) has its own")
+            raise UserError(
+                "--workers applies to a local Dask cluster; an existing cluster (--address) has its own"
+            )
         return DaskTaskRunner(address=address)
     # One thread per worker process: a shard task runs its own event loop, and processes (not
     # threads) are what spreads litellm's CPU cost over cores.
-    return DaskTaskRunner(cluster_kwargs={"n_workers": workers or DEFAULT_WORKERS, "processes": True,
-                                          "threads_per_worker": 1, "dashboard_address": None})
+    return DaskTaskRunner(
+        cluster_kwargs={
+            "n_workers": workers or DEFAULT_WORKERS,
+            "processes": True,
+            "threads_per_worker": 1,
+            "dashboard_address": None,
+        }
+    )

@@ -26,9 +26,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from factory.config import BuildConfig
 from factory._util.cron import check_cron, check_timezone
 from factory._util.errors import UserError
+from factory.config import BuildConfig
 from factory.run.output_location import url_protocol
 from flows.build import build_flow
 
@@ -81,8 +81,14 @@ def _ensure_work_pool(name: str) -> None:
             client.create_work_pool(WorkPoolCreate(name=name, type=DEFAULT_POOL_TYPE))
 
 
-def register_schedule(config: BuildConfig, cron: str, *, name: str | None = None, work_pool: str | None = None,
-                      timezone: str | None = None) -> ScheduledDeployment:
+def register_schedule(
+    config: BuildConfig,
+    cron: str,
+    *,
+    name: str | None = None,
+    work_pool: str | None = None,
+    timezone: str | None = None,
+) -> ScheduledDeployment:
     """Register (or update) the cron-scheduled, incremental build deployment `factory-build/<name>`."""
     from prefect.deployments.runner import EntrypointType, RunnerDeployment
     from prefect.schedules import Cron
@@ -90,28 +96,44 @@ def register_schedule(config: BuildConfig, cron: str, *, name: str | None = None
     validate_cron(cron, timezone)
     if url_protocol(config.run.output_dir) is None and not Path(config.run.output_dir).is_absolute():
         # A process worker runs each flow run in a temporary folder that it deletes afterwards.
-        raise UserError(f"run.output_dir '{config.run.output_dir}' is relative: a scheduled build needs an "
-                        "absolute folder or a storage URL (see factory.run.output_location.resolve_for_schedule)")
+        raise UserError(
+            f"run.output_dir '{config.run.output_dir}' is relative: a scheduled build needs an "
+            "absolute folder or a storage URL (see factory.run.output_location.resolve_for_schedule)"
+        )
     deployment_name = name or config.run.name
     if work_pool is not None:
         _ensure_work_pool(work_pool)
     deployment = RunnerDeployment.from_flow(
-        flow=build_flow, name=deployment_name, schedule=Cron(cron, timezone=timezone), parameters=_parameters(config),
+        flow=build_flow,
+        name=deployment_name,
+        schedule=Cron(cron, timezone=timezone),
+        parameters=_parameters(config),
         work_pool_name=work_pool,
         description=f"Incremental build of dataset '{config.run.name}' on '{cron}' into {config.run.output_dir}",
         tags=["factory", f"dataset:{config.run.name}"],
         # The module path (flows.build.build_flow) is importable wherever the package is installed.
-        entrypoint_type=EntrypointType.MODULE_PATH)
+        entrypoint_type=EntrypointType.MODULE_PATH,
+    )
     deployment_id = deployment.apply()
-    return ScheduledDeployment(id=str(deployment_id), full_name=f"{build_flow.name}/{deployment_name}", cron=cron,
-                               timezone=timezone, work_pool=work_pool)
+    return ScheduledDeployment(
+        id=str(deployment_id),
+        full_name=f"{build_flow.name}/{deployment_name}",
+        cron=cron,
+        timezone=timezone,
+        work_pool=work_pool,
+    )
 
 
-def serve_schedule(config: BuildConfig, cron: str, *, name: str | None = None,
-                   timezone: str | None = None) -> None:
+def serve_schedule(
+    config: BuildConfig, cron: str, *, name: str | None = None, timezone: str | None = None
+) -> None:
     """Register the deployment and run its scheduled builds in this process until interrupted."""
     from prefect.schedules import Cron
 
     validate_cron(cron, timezone)
-    build_flow.serve(name=name or config.run.name, schedule=Cron(cron, timezone=timezone),
-                     parameters=_parameters(config), tags=["factory", f"dataset:{config.run.name}"])
+    build_flow.serve(
+        name=name or config.run.name,
+        schedule=Cron(cron, timezone=timezone),
+        parameters=_parameters(config),
+        tags=["factory", f"dataset:{config.run.name}"],
+    )

@@ -27,11 +27,27 @@ def run_training(run_dir: str, options: dict[str, Any]) -> dict[str, Any]:
 
 
 @flow(name="factory-train", validate_parameters=True)
-def train_flow(run_dir: str, loss: str = "dpo", model: str | None = None, smoke: bool = False,
-               force: bool = False, max_steps: int | None = None, lora: bool = False,
-               max_length: int = 1024, learning_rate: float | None = None) -> dict[str, Any]:
+def train_flow(
+    run_dir: str,
+    loss: str = "dpo",
+    model: str | None = None,
+    smoke: bool = False,
+    force: bool = False,
+    max_steps: int | None = None,
+    lora: bool = False,
+    max_length: int = 1024,
+    learning_rate: float | None = None,
+) -> dict[str, Any]:
     """Train with TRL on the run's dataset in the worker's process (one device; `factory train` launches several)
     and evaluate on its test split; options as `factory train --help`. Refuses a failed gate unless `force`."""
-    options: dict[str, Any] = {"loss": loss, "model": model, "smoke": smoke, "force": force, "max_steps": max_steps,
-                               "lora": lora, "max_length": max_length, "learning_rate": learning_rate}
+    options: dict[str, Any] = {
+        "loss": loss,
+        "model": model,
+        "smoke": smoke,
+        "force": force,
+        "max_steps": max_steps,
+        "lora": lora,
+        "max_length": max_length,
+        "learning_rate": learning_rate,
+    }
     return run_training(run_dir, options)

@@ -40,14 +40,29 @@ def plain(raw: str) -> str:
 class PtyCommand:
     """`argv` on its own pty, in its own session and process group."""
 
-    def __init__(self, argv: Sequence[str], *, env: dict[str, str], cwd: Path | None = None,
-                 columns: int = 200, rows: int = 50) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        env: dict[str, str],
+        cwd: Path | None = None,
+        columns: int = 200,
+        rows: int = 50,
+    ) -> None:
         master, slave = os.openpty()
         # A real terminal size: rich sizes its bars from it (a pty starts at 0 x 0).
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
         self._master = master
-        self.proc = subprocess.Popen(list(argv), stdin=slave, stdout=slave, stderr=slave, env=env, cwd=cwd,
-                                     start_new_session=True, close_fds=True)
+        self.proc = subprocess.Popen(
+            list(argv),
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+            close_fds=True,
+        )
         os.close(slave)
         self._chunks: list[tuple[float, str]] = []
         self._lock = threading.Lock()
@@ -99,7 +114,9 @@ class PtyCommand:
                 text = self.text if since is None else self.text_since(since)
                 if match := compiled.search(text):
                     return match
-                raise AssertionError(f"exited ({self.proc.returncode}) before showing {pattern!r}:\n{text[-3000:]}")
+                raise AssertionError(
+                    f"exited ({self.proc.returncode}) before showing {pattern!r}:\n{text[-3000:]}"
+                )
             if time.monotonic() > deadline:
                 raise AssertionError(f"{pattern!r} not shown within {timeout:.0f} s:\n{text[-3000:]}")
             time.sleep(0.1)

@@ -15,16 +15,28 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 # Columns about how a run went (time, cache hits), not what it produced: they differ between an
 # uninterrupted run and a resumed one of the same build.
-TIMING_COLUMNS = ("latency_s", "elapsed_s", "duration_s", "created_at", "finished_at", "started_at",
-                  "cached_calls", "cached", "cache_hits")
+TIMING_COLUMNS = (
+    "latency_s",
+    "elapsed_s",
+    "duration_s",
+    "created_at",
+    "finished_at",
+    "started_at",
+    "cached_calls",
+    "cached",
+    "cache_hits",
+)
 TABLES = ("candidates", "judgments", "pairs", "failures")
 
 
 def write_prompts(path: Path, n: int, *, prefix: str = "q") -> Path:
     """n distinct prompts as jsonl with ids `<prefix>000`..."""
-    lines = [json.dumps({"id": f"{prefix}{i:03d}",
-                         "prompt": f"Question {i}: explain topic number {i} in a few words."})
-             for i in range(n)]
+    lines = [
+        json.dumps(
+            {"id": f"{prefix}{i:03d}", "prompt": f"Question {i}: explain topic number {i} in a few words."}
+        )
+        for i in range(n)
+    ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
@@ -33,15 +45,25 @@ def fake_model(base_url: str, **extra: Any) -> dict[str, Any]:
     return {"model": "openai/fake", "api_base": base_url, "max_tokens": 64, **extra}
 
 
-def build_config(base_url: str, tmp: Path, *, prompts: int = 8, shard_size: int = 4, concurrency: int = 4,
-                 **sections: Any) -> dict[str, Any]:
+def build_config(
+    base_url: str, tmp: Path, *, prompts: int = 8, shard_size: int = 4, concurrency: int = 4, **sections: Any
+) -> dict[str, Any]:
     """A small build spec (as data) whose every role is the fake server; gate off (no human set calls)."""
     prompt_file = write_prompts(tmp / "prompts.jsonl", prompts)
     config: dict[str, Any] = {
-        "run": {"name": "rel", "output_dir": str(tmp / "outputs"), "seed": 3, "shard_size": shard_size,
-                "concurrency": concurrency, "salvage_backoff_s": 0.05},
-        "models": {"generator": fake_model(base_url, temperature=0.8), "judge": fake_model(base_url, temperature=0.0),
-                   "rationale_writer": fake_model(base_url, temperature=0.3)},
+        "run": {
+            "name": "rel",
+            "output_dir": str(tmp / "outputs"),
+            "seed": 3,
+            "shard_size": shard_size,
+            "concurrency": concurrency,
+            "salvage_backoff_s": 0.05,
+        },
+        "models": {
+            "generator": fake_model(base_url, temperature=0.8),
+            "judge": fake_model(base_url, temperature=0.0),
+            "rationale_writer": fake_model(base_url, temperature=0.3),
+        },
         "gateway": {"backoff_base_s": 0.01, "backoff_max_s": 0.05},
         "prompts": {"path": str(prompt_file)},
         "gate": {"enabled": False},
@@ -73,17 +95,34 @@ def manifest(run_dir: Path) -> dict[str, Any]:
 
 def cli_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({"DO_NOT_TRACK": "1", "LITELLM_LOCAL_MODEL_COST_MAP": "True", "HF_HUB_OFFLINE": "1",
-                "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": str(REPO), "NO_COLOR": "1", "COLUMNS": "200"})
+    env.update(
+        {
+            "DO_NOT_TRACK": "1",
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            "HF_HUB_OFFLINE": "1",
+            "HF_DATASETS_OFFLINE": "1",
+            "PYTHONPATH": str(REPO),
+            "NO_COLOR": "1",
+            "COLUMNS": "200",
+        }
+    )
     env.update(extra)
     return env
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300,
-            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     """`python -m factory ARGS` in a subprocess, the way a user runs it."""
-    return subprocess.run([sys.executable, "-m", "factory", *args], capture_output=True, text=True, check=False,
-                          env=env or cli_env(), timeout=timeout, cwd=cwd or REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "factory", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env or cli_env(),
+        timeout=timeout,
+        cwd=cwd or REPO,
+    )
 
 
 class OutageAfter:

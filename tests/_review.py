@@ -34,20 +34,35 @@ def juror(contrary_on_odd: bool) -> Any:
 
 
 def server() -> FakeLLMServer:
-    return FakeLLMServer(rules=[
-        Rule(model="juror1", reply=juror(False)), Rule(model="juror2", reply=juror(False)),
-        Rule(model="juror3", reply=juror(True)),
-        Rule(model="gen", reply=lambda body: f"An answer [quality {QUALITIES[body['seed']]}]."),
-    ])
+    return FakeLLMServer(
+        rules=[
+            Rule(model="juror1", reply=juror(False)),
+            Rule(model="juror2", reply=juror(False)),
+            Rule(model="juror3", reply=juror(True)),
+            Rule(model="gen", reply=lambda body: f"An answer [quality {QUALITIES[body['seed']]}]."),
+        ]
+    )
 
 
 def build(tmp: Path, base_url: str, prompts: int = 4) -> Path:
-    config = build_config(base_url, tmp, prompts=prompts, shard_size=2, concurrency=2,
-                          judging={"setting": {"kind": "jury", "models": ["juror_a", "juror_b", "juror_c"]}},
-                          variants={"enabled": False})
-    config["models"].update({"generator": {**fake_model(base_url), "model": "openai/gen"},
-                             **{f"juror_{k}": {**fake_model(base_url), "model": f"openai/juror{i}"}
-                                for i, k in enumerate("abc", start=1)}})
+    config = build_config(
+        base_url,
+        tmp,
+        prompts=prompts,
+        shard_size=2,
+        concurrency=2,
+        judging={"setting": {"kind": "jury", "models": ["juror_a", "juror_b", "juror_c"]}},
+        variants={"enabled": False},
+    )
+    config["models"].update(
+        {
+            "generator": {**fake_model(base_url), "model": "openai/gen"},
+            **{
+                f"juror_{k}": {**fake_model(base_url), "model": f"openai/juror{i}"}
+                for i, k in enumerate("abc", start=1)
+            },
+        }
+    )
     return run_build(parse_config(config)).run_dir
 
 

@@ -45,8 +45,11 @@ def prefect_api() -> Iterator[str]:
     home = {"home": str(_HOME)} if _PREFECT_ALREADY_IMPORTED else {}
     try:
         # The heartbeat thread adds ~1 s to every flow run and matters only for deployed runs.
-        with temporary_settings(updates=home), prefect_test_harness(server_startup_timeout=STARTUP_TIMEOUT_S), \
-                temporary_settings(updates={"flows.heartbeat_frequency": None}):
+        with (
+            temporary_settings(updates=home),
+            prefect_test_harness(server_startup_timeout=STARTUP_TIMEOUT_S),
+            temporary_settings(updates={"flows.heartbeat_frequency": None}),
+        ):
             yield str(PREFECT_API_URL.value())
     finally:
         shutil.rmtree(_HOME, ignore_errors=True)
@@ -57,21 +60,38 @@ def prefect_api() -> Iterator[str]:
 TIMING_COLUMNS = {"latency_s", "finished_at", "created_at"}
 
 
-def write_build_config(folder: Path, base_url: str, *, name: str, prompts: list[str] | None = None,
-                       n_prompts: int = 6, shard_size: int = 2, gate: bool = False) -> Path:
+def write_build_config(
+    folder: Path,
+    base_url: str,
+    *,
+    name: str,
+    prompts: list[str] | None = None,
+    n_prompts: int = 6,
+    shard_size: int = 2,
+    gate: bool = False,
+) -> Path:
     """A build spec whose every role is the fake server (`openai/fake`), with its prompt file."""
     import json
 
     import yaml
 
-    texts = prompts if prompts is not None else [f"Question {i}: how do {name} builds work?" for i in range(n_prompts)]
+    texts = (
+        prompts
+        if prompts is not None
+        else [f"Question {i}: how do {name} builds work?" for i in range(n_prompts)]
+    )
     prompt_file = folder / f"{name}-prompts.jsonl"
-    prompt_file.write_text("".join(json.dumps({"id": f"q{i}", "prompt": t}) + "\n" for i, t in enumerate(texts)))
+    prompt_file.write_text(
+        "".join(json.dumps({"id": f"q{i}", "prompt": t}) + "\n" for i, t in enumerate(texts))
+    )
     model = {"model": "openai/fake", "api_base": base_url}
     spec = {
         "run": {"name": name, "output_dir": str(folder / "outputs"), "shard_size": shard_size, "seed": 3},
-        "models": {"generator": {**model, "temperature": 0.8}, "judge": {**model, "temperature": 0.0},
-                   "rationale_writer": model},
+        "models": {
+            "generator": {**model, "temperature": 0.8},
+            "judge": {**model, "temperature": 0.0},
+            "rationale_writer": model,
+        },
         "prompts": {"path": str(prompt_file)},
         "gate": {"enabled": gate, "human_set_limit": 8},
     }

@@ -6,6 +6,7 @@ Three Curator LLM stages over the dataset, as a Curator user writes it. Prints p
 Usage: curator_pairs.py BASE_URL N_PROMPTS CONCURRENCY
 Run it with a venv that has bespokelabs-curator; set CURATOR_CACHE_DIR to a fresh folder.
 """
+
 import os
 import sys
 import tempfile
@@ -20,9 +21,14 @@ from bespokelabs import curator
 from datasets import Dataset
 
 base, n, c = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-params = {"base_url": base, "api_key": "x", "max_concurrent_requests": c,
-          "max_requests_per_minute": 10_000_000, "max_tokens_per_minute": 10_000_000_000,
-          "require_all_responses": False}
+params = {
+    "base_url": base,
+    "api_key": "x",
+    "max_concurrent_requests": c,
+    "max_requests_per_minute": 10_000_000,
+    "max_tokens_per_minute": 10_000_000_000,
+    "require_all_responses": False,
+}
 
 
 class Gen(curator.LLM):
@@ -39,11 +45,14 @@ class Gen(curator.LLM):
 
 class Judge(curator.LLM):
     def prompt(self, row):
-        return (f"[Question]\n{row['instruction']}\n\n[Assistant A]\n{row['a']}\n\n[Assistant B]\n{row['b']}\n\n"
-                "Score Assistant A and Score Assistant B out of 10.")
+        return (
+            f"[Question]\n{row['instruction']}\n\n[Assistant A]\n{row['a']}\n\n[Assistant B]\n{row['b']}\n\n"
+            "Score Assistant A and Score Assistant B out of 10."
+        )
 
     def parse(self, row, response):
         import re
+
         s = re.findall(r"(\d+)/10", response)
         return {**row, "score_a": int(s[0]) if s else None, "score_b": int(s[1]) if len(s) > 1 else None}
 
@@ -55,5 +64,7 @@ ds = Gen("b", model_name="gen-b", backend="openai", backend_params=params)(ds).d
 ds = Judge(model_name="judge", backend="openai", backend_params=params)(ds).dataset
 dt = time.time() - t
 ok = sum(1 for r in ds if r["score_a"] is not None and r["score_b"] is not None)
-print(f"curator {curator.__version__ if hasattr(curator, '__version__') else ''}: {ok}/{n} judged pairs in "
-      f"{dt:.1f} s = {ok/dt:.2f} pairs/s at concurrency {c}")
+print(
+    f"curator {curator.__version__ if hasattr(curator, '__version__') else ''}: {ok}/{n} judged pairs in "
+    f"{dt:.1f} s = {ok / dt:.2f} pairs/s at concurrency {c}"
+)

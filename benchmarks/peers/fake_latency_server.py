@@ -7,6 +7,7 @@ UltraFeedback-style ratings when the prompt lists "Text 1"/"Text 2"; the Fellows
 format when it mentions "Score Assistant A"; a short answer otherwise. Counts requests and the
 peak number in flight (GET /stats). Needs aiohttp.
 """
+
 import asyncio
 import sys
 
@@ -20,10 +21,14 @@ ULTRA = "#### Output for Text 1\nRating: 4\nRationale: clear and correct.\n\n###
 COMBINED = "### Evaluation Evidence:\nA is more complete.\n\n### Score Assistant A:\n8/10\n\n### Score Assistant B:\n6/10"
 ANSWER = "Here is a concise, helpful answer with a few concrete steps and an example."
 
+
 async def chat(request):
     body = await request.json()
-    text = " ".join(m.get("content") or "" for m in body.get("messages", []) if isinstance(m.get("content"), str))
-    stats["requests"] += 1; stats["in_flight"] += 1
+    text = " ".join(
+        m.get("content") or "" for m in body.get("messages", []) if isinstance(m.get("content"), str)
+    )
+    stats["requests"] += 1
+    stats["in_flight"] += 1
     serial = stats["requests"]
     stats["peak_in_flight"] = max(stats["peak_in_flight"], stats["in_flight"])
     try:
@@ -31,15 +36,32 @@ async def chat(request):
     finally:
         stats["in_flight"] -= 1
     # Each answer differs (a counter), so two samples of one prompt are two candidates to judge.
-    content = ULTRA if "Text 1" in text else COMBINED if "Score Assistant A" in text else f"{ANSWER} ({serial})"
+    content = (
+        ULTRA if "Text 1" in text else COMBINED if "Score Assistant A" in text else f"{ANSWER} ({serial})"
+    )
     if empty_mode and content.startswith(ANSWER) and serial % 4 == 0:
         content = ""
-    return web.json_response({"id": "x", "object": "chat.completion", "created": 0, "model": body.get("model", "m"),
-        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
-        "usage": {"prompt_tokens": len(text) // 4, "completion_tokens": len(content) // 4, "total_tokens": (len(text) + len(content)) // 4}})
+    return web.json_response(
+        {
+            "id": "x",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body.get("model", "m"),
+            "choices": [
+                {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}
+            ],
+            "usage": {
+                "prompt_tokens": len(text) // 4,
+                "completion_tokens": len(content) // 4,
+                "total_tokens": (len(text) + len(content)) // 4,
+            },
+        }
+    )
+
 
 async def get_stats(request):
     return web.json_response(stats)
+
 
 app = web.Application(client_max_size=64 * 1024 * 1024)
 app.router.add_post("/v1/chat/completions", chat)

@@ -24,7 +24,9 @@ def create_temporary_sibling(path: Path, suffix: str = ".tmp") -> tuple[int, str
     while True:
         name = str(path.parent / f".{path.name}.{os.urandom(4).hex()}{suffix}")
         try:
-            return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), name
+            return os.open(
+                name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666
+            ), name
         except FileExistsError:
             continue
 

@@ -19,8 +19,9 @@ async def map_bounded(items: Iterable[T], fn: Callable[[T], Awaitable[R]], limit
     return out  # type: ignore[return-value]
 
 
-async def stream_bounded(items: Iterable[T], fn: Callable[[T], Awaitable[R]], limit: int
-                         ) -> AsyncIterator[tuple[int, R]]:
+async def stream_bounded(
+    items: Iterable[T], fn: Callable[[T], Awaitable[R]], limit: int
+) -> AsyncIterator[tuple[int, R]]:
     """Yield `(index, fn(item))` as they finish; at most `limit` tasks exist at any moment."""
     iterator = iter(enumerate(items))
     running: dict[asyncio.Task[R], int] = {}
@@ -48,7 +49,9 @@ async def stream_bounded(items: Iterable[T], fn: Callable[[T], Awaitable[R]], li
             task.cancel()
 
 
-async def map_with_slots(items: Iterable[T], fn: Callable[[T], Awaitable[R]], slots: asyncio.Semaphore) -> list[R]:
+async def map_with_slots(
+    items: Iterable[T], fn: Callable[[T], Awaitable[R]], slots: asyncio.Semaphore
+) -> list[R]:
     """Apply `fn` to every item, each run holding one of `slots`; results keep input order.
 
     Items start in order, each as soon as a slot is free, and at most as many tasks exist as slots
@@ -64,7 +67,7 @@ async def map_with_slots(items: Iterable[T], fn: Callable[[T], Awaitable[R]], sl
     async def run(index: int, item: T) -> None:
         try:
             out[index] = await fn(item)
-        except Exception as exc:  # noqa: BLE001 - re-raised by the caller below
+        except Exception as exc:
             errors.append(exc)
         finally:
             slots.release()
@@ -99,7 +102,9 @@ async def gather_or_cancel(coros: Iterable[Awaitable[R]]) -> list[R]:
         task.add_done_callback(_retrieve)  # a second failure is not "never retrieved"
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        failed = next((t for t in tasks if t in done and not t.cancelled() and t.exception() is not None), None)
+        failed = next(
+            (t for t in tasks if t in done and not t.cancelled() and t.exception() is not None), None
+        )
         if failed is not None:
             raise failed.exception()  # type: ignore[misc]
         return [t.result() for t in tasks]

@@ -20,10 +20,21 @@ from dataclasses import dataclass
 
 from factory._util.errors import UserError
 
-ALIASES = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *", "@weekly": "0 0 * * 0",
-           "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@hourly": "0 * * * *"}
-_MONTHS = {name: i + 1 for i, name in enumerate(
-    ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"))}
+ALIASES = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+_MONTHS = {
+    name: i + 1
+    for i, name in enumerate(
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+    )
+}
 _DAYS = {name: i for i, name in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))}
 _EXAMPLE = '"0 3 * * *" = 03:00 every day'
 
@@ -36,8 +47,13 @@ class _Field:
     names: dict[str, int]
 
 
-_FIELDS = (_Field("minute", 0, 59, {}), _Field("hour", 0, 23, {}), _Field("day of month", 1, 31, {}),
-           _Field("month", 1, 12, _MONTHS), _Field("day of week", 0, 7, _DAYS))
+_FIELDS = (
+    _Field("minute", 0, 59, {}),
+    _Field("hour", 0, 23, {}),
+    _Field("day of month", 1, 31, {}),
+    _Field("month", 1, 12, _MONTHS),
+    _Field("day of week", 0, 7, _DAYS),
+)
 
 
 def check_cron(cron: str) -> None:
@@ -45,8 +61,10 @@ def check_cron(cron: str) -> None:
     expression = ALIASES.get(cron.strip().lower(), cron)
     fields = expression.split()
     if len(fields) != len(_FIELDS):
-        raise UserError(f"invalid cron expression '{cron}': expected 5 fields (minute hour day-of-month month "
-                        f"day-of-week), got {len(fields)}; e.g. {_EXAMPLE}")
+        raise UserError(
+            f"invalid cron expression '{cron}': expected 5 fields (minute hour day-of-month month "
+            f"day-of-week), got {len(fields)}; e.g. {_EXAMPLE}"
+        )
     for field, text in zip(_FIELDS, fields, strict=True):
         problem = _field_problem(field, text)
         if problem is not None:
@@ -62,8 +80,9 @@ def check_timezone(timezone: str | None) -> None:
     try:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
-        raise UserError(f"invalid timezone '{timezone}': not an IANA time zone name (e.g. Europe/Paris, UTC)") \
-            from None
+        raise UserError(
+            f"invalid timezone '{timezone}': not an IANA time zone name (e.g. Europe/Paris, UTC)"
+        ) from None
 
 
 def _field_problem(field: _Field, text: str) -> str | None:
@@ -84,8 +103,11 @@ def _item_problem(field: _Field, item: str) -> str | None:
         nth = re.fullmatch(r"(\w+)#(\d+)", lowered)
         if nth:
             problem = _value_problem(field, nth.group(1))
-            return problem or (None if 1 <= int(nth.group(2)) <= 5 else
-                               f"day of week '{item}': the week number after # must be 1-5")
+            return problem or (
+                None
+                if 1 <= int(nth.group(2)) <= 5
+                else f"day of week '{item}': the week number after # must be 1-5"
+            )
     base, slash, step = item.partition("/")
     if slash and (not step.isdigit() or int(step) < 1):
         return f"{field.name} '{item}': the step after / must be a whole number >= 1"

@@ -56,8 +56,10 @@ class BuildInterrupted(Exception):
     def line(self) -> str:
         if self.run_dir is None:
             return "stopped before the build started: no run folder was written"
-        return (f"stopped: {self.done} of {self.total} prompts done; "
-                f"resume with: factory build --resume {self.run_dir}")
+        return (
+            f"stopped: {self.done} of {self.total} prompts done; "
+            f"resume with: factory build --resume {self.run_dir}"
+        )
 
 
 def requested() -> bool:
@@ -118,8 +120,9 @@ def at_hard_exit(callback: Callable[[], None]) -> Callable[[], None]:
 
 
 @contextmanager
-def handle_interrupts(*, raise_when_idle: bool = True,
-                      resume_hint: Callable[[], str | Path | None] = lambda: None) -> Iterator[None]:
+def handle_interrupts(
+    *, raise_when_idle: bool = True, resume_hint: Callable[[], str | Path | None] = lambda: None
+) -> Iterator[None]:
     """Ctrl-C handling for one command (see the module docstring); only in the main thread.
 
     `raise_when_idle`: a first Ctrl-C while no `stoppable()` coroutine runs raises KeyboardInterrupt
@@ -192,11 +195,11 @@ def _exit_now(terminal: list[Any] | None, resume_hint: Callable[[], str | Path |
     for callback in callbacks:
         try:
             callback()
-        except Exception:  # noqa: BLE001, S110 - exiting anyway; one failed clean-up must not stop the others
+        except Exception:
             pass
     try:
         run_dir = resume_hint()
-    except Exception:  # noqa: BLE001 - a hint is optional
+    except Exception:
         run_dir = None
     way_on = f"; resume with: factory build --resume {run_dir}" if run_dir else ""
     try:

@@ -18,8 +18,13 @@ def rows_frame(rows: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
     """Rows to a frame; nested values (lists, dicts) are stored as JSON strings for stable schemas."""
     if not rows:
         return pl.DataFrame()
-    flat = [{k: (json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict, tuple)) else v)
-             for k, v in row.items()} for row in rows]
+    flat = [
+        {
+            k: (json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict, tuple)) else v)
+            for k, v in row.items()
+        }
+        for row in rows
+    ]
     return pl.DataFrame(flat, infer_schema_length=None)
 
 

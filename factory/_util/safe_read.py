@@ -89,8 +89,13 @@ def regular_file_size(path: str | Path, *, what: str = "input file") -> int:
     return info.st_size
 
 
-def read_bytes(path: str | Path, *, what: str = "input file", max_bytes: int | None = None,
-               limit_hint: str = MAX_INPUT_BYTES_ENV) -> bytes:
+def read_bytes(
+    path: str | Path,
+    *,
+    what: str = "input file",
+    max_bytes: int | None = None,
+    limit_hint: str = MAX_INPUT_BYTES_ENV,
+) -> bytes:
     """The bytes of a regular file of at most `max_bytes`; anything else is a one-line `UserError`.
 
     `what` names the file in messages ("prompt file"); `limit_hint` says which setting raises the cap.
@@ -126,11 +131,19 @@ def decode_text(data: bytes, *, path: str | Path, what: str = "input file") -> s
     try:
         return data.removeprefix(UTF8_BOM).decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise UserError(f"{what} is not valid UTF-8: {path} (byte {exc.start + (3 if data.startswith(UTF8_BOM) else 0)})"
-                        ) from None
+        raise UserError(
+            f"{what} is not valid UTF-8: {path} (byte {exc.start + (3 if data.startswith(UTF8_BOM) else 0)})"
+        ) from None
 
 
-def read_text(path: str | Path, *, what: str = "input file", max_bytes: int | None = None,
-              limit_hint: str = MAX_INPUT_BYTES_ENV) -> str:
+def read_text(
+    path: str | Path,
+    *,
+    what: str = "input file",
+    max_bytes: int | None = None,
+    limit_hint: str = MAX_INPUT_BYTES_ENV,
+) -> str:
     """`read_bytes` decoded as UTF-8 (a leading BOM is dropped)."""
-    return decode_text(read_bytes(path, what=what, max_bytes=max_bytes, limit_hint=limit_hint), path=path, what=what)
+    return decode_text(
+        read_bytes(path, what=what, max_bytes=max_bytes, limit_hint=limit_hint), path=path, what=what
+    )

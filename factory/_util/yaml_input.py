@@ -93,8 +93,11 @@ class _BoundedLoader(yaml.SafeLoader):
                 continue  # an unhashable key: SafeConstructor reports it with its own message
             if seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {shorten(key)} (first at line {first_line[key]})",
-                    key_node.start_mark)
+                    None,
+                    None,
+                    f"duplicate key {shorten(key)} (first at line {first_line[key]})",
+                    key_node.start_mark,
+                )
             first_line[key] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep=deep)
 
@@ -117,7 +120,11 @@ def _check_expanded_size(root: Node) -> None:
             raise _too_nested(node)
         if key in on_path:
             raise yaml.constructor.ConstructorError(
-                None, None, "an alias refers to the anchor it is inside (a recursive structure)", node.start_mark)
+                None,
+                None,
+                "an alias refers to the anchor it is inside (a recursive structure)",
+                node.start_mark,
+            )
         on_path.add(key)
         children: list[Node] = []
         if isinstance(node, SequenceNode):
@@ -131,8 +138,11 @@ def _check_expanded_size(root: Node) -> None:
             deepest = max(deepest, child_depth + 1)
             if size > MAX_EXPANDED_NODES:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"aliases expand to more than {MAX_EXPANDED_NODES} values (an alias bomb?)",
-                    node.start_mark)
+                    None,
+                    None,
+                    f"aliases expand to more than {MAX_EXPANDED_NODES} values (an alias bomb?)",
+                    node.start_mark,
+                )
             if depth + deepest > MAX_DEPTH:
                 raise _too_nested(node)
         on_path.discard(key)
@@ -145,7 +155,8 @@ def _check_expanded_size(root: Node) -> None:
 
 def _too_nested(node: Node) -> yaml.YAMLError:
     return yaml.constructor.ConstructorError(
-        None, None, f"nested more than {MAX_DEPTH} levels deep", node.start_mark)
+        None, None, f"nested more than {MAX_DEPTH} levels deep", node.start_mark
+    )
 
 
 def load_yaml_file(path: str | Path, what: str = "config file", *, max_bytes: int = MAX_YAML_BYTES) -> Any:

@@ -24,8 +24,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from factory.annotate.items import Item
 from factory._util.errors import UserError
+from factory.annotate.items import Item
 
 QUESTION = "preference"
 NOTE_QUESTION = "note"

@@ -75,7 +75,9 @@ def load_items(source: Path) -> list[Item]:
                 f"{source} is a folder without pairs.parquet; pass a build run folder or a .jsonl file"
             )
         judged = _judge_orientation(source)
-        return _check_unique(_from_frame(judged if judged is not None else _read_parquet(pairs), pairs), pairs)
+        return _check_unique(
+            _from_frame(judged if judged is not None else _read_parquet(pairs), pairs), pairs
+        )
     if not source.is_file():
         raise UserError(f"{source} does not exist")
     if source.suffix == ".parquet":

@@ -17,8 +17,8 @@ import random
 from bisect import bisect_left
 from collections.abc import Collection, Sequence
 
-from factory.annotate.items import Item
 from factory._util.errors import UserError
+from factory.annotate.items import Item
 
 DEFAULT_STRATA = 4
 _NO_MARGIN = -1
@@ -47,8 +47,11 @@ def build_queue(
     review = [i for i in items if i.id in wanted]
     contested = [i for i in items if i.contested and i.id not in wanted]
     rest = [i for i in items if not i.contested and i.id not in wanted]
-    queue = (_stratified(review, strata_of, rng) + _stratified(contested, strata_of, rng)
-             + _stratified(rest, strata_of, rng))
+    queue = (
+        _stratified(review, strata_of, rng)
+        + _stratified(contested, strata_of, rng)
+        + _stratified(rest, strata_of, rng)
+    )
     return queue[:budget] if budget is not None else queue
 
 

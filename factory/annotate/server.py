@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any, Self
 from urllib.parse import parse_qs, quote, urlsplit
 
+from factory._util.errors import UserError
 from factory.annotate.items import default_labels_path, load_items
 from factory.annotate.queue import build_queue
 from factory.annotate.session import AnnotationSession, SessionError, check_annotator
 from factory.annotate.store import LabelStore
-from factory._util.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from factory.annotate.items import VERDICTS, Item
 from factory._util.errors import UserError
+from factory.annotate.items import VERDICTS, Item
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 import sys
 
-from factory.cli.app import app
 from factory._util.errors import UserError
+from factory.cli.app import app
 
 
 def _register_commands() -> None:
@@ -27,9 +27,13 @@ def _register_commands() -> None:
 
 def _quiet_environment() -> None:
     # Offline and quiet by default: no telemetry, no price-list fetch, no Hub look-ups.
-    for key, value in (("DO_NOT_TRACK", "1"), ("PREFECT_SERVER_ANALYTICS_ENABLED", "false"),
-                       ("LITELLM_LOCAL_MODEL_COST_MAP", "True"), ("HF_HUB_DISABLE_TELEMETRY", "1"),
-                       ("TOKENIZERS_PARALLELISM", "false")):
+    for key, value in (
+        ("DO_NOT_TRACK", "1"),
+        ("PREFECT_SERVER_ANALYTICS_ENABLED", "false"),
+        ("LITELLM_LOCAL_MODEL_COST_MAP", "True"),
+        ("HF_HUB_DISABLE_TELEMETRY", "1"),
+        ("TOKENIZERS_PARALLELISM", "false"),
+    ):
         os.environ.setdefault(key, value)
 
 
@@ -73,8 +77,10 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(1)
         if debug:
             raise
-        print(f"error: {type(exc).__name__}: {' '.join(str(exc).split())[:300]} (rerun with --debug for details)",
-              file=sys.stderr)
+        print(
+            f"error: {type(exc).__name__}: {' '.join(str(exc).split())[:300]} (rerun with --debug for details)",
+            file=sys.stderr,
+        )
         sys.exit(1)
 
 

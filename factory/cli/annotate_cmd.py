@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
-from factory.annotate.server import AnnotationServer, open_session
 from factory._util.errors import UserError
+from factory.annotate.server import AnnotationServer, open_session
 
 
 def register(app: typer.Typer) -> None:
@@ -28,12 +28,15 @@ def register(app: typer.Typer) -> None:
         annotator: Annotated[
             str | None, typer.Option("--annotator", help="Your name; stored with every label.")
         ] = None,
-        port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to serve on (0 picks a free one).")] = 8765,
+        port: Annotated[
+            int, typer.Option("--port", min=0, max=65535, help="Port to serve on (0 picks a free one).")
+        ] = 8765,
         host: Annotated[
             str, typer.Option("--host", help="Address to bind; keep 127.0.0.1 unless you mean to share.")
         ] = "127.0.0.1",
         budget: Annotated[
-            int | None, typer.Option("--budget", min=1, help="Label at most this many items (contested ones first).")
+            int | None,
+            typer.Option("--budget", min=1, help="Label at most this many items (contested ones first)."),
         ] = None,
         out: Annotated[
             Path | None,
@@ -89,4 +92,6 @@ def register(app: typer.Typer) -> None:
             f"Stopped with {done['done']} of {done['total']} labelled; labels are in {session.labels_path}"
         )
         if source.is_dir():
-            typer.echo(f"Rebuild the dataset with them (no model is called): factory annotate {source} --apply")
+            typer.echo(
+                f"Rebuild the dataset with them (no model is called): factory annotate {source} --apply"
+            )

@@ -28,11 +28,18 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _global_options(
-    version: Annotated[bool, typer.Option(
-        "--version", callback=_print_version, is_eager=True, help="Print the version and exit.")] = False,
-    debug: Annotated[bool, typer.Option(
-        "--debug", help="Show the traceback of an error instead of one line "
-        "(also FACTORY_DEBUG=1; accepted before or after the command).")] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            help="Show the traceback of an error instead of one line "
+            "(also FACTORY_DEBUG=1; accepted before or after the command).",
+        ),
+    ] = False,
 ) -> None:
     """Synthetic preference dataset factory: prompts in, judged and verified DPO/KTO pairs out."""
     # `--debug` is read by `factory.cli.main` before click parses anything (so that it works after the

@@ -31,26 +31,54 @@ def build(
     resume: Annotated[Path | None, typer.Option("--resume", help="Continue this run folder.")] = None,
     output_dir: Annotated[Path | None, typer.Option("--output-dir", help="Parent of the run folder.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
-    estimate: Annotated[bool, typer.Option(
-        "--estimate", help="Print the calls, tokens and cost the build may take, then exit; no model is called.")
+    estimate: Annotated[
+        bool,
+        typer.Option(
+            "--estimate",
+            help="Print the calls, tokens and cost the build may take, then exit; no model is called.",
+        ),
     ] = False,
-    max_calls: Annotated[int | None, typer.Option(
-        "--max-calls", help="Override budget.max_calls (with --resume: saved into the run's config).")] = None,
-    max_tokens: Annotated[int | None, typer.Option(
-        "--max-tokens", help="Override budget.max_tokens (prompt + completion tokens).")] = None,
-    max_cost: Annotated[float | None, typer.Option(
-        "--max-cost", help="Override budget.max_cost_usd (USD, litellm prices).")] = None,
-    engine: Annotated[str, typer.Option(
-        "--engine", envvar="FACTORY_ENGINE", help="prefect: run the build flow (a task per shard, UI, retries; "
-        "the local Prefect API takes seconds to start); local: the same pipeline in this process, no Prefect.")
-    ] = "prefect",
-    runner: Annotated[str | None, typer.Option(
-        "--runner", help="Prefect task runner: threads (default) or dask (a local cluster, or --address).")] = None,
-    address: Annotated[str | None, typer.Option(
-        "--address", help="Dask scheduler of an existing cluster, e.g. tcp://10.0.0.5:8786 (with --runner dask).")
+    max_calls: Annotated[
+        int | None,
+        typer.Option(
+            "--max-calls", help="Override budget.max_calls (with --resume: saved into the run's config)."
+        ),
     ] = None,
-    workers: Annotated[int | None, typer.Option(
-        "--workers", min=1, help="Shards at once: threads, or local Dask worker processes (default 2).")] = None,
+    max_tokens: Annotated[
+        int | None,
+        typer.Option("--max-tokens", help="Override budget.max_tokens (prompt + completion tokens)."),
+    ] = None,
+    max_cost: Annotated[
+        float | None, typer.Option("--max-cost", help="Override budget.max_cost_usd (USD, litellm prices).")
+    ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            envvar="FACTORY_ENGINE",
+            help="prefect: run the build flow (a task per shard, UI, retries; "
+            "the local Prefect API takes seconds to start); local: the same pipeline in this process, no Prefect.",
+        ),
+    ] = "prefect",
+    runner: Annotated[
+        str | None,
+        typer.Option(
+            "--runner", help="Prefect task runner: threads (default) or dask (a local cluster, or --address)."
+        ),
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address",
+            help="Dask scheduler of an existing cluster, e.g. tcp://10.0.0.5:8786 (with --runner dask).",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers", min=1, help="Shards at once: threads, or local Dask worker processes (default 2)."
+        ),
+    ] = None,
 ) -> None:
     """Build a preference dataset: generate, judge, select pairs; write outputs/<run_id>/.
 
@@ -104,9 +132,16 @@ def build(
                 from flows import run_build_flow
 
                 # The same pipeline as a Prefect flow: Prefect's log shows the progress lines.
-                outcome = run_build_flow(spec, resume_dir=resume, runner=runner or "threads", address=address,
-                                         workers=workers, quiet=quiet, progress=progress,
-                                         progress_every_s=PROGRESS_EVERY_S)
+                outcome = run_build_flow(
+                    spec,
+                    resume_dir=resume,
+                    runner=runner or "threads",
+                    address=address,
+                    workers=workers,
+                    quiet=quiet,
+                    progress=progress,
+                    progress_every_s=PROGRESS_EVERY_S,
+                )
                 run_dir, manifest = Path(outcome["run_dir"]), outcome["manifest"]
             else:
                 result = _run_local(spec, resume, quiet, progress)
@@ -134,7 +169,9 @@ def _interrupted(exc: Any, progress: BuildProgress) -> None:
     exit_process()
 
 
-def _run_local(spec: BuildConfig | None, resume: Path | None, quiet: bool, progress: BuildProgress) -> BuildResult:
+def _run_local(
+    spec: BuildConfig | None, resume: Path | None, quiet: bool, progress: BuildProgress
+) -> BuildResult:
     from factory.pipeline import run_build
     from factory.pipeline.progress import ProgressReporter
 
@@ -145,10 +182,14 @@ def _run_local(spec: BuildConfig | None, resume: Path | None, quiet: bool, progr
         return run_build(spec, resume_dir=resume, progress=progress, on_start=on_start)
     if not console.is_terminal:
         # No live bars in a log file: a plain line at a bounded rate instead.
-        with ProgressReporter(progress, lambda s: console.print(f"progress: {s.line()}", soft_wrap=True,
-                                                                highlight=False), every_s=PROGRESS_EVERY_S):
+        with ProgressReporter(
+            progress,
+            lambda s: console.print(f"progress: {s.line()}", soft_wrap=True, highlight=False),
+            every_s=PROGRESS_EVERY_S,
+        ):
             return run_build(spec, resume_dir=resume, progress=progress, on_start=on_start)
     with _StageBars(progress) as bars:
+
         def start_bars(run, n_prompts: int) -> None:  # type: ignore[no-untyped-def]
             on_start(run, n_prompts)
             bars.add_stages()
@@ -164,9 +205,15 @@ class _StageBars(Progress):
     def __init__(self, progress: BuildProgress) -> None:
         self.progress = progress  # before Progress's own set-up, which renders once
         self._ids: dict[str, Any] = {}
-        super().__init__(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
-                         TextColumn("{task.fields[note]}"), console=console, transient=False,
-                         refresh_per_second=4)
+        super().__init__(
+            TextColumn("{task.description:<10}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[note]}"),
+            console=console,
+            transient=False,
+            refresh_per_second=4,
+        )
 
     def add_stages(self) -> None:
         for stage in self.progress.snapshot().stages:
@@ -176,8 +223,12 @@ class _StageBars(Progress):
         snapshot = self.progress.snapshot()
         for stage in snapshot.stages:
             if stage.name in self._ids:
-                self.update(self._ids[stage.name], completed=stage.done, total=stage.total,
-                            note=f"{stage.failed} failed" if stage.failed else "")
+                self.update(
+                    self._ids[stage.name],
+                    completed=stage.done,
+                    total=stage.total,
+                    note=f"{stage.failed} failed" if stage.failed else "",
+                )
         yield self.make_tasks_table(self.tasks)
         if self._ids:
             yield Text(snapshot.figures_text())
@@ -196,11 +247,14 @@ def _summary(run_dir: Path, m: dict[str, Any]) -> None:
         f"{c['prompts']} prompts -> {c['candidates']} candidates, "
         f"{c['judgments']} judgments, {c['pairs']} pairs, {c['failures']} failures; "
         f"{llm['calls']} LLM calls ({llm['cache_hits']} from cache, {llm['errors']} failed), "
-        f"{llm['prompt_tokens'] + llm['completion_tokens']} tokens, ${llm['cost_usd']:.4f}")
+        f"{llm['prompt_tokens'] + llm['completion_tokens']} tokens, ${llm['cost_usd']:.4f}"
+    )
     if m.get("cost"):
         console.print(cost_line(m["cost"]), highlight=False, soft_wrap=True)
     for i, line in enumerate(summary_lines(m.get("gate"), run_dir)):
-        style = "bold green" if "passed" in line and i == 0 else "bold red" if i == 0 and "FAILED" in line else ""
+        style = (
+            "bold green" if "passed" in line and i == 0 else "bold red" if i == 0 and "FAILED" in line else ""
+        )
         console.print(f"[{style}]{escape(line)}[/{style}]" if style else escape(line))
     status = Outcome(m["status"])
     cause = (m.get("outcome") or {}).get("cause")

@@ -154,13 +154,17 @@ def calibrate(
     ] = None,
     limit: Annotated[
         int | None,
-        typer.Option("--limit", help="Use N items: a seeded sample stratified by label, spread over prompts."),
+        typer.Option(
+            "--limit", help="Use N items: a seeded sample stratified by label, spread over prompts."
+        ),
     ] = None,
     min_kappa: Annotated[
         float | None,
         typer.Option("--min-kappa", help="Threshold the kappa intervals are read against (default 0.4)."),
     ] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the sample, orders and bootstrap.")] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Seed of the sample, orders and bootstrap.")
+    ] = None,
     judgments: Annotated[
         Path | None,
         typer.Option("--judgments", help="Score this judgments file (parquet/jsonl); no model is called."),
@@ -231,7 +235,9 @@ def calibrate(
     for spec_model in spec.models:
         # A named key variable that is unset would fail every call: say so before any is made.
         if spec_model.api_key_env and not os.environ.get(spec_model.api_key_env):
-            raise UserError(f"judge model {spec_model.model}: environment variable {spec_model.api_key_env} is not set")
+            raise UserError(
+                f"judge model {spec_model.model}: environment variable {spec_model.api_key_env} is not set"
+            )
 
     # Started on the first progress report, so a mistake found before judging prints as one clean line.
     progress = Progress(

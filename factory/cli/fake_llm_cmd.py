@@ -14,10 +14,16 @@ DEFAULT_PORT = 8766
 
 
 def fake_llm(
-    port: Annotated[int, typer.Option(min=0, max=65535, help="Port on the bind address (0 = any free port).")] = DEFAULT_PORT,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Port on the bind address (0 = any free port).")
+    ] = DEFAULT_PORT,
     host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
-    script: Annotated[Path | None, typer.Option(help="YAML/JSON script of rules, latency and faults.")] = None,
-    latency: Annotated[float, typer.Option(callback=finite(0), help="Fixed latency per request, seconds.")] = 0.0,
+    script: Annotated[
+        Path | None, typer.Option(help="YAML/JSON script of rules, latency and faults.")
+    ] = None,
+    latency: Annotated[
+        float, typer.Option(callback=finite(0), help="Fixed latency per request, seconds.")
+    ] = 0.0,
 ) -> None:
     """Serve a fake OpenAI-compatible /v1/chat/completions until interrupted.
 
@@ -29,8 +35,9 @@ def fake_llm(
     def ready(bound: int) -> None:
         print(f"http://{host}:{bound}/v1", flush=True)
 
-    serve_forever(host=host, port=port, script_path=str(script) if script else None, latency_s=latency,
-                  on_ready=ready)
+    serve_forever(
+        host=host, port=port, script_path=str(script) if script else None, latency_s=latency, on_ready=ready
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -16,27 +16,53 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from factory._util.errors import UserError
 from factory._util.atomic_files import atomic_write_json
+from factory._util.errors import UserError
 from factory._util.sync import run_sync
 
 console = Console(stderr=True)
 
 
 def injection_test(
-    judge_model: Annotated[str | None, typer.Option(
-        "--judge-model", help="litellm model string, e.g. local/smollm2; without it only detection is measured.")] = None,
-    out: Annotated[Path | None, typer.Option(
-        "--out", help="Folder for injection.json (e.g. a calibration folder); needed with --judge-model.")] = None,
-    attacks_file: Annotated[Path | None, typer.Option(
-        "--attacks", help="Attack set, JSONL of {id, family, text} (default: the built-in set).")] = None,
-    ordinary_file: Annotated[Path | None, typer.Option(
-        "--ordinary", help="Ordinary answers, JSON/JSONL with an output field (default: AlpacaEval's 805).")] = None,
+    judge_model: Annotated[
+        str | None,
+        typer.Option(
+            "--judge-model",
+            help="litellm model string, e.g. local/smollm2; without it only detection is measured.",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Folder for injection.json (e.g. a calibration folder); needed with --judge-model."
+        ),
+    ] = None,
+    attacks_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--attacks", help="Attack set, JSONL of {id, family, text} (default: the built-in set)."
+        ),
+    ] = None,
+    ordinary_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--ordinary",
+            help="Ordinary answers, JSON/JSONL with an output field (default: AlpacaEval's 805).",
+        ),
+    ] = None,
     api_base: Annotated[str | None, typer.Option("--api-base", help="OpenAI-compatible endpoint.")] = None,
-    api_key_env: Annotated[str | None, typer.Option("--api-key-env", help="Env var with the API key.")] = None,
-    protocol: Annotated[list[str] | None, typer.Option(
-        "--protocol", help="direct, combined, independent, or NAME/json; repeatable (default: all six).")] = None,
-    limit: Annotated[int | None, typer.Option("--limit", help="Use the first N attacks of the suite.")] = None,
+    api_key_env: Annotated[
+        str | None, typer.Option("--api-key-env", help="Env var with the API key.")
+    ] = None,
+    protocol: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--protocol", help="direct, combined, independent, or NAME/json; repeatable (default: all six)."
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="Use the first N attacks of the suite.")
+    ] = None,
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="Completion tokens per judge call.")] = 256,
     concurrency: Annotated[int, typer.Option("--concurrency", help="Items judged at once.")] = 4,
 ) -> None:
@@ -44,8 +70,11 @@ def injection_test(
     from factory.llm import ModelSpec
     from judges.injection.detection import format_detection, load_attacks, load_ordinary, measure_detection
 
-    known = {f"{p}{'/json' if s else ''}": (p, s)
-             for p in ("direct", "combined", "independent") for s in (False, True)}
+    known = {
+        f"{p}{'/json' if s else ''}": (p, s)
+        for p in ("direct", "combined", "independent")
+        for s in (False, True)
+    }
     wanted = protocol or list(known)
     unknown = [p for p in wanted if p not in known]
     if unknown:
@@ -68,8 +97,13 @@ def injection_test(
         return
     assert out is not None
     try:
-        spec = ModelSpec(model=judge_model, api_base=api_base, api_key_env=api_key_env, temperature=0.0,
-                         max_tokens=max_tokens)
+        spec = ModelSpec(
+            model=judge_model,
+            api_base=api_base,
+            api_key_env=api_key_env,
+            temperature=0.0,
+            max_tokens=max_tokens,
+        )
     except ValueError as exc:
         raise UserError(f"invalid judge model: {str(exc).splitlines()[-1].strip()}") from None
 
@@ -80,15 +114,26 @@ def injection_test(
     attacks = ATTACKS[:limit] if limit else ATTACKS
     gateway = Gateway({"judge": spec}, cache_path=out / "injection_cache.sqlite")
     try:
-        result = run_sync(lambda: measure(gateway, variants=[known[p] for p in wanted], attacks=attacks,
-                                          concurrency=concurrency, model=judge_model))
+        result = run_sync(
+            lambda: measure(
+                gateway,
+                variants=[known[p] for p in wanted],
+                attacks=attacks,
+                concurrency=concurrency,
+                model=judge_model,
+            )
+        )
     finally:
         gateway.close()
     path = write_injection_json(out, result | {"detection": detection})
-    console.print(f"attack success rate of {judge_model} over {len(attacks)} attacks (before -> after defences):")
+    console.print(
+        f"attack success rate of {judge_model} over {len(attacks)} attacks (before -> after defences):"
+    )
     for name, r in result["protocols"].items():
-        console.print(f"  {name:<18} {r['before']:6.1%} -> {r['after']:6.1%}   flagged {r['flagged']:6.1%}   "
-                      f"unscored {r['unscored_before']:.0%} / {r['unscored_after']:.0%}")
+        console.print(
+            f"  {name:<18} {r['before']:6.1%} -> {r['after']:6.1%}   flagged {r['flagged']:6.1%}   "
+            f"unscored {r['unscored_before']:.0%} / {r['unscored_after']:.0%}"
+        )
     print(path)
 
 

@@ -28,25 +28,36 @@ from factory.dataset.review_queue import card_section
 
 TAGS = ["synthetic", "preference", "dpo", "kto", "llm-as-a-judge", "rationales", "mapl"]
 _DESCRIPTIONS = {
-    "dpo": ("TRL conversational preference rows: `prompt` (the conversation up to the last user turn; "
-            "multi-turn prompts hold the earlier assistant turns), `chosen` and `rejected` (one assistant "
-            "message each), `rationale`, and provenance (`pair_id`, `prompt_id`, `source` = judged / mapl_inter, "
-            "`chosen_model`, `rejected_model`, `judge_setting`, `margin`, `votes`, `constraints`, `checks`, "
-            "`decided_by` = judge / human / checker)."),
-    "kto": ("TRL unpaired rows: `prompt`, `completion`, `label` (true = desirable), with `prompt_id`, `source`, "
-            "`pair_id`, `model`."),
-    "mapl_intra": ("MAPL prompt-level preferences (arXiv 2505.12845): the same answer preferred under one "
-                   "prompt and not under another. `prompt_chosen` (the conversation with a prompt variant whose "
-                   "added constraints the response satisfies), `prompt_rejected` (the same with a variant whose "
-                   "constraints it violates), `response` (the one assistant message), `chosen_constraints` and "
-                   "`rejected_constraints` (the constraints each variant adds, JSON), `checks` (every code "
-                   "checker's verdict on the response, JSON), and provenance `row_id`, `prompt_id`, `model` "
-                   "(the model that wrote the response)."),
+    "dpo": (
+        "TRL conversational preference rows: `prompt` (the conversation up to the last user turn; "
+        "multi-turn prompts hold the earlier assistant turns), `chosen` and `rejected` (one assistant "
+        "message each), `rationale`, and provenance (`pair_id`, `prompt_id`, `source` = judged / mapl_inter, "
+        "`chosen_model`, `rejected_model`, `judge_setting`, `margin`, `votes`, `constraints`, `checks`, "
+        "`decided_by` = judge / human / checker)."
+    ),
+    "kto": (
+        "TRL unpaired rows: `prompt`, `completion`, `label` (true = desirable), with `prompt_id`, `source`, "
+        "`pair_id`, `model`."
+    ),
+    "mapl_intra": (
+        "MAPL prompt-level preferences (arXiv 2505.12845): the same answer preferred under one "
+        "prompt and not under another. `prompt_chosen` (the conversation with a prompt variant whose "
+        "added constraints the response satisfies), `prompt_rejected` (the same with a variant whose "
+        "constraints it violates), `response` (the one assistant message), `chosen_constraints` and "
+        "`rejected_constraints` (the constraints each variant adds, JSON), `checks` (every code "
+        "checker's verdict on the response, JSON), and provenance `row_id`, `prompt_id`, `model` "
+        "(the model that wrote the response)."
+    ),
 }
 
 
 def _size_category(n: int) -> str:
-    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+    for limit, name in (
+        (1_000, "n<1K"),
+        (10_000, "1K<n<10K"),
+        (100_000, "10K<n<100K"),
+        (1_000_000, "100K<n<1M"),
+    ):
         if n < limit:
             return name
     return "1M<n<10M"
@@ -112,26 +123,51 @@ def dataset_infos(folder: Path, written: dict[str, list[str]]) -> DatasetInfosDi
             metas = [pq.ParquetFile(f).metadata for f in files]
             if features is None and files:
                 features = Features.from_arrow_schema(pq.read_schema(files[0]))
-            split_dict.add(SplitInfo(name=split, num_examples=sum(m.num_rows for m in metas),
-                                     num_bytes=sum(m.row_group(i).total_byte_size for m in metas
-                                                   for i in range(m.num_row_groups))))
-        infos[name] = DatasetInfo(features=features, splits=split_dict,
-                                  download_size=sum(f.stat().st_size for f in folder.glob(f"{name}/*.parquet")))
+            split_dict.add(
+                SplitInfo(
+                    name=split,
+                    num_examples=sum(m.num_rows for m in metas),
+                    num_bytes=sum(
+                        m.row_group(i).total_byte_size for m in metas for i in range(m.num_row_groups)
+                    ),
+                )
+            )
+        infos[name] = DatasetInfo(
+            features=features,
+            splits=split_dict,
+            download_size=sum(f.stat().st_size for f in folder.glob(f"{name}/*.parquet")),
+        )
     return infos
 
 
-def card_metadata(config: BuildConfig, counts: dict[str, int], written: dict[str, list[str]],
-                  fingerprints: dict[str, str], folder: Path | None = None) -> DatasetCardData:
+def card_metadata(
+    config: BuildConfig,
+    counts: dict[str, int],
+    written: dict[str, list[str]],
+    fingerprints: dict[str, str],
+    folder: Path | None = None,
+) -> DatasetCardData:
     """The YAML header: license, language, tags, task, size, a config per written folder (with its data's
     sha256) and, given the dataset `folder`, `dataset_info` (features and split sizes of each config)."""
-    configs = [{"config_name": name, **({"default": True} if name == "dpo" else {}),
-                "data_files": [{"split": s, "path": p} for s, p in config_patterns(name, splits).items()],
-                "description": fingerprint_description(fingerprints[name])}
-               for name, splits in written.items()]
+    configs = [
+        {
+            "config_name": name,
+            **({"default": True} if name == "dpo" else {}),
+            "data_files": [{"split": s, "path": p} for s, p in config_patterns(name, splits).items()],
+            "description": fingerprint_description(fingerprints[name]),
+        }
+        for name, splits in written.items()
+    ]
     total = counts.get("dpo_train", 0) + counts.get("dpo_test", 0)
-    meta = DatasetCardData(license=config.dataset.license, language=list(config.dataset.language),
-                           pretty_name=config.run.name, tags=TAGS, task_categories=["text-generation"],
-                           size_categories=[_size_category(total)], configs=configs)
+    meta = DatasetCardData(
+        license=config.dataset.license,
+        language=list(config.dataset.language),
+        pretty_name=config.run.name,
+        tags=TAGS,
+        task_categories=["text-generation"],
+        size_categories=[_size_category(total)],
+        configs=configs,
+    )
     if folder is not None:
         dataset_infos(folder, written).to_dataset_card_data(meta)
     return meta
@@ -152,8 +188,12 @@ def _figure(value: object) -> str:
 def _gate(manifest: dict[str, Any]) -> list[str]:
     gate = manifest.get("gate")
     if not isinstance(gate, dict):
-        return [("No quality-gate result was recorded for this build (the gate was disabled or did not run), "
-                 "so nothing here says how well the judge agrees with humans.")]
+        return [
+            (
+                "No quality-gate result was recorded for this build (the gate was disabled or did not run), "
+                "so nothing here says how well the judge agrees with humans."
+            )
+        ]
     lines = [f"- passed: **{gate.get('passed')}**"]
     for key, value in gate.items():
         if key in ("passed", "checks"):
@@ -161,8 +201,11 @@ def _gate(manifest: dict[str, Any]) -> list[str]:
         if value is None or isinstance(value, (int, float, str, bool)):
             lines.append(f"- {key}: {_figure(value)}")
         elif isinstance(value, dict):
-            flat = ", ".join(f"{k}={_figure(v)}" for k, v in value.items()
-                             if v is None or isinstance(v, (int, float, str, bool)))
+            flat = ", ".join(
+                f"{k}={_figure(v)}"
+                for k, v in value.items()
+                if v is None or isinstance(v, (int, float, str, bool))
+            )
             if flat:
                 lines.append(f"- {key}: {flat}")
     checks = [c for c in gate.get("checks") or [] if isinstance(c, dict)]
@@ -171,30 +214,38 @@ def _gate(manifest: dict[str, Any]) -> list[str]:
         for c in checks:
             value = "not measured" if c.get("value") is None else _figure(c["value"])
             relation = "<=" if str(c.get("name", "")).startswith("max_") else ">="
-            lines.append(f"| {c.get('name')} | {value} | {relation} {_figure(c.get('threshold'))} | "
-                         f"{'pass' if c.get('passed') else 'FAIL'} |")
+            lines.append(
+                f"| {c.get('name')} | {value} | {relation} {_figure(c.get('threshold'))} | "
+                f"{'pass' if c.get('passed') else 'FAIL'} |"
+            )
     return lines
 
 
 # How each prompt's answers were compared, as the judge stage does it (factory/workflows/tournaments.py).
 _SELECTION = {
     "knockout": "knockout selection (answer 1 vs answer 2, the winner vs answer 3, and so on: n-1 comparisons "
-                "per prompt)",
+    "per prompt)",
     "round_robin": "round-robin selection (every two distinct answers compared once: n(n-1)/2 comparisons per "
-                   "prompt; the best answer has the most wins, a tie counting half to each, equal wins settled "
-                   "by the judge's score margin and then by the run's seed)",
+    "prompt; the best answer has the most wins, a tie counting half to each, equal wins settled "
+    "by the judge's score margin and then by the run's seed)",
     "listwise": "listwise N-way judging (each call ranks all of a prompt's distinct answers, {calls} calls per "
-                "judge model in rotated orders; Bradley-Terry strengths fitted to the rankings, pairs cut by "
-                "strength gap >= {min_gap}, at most {max_pairs} per prompt; strengths in each pair's provenance)",
+    "judge model in rotated orders; Bradley-Terry strengths fitted to the rankings, pairs cut by "
+    "strength gap >= {min_gap}, at most {max_pairs} per prompt; strengths in each pair's provenance)",
     "bradley_terry": "Bradley-Terry N-way judging over a round robin (every two distinct answers compared once; "
-                     "strengths fitted to the wins, a tie counting half; pairs cut by strength gap >= {min_gap}, "
-                     "at most {max_pairs} per prompt; strengths in each pair's provenance)",
+    "strengths fitted to the wins, a tie counting half; pairs cut by strength gap >= {min_gap}, "
+    "at most {max_pairs} per prompt; strengths in each pair's provenance)",
 }
 
 
-def render_card(config: BuildConfig, counts: dict[str, int], written: dict[str, list[str]],
-                manifest: dict[str, Any], run_id: str, fingerprints: dict[str, str],
-                folder: Path | None = None) -> str:
+def render_card(
+    config: BuildConfig,
+    counts: dict[str, int],
+    written: dict[str, list[str]],
+    manifest: dict[str, Any],
+    run_id: str,
+    fingerprints: dict[str, str],
+    folder: Path | None = None,
+) -> str:
     """The whole README.md: YAML metadata and prose. `fingerprints`: `data_fingerprint` per written config;
     `folder`: the dataset folder the files are in (for `dataset_info`)."""
     meta = card_metadata(config, counts, written, fingerprints, folder)
@@ -202,17 +253,29 @@ def render_card(config: BuildConfig, counts: dict[str, int], written: dict[str, 
     workflows = ", ".join(f"`{w.name}` ({w.kind})" for w in config.generation.workflows)
     r, v = config.rationales, config.variants
     selection = _SELECTION[config.judging.select].format(**config.judging.ranking.model_dump())
-    verifier = f", checked by a verifier (`{r.verifier_role or config.judging.setting.models[0]}`, up to " \
-               f"{r.max_rewrites} rewrites)" if r.verify else ""
-    rationale = (f"Every judged pair carries a rationale written by `{r.role}`{verifier}, grounded in the judges' "
-                 "notes (arXiv 2407.14477); a pair whose rationale could not be written is left out."
-                 if r.enabled else "Rationales were disabled for this build.")
-    mapl = (f"MAPL variants (arXiv 2505.12845): {v.constraints} verifiable constraint(s) per variant prompt; "
-            f"inter-sample pairs {'on' if v.inter else 'off'}, intra-sample rows {'on' if v.intra else 'off'}, "
-            f"fresh answers {'on' if v.fresh else 'off'}. Their labels come from code checkers, not from an LLM."
-            if v.enabled else "MAPL variants were disabled for this build.")
-    count_rows = "\n".join(f"| {name} | {counts.get(f'{name}_train', 0)} | {counts.get(f'{name}_test', 0)} |"
-                           for name in _DESCRIPTIONS)
+    verifier = (
+        f", checked by a verifier (`{r.verifier_role or config.judging.setting.models[0]}`, up to "
+        f"{r.max_rewrites} rewrites)"
+        if r.verify
+        else ""
+    )
+    rationale = (
+        f"Every judged pair carries a rationale written by `{r.role}`{verifier}, grounded in the judges' "
+        "notes (arXiv 2407.14477); a pair whose rationale could not be written is left out."
+        if r.enabled
+        else "Rationales were disabled for this build."
+    )
+    mapl = (
+        f"MAPL variants (arXiv 2505.12845): {v.constraints} verifiable constraint(s) per variant prompt; "
+        f"inter-sample pairs {'on' if v.inter else 'off'}, intra-sample rows {'on' if v.intra else 'off'}, "
+        f"fresh answers {'on' if v.fresh else 'off'}. Their labels come from code checkers, not from an LLM."
+        if v.enabled
+        else "MAPL variants were disabled for this build."
+    )
+    count_rows = "\n".join(
+        f"| {name} | {counts.get(f'{name}_train', 0)} | {counts.get(f'{name}_test', 0)} |"
+        for name in _DESCRIPTIONS
+    )
     columns = "\n".join(f"- `{name}`: {text}" for name, text in _DESCRIPTIONS.items() if name in written)
     body = f"""
 # {config.run.name}
@@ -226,13 +289,13 @@ extended with verifiable MAPL prompt variants.
 - Prompts: {_source(config)}.
 - Generation workflows: {workflows}.
 - Judge setting: `{config.judging.setting.setting_id}`, {selection}; pair rule `{config.pairs.rule}`,
-  minimum margin {config.pairs.min_margin}, ties {'kept' if config.pairs.keep_ties else 'dropped'},
-  swap-inconsistent verdicts {'kept' if config.pairs.keep_inconsistent else 'dropped'}.
+  minimum margin {config.pairs.min_margin}, ties {"kept" if config.pairs.keep_ties else "dropped"},
+  swap-inconsistent verdicts {"kept" if config.pairs.keep_inconsistent else "dropped"}.
 - {rationale}
 - {mapl}
-- Duplicates: {counts.get('exact_duplicates_removed', 0)} exact and {counts.get('near_duplicates_removed', 0)} near
+- Duplicates: {counts.get("exact_duplicates_removed", 0)} exact and {counts.get("near_duplicates_removed", 0)} near
   duplicates removed (word 3-shingle Jaccard >= {config.dataset.near_duplicate_threshold}); the train/test split is
-  by prompt ({counts.get('test_prompts', 0)} test prompts), so no prompt appears in both.
+  by prompt ({counts.get("test_prompts", 0)} test prompts), so no prompt appears in both.
 
 Models by role:
 

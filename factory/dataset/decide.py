@@ -34,7 +34,7 @@ def shingles(text: str, n: int = 3) -> frozenset[tuple[str, ...]]:
     words = text.lower().split()
     if len(words) < n:
         return frozenset([tuple(words)])
-    return frozenset(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
+    return frozenset(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
 
 
 def jaccard(a: frozenset[Any], b: frozenset[Any]) -> float:
@@ -126,7 +126,9 @@ def _prompt_texts(sources: DatasetSources) -> Iterable[tuple[int, set[int]]]:
             keys.update(key_hash(messages_key(r["prompt"])) for r in dpo_rows(part.load(_PAIR_COLUMNS)))
         for part in (p for p in sources.intra if p.shard == shard):
             for r in intra_rows(part.load(_INTRA_COLUMNS)):
-                keys.update((key_hash(messages_key(r["prompt_chosen"])), key_hash(messages_key(r["prompt_rejected"]))))
+                keys.update(
+                    (key_hash(messages_key(r["prompt_chosen"])), key_hash(messages_key(r["prompt_rejected"])))
+                )
         yield shard, keys
 
 
@@ -155,7 +157,9 @@ def decide(sources: DatasetSources, threshold: float) -> Decisions:
             rows = intra_rows(part.load(_INTRA_COLUMNS))
             flags = out.intra[i] = bytearray(len(rows))
             for r, row in enumerate(rows):
-                key = json.dumps([row["prompt_chosen"], row["prompt_rejected"], row["response"]], ensure_ascii=False)
+                key = json.dumps(
+                    [row["prompt_chosen"], row["prompt_rejected"], row["response"]], ensure_ascii=False
+                )
                 if key in seen:
                     out.exact += 1
                     continue

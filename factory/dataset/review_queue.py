@@ -37,11 +37,11 @@ from typing import Any
 
 import polars as pl
 
+from factory._util.atomic_files import atomic_write_parquet
+from factory._util.json_columns import dumps, load_json
 from factory.config import ReviewSettings
 from factory.dataset.shard_parts import DatasetSources, Part
-from factory._util.json_columns import dumps, load_json
 from factory.run.folder import RunFolder
-from factory._util.atomic_files import atomic_write_parquet
 
 Row = dict[str, Any]
 QUEUE_FILE = "review_queue.parquet"
@@ -49,8 +49,19 @@ LABELS_FILE = "human_labels.jsonl"
 CALIBRATION_FILE = "human_calibration.jsonl"
 _SWAP = {"A": "B", "B": "A"}
 # Columns the overlay reads or rewrites, loaded whatever a caller asked for.
-_OVERLAY_COLUMNS = ("pair_id", "chosen", "rejected", "chosen_id", "rejected_id", "chosen_model", "rejected_model",
-                    "margin", "votes", "rationale", "provenance")
+_OVERLAY_COLUMNS = (
+    "pair_id",
+    "chosen",
+    "rejected",
+    "chosen_id",
+    "rejected_id",
+    "chosen_model",
+    "rejected_model",
+    "margin",
+    "votes",
+    "rationale",
+    "provenance",
+)
 
 
 def contested_reasons(pair: Mapping[str, Any], settings: ReviewSettings) -> list[str]:
@@ -80,12 +91,30 @@ def write_queue(run: RunFolder, settings: ReviewSettings, pairs: pl.DataFrame) -
     for pair in pairs.iter_rows(named=True) if pairs.height else []:
         reasons = contested_reasons(pair, settings)
         if reasons:
-            rows.append({"pair_id": pair["pair_id"], "prompt_id": pair["prompt_id"], "prompt": pair["prompt"],
-                         "chosen": pair["chosen"], "rejected": pair["rejected"], "votes": pair.get("votes"),
-                         "flipped": pair.get("flipped"), "margin": pair.get("margin"),
-                         "reasons": dumps(reasons)})
-    schema = {"pair_id": pl.Utf8, "prompt_id": pl.Utf8, "prompt": pl.Utf8, "chosen": pl.Utf8, "rejected": pl.Utf8,
-              "votes": pl.Utf8, "flipped": pl.Boolean, "margin": pl.Float64, "reasons": pl.Utf8}
+            rows.append(
+                {
+                    "pair_id": pair["pair_id"],
+                    "prompt_id": pair["prompt_id"],
+                    "prompt": pair["prompt"],
+                    "chosen": pair["chosen"],
+                    "rejected": pair["rejected"],
+                    "votes": pair.get("votes"),
+                    "flipped": pair.get("flipped"),
+                    "margin": pair.get("margin"),
+                    "reasons": dumps(reasons),
+                }
+            )
+    schema = {
+        "pair_id": pl.Utf8,
+        "prompt_id": pl.Utf8,
+        "prompt": pl.Utf8,
+        "chosen": pl.Utf8,
+        "rejected": pl.Utf8,
+        "votes": pl.Utf8,
+        "flipped": pl.Boolean,
+        "margin": pl.Float64,
+        "reasons": pl.Utf8,
+    }
     queue = pl.DataFrame(rows, schema=schema)
     atomic_write_parquet(run.root / QUEUE_FILE, queue)
     return queue
@@ -110,8 +139,14 @@ class Decision:
 
     @property
     def provenance(self) -> Row:
-        return {"decided_by": "human", "label": self.label, "annotators": list(self.annotators),
-                "labels": list(self.labels), "time": self.time, "judge_label": "A"}
+        return {
+            "decided_by": "human",
+            "label": self.label,
+            "annotators": list(self.annotators),
+            "labels": list(self.labels),
+            "time": self.time,
+            "judge_label": "A",
+        }
 
 
 def decisions(run_dir: Path) -> dict[str, Decision]:
@@ -131,9 +166,12 @@ def decisions(run_dir: Path) -> dict[str, Decision]:
         label, top = counts.most_common(1)[0]
         if top * 2 <= len(entries):
             label = "tie"
-        out[row["id"]] = Decision(label, tuple(str(e["annotator"]) for e in entries),
-                                  tuple(str(e["label"]) for e in entries),
-                                  max((str(e.get("time")) for e in entries if e.get("time")), default=None))
+        out[row["id"]] = Decision(
+            label,
+            tuple(str(e["annotator"]) for e in entries),
+            tuple(str(e["label"]) for e in entries),
+            max((str(e.get("time")) for e in entries if e.get("time")), default=None),
+        )
     return out
 
 
@@ -155,13 +193,21 @@ def overlay(frame: pl.DataFrame, by_pair: Mapping[str, Decision]) -> pl.DataFram
         provenance = load_json(row.get("provenance")) if "provenance" in row else None
         human = {**decision.provenance, "judge_margin": row.get("margin")}
         if decision.label == "B":
-            for a, b in (("chosen", "rejected"), ("chosen_id", "rejected_id"), ("chosen_model", "rejected_model")):
+            for a, b in (
+                ("chosen", "rejected"),
+                ("chosen_id", "rejected_id"),
+                ("chosen_model", "rejected_model"),
+            ):
                 if a in row and b in row:
                     row[a], row[b] = row[b], row[a]
             if "votes" in row:
                 votes = load_json(row["votes"]) or []
-                turned = [{**v, "verdict": _SWAP.get(v.get("verdict"), v.get("verdict"))} if isinstance(v, dict)
-                          else _SWAP.get(v, v) for v in votes]
+                turned = [
+                    {**v, "verdict": _SWAP.get(v.get("verdict"), v.get("verdict"))}
+                    if isinstance(v, dict)
+                    else _SWAP.get(v, v)
+                    for v in votes
+                ]
                 row["votes"] = dumps(turned)
             if "margin" in row:
                 row["margin"] = None  # the judge's margin was for the other answer
@@ -208,7 +254,9 @@ def summary(queue: pl.DataFrame, pairs: pl.DataFrame, by_pair: Mapping[str, Deci
                 jurors.setdefault(f"vote_{k + 1}", []).append(verdict == decision.label)
     return {
         "queued": len(queued),
-        "reasons": dict(Counter(r for rs in queue["reasons"].to_list() for r in load_json(rs))) if queue.height else {},
+        "reasons": dict(Counter(r for rs in queue["reasons"].to_list() for r in load_json(rs)))
+        if queue.height
+        else {},
         "reviewed": len(reviewed),
         "reviewed_in_queue": len(set(reviewed) & queued),
         "kept": labels["A"],
@@ -255,13 +303,17 @@ def card_section(review: Mapping[str, Any] | None) -> str:
     """The dataset card's "Human review" paragraph."""
     if not review:
         return "No review step ran for this build."
-    queued = (f"{review['queued']} contested pairs were queued for people "
-              f"({', '.join(f'{n} {why}' for why, n in sorted(review.get('reasons', {}).items())) or 'none'}).")
+    queued = (
+        f"{review['queued']} contested pairs were queued for people "
+        f"({', '.join(f'{n} {why}' for why, n in sorted(review.get('reasons', {}).items())) or 'none'})."
+    )
     if not review.get("reviewed"):
         return f"{queued} None has been labelled yet: every pair is as the judge decided it (`decided_by` judge)."
     agreement = review.get("judge_agreement")
-    return (f"{queued} People labelled {review['reviewed']} pairs ({review['reviewed_in_queue']} from the queue): "
-            f"{review['kept']} kept as the judge chose, {review['flipped']} flipped (chosen and rejected swapped, "
-            f"judge margin and rationale cleared), {review['dropped']} dropped (tie or no majority). The judge agreed "
-            f"with people on {agreement:.0%} of the reviewed pairs, which are the contested ones. Rows people "
-            "decided carry `decided_by` human.")
+    return (
+        f"{queued} People labelled {review['reviewed']} pairs ({review['reviewed_in_queue']} from the queue): "
+        f"{review['kept']} kept as the judge chose, {review['flipped']} flipped (chosen and rejected swapped, "
+        f"judge margin and rationale cleared), {review['dropped']} dropped (tie or no majority). The judge agreed "
+        f"with people on {agreement:.0%} of the reviewed pairs, which are the contested ones. Rows people "
+        "decided carry `decided_by` human."
+    )

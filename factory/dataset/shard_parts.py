@@ -41,8 +41,16 @@ class DatasetSources:
         def part(frame: pl.DataFrame | None) -> list[Part]:
             if frame is None or frame.height == 0:
                 return []
-            return [Part(0, lambda columns: frame.select([c for c in columns if c in frame.columns])
-                         if columns is not None else frame)]
+            return [
+                Part(
+                    0,
+                    lambda columns: (
+                        frame.select([c for c in columns if c in frame.columns])
+                        if columns is not None
+                        else frame
+                    ),
+                )
+            ]
 
         return cls(part(pairs), part(intra))
 
@@ -104,8 +112,9 @@ def shard_groups(shard_keys: Iterable[tuple[int, Iterable[int]]]) -> list[list[i
         order = np.lexsort((owner, key))
         key, owner = key[order], owner[order]
         # Neighbours after sorting by text: the same text in two shards links them.
-        for a, b in zip(owner[:-1][key[1:] == key[:-1]].tolist(), owner[1:][key[1:] == key[:-1]].tolist(),
-                        strict=True):
+        for a, b in zip(
+            owner[:-1][key[1:] == key[:-1]].tolist(), owner[1:][key[1:] == key[:-1]].tolist(), strict=True
+        ):
             parent[root(b)] = root(a)
     groups: dict[int, list[int]] = {}
     for shard in sorted(parent):

@@ -41,14 +41,17 @@ from typing import Any
 import polars as pl
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
+from factory._util.atomic_files import atomic_write_text
 from factory.config import BuildConfig
 from factory.dataset.decide import KEEP, KTO_FIRST, KTO_SECOND, Decisions, decide, split_test_prompts
 from factory.dataset.rows import CONFIGS, SCHEMAS, SPLITS, Row, dpo_rows, intra_rows, kto_row
 from factory.dataset.shard_parts import DatasetSources
 from factory.run.folder import RunFolder
-from factory._util.atomic_files import atomic_write_text
 
-_OWNED = {"README.md", *CONFIGS}  # what we write into dataset/; other files there (agreement.json ...) are kept
+_OWNED = {
+    "README.md",
+    *CONFIGS,
+}  # what we write into dataset/; other files there (agreement.json ...) are kept
 _BATCH_ROWS = 5_000  # rows buffered per file before a row group is written
 
 
@@ -80,8 +83,9 @@ class SplitFiles:
         writer = self._writers.get((name, split))
         if writer is None:
             self.path(name, split).parent.mkdir(parents=True, exist_ok=True)
-            writer = self._writers[(name, split)] = pq.ParquetWriter(self.path(name, split), table.schema,
-                                                                      compression="zstd")
+            writer = self._writers[(name, split)] = pq.ParquetWriter(
+                self.path(name, split), table.schema, compression="zstd"
+            )
         writer.write_table(table)
 
     def close(self) -> dict[str, list[str]]:
@@ -90,15 +94,20 @@ class SplitFiles:
             self._flush(name, split)
         for writer in self._writers.values():
             writer.close()
-        return {name: [s for s in SPLITS if self.counts[f"{name}_{s}"]] for name in CONFIGS
-                if any(self.counts[f"{name}_{s}"] for s in SPLITS)}
+        return {
+            name: [s for s in SPLITS if self.counts[f"{name}_{s}"]]
+            for name in CONFIGS
+            if any(self.counts[f"{name}_{s}"] for s in SPLITS)
+        }
 
 
 def _write_rows(files: SplitFiles, sources: DatasetSources, decisions: Decisions, test: set[str]) -> None:
     """Every kept row into its config and split, in table order: `dpo` rows, then `mapl_intra` rows;
     each row's KTO rows as it goes (KTO lists pairs' answers before MAPL intra answers)."""
-    for name, parts, flags_of, to_rows in (("dpo", sources.pairs, decisions.pairs, dpo_rows),
-                                           ("mapl_intra", sources.intra, decisions.intra, intra_rows)):
+    for name, parts, flags_of, to_rows in (
+        ("dpo", sources.pairs, decisions.pairs, dpo_rows),
+        ("mapl_intra", sources.intra, decisions.intra, intra_rows),
+    ):
         for i, part in enumerate(parts):
             flags = flags_of.get(i)
             if not flags or not any(f & KEEP for f in flags):
@@ -137,8 +146,12 @@ def _save_dataset_dict(files: dict[str, Path], target: Path, scratch: Path) -> N
             hf_logging.enable_progress_bar()
 
 
-def write_dataset(run: RunFolder, config: BuildConfig, sources: DatasetSources | Mapping[str, pl.DataFrame],
-                  manifest: Mapping[str, Any] | None = None) -> dict[str, int]:
+def write_dataset(
+    run: RunFolder,
+    config: BuildConfig,
+    sources: DatasetSources | Mapping[str, pl.DataFrame],
+    manifest: Mapping[str, Any] | None = None,
+) -> dict[str, int]:
     """Write `dataset/` (parquet per config and split, card) and `dataset_dict/`; return the counts.
 
     `sources` is the run's shard files (`DatasetSources.from_run`) or tables in memory (`pairs`,
@@ -161,9 +174,13 @@ def write_dataset(run: RunFolder, config: BuildConfig, sources: DatasetSources |
     files = SplitFiles(tmp)
     _write_rows(files, sources, decisions, test)
     written = files.close()
-    counts = {**files.counts, "exact_duplicates_removed": decisions.exact,
-              "near_duplicates_removed": decisions.near, "kto_conflicts_removed": decisions.kto_conflicts,
-              "test_prompts": len(test)}
+    counts = {
+        **files.counts,
+        "exact_duplicates_removed": decisions.exact,
+        "near_duplicates_removed": decisions.near,
+        "kto_conflicts_removed": decisions.kto_conflicts,
+        "test_prompts": len(test),
+    }
     fingerprints = {n: data_fingerprint(tmp, config_patterns(n, splits)) for n, splits in written.items()}
     card = render_card(config, counts, written, dict(manifest or {}), run.run_id, fingerprints, folder=tmp)
     atomic_write_text(tmp / "README.md", card)

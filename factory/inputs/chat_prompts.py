@@ -20,8 +20,15 @@ from collections.abc import Sequence
 from typing import Any
 
 # ShareGPT and a few other Hub conventions -> the chat roles.
-ROLE_ALIASES = {"user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant", "model": "assistant",
-                "bot": "assistant", "system": "system"}
+ROLE_ALIASES = {
+    "user": "user",
+    "human": "user",
+    "assistant": "assistant",
+    "gpt": "assistant",
+    "model": "assistant",
+    "bot": "assistant",
+    "system": "system",
+}
 
 
 def looks_like_chat(value: Any) -> bool:
@@ -43,13 +50,25 @@ def chat_turns(messages: Sequence[dict[str, Any]]) -> tuple[tuple[str, ...], Non
         raw_role, content = _role_and_content(message)
         role = ROLE_ALIASES.get(str(raw_role).lower()) if isinstance(raw_role, str) else None
         if role is None:
-            return None, f"chat_unsupported_role: message {number} has role {str(raw_role)[:40]!r} (user and assistant only)"
+            return (
+                None,
+                f"chat_unsupported_role: message {number} has role {str(raw_role)[:40]!r} (user and assistant only)",
+            )
         if role == "system":
-            return None, (f"chat_system_message: message {number} is a system message; prompts are user turns only, "
-                          "so drop it from the source or filter these rows out")
+            return None, (
+                f"chat_system_message: message {number} is a system message; prompts are user turns only, "
+                "so drop it from the source or filter these rows out"
+            )
         if role != expected:
-            first = "the first message is the assistant's" if number == 1 else f"message {number} repeats role {role}"
-            return None, f"chat_roles_not_alternating: {first} (a conversation alternates user, assistant, user...)"
+            first = (
+                "the first message is the assistant's"
+                if number == 1
+                else f"message {number} repeats role {role}"
+            )
+            return (
+                None,
+                f"chat_roles_not_alternating: {first} (a conversation alternates user, assistant, user...)",
+            )
         if not isinstance(content, str):
             return None, f"chat_content_not_text: message {number} content is {type(content).__name__}"
         if role == "user":

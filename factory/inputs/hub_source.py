@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from factory.config import HUB_PREFIX, HubPrompts
 from factory._util.errors import UserError
+from factory.config import HUB_PREFIX, HubPrompts
 
 # ORG/NAME as the Hub spells repository ids; `hf://datasets/ORG/NAME` (huggingface_hub's file-system URL) too.
 _REPO_ID = re.compile(r"^(?:datasets/)?((?:[A-Za-z0-9][\w.-]*/)?[A-Za-z0-9][\w.-]*)$")
@@ -37,18 +37,24 @@ def hub_target(spec: HubPrompts) -> tuple[str, bool]:
     local = Path(text).expanduser()
     if not text.startswith(HUB_PREFIX) and (local.is_absolute() or text.startswith(".")):
         if not local.is_dir():
-            raise UserError(f"prompt dataset folder not found: {local} (for a Hub dataset write hf://ORG/NAME)")
+            raise UserError(
+                f"prompt dataset folder not found: {local} (for a Hub dataset write hf://ORG/NAME)"
+            )
         return str(local), False
     match = _REPO_ID.match(text.removeprefix(HUB_PREFIX))
     if match is None:
-        raise UserError(f"prompts.hf: {text[:80]!r} is not a Hub dataset id (expected hf://ORG/NAME) "
-                        "nor an existing folder")
+        raise UserError(
+            f"prompts.hf: {text[:80]!r} is not a Hub dataset id (expected hf://ORG/NAME) "
+            "nor an existing folder"
+        )
     return match.group(1), True
 
 
 def _offline() -> bool:
-    return any(os.environ.get(v, "").strip().upper() in ("1", "ON", "YES", "TRUE")
-               for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    return any(
+        os.environ.get(v, "").strip().upper() in ("1", "ON", "YES", "TRUE")
+        for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+    )
 
 
 def _probe_hub(label: str) -> None:
@@ -63,8 +69,10 @@ def _probe_hub(label: str) -> None:
         socket.create_connection((host, port), timeout=_PROBE_TIMEOUT_S).close()
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise UserError(f"cannot load prompts from {label}: the Hugging Face Hub at {endpoint} is not reachable "
-                        f"({reason}); check the network, or set HF_HUB_OFFLINE=1 to use a cached copy") from None
+        raise UserError(
+            f"cannot load prompts from {label}: the Hugging Face Hub at {endpoint} is not reachable "
+            f"({reason}); check the network, or set HF_HUB_OFFLINE=1 to use a cached copy"
+        ) from None
 
 
 @contextmanager
@@ -113,19 +121,20 @@ def hub_rows(spec: HubPrompts) -> tuple[Iterator[dict[str, Any]], str]:
         import datasets
 
         with _quiet():
-            loaded = datasets.load_dataset(target, name=spec.config, split=spec.split, revision=spec.revision,
-                                           streaming=spec.streaming)
+            loaded = datasets.load_dataset(
+                target, name=spec.config, split=spec.split, revision=spec.revision, streaming=spec.streaming
+            )
     except ImportError:
         raise UserError("prompts.hf needs the `datasets` package: pip install datasets") from None
     # The Hub boundary: network, auth, an unknown config or split... all reach the user as one line.
-    except Exception as exc:  # noqa: BLE001 - datasets raises many unrelated types here
+    except Exception as exc:
         raise UserError(f"cannot load prompts from {label}: {_reason(exc)}") from None
     source = target if on_hub else Path(target).name
 
     def rows() -> Iterator[dict[str, Any]]:
         try:
             yield from loaded
-        except Exception as exc:  # noqa: BLE001 - a streamed split fails while it is read
+        except Exception as exc:
             raise UserError(f"cannot read prompts from {label}: {_reason(exc)}") from None
 
     return rows(), source

@@ -19,16 +19,25 @@ from typing import Any
 
 import polars as pl
 
-from factory.inputs.chat_prompts import chat_turns, looks_like_chat
-from factory.config import HubPrompts, PromptSource
 from factory._util.errors import UserError
+from factory._util.safe_read import MAX_INPUT_BYTES_ENV, UTF8_BOM, decode_text, read_bytes, regular_file_size
+from factory.config import HubPrompts, PromptSource
+from factory.inputs.chat_prompts import chat_turns, looks_like_chat
 from factory.inputs.hub_source import hub_rows
 from factory.inputs.row_filter import Condition, parse_where, select_rows
-from factory._util.safe_read import MAX_INPUT_BYTES_ENV, UTF8_BOM, decode_text, read_bytes, regular_file_size
 from judges.humans.public_sets import PUBLIC_PROMPT_SETS, resolve_public_file
 
-TEXT_FIELDS = ("prompt", "instruction", "question", "turns", "text", "input", "messages", "conversations",
-               "conversation")
+TEXT_FIELDS = (
+    "prompt",
+    "instruction",
+    "question",
+    "turns",
+    "text",
+    "input",
+    "messages",
+    "conversations",
+    "conversation",
+)
 FILE_TYPES = (".jsonl", ".ndjson", ".json", ".csv", ".parquet", ".txt")
 ID_FIELDS = ("id", "prompt_id", "question_id", "key", "idx")
 
@@ -66,17 +75,25 @@ def _read_records(path: Path, *, max_bytes: int | None = None) -> list[dict[str,
     suffix = path.suffix.lower()
     regular_file_size(path, what="prompt file")  # a FIFO or a device is named as such, whatever its suffix
     if suffix not in FILE_TYPES:  # refused before reading: no need to read a gigabyte to say so
-        raise UserError(f"unsupported prompt file type '{suffix}': {path} (use jsonl, json, csv, parquet or txt)")
-    raw = read_bytes(path, what="prompt file", max_bytes=max_bytes,
-                     limit_hint=f"prompts.max_file_bytes or {MAX_INPUT_BYTES_ENV}")
+        raise UserError(
+            f"unsupported prompt file type '{suffix}': {path} (use jsonl, json, csv, parquet or txt)"
+        )
+    raw = read_bytes(
+        path,
+        what="prompt file",
+        max_bytes=max_bytes,
+        limit_hint=f"prompts.max_file_bytes or {MAX_INPUT_BYTES_ENV}",
+    )
     if suffix in (".parquet", ".csv"):
         try:
             if suffix == ".parquet":
                 return pl.read_parquet(io.BytesIO(raw)).to_dicts()
             return pl.read_csv(io.BytesIO(raw.removeprefix(UTF8_BOM)), infer_schema_length=0).to_dicts()
         except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
-            raise UserError(f"prompt file cannot be read as {suffix.lstrip('.')}: {path}: "
-                            f"{str(exc).splitlines()[0][:200]}") from None
+            raise UserError(
+                f"prompt file cannot be read as {suffix.lstrip('.')}: {path}: "
+                f"{str(exc).splitlines()[0][:200]}"
+            ) from None
     text = decode_text(raw, path=path, what="prompt file")  # a BOM some editors write is not part of line 1
     if not text.strip():
         raise UserError(f"prompt file is empty: {path}")
@@ -104,7 +121,9 @@ def _read_records(path: Path, *, max_bytes: int | None = None) -> list[dict[str,
         records = [{"prompt": line} for line in text.splitlines() if line.strip()]
     for number, record in enumerate(records, 1):
         if not isinstance(record, dict):
-            raise UserError(f"prompt file rows must be JSON objects: {path} (row {number} is {_type_name(record)})")
+            raise UserError(
+                f"prompt file rows must be JSON objects: {path} (row {number} is {_type_name(record)})"
+            )
     return records
 
 
@@ -133,11 +152,15 @@ def _prompt_id(row: dict[str, Any], id_key: str | None, index: int, source: str)
     value = row.get(id_key)
     if value is None or (isinstance(value, str) and not value.strip()):
         # Row numbers for some rows and explicit ids for others would make ids that change when rows move.
-        raise UserError(f"prompt row {index + 1} in {source} has no '{id_key}' (other rows have one): "
-                        f"give every row an id, or none")
+        raise UserError(
+            f"prompt row {index + 1} in {source} has no '{id_key}' (other rows have one): "
+            f"give every row an id, or none"
+        )
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise UserError(f"prompt row {index + 1} in {source}: id '{id_key}' is {_type_name(value)}, "
-                        f"expected a string or an integer")
+        raise UserError(
+            f"prompt row {index + 1} in {source}: id '{id_key}' is {_type_name(value)}, "
+            f"expected a string or an integer"
+        )
     return str(value)
 
 
@@ -152,14 +175,21 @@ def _turns(value: Any, text_key: str, index: int, source: str) -> tuple[tuple[st
         return (turns or ("",)), reason
     if isinstance(value, (list, tuple)) and all(isinstance(t, str) for t in value):
         return (tuple(value) or ("",)), None
-    raise UserError(f"prompt row {index + 1} in {source}: '{text_key}' is {_type_name(value)}, not text "
-                    f"(a prompt is a string, a list of strings (its user turns) or a list of chat messages; "
-                    f"set prompts.text_field to the prompt column)")
+    raise UserError(
+        f"prompt row {index + 1} in {source}: '{text_key}' is {_type_name(value)}, not text "
+        f"(a prompt is a string, a list of strings (its user turns) or a list of chat messages; "
+        f"set prompts.text_field to the prompt column)"
+    )
 
 
-def prompts_from_records(records: list[dict[str, Any]], *, source: str, id_field: str | None = None,
-                         text_field: str | None = None, max_chars: int = 20000
-                         ) -> tuple[list[Prompt], list[RejectedPrompt]]:
+def prompts_from_records(
+    records: list[dict[str, Any]],
+    *,
+    source: str,
+    id_field: str | None = None,
+    text_field: str | None = None,
+    max_chars: int = 20000,
+) -> tuple[list[Prompt], list[RejectedPrompt]]:
     """Turn raw rows into prompts. Duplicate ids, a missing text column and a prompt or id value of
     the wrong type are user errors; empty, too long and unusable chat rows come back as rejects."""
     if not records:
@@ -191,24 +221,42 @@ def prompts_from_records(records: list[dict[str, Any]], *, source: str, id_field
         elif not any(t.strip() for t in turns):
             rejected.append(RejectedPrompt(pid, "empty_prompt", raw[:2000]))
         elif sum(len(t) for t in turns) > max_chars:
-            rejected.append(RejectedPrompt(pid, f"prompt_too_long: {sum(len(t) for t in turns)} chars > "
-                                           f"max_chars {max_chars}", raw[:2000]))
+            rejected.append(
+                RejectedPrompt(
+                    pid,
+                    f"prompt_too_long: {sum(len(t) for t in turns)} chars > max_chars {max_chars}",
+                    raw[:2000],
+                )
+            )
         else:
             prompts.append(Prompt(pid, turns, source))
     if not prompts:
         # Rejects alone would make a run of nothing but failures: say why instead.
         first = rejected[0]
-        hint = f" ({first.reason}; raise prompts.max_chars)" if first.reason.startswith("prompt_too_long") else \
-            f" ({first.reason})"
-        raise UserError(f"no usable prompts in {source}: all {len(rejected)} were rejected, e.g. "
-                        f"'{first.item_id[:80]}'{hint}")
+        hint = (
+            f" ({first.reason}; raise prompts.max_chars)"
+            if first.reason.startswith("prompt_too_long")
+            else f" ({first.reason})"
+        )
+        raise UserError(
+            f"no usable prompts in {source}: all {len(rejected)} were rejected, e.g. "
+            f"'{first.item_id[:80]}'{hint}"
+        )
     return prompts, rejected
 
 
-def load_prompts(*, path: str | None = None, name: str | None = None, hf: HubPrompts | None = None,
-                 id_field: str | None = None, text_field: str | None = None, where: dict[str, Any] | None = None,
-                 limit: int | None = None, max_chars: int = 20000, max_file_bytes: int | None = None
-                 ) -> tuple[list[Prompt], list[RejectedPrompt]]:
+def load_prompts(
+    *,
+    path: str | None = None,
+    name: str | None = None,
+    hf: HubPrompts | None = None,
+    id_field: str | None = None,
+    text_field: str | None = None,
+    where: dict[str, Any] | None = None,
+    limit: int | None = None,
+    max_chars: int = 20000,
+    max_file_bytes: int | None = None,
+) -> tuple[list[Prompt], list[RejectedPrompt]]:
     """Load a prompt file, a public prompt set or a Hugging Face dataset; returns usable prompts and
     rejects with reasons. `where` keeps matching rows (`factory.inputs.row_filter`), then `limit` the first N."""
     conditions = _conditions(where)
@@ -218,22 +266,34 @@ def load_prompts(*, path: str | None = None, name: str | None = None, hf: HubPro
     elif name is not None:
         if name not in PUBLIC_PROMPT_SETS:
             raise UserError(f"unknown prompt set '{name}' (known: {', '.join(sorted(PUBLIC_PROMPT_SETS))})")
-        rows, source = _read_records(resolve_public_file(PUBLIC_PROMPT_SETS[name]), max_bytes=max_file_bytes), name
+        rows, source = (
+            _read_records(resolve_public_file(PUBLIC_PROMPT_SETS[name]), max_bytes=max_file_bytes),
+            name,
+        )
     elif path is not None:
         file_path = Path(path)
         rows, source = _read_records(file_path, max_bytes=max_file_bytes), file_path.name
     else:
         raise UserError("no prompt source: give a path, a public set name or a Hugging Face dataset")
     records = select_rows(rows, conditions, limit=limit, source=source)
-    return prompts_from_records(records, source=source, id_field=id_field, text_field=text_field,
-                                max_chars=max_chars)
+    return prompts_from_records(
+        records, source=source, id_field=id_field, text_field=text_field, max_chars=max_chars
+    )
 
 
 def load_source(source: PromptSource) -> tuple[list[Prompt], list[RejectedPrompt]]:
     """`load_prompts` for a config's `prompts` section."""
-    return load_prompts(path=source.path, name=source.name, hf=source.hf, id_field=source.id_field,
-                        text_field=source.text_field, where=source.where, limit=source.limit,
-                        max_chars=source.max_chars, max_file_bytes=source.max_file_bytes)
+    return load_prompts(
+        path=source.path,
+        name=source.name,
+        hf=source.hf,
+        id_field=source.id_field,
+        text_field=source.text_field,
+        where=source.where,
+        limit=source.limit,
+        max_chars=source.max_chars,
+        max_file_bytes=source.max_file_bytes,
+    )
 
 
 def _conditions(where: dict[str, Any] | None) -> tuple[Condition, ...]:

@@ -76,7 +76,9 @@ def parse_where(spec: Mapping[str, Any] | None) -> tuple[Condition, ...]:
             raise ValueError(f"column names must be non-empty strings, got {column!r}")
         if isinstance(rule, Mapping):
             if len(rule) != 1 or next(iter(rule)) not in OPERATORS:
-                raise ValueError(f"{column}: a condition is one of {', '.join(OPERATORS)}, got {sorted(map(str, rule))}")
+                raise ValueError(
+                    f"{column}: a condition is one of {', '.join(OPERATORS)}, got {sorted(map(str, rule))}"
+                )
             op, operand = next(iter(rule.items()))
             values = _values(operand, column) if op in ("in", "not_in") else (_scalar(operand, column),)
         elif isinstance(rule, (list, tuple)):
@@ -87,8 +89,9 @@ def parse_where(spec: Mapping[str, Any] | None) -> tuple[Condition, ...]:
     return tuple(conditions)
 
 
-def select_rows(rows: Iterable[dict[str, Any]], conditions: tuple[Condition, ...], *, limit: int | None,
-                source: str) -> list[dict[str, Any]]:
+def select_rows(
+    rows: Iterable[dict[str, Any]], conditions: tuple[Condition, ...], *, limit: int | None, source: str
+) -> list[dict[str, Any]]:
     """The rows that pass every condition, the first `limit` of them (the rest is never read).
 
     A filter that keeps nothing is a `UserError` that says what the column holds, so a typo in a
@@ -117,11 +120,13 @@ def select_rows(rows: Iterable[dict[str, Any]], conditions: tuple[Condition, ...
     if missing:
         names = sorted(columns)
         shown = ", ".join(c[:40] for c in names[:20]) + (", ..." if len(names) > 20 else "")
-        raise UserError(f"prompts.where names column '{missing[0][:40]}', which no row of {source} has "
-                        f"(columns: {shown or 'none'})")
+        raise UserError(
+            f"prompts.where names column '{missing[0][:40]}', which no row of {source} has "
+            f"(columns: {shown or 'none'})"
+        )
     first = conditions[0]
     shown = ", ".join(_short(v) for v in seen[first.column])
     clause = " and ".join(c.describe() for c in conditions)
-    raise UserError(f"no rows of {source} match prompts.where ({clause}); "
-                    f"'{first.column}' holds e.g. {shown}")
-
+    raise UserError(
+        f"no rows of {source} match prompts.where ({clause}); '{first.column}' holds e.g. {shown}"
+    )

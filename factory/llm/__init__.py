@@ -36,7 +36,20 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "AuthError", "BadRequestError", "Budget", "BudgetExceededError", "CircuitOpenError", "Completion",
-    "EmptyReplyError", "Gateway", "GatewaySettings", "LLMError", "LLMTimeoutError", "ModelSpec",
-    "OutputParseError", "ProviderError", "RateLimitError", "parse_json_reply",
+    "AuthError",
+    "BadRequestError",
+    "Budget",
+    "BudgetExceededError",
+    "CircuitOpenError",
+    "Completion",
+    "EmptyReplyError",
+    "Gateway",
+    "GatewaySettings",
+    "LLMError",
+    "LLMTimeoutError",
+    "ModelSpec",
+    "OutputParseError",
+    "ProviderError",
+    "RateLimitError",
+    "parse_json_reply",
 ]

@@ -20,8 +20,10 @@ from factory.llm.replies import retry_after_seconds
 
 def _retry_after(exc: BaseException) -> float | None:
     """Retry-After (seconds) or retry-after-ms from whatever response headers litellm kept."""
-    for headers in (getattr(exc, "litellm_response_headers", None),
-                    getattr(getattr(exc, "response", None), "headers", None)):
+    for headers in (
+        getattr(exc, "litellm_response_headers", None),
+        getattr(getattr(exc, "response", None), "headers", None),
+    ):
         seconds = retry_after_seconds(headers)
         if seconds is not None:
             return seconds
@@ -37,18 +39,22 @@ def translate(exc: BaseException, model: str, api_base: str | None = None) -> LL
     kwargs: dict[str, Any] = {"model": model, "status": status}
     if isinstance(exc, litellm.exceptions.RateLimitError) or status == 429:
         error = RateLimitError(message, retry_after=_retry_after(exc), **kwargs)
-        error.server_limits = read_rate_limit_headers(getattr(getattr(exc, "response", None), "headers", None))
+        error.server_limits = read_rate_limit_headers(
+            getattr(getattr(exc, "response", None), "headers", None)
+        )
         return error
     if isinstance(exc, (litellm.exceptions.Timeout, TimeoutError)):
         return LLMTimeoutError(message, **kwargs)
     # 401/403 by status too: litellm words some 403s as a generic APIError.
-    if isinstance(exc, (litellm.exceptions.AuthenticationError, litellm.exceptions.PermissionDeniedError)) or (
-        status in (401, 403)
-    ):
+    if isinstance(
+        exc, (litellm.exceptions.AuthenticationError, litellm.exceptions.PermissionDeniedError)
+    ) or (status in (401, 403)):
         # Says which endpoint refused which credentials, so the user knows what to fix; the caller
         # blanks the key out should the provider have echoed it.
         where = endpoint_label(model, api_base)
-        return AuthError(f"{where}: credentials rejected (HTTP {status}): {type(exc).__name__}: {exc}", **kwargs)
+        return AuthError(
+            f"{where}: credentials rejected (HTTP {status}): {type(exc).__name__}: {exc}", **kwargs
+        )
     if isinstance(exc, (litellm.exceptions.BadRequestError, litellm.exceptions.NotFoundError)) and not (
         status and status >= 500
     ):

@@ -226,7 +226,7 @@ class BatchCollector:
         except LLMError as error:
             self._fail(rows, error)
             return
-        except Exception as error:  # noqa: BLE001 - a bug must fail the calls, not leave them waiting
+        except Exception as error:
             self._fail(
                 rows,
                 ProviderError(
@@ -274,7 +274,7 @@ class BatchCollector:
             # The batch may still run: its record stays open for a later resume to poll.
             self._fail(list(by_id.values()), error)
             return
-        except Exception as error:  # noqa: BLE001 - a bug must fail the calls, not leave them waiting
+        except Exception as error:
             self._fail(
                 list(by_id.values()),
                 ProviderError(f"{self.spec.model}: batch {batch_id}: {error!r}", model=self.spec.model),

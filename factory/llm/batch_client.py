@@ -74,7 +74,7 @@ class BatchClient:
                 custom_llm_provider=self.provider,
                 **self._kwargs,
             )
-        except Exception as exc:  # noqa: BLE001 - every provider failure is translated
+        except Exception as exc:
             raise self._error(exc) from None
         return str(file.id)
 
@@ -89,7 +89,7 @@ class BatchClient:
                 metadata=metadata,
                 **self._kwargs,
             )
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise self._error(exc) from None
         return str(batch.id)
 
@@ -98,7 +98,7 @@ class BatchClient:
             batch = await litellm.aretrieve_batch(
                 batch_id=batch_id, custom_llm_provider=self.provider, **self._kwargs
             )
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise self._error(exc) from None
         errors = getattr(batch, "errors", None)
         data = getattr(errors, "data", None) or []
@@ -116,6 +116,6 @@ class BatchClient:
             response = await litellm.afile_content(
                 file_id=file_id, custom_llm_provider=self.provider, **self._kwargs
             )
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise self._error(exc) from None
         return bytes(response.content)

@@ -42,8 +42,9 @@ class CircuitBreaker:
             opened = self._open.get(label)
         if opened is not None:
             why, status = opened
-            raise CircuitOpenError(f"{label}: circuit open: {why}; fix it and finish with --resume",
-                                   model=model, status=status)
+            raise CircuitOpenError(
+                f"{label}: circuit open: {why}; fix it and finish with --resume", model=model, status=status
+            )
 
     def record_success(self, label: str) -> None:
         with self._lock:
@@ -62,8 +63,11 @@ class CircuitBreaker:
             streak = self._streak.get(label, 0) + 1
             self._streak[label] = streak
             if streak >= self.threshold:
-                self._open[label] = (f"{streak} failed attempts in a row, the endpoint looks down "
-                                     f"(last: {error.reason}: {error})"[:300], error.status)
+                self._open[label] = (
+                    f"{streak} failed attempts in a row, the endpoint looks down "
+                    f"(last: {error.reason}: {error})"[:300],
+                    error.status,
+                )
 
     def is_open(self, label: str) -> bool:
         with self._lock:

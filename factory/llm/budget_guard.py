@@ -86,19 +86,24 @@ class BudgetGuard:
         b = self.budget
         with self._lock:
             spent = self._spent()
-            caps = (("max_calls", b.max_calls, spent.calls, self._held.calls, worst.calls),
-                    ("max_tokens", b.max_tokens, spent.tokens, self._held.tokens, worst.tokens),
-                    ("max_cost_usd", b.max_cost_usd, spent.cost_usd, self._held.cost_usd, worst.cost_usd))
+            caps = (
+                ("max_calls", b.max_calls, spent.calls, self._held.calls, worst.calls),
+                ("max_tokens", b.max_tokens, spent.tokens, self._held.tokens, worst.tokens),
+                ("max_cost_usd", b.max_cost_usd, spent.cost_usd, self._held.cost_usd, worst.cost_usd),
+            )
             must_wait = False
             for name, cap, used, held, need in caps:
                 if cap is None:
                     continue
                 if used + need > cap:
-                    detail = "" if name == "max_calls" else f" (spent {used:.6g}, the next call may need {need:.6g})"
+                    detail = (
+                        ""
+                        if name == "max_calls"
+                        else f" (spent {used:.6g}, the next call may need {need:.6g})"
+                    )
                     raise BudgetExceededError(f"budget reached: {name}={cap}{detail}", model=model)
                 must_wait = must_wait or used + held + need > cap
             if must_wait:
                 return False
             self._held = self._held + worst
             return True
-

@@ -49,8 +49,10 @@ class RequestCache:
                 self._conn.execute(LEDGER_DDL)
             except sqlite3.DatabaseError as exc:
                 # A damaged file, or a folder in its place: the user decides whether to drop what it holds.
-                raise UserError(f"the request cache {path} is not a usable SQLite database ({exc}); move it "
-                                "away to start an empty cache (the calls it answered will be paid again)") from None
+                raise UserError(
+                    f"the request cache {path} is not a usable SQLite database ({exc}); move it "
+                    "away to start an empty cache (the calls it answered will be paid again)"
+                ) from None
 
     def get(self, key: str) -> dict[str, Any] | None:
         with self._lock:
@@ -69,13 +71,15 @@ class RequestCache:
                 return
             blob = json.dumps(record, ensure_ascii=False)
             if entry is None:
-                self._conn.execute("INSERT OR REPLACE INTO calls (key, model, record) VALUES (?, ?, ?)",
-                                   (key, model, blob))
+                self._conn.execute(
+                    "INSERT OR REPLACE INTO calls (key, model, record) VALUES (?, ?, ?)", (key, model, blob)
+                )
                 return
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                self._conn.execute("INSERT OR REPLACE INTO calls (key, model, record) VALUES (?, ?, ?)",
-                                   (key, model, blob))
+                self._conn.execute(
+                    "INSERT OR REPLACE INTO calls (key, model, record) VALUES (?, ?, ?)", (key, model, blob)
+                )
                 self._conn.execute(INSERT_SQL, entry_params(entry))
             except BaseException:
                 self._conn.execute("ROLLBACK")
@@ -95,11 +99,15 @@ class RequestCache:
         with self._lock:
             if self._conn is None:
                 records = list(self._memory.values())
-                return (len(records), sum(r["prompt_tokens"] + r["completion_tokens"] for r in records),
-                        sum(r["cost_usd"] for r in records))
+                return (
+                    len(records),
+                    sum(r["prompt_tokens"] + r["completion_tokens"] for r in records),
+                    sum(r["cost_usd"] for r in records),
+                )
             row = self._conn.execute(
                 "SELECT COUNT(*), SUM(json_extract(record, '$.prompt_tokens') + json_extract(record, "
-                "'$.completion_tokens')), SUM(json_extract(record, '$.cost_usd')) FROM calls").fetchone()
+                "'$.completion_tokens')), SUM(json_extract(record, '$.cost_usd')) FROM calls"
+            ).fetchone()
         return int(row[0] or 0), int(row[1] or 0), float(row[2] or 0.0)
 
     def __len__(self) -> int:

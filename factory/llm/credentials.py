@@ -24,8 +24,11 @@ _SECRET_NAME = re.compile(
     re.IGNORECASE,
 )
 # ...except a tokenizer's special tokens (chat-template parameters set them) and non-secret keys.
-_HARMLESS_NAME = re.compile(r"^(eos|bos|pad|stop|sep|cls|unk|mask|special|end|start|image)_tokens?$"
-                            r"|^(prompt_cache|idempotency|cache|sort|group|partition)_key$", re.IGNORECASE)
+_HARMLESS_NAME = re.compile(
+    r"^(eos|bos|pad|stop|sep|cls|unk|mask|special|end|start|image)_tokens?$"
+    r"|^(prompt_cache|idempotency|cache|sort|group|partition)_key$",
+    re.IGNORECASE,
+)
 
 # Values shaped like a provider's key, whatever name they sit under.
 _SECRET_VALUE = re.compile(
@@ -55,8 +58,11 @@ def looks_random(token: str) -> bool:
     if len(re.split(r"[+/=_-]+", token.strip("+/=_-"))) > 4:
         return False
     letters = re.sub(r"[^A-Za-z0-9]", "", token)
-    if not (any(c.islower() for c in letters) and any(c.isupper() for c in letters)
-            and any(c.isdigit() for c in letters)):
+    if not (
+        any(c.islower() for c in letters)
+        and any(c.isupper() for c in letters)
+        and any(c.isdigit() for c in letters)
+    ):
         return False
     counts = Counter(letters)
     entropy = -sum(n / len(letters) * math.log2(n / len(letters)) for n in counts.values())
@@ -117,7 +123,11 @@ def url_holds_credentials(url: str) -> bool:
     (`?api_key=...`), or a key-shaped token anywhere in it."""
     parts = urlsplit(url)
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
-    return bool(parts.password) or secret_like(url) or bool(find_credentials({k: v or "x" for k, v in query.items()}))
+    return (
+        bool(parts.password)
+        or secret_like(url)
+        or bool(find_credentials({k: v or "x" for k, v in query.items()}))
+    )
 
 
 def find_credentials(params: dict[str, Any]) -> list[str]:

@@ -9,8 +9,15 @@ class LLMError(Exception):
 
     retryable = False
 
-    def __init__(self, message: str, *, model: str = "", status: int | None = None,
-                 retry_after: float | None = None, raw: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        model: str = "",
+        status: int | None = None,
+        retry_after: float | None = None,
+        raw: str | None = None,
+    ) -> None:
         super().__init__(" ".join(message.split())[:500])
         self.model = model
         self.status = status

@@ -87,8 +87,9 @@ def parse_json_reply(text: str, schema: type[BaseModel], model: str) -> BaseMode
         return schema.model_validate(json.loads(body))
     except (json.JSONDecodeError, ValidationError) as exc:
         first = str(exc).splitlines()[0]
-        raise OutputParseError(f"{model}: reply does not match {schema.__name__}: {first}", model=model,
-                               raw=text) from None
+        raise OutputParseError(
+            f"{model}: reply does not match {schema.__name__}: {first}", model=model, raw=text
+        ) from None
 
 
 class Gateway:
@@ -114,10 +115,19 @@ class Gateway:
     (`rate_limit_dask.DaskLimits`). Other models pay one attribute check per attempt.
     """
 
-    def __init__(self, roles: Mapping[str, ModelSpec], settings: GatewaySettings | None = None, *,
-                 cache_path: Path | None = None, budget: Budget | None = None, seed: int = 0,
-                 budget_includes_cache: bool = False, limits_hub: LimitsHub | None = None,
-                 shared_cache_dir: Path | None = None, ledger: CostLedger | None = None) -> None:
+    def __init__(
+        self,
+        roles: Mapping[str, ModelSpec],
+        settings: GatewaySettings | None = None,
+        *,
+        cache_path: Path | None = None,
+        budget: Budget | None = None,
+        seed: int = 0,
+        budget_includes_cache: bool = False,
+        limits_hub: LimitsHub | None = None,
+        shared_cache_dir: Path | None = None,
+        ledger: CostLedger | None = None,
+    ) -> None:
         self.roles = dict(roles)
         self.settings = settings or GatewaySettings()
         self.budget = budget or Budget()
@@ -182,8 +192,9 @@ class Gateway:
         return self._litellm
 
     # -- the call ---------------------------------------------------------------------------
-    def _request(self, spec: ModelSpec, messages: list[Message], schema: type[BaseModel] | None,
-                 sample: int) -> dict[str, Any]:
+    def _request(
+        self, spec: ModelSpec, messages: list[Message], schema: type[BaseModel] | None, sample: int
+    ) -> dict[str, Any]:
         """The normalized request: everything that changes the answer, nothing secret."""
         request: dict[str, Any] = {
             "model": spec.model,
@@ -200,7 +211,9 @@ class Gateway:
             request["structured_output"] = spec.structured_output
         return request
 
-    def _call_kwargs(self, spec: ModelSpec, request: dict[str, Any], schema: type[BaseModel] | None) -> dict[str, Any]:
+    def _call_kwargs(
+        self, spec: ModelSpec, request: dict[str, Any], schema: type[BaseModel] | None
+    ) -> dict[str, Any]:
         messages = request["messages"]
         kwargs: dict[str, Any] = {
             "model": spec.model,
@@ -231,8 +244,10 @@ class Gateway:
                     "json_schema": {"name": schema.__name__, "schema": json_schema, "strict": False},
                 }
             else:
-                instruction = ("\n\nReply with a single JSON object only, matching this JSON schema:\n"
-                               + json.dumps(json_schema))
+                instruction = (
+                    "\n\nReply with a single JSON object only, matching this JSON schema:\n"
+                    + json.dumps(json_schema)
+                )
                 last = dict(messages[-1])
                 last["content"] = f"{last['content']}{instruction}"
                 kwargs["messages"] = [*messages[:-1], last]
@@ -241,8 +256,10 @@ class Gateway:
     def _prior_spend(self) -> Spend:
         """Calls, tokens and cost already in the cache when this gateway opened it (read once)."""
         if self._prior is None:
-            capped = any(v is not None for v in (self.budget.max_calls, self.budget.max_tokens,
-                                                 self.budget.max_cost_usd))
+            capped = any(
+                v is not None
+                for v in (self.budget.max_calls, self.budget.max_tokens, self.budget.max_cost_usd)
+            )
             self._prior = Spend(*self.cache.totals()) if capped else Spend()
         return self._prior
 
@@ -263,8 +280,11 @@ class Gateway:
         sent = json.dumps([kwargs["messages"], kwargs.get("response_format")], ensure_ascii=False)
         prompt = len(sent.encode("utf-8"))
         completion = int(kwargs.get("max_tokens") or spec.max_tokens) * int(kwargs.get("n") or 1)
-        cost = (batch_token_cost(spec.model, prompt, completion)[0] if spec.batch
-                else self._transport(spec).estimate_cost(spec.model, prompt, completion))
+        cost = (
+            batch_token_cost(spec.model, prompt, completion)[0]
+            if spec.batch
+            else self._transport(spec).estimate_cost(spec.model, prompt, completion)
+        )
         return Spend(calls=1, tokens=prompt + completion, cost_usd=cost or 0.0)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
@@ -273,8 +293,16 @@ class Gateway:
             return min(retry_after, s.backoff_max_s)
         return min(s.backoff_base_s * (2**attempt), s.backoff_max_s) * (0.5 + self._rng.random() / 2)
 
-    async def complete(self, target: str | ModelSpec, messages: list[Message], *, role: str | None = None,
-                       schema: type[BaseModel] | None = None, sample: int = 0, tag: str | None = None) -> Completion:
+    async def complete(
+        self,
+        target: str | ModelSpec,
+        messages: list[Message],
+        *,
+        role: str | None = None,
+        schema: type[BaseModel] | None = None,
+        sample: int = 0,
+        tag: str | None = None,
+    ) -> Completion:
         """Call the model of `target` (a role name or a `ModelSpec`) with chat `messages`.
 
         `schema` asks for JSON matching a pydantic model (validated; `OutputParseError` otherwise),
@@ -294,8 +322,11 @@ class Gateway:
         if record is not None:
             self.usage.record_cache_hit(role=role_name, model=spec.model, tag=tag)
             if self.ledger is not None:
-                self.cache.add_entry(self.ledger.entry(answered_by, key=key, role=role_name, model=spec.model,
-                                                       tag=tag, record=record))
+                self.cache.add_entry(
+                    self.ledger.entry(
+                        answered_by, key=key, role=role_name, model=spec.model, tag=tag, record=record
+                    )
+                )
         elif spec.batch:  # batch mode: the batch commits its answers to the cache itself
             record = await self._batched(spec, request, key, schema, role_name, tag)
             if self.ledger is not None and key not in self._batch_ledgered:
@@ -303,25 +334,46 @@ class Gateway:
                 # here, once per request (identical requests share one batch row). A kill in between
                 # leaves that one call out of the ledger, never in it twice.
                 self._batch_ledgered.add(key)
-                self.cache.add_entry(self.ledger.entry("paid", key=key, role=role_name, model=spec.model,
-                                                       tag=tag, record=record))
+                self.cache.add_entry(
+                    self.ledger.entry(
+                        "paid", key=key, role=role_name, model=spec.model, tag=tag, record=record
+                    )
+                )
             self._share(key, spec.model, record)
         else:
             record = await self._call_with_retries(spec, request, schema, role_name, tag)
-            entry = None if self.ledger is None else self.ledger.entry(
-                "paid", key=key, role=role_name, model=spec.model, tag=tag, record=record)
+            entry = (
+                None
+                if self.ledger is None
+                else self.ledger.entry(
+                    "paid", key=key, role=role_name, model=spec.model, tag=tag, record=record
+                )
+            )
             self.cache.put(key, spec.model, record, entry)
             self._share(key, spec.model, record)
         parsed = parse_json_reply(record["text"], schema, spec.model) if schema is not None else None
         return Completion(
-            text=record["text"], parsed=parsed, model=spec.model, role=role_name,
-            prompt_tokens=record["prompt_tokens"], completion_tokens=record["completion_tokens"],
-            cost_usd=record["cost_usd"], latency_s=0.0 if cached else record["latency_s"], cached=cached,
-            request_hash=key, finish_reason=record.get("finish_reason"),
+            text=record["text"],
+            parsed=parsed,
+            model=spec.model,
+            role=role_name,
+            prompt_tokens=record["prompt_tokens"],
+            completion_tokens=record["completion_tokens"],
+            cost_usd=record["cost_usd"],
+            latency_s=0.0 if cached else record["latency_s"],
+            cached=cached,
+            request_hash=key,
+            finish_reason=record.get("finish_reason"),
         )
 
-    async def _call_with_retries(self, spec: ModelSpec, request: dict[str, Any], schema: type[BaseModel] | None,
-                                 role: str, tag: str | None) -> dict[str, Any]:
+    async def _call_with_retries(
+        self,
+        spec: ModelSpec,
+        request: dict[str, Any],
+        schema: type[BaseModel] | None,
+        role: str,
+        tag: str | None,
+    ) -> dict[str, Any]:
         endpoint = endpoint_label(spec.model, spec.api_base)
         kwargs = self._call_kwargs(spec, request, schema)
         secret = kwargs.get("api_key") if spec.api_key_env else None
@@ -337,11 +389,15 @@ class Gateway:
                 raise
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - every provider failure is translated here
+            except Exception as exc:
                 error = _scrubbed(self._transport(spec).translate(exc, spec), secret)
                 self.breaker.record_failure(endpoint, error)
                 # Once the circuit is open a retry would only be refused: fail with the real reason.
-                if error.retryable and attempt < self.settings.max_retries and not self.breaker.is_open(endpoint):
+                if (
+                    error.retryable
+                    and attempt < self.settings.max_retries
+                    and not self.breaker.is_open(endpoint)
+                ):
                     self.usage.record_retry(role=role, model=spec.model, tag=tag)
                     await asyncio.sleep(self._backoff(attempt, error.retry_after))
                     attempt += 1
@@ -351,8 +407,9 @@ class Gateway:
             self.breaker.record_success(endpoint)
             return record
 
-    async def _attempt(self, spec: ModelSpec, kwargs: dict[str, Any], endpoint: str, worst: Spend,
-                       role: str, tag: str | None) -> dict[str, Any]:
+    async def _attempt(
+        self, spec: ModelSpec, kwargs: dict[str, Any], endpoint: str, worst: Spend, role: str, tag: str | None
+    ) -> dict[str, Any]:
         """One try of a call, holding a concurrency slot (and its rate-limit ticket, for a limited
         model) and its worst case against the budget."""
         self.breaker.check(endpoint, spec.model)
@@ -364,8 +421,9 @@ class Gateway:
             self.breaker.check(endpoint, spec.model)
             return await self._send(spec, kwargs, worst, role, tag)
 
-    async def _attempt_limited(self, spec: ModelSpec, kwargs: dict[str, Any], endpoint: str, worst: Spend,
-                               role: str, tag: str | None) -> dict[str, Any]:
+    async def _attempt_limited(
+        self, spec: ModelSpec, kwargs: dict[str, Any], endpoint: str, worst: Spend, role: str, tag: str | None
+    ) -> dict[str, Any]:
         """`_attempt` for a rate-limited model: wait for a ticket, send, report how it went."""
         key, limits = _endpoint_key(spec), limits_of(spec)
         ticket = await self.limits_hub.acquire(key, limits, _rate_cost(spec, kwargs, limits))
@@ -375,8 +433,12 @@ class Gateway:
             self.breaker.check(endpoint, spec.model)
             record = await self._send(spec, kwargs, worst, role, tag, limited=True)
             server = record.pop("rate_limits", None)
-            outcome = Outcome("ok", record["prompt_tokens"], record["completion_tokens"],
-                              server=server if spec.rate_limit_headers else None)
+            outcome = Outcome(
+                "ok",
+                record["prompt_tokens"],
+                record["completion_tokens"],
+                server=server if spec.rate_limit_headers else None,
+            )
             return record
         except asyncio.CancelledError:
             raise
@@ -384,22 +446,40 @@ class Gateway:
             error = exc if isinstance(exc, LLMError) else self._transport(spec).translate(exc, spec)
             if isinstance(error, RateLimitError):
                 server = error.server_limits if spec.rate_limit_headers else None
-                outcome = Outcome("rate_limited", retry_after_s=error.retry_after,
-                                  server=server if isinstance(server, ServerLimits) else None)
+                outcome = Outcome(
+                    "rate_limited",
+                    retry_after_s=error.retry_after,
+                    server=server if isinstance(server, ServerLimits) else None,
+                )
             raise
         finally:
             self.limits_hub.finish(key, ticket, outcome)
 
-    async def _send(self, spec: ModelSpec, kwargs: dict[str, Any], worst: Spend, role: str, tag: str | None,
-                    limited: bool = False) -> dict[str, Any]:
+    async def _send(
+        self,
+        spec: ModelSpec,
+        kwargs: dict[str, Any],
+        worst: Spend,
+        role: str,
+        tag: str | None,
+        limited: bool = False,
+    ) -> dict[str, Any]:
         """The request itself, its worst case held against the budget while in flight."""
         reservation = await self._guard.reserve(worst, spec.model)
         try:
-            record = await asyncio.wait_for(self._transport(spec).complete(spec, kwargs), spec.timeout_s + 5.0)
+            record = await asyncio.wait_for(
+                self._transport(spec).complete(spec, kwargs), spec.timeout_s + 5.0
+            )
             # Recorded before the reservation goes, so the budget never sees this call as free.
-            self.usage.record_call(role=role, model=spec.model, tag=tag, prompt_tokens=record["prompt_tokens"],
-                                   completion_tokens=record["completion_tokens"],
-                                   cost_usd=record["cost_usd"], latency_s=record["latency_s"])
+            self.usage.record_call(
+                role=role,
+                model=spec.model,
+                tag=tag,
+                prompt_tokens=record["prompt_tokens"],
+                completion_tokens=record["completion_tokens"],
+                cost_usd=record["cost_usd"],
+                latency_s=record["latency_s"],
+            )
             if not limited and "rate_limits" in record:
                 self._learn(spec, record.pop("rate_limits"))
             return record
@@ -413,13 +493,26 @@ class Gateway:
             self.limits_hub.observe(key, limits_of(spec), server)
             self._learned.add(key)
 
-    async def _batched(self, spec: ModelSpec, request: dict[str, Any], key: str, schema: type[BaseModel] | None,
-                       role: str, tag: str | None) -> dict[str, Any]:
+    async def _batched(
+        self,
+        spec: ModelSpec,
+        request: dict[str, Any],
+        key: str,
+        schema: type[BaseModel] | None,
+        role: str,
+        tag: str | None,
+    ) -> dict[str, Any]:
         """A call of a batch-mode model: one row of a batch (`batch.py`), or a wait on the batch that
         already holds the same request (sent by this build, or by the killed build it resumes)."""
         if self._batches is None:
-            self._batches = BatchCalls(self.settings.batch, self._batch_dir, self.cache, self.usage,
-                                       max_retries=self.settings.max_retries, backoff=self._backoff)
+            self._batches = BatchCalls(
+                self.settings.batch,
+                self._batch_dir,
+                self.cache,
+                self.usage,
+                max_retries=self.settings.max_retries,
+                backoff=self._backoff,
+            )
         collector = self._batches.collector(spec)
         kwargs = self._call_kwargs(spec, request, schema)
         endpoint = endpoint_label(spec.model, spec.api_base)

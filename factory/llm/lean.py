@@ -40,18 +40,43 @@ from factory.llm.replies import no_choices, reply_record, retry_after_seconds
 
 DEFAULT_OPENAI_BASE = "https://api.openai.com/v1"
 # Gateway arguments that are litellm's own, not request fields.
-_NOT_SENT = frozenset({"model", "timeout", "num_retries", "max_retries", "drop_params", "api_base", "api_key",
-                       "extra_headers", "extra_body"})
+_NOT_SENT = frozenset(
+    {
+        "model",
+        "timeout",
+        "num_retries",
+        "max_retries",
+        "drop_params",
+        "api_base",
+        "api_key",
+        "extra_headers",
+        "extra_body",
+    }
+)
 # The names litellm gives HTTP failures, so both transports word a failure alike.
-_STATUS_NAMES = {400: "BadRequestError", 401: "AuthenticationError", 403: "PermissionDeniedError",
-                 404: "NotFoundError", 408: "Timeout", 504: "Timeout", 409: "ConflictError", 422: "UnprocessableEntityError",
-                 429: "RateLimitError", 500: "InternalServerError", 503: "ServiceUnavailableError"}
+_STATUS_NAMES = {
+    400: "BadRequestError",
+    401: "AuthenticationError",
+    403: "PermissionDeniedError",
+    404: "NotFoundError",
+    408: "Timeout",
+    504: "Timeout",
+    409: "ConflictError",
+    422: "UnprocessableEntityError",
+    429: "RateLimitError",
+    500: "InternalServerError",
+    503: "ServiceUnavailableError",
+}
 
 
 def base_url(spec: ModelSpec) -> str:
     """Where an `openai/` model is served: its api_base, else OpenAI's, as litellm resolves it."""
-    return (spec.api_base or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_BASE")
-            or DEFAULT_OPENAI_BASE).rstrip("/")
+    return (
+        spec.api_base
+        or os.environ.get("OPENAI_BASE_URL")
+        or os.environ.get("OPENAI_API_BASE")
+        or DEFAULT_OPENAI_BASE
+    ).rstrip("/")
 
 
 def request_body(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -72,13 +97,16 @@ def http_error(status: int, text: str, headers: Any, model: str, api_base: str |
     name = _STATUS_NAMES.get(status, "APIError")
     wording = f"{name}: HTTP {status}: {message}"
     if status == 429:
-        error = RateLimitError(f"{model}: {wording}", model=model, status=status,
-                               retry_after=retry_after_seconds(headers))
+        error = RateLimitError(
+            f"{model}: {wording}", model=model, status=status, retry_after=retry_after_seconds(headers)
+        )
         error.server_limits = read_rate_limit_headers(headers)
         return error
     if status in (401, 403):
         where = endpoint_label(model, api_base)
-        return AuthError(f"{where}: credentials rejected (HTTP {status}): {wording}", model=model, status=status)
+        return AuthError(
+            f"{where}: credentials rejected (HTTP {status}): {wording}", model=model, status=status
+        )
     if status in (408, 504):  # 504: the gateway in front of the model timed out
         return LLMTimeoutError(f"{model}: {wording}", model=model, status=status)
     if status in (400, 404, 422):  # (413 and 409 are retried, as litellm classifies them)
@@ -92,8 +120,9 @@ def parse_reply(raw: bytes, spec: ModelSpec, latency_s: float) -> dict[str, Any]
     try:
         payload = json.loads(raw)
     except ValueError:
-        raise ProviderError(f"{model}: malformed response: the body is not JSON ({raw[:80]!r})",
-                            model=model) from None
+        raise ProviderError(
+            f"{model}: malformed response: the body is not JSON ({raw[:80]!r})", model=model
+        ) from None
     choices = payload.get("choices") if isinstance(payload, dict) else None
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         raise no_choices(model)
@@ -105,11 +134,16 @@ def parse_reply(raw: bytes, spec: ModelSpec, latency_s: float) -> dict[str, Any]
     details = usage.get("prompt_tokens_details")
     cached = int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
     text = message.get("content")
-    return reply_record(model, text=text if isinstance(text, str) or text is None else str(text),
-                        finish_reason=choice.get("finish_reason"),
-                        has_tool_call=bool(message.get("tool_calls") or message.get("function_call")),
-                        prompt_tokens=prompt, completion_tokens=completion,
-                        cost_usd=token_cost(model, prompt, completion, cached) or 0.0, latency_s=latency_s)
+    return reply_record(
+        model,
+        text=text if isinstance(text, str) or text is None else str(text),
+        finish_reason=choice.get("finish_reason"),
+        has_tool_call=bool(message.get("tool_calls") or message.get("function_call")),
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cost_usd=token_cost(model, prompt, completion, cached) or 0.0,
+        latency_s=latency_s,
+    )
 
 
 class LeanTransport:
@@ -134,28 +168,38 @@ class LeanTransport:
 
     async def complete(self, spec: ModelSpec, kwargs: dict[str, Any]) -> dict[str, Any]:
         """One call; returns the reply's record or raises an `LLMError`."""
-        headers = {"Content-Type": "application/json",
-                   "Authorization": f"Bearer {kwargs.get('api_key') or os.environ.get('OPENAI_API_KEY', '')}",
-                   **(kwargs.get("extra_headers") or {})}
+        headers = {
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {kwargs.get('api_key') or os.environ.get('OPENAI_API_KEY', '')}",
+            **(kwargs.get("extra_headers") or {}),
+        }
         data = json.dumps(request_body(kwargs), ensure_ascii=False).encode("utf-8")
         timeout = aiohttp.ClientTimeout(total=spec.timeout_s)
         started = time.perf_counter()
         try:
-            async with self._session().post(f"{base_url(spec)}/chat/completions", data=data, headers=headers,
-                                            timeout=timeout) as response:
+            async with self._session().post(
+                f"{base_url(spec)}/chat/completions", data=data, headers=headers, timeout=timeout
+            ) as response:
                 raw = await response.read()
                 if response.status >= 400:
-                    raise http_error(response.status, raw.decode("utf-8", "replace"), response.headers,
-                                     spec.model, spec.api_base)
+                    raise http_error(
+                        response.status,
+                        raw.decode("utf-8", "replace"),
+                        response.headers,
+                        spec.model,
+                        spec.api_base,
+                    )
                 server_limits = read_rate_limit_headers(response.headers)  # None without x-ratelimit-*
         except LLMError:
             raise
         except TimeoutError:
-            raise LLMTimeoutError(f"{spec.model}: Timeout: no reply within {spec.timeout_s:g} s",
-                                  model=spec.model) from None
+            raise LLMTimeoutError(
+                f"{spec.model}: Timeout: no reply within {spec.timeout_s:g} s", model=spec.model
+            ) from None
         except aiohttp.ClientError as exc:  # refused, reset, disconnected, truncated body
-            raise ProviderError(f"{spec.model}: APIConnectionError: {type(exc).__name__}: {exc}",
-                                model=spec.model) from None
+            raise ProviderError(
+                f"{spec.model}: APIConnectionError: {type(exc).__name__}: {exc}", model=spec.model
+            ) from None
         record = parse_reply(raw, spec, time.perf_counter() - started)
         if server_limits is not None:
             record["rate_limits"] = server_limits  # taken off by the gateway before the record is cached
@@ -166,7 +210,9 @@ class LeanTransport:
         if isinstance(exc, LLMError):
             return exc
         if isinstance(exc, TimeoutError):
-            return LLMTimeoutError(f"{spec.model}: Timeout: no reply within {spec.timeout_s:g} s", model=spec.model)
+            return LLMTimeoutError(
+                f"{spec.model}: Timeout: no reply within {spec.timeout_s:g} s", model=spec.model
+            )
         return ProviderError(f"{spec.model}: {type(exc).__name__}: {exc}", model=spec.model)
 
     def estimate_cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float | None:

@@ -68,9 +68,15 @@ def record_from_response(response: Any, model: str, latency: float) -> dict[str,
     else:
         try:
             cost = float(litellm.completion_cost(completion_response=response) or 0.0)
-        except Exception:  # noqa: BLE001 - unknown price (local or self-hosted models) costs 0
+        except Exception:
             cost = 0.0
-    return reply_record(model, text=text, finish_reason=finish_reason, has_tool_call=has_tool_call,
-                        prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-                        completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
-                        cost_usd=cost, latency_s=latency)
+    return reply_record(
+        model,
+        text=text,
+        finish_reason=finish_reason,
+        has_tool_call=has_tool_call,
+        prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+        completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+        cost_usd=cost,
+        latency_s=latency,
+    )

@@ -41,13 +41,20 @@ class LocalLlama:
                 except ImportError as exc:
                     raise UserError(
                         "llama-cpp-python is not installed: pip install 'preference-factory[local]' "
-                        "(build with CMAKE_ARGS=-DGGML_NATIVE=OFF)") from exc
+                        "(build with CMAKE_ARGS=-DGGML_NATIVE=OFF)"
+                    ) from exc
                 # FACTORY_LOCAL_THREADS=1 is much faster on a machine shared with other busy
                 # processes: llama.cpp's threads spin-wait on each other.
-                threads = (int(os.environ.get("FACTORY_LOCAL_THREADS") or 0)
-                           or max(1, min(4, os.cpu_count() or 1)))
-                self._llama = Llama(model_path=str(local_model_path()), n_ctx=self.n_ctx, n_threads=threads,
-                                    verbose=False, seed=0)
+                threads = int(os.environ.get("FACTORY_LOCAL_THREADS") or 0) or max(
+                    1, min(4, os.cpu_count() or 1)
+                )
+                self._llama = Llama(
+                    model_path=str(local_model_path()),
+                    n_ctx=self.n_ctx,
+                    n_threads=threads,
+                    verbose=False,
+                    seed=0,
+                )
             return self._llama
 
     def generate(self, messages: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
@@ -97,14 +104,20 @@ def grammar_friendly(schema: Any) -> Any:
     if not isinstance(schema, dict):
         return schema
     low, high = schema.get("minimum"), schema.get("maximum")
-    if (schema.get("type") in ("number", "integer") and isinstance(low, int | float) and isinstance(high, int | float)
-            and 0 <= high - low < _MAX_ENUM_VALUES):
+    if (
+        schema.get("type") in ("number", "integer")
+        and isinstance(low, int | float)
+        and isinstance(high, int | float)
+        and 0 <= high - low < _MAX_ENUM_VALUES
+    ):
         keep = {k: v for k, v in schema.items() if k not in ("type", "minimum", "maximum")}
         return {**keep, "enum": list(range(math.ceil(low), math.floor(high) + 1))}
     return {key: grammar_friendly(value) for key, value in schema.items()}
 
 
-def _to_model_response(raw: dict[str, Any], model: str, model_response: ModelResponse | None) -> ModelResponse:
+def _to_model_response(
+    raw: dict[str, Any], model: str, model_response: ModelResponse | None
+) -> ModelResponse:
     choice = raw["choices"][0]
     usage = raw.get("usage") or {}
     response = model_response if model_response is not None else ModelResponse()
@@ -112,11 +125,11 @@ def _to_model_response(raw: dict[str, Any], model: str, model_response: ModelRes
     response.created = int(time.time())
     response.choices[0].message.content = choice["message"].get("content") or ""  # type: ignore[union-attr]
     response.choices[0].finish_reason = choice.get("finish_reason") or "stop"
-    setattr(response, "usage", litellm.Usage(
+    response.usage = litellm.Usage(
         prompt_tokens=int(usage.get("prompt_tokens", 0)),
         completion_tokens=int(usage.get("completion_tokens", 0)),
         total_tokens=int(usage.get("total_tokens", 0)),
-    ))
+    )
     return response
 
 

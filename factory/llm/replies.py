@@ -12,8 +12,17 @@ from typing import Any
 from factory.llm.errors import EmptyReplyError, ProviderError
 
 
-def reply_record(model: str, *, text: str | None, finish_reason: str | None, has_tool_call: bool,
-                 prompt_tokens: int, completion_tokens: int, cost_usd: float, latency_s: float) -> dict[str, Any]:
+def reply_record(
+    model: str,
+    *,
+    text: str | None,
+    finish_reason: str | None,
+    has_tool_call: bool,
+    prompt_tokens: int,
+    completion_tokens: int,
+    cost_usd: float,
+    latency_s: float,
+) -> dict[str, Any]:
     """The cached record of one reply. A reply without text (empty or only whitespace) and without a
     tool call is an `EmptyReplyError`: an HTTP 200 with nothing in it is a provider failure, not an
     answer, so it is retried and never cached."""

@@ -7,8 +7,18 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-_FIELDS = ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd", "latency_s", "retries", "errors",
-           "batch_calls", "batch_cost_usd")
+_FIELDS = (
+    "calls",
+    "cache_hits",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "latency_s",
+    "retries",
+    "errors",
+    "batch_calls",
+    "batch_cost_usd",
+)
 # The states a batch of batch mode goes through, as progress shows them (`batch.py`).
 BATCH_STATES = ("submitted", "in_progress", "finalizing", "done")
 
@@ -42,7 +52,11 @@ class UsageLedger:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _total: _Totals = field(default_factory=_Totals)
     _by: dict[str, dict[str, _Totals]] = field(
-        default_factory=lambda: {"role": defaultdict(_Totals), "model": defaultdict(_Totals), "tag": defaultdict(_Totals)}
+        default_factory=lambda: {
+            "role": defaultdict(_Totals),
+            "model": defaultdict(_Totals),
+            "tag": defaultdict(_Totals),
+        }
     )
     _batches: dict[str, str] = field(default_factory=dict)  # batch id -> one of BATCH_STATES
 
@@ -52,8 +66,18 @@ class UsageLedger:
             buckets.append(self._by["tag"][tag])
         return buckets
 
-    def record_call(self, *, role: str, model: str, tag: str | None, prompt_tokens: int,
-                    completion_tokens: int, cost_usd: float, latency_s: float, batch: bool = False) -> None:
+    def record_call(
+        self,
+        *,
+        role: str,
+        model: str,
+        tag: str | None,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cost_usd: float,
+        latency_s: float,
+        batch: bool = False,
+    ) -> None:
         """One call that reached a model; `batch`: answered through a batch API, at the batch price."""
         with self._lock:
             for t in self._buckets(role, model, tag):

@@ -1,10 +1,10 @@
 """MAPL (arXiv 2505.12845): verifiable IFEval-style constraints, their checkers and prompt variants.
 
-    >>> import random
-    >>> from factory.mapl import intra_sample_rows, reverify
-    >>> rows = intra_sample_rows("p1", "Name a fruit.", "An apple.", random.Random(0))
-    >>> all(reverify(row) for row in rows)
-    True
+>>> import random
+>>> from factory.mapl import intra_sample_rows, reverify
+>>> rows = intra_sample_rows("p1", "Name a fruit.", "An apple.", random.Random(0))
+>>> all(reverify(row) for row in rows)
+True
 """
 
 from factory.mapl.constraints import (

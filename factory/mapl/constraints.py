@@ -143,8 +143,10 @@ class NumberParagraphs(Constraint):
     num_paragraphs: int = Field(ge=1)
 
     def instruction(self) -> str:
-        return (f"There should be exactly {self.num_paragraphs} paragraphs. "
-                "Paragraphs are separated with the markdown divider: ***")
+        return (
+            f"There should be exactly {self.num_paragraphs} paragraphs. "
+            "Paragraphs are separated with the markdown divider: ***"
+        )
 
     def check(self, response: str) -> bool:
         paragraphs = split_paragraphs(response)
@@ -166,8 +168,10 @@ class BulletCount(Constraint):
     num_bullets: int = Field(ge=1)
 
     def instruction(self) -> str:
-        return (f"Your answer must contain exactly {_n(self.num_bullets, 'bullet point')}. "
-                "Use the markdown bullet points such as:\n* This is point 1.\n* This is point 2")
+        return (
+            f"Your answer must contain exactly {_n(self.num_bullets, 'bullet point')}. "
+            "Use the markdown bullet points such as:\n* This is point 1.\n* This is point 2"
+        )
 
     def check(self, response: str) -> bool:
         return count_bullets(response) == self.num_bullets
@@ -251,8 +255,10 @@ class KeywordFrequency(Constraint):
     relation: Relation
 
     def instruction(self) -> str:
-        return (f"In your response, the word {self.keyword} should appear "
-                f"{self.relation} {_n(self.frequency, 'time')}.")
+        return (
+            f"In your response, the word {self.keyword} should appear "
+            f"{self.relation} {_n(self.frequency, 'time')}."
+        )
 
     def check(self, response: str) -> bool:
         return _compare(count_word(response, self.keyword), self.relation, self.frequency)
@@ -272,8 +278,10 @@ class LetterFrequency(Constraint):
     let_relation: Relation
 
     def instruction(self) -> str:
-        return (f"In your response, the letter {self.letter} should appear "
-                f"{self.let_relation} {_n(self.let_frequency, 'time')}.")
+        return (
+            f"In your response, the letter {self.letter} should appear "
+            f"{self.let_relation} {_n(self.let_frequency, 'time')}."
+        )
 
     def check(self, response: str) -> bool:
         return _compare(response.lower().count(self.letter.lower()), self.let_relation, self.let_frequency)
@@ -324,8 +332,10 @@ class CapitalWordFrequency(Constraint):
     capital_relation: Relation
 
     def instruction(self) -> str:
-        return (f"In your response, words with all capital letters should appear "
-                f"{self.capital_relation} {_n(self.capital_frequency, 'time')}.")
+        return (
+            f"In your response, words with all capital letters should appear "
+            f"{self.capital_relation} {_n(self.capital_frequency, 'time')}."
+        )
 
     def check(self, response: str) -> bool:
         return _compare(count_capital_words(response), self.capital_relation, self.capital_frequency)
@@ -342,8 +352,10 @@ class EndPhrase(Constraint):
     end_phrase: str = Field(min_length=1)
 
     def instruction(self) -> str:
-        return (f"Finish your response with this exact phrase {self.end_phrase}. "
-                "No other words should follow this phrase.")
+        return (
+            f"Finish your response with this exact phrase {self.end_phrase}. "
+            "No other words should follow this phrase."
+        )
 
     def check(self, response: str) -> bool:
         # IFEval compares case-insensitively after trimming whitespace; we keep its rule.
@@ -355,7 +367,7 @@ class EndPhrase(Constraint):
         tokens = list(re.finditer(r"\S+", text))
         out: list[Constraint] = [cls(end_phrase=rng.choice(END_PHRASES))]
         if len(tokens) >= 2:
-            tail = text[tokens[-rng.randint(2, min(4, len(tokens)))].start():]
+            tail = text[tokens[-rng.randint(2, min(4, len(tokens)))].start() :]
             if "\n" not in tail and len(tail) <= 80:
                 out.append(cls(end_phrase=tail))
         return out
@@ -377,8 +389,9 @@ class Title(Constraint):
     kind: ClassVar[str] = "detectable_format:title"
 
     def instruction(self) -> str:
-        return ("Your answer must contain a title, wrapped in double angular brackets, "
-                "such as <<poem of joy>>.")
+        return (
+            "Your answer must contain a title, wrapped in double angular brackets, such as <<poem of joy>>."
+        )
 
     def check(self, response: str) -> bool:
         return any(t.strip() for t in re.findall(r"<<([^\n]+?)>>", response))
@@ -389,8 +402,10 @@ class HighlightedSections(Constraint):
     num_highlights: int = Field(ge=1)
 
     def instruction(self) -> str:
-        return (f"Highlight at least {_n(self.num_highlights, 'section')} in your answer with markdown, "
-                "i.e. *highlighted section*.")
+        return (
+            f"Highlight at least {_n(self.num_highlights, 'section')} in your answer with markdown, "
+            "i.e. *highlighted section*."
+        )
 
     def check(self, response: str) -> bool:
         return count_highlights(response) >= self.num_highlights
@@ -409,8 +424,10 @@ class Placeholders(Constraint):
     num_placeholders: int = Field(ge=1)
 
     def instruction(self) -> str:
-        return (f"The response must contain at least {_n(self.num_placeholders, 'placeholder')} "
-                "represented by square brackets, such as [address].")
+        return (
+            f"The response must contain at least {_n(self.num_placeholders, 'placeholder')} "
+            "represented by square brackets, such as [address]."
+        )
 
     def check(self, response: str) -> bool:
         return count_placeholders(response) >= self.num_placeholders
@@ -430,8 +447,10 @@ class Postscript(Constraint):
     postscript_marker: str = Field(default="P.S.", min_length=1)
 
     def instruction(self) -> str:
-        return ("At the end of your response, please explicitly add a postscript starting with "
-                f"{self.postscript_marker}")
+        return (
+            "At the end of your response, please explicitly add a postscript starting with "
+            f"{self.postscript_marker}"
+        )
 
     def check(self, response: str) -> bool:
         # A line that starts with the marker; "P.P.S" and "P.S." tolerate a space after each dot.
@@ -451,9 +470,11 @@ class Sections(Constraint):
 
     def instruction(self) -> str:
         s = self.section_spliter
-        return (f"Your response must have exactly {_n(self.num_sections, 'section')}. "
-                f"Mark the beginning of each section with {s} X, such as:\n"
-                f"{s} 1\n[content of section 1]\n{s} 2\n[content of section 2]")
+        return (
+            f"Your response must have exactly {_n(self.num_sections, 'section')}. "
+            f"Mark the beginning of each section with {s} X, such as:\n"
+            f"{s} 1\n[content of section 1]\n{s} 2\n[content of section 2]"
+        )
 
     def check(self, response: str) -> bool:
         return count_sections(response, self.section_spliter) == self.num_sections
@@ -495,10 +516,28 @@ class ResponseLanguage(Constraint):
 KINDS: dict[str, type[Constraint]] = {
     cls.kind: cls
     for cls in (
-        NumberWords, NumberSentences, NumberParagraphs, BulletCount, JsonFormat, KeywordsPresent,
-        ForbiddenWords, KeywordFrequency, LetterFrequency, NoComma, AllLowercase, AllUppercase,
-        CapitalWordFrequency, EndPhrase, Quotation, Title, HighlightedSections, Placeholders, Postscript,
-        Sections, ConstrainedResponse, ResponseLanguage,
+        NumberWords,
+        NumberSentences,
+        NumberParagraphs,
+        BulletCount,
+        JsonFormat,
+        KeywordsPresent,
+        ForbiddenWords,
+        KeywordFrequency,
+        LetterFrequency,
+        NoComma,
+        AllLowercase,
+        AllUppercase,
+        CapitalWordFrequency,
+        EndPhrase,
+        Quotation,
+        Title,
+        HighlightedSections,
+        Placeholders,
+        Postscript,
+        Sections,
+        ConstrainedResponse,
+        ResponseLanguage,
     )
 }
 """Every constraint kind by its IFEval instruction id."""
@@ -589,7 +628,17 @@ def candidates(response: str, rng: random.Random) -> list[Constraint]:
 
 
 __all__ = [
-    "KINDS", "Constraint", "ConstraintError", "Relation", "candidates", "count_sentences", "count_words",
-    "from_dict", "from_ifeval", "from_ifeval_row", "satisfied_by", "verify", "violated_by",
+    "KINDS",
+    "Constraint",
+    "ConstraintError",
+    "Relation",
+    "candidates",
+    "count_sentences",
+    "count_words",
+    "from_dict",
+    "from_ifeval",
+    "from_ifeval_row",
+    "satisfied_by",
+    "verify",
+    "violated_by",
 ]
-

@@ -51,18 +51,22 @@ def intra_sample_rows(
     if n == 0:
         return []
     satisfied, violated = satisfied[:n], violated[:n]
-    return [{
-        "prompt_id": prompt_id,
-        "kind": "mapl_intra",
-        "prompt": prompt,
-        "response": response,
-        "chosen_prompt": augment_prompt(prompt, satisfied),
-        "rejected_prompt": augment_prompt(prompt, violated),
-        "chosen_constraints": [c.describe() for c in satisfied],
-        "rejected_constraints": [c.describe() for c in violated],
-        "checks": {"chosen": [c.check(response) for c in satisfied],
-                   "rejected": [c.check(response) for c in violated]},
-    }]
+    return [
+        {
+            "prompt_id": prompt_id,
+            "kind": "mapl_intra",
+            "prompt": prompt,
+            "response": response,
+            "chosen_prompt": augment_prompt(prompt, satisfied),
+            "rejected_prompt": augment_prompt(prompt, violated),
+            "chosen_constraints": [c.describe() for c in satisfied],
+            "rejected_constraints": [c.describe() for c in violated],
+            "checks": {
+                "chosen": [c.check(response) for c in satisfied],
+                "rejected": [c.check(response) for c in violated],
+            },
+        }
+    ]
 
 
 def inter_sample_pair(
@@ -136,13 +140,16 @@ def reverify(row: Mapping[str, Any]) -> bool:
         checks = _load(row["checks"])
         if kind == "mapl_intra":
             response = row["response"]
-            sides = [(row["chosen_prompt"], response, _load(row["chosen_constraints"]), checks["chosen"]),
-                     (row["rejected_prompt"], response, _load(row["rejected_constraints"]),
-                      checks["rejected"])]
+            sides = [
+                (row["chosen_prompt"], response, _load(row["chosen_constraints"]), checks["chosen"]),
+                (row["rejected_prompt"], response, _load(row["rejected_constraints"]), checks["rejected"]),
+            ]
         elif kind == "mapl_inter":
             constraints = _load(row["constraints"])
-            sides = [(row["prompt"], row["chosen"], constraints, checks["chosen"]),
-                     (row["prompt"], row["rejected"], constraints, checks["rejected"])]
+            sides = [
+                (row["prompt"], row["chosen"], constraints, checks["chosen"]),
+                (row["prompt"], row["rejected"], constraints, checks["rejected"]),
+            ]
         else:
             raise ConstraintError(f"reverify: row kind {kind!r} is not a MAPL row (mapl_intra/mapl_inter)")
     except KeyError as exc:
@@ -168,8 +175,10 @@ def _inter_row(
         "chosen": chosen,
         "rejected": rejected,
         "constraints": [c.describe() for c in constraints],
-        "checks": {"chosen": [c.check(chosen) for c in constraints],
-                   "rejected": [c.check(rejected) for c in constraints]},
+        "checks": {
+            "chosen": [c.check(chosen) for c in constraints],
+            "rejected": [c.check(rejected) for c in constraints],
+        },
     }
 
 

@@ -16,7 +16,9 @@ from factory.llm.shared_cache import shared_cache_dir
 from factory.pipeline.cost_report import classifier
 
 
-def build_gateway(config: BuildConfig, cache_path: Path, attempt: str, limits_hub: LimitsHub | None = None) -> Gateway:
+def build_gateway(
+    config: BuildConfig, cache_path: Path, attempt: str, limits_hub: LimitsHub | None = None
+) -> Gateway:
     """The gateway of one invocation (`attempt`: the plan's token) of a build, caching into `cache_path`.
 
     The budget counts the run's own cache (every earlier invocation's calls), never the shared cache,

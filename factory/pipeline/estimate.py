@@ -29,13 +29,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from factory._util.errors import UserError
 from factory.config import BuildConfig, FeedbackLoopWorkflow, SingleAgentWorkflow
 from factory.inputs.conversation import earlier_turns_role
-from factory._util.errors import UserError
-from factory.llm.price_map import batch_token_cost
 from factory.inputs.prompt_sources import Prompt
-from judges.protocols import MAX_ANSWERS, render_listwise, render_pairwise, render_single
+from factory.llm.price_map import batch_token_cost
 from judges.engine.settings import JudgeSetting
+from judges.protocols import MAX_ANSWERS, render_listwise, render_pairwise, render_single
 
 CHARS_PER_TOKEN = 4
 # Instructions we wrap around the material of reviewer, rationale and MAPL prompts (approximate; the
@@ -95,10 +95,17 @@ class BuildEstimate:
         return sorted({line.model for line in self.lines if line.cost_usd is None and line.max_calls})
 
     def to_dict(self) -> dict[str, Any]:
-        return {"prompts": self.prompts, "rejected": self.rejected, "calls": self.calls,
-                "max_calls": self.max_calls, "max_tokens": self.total_tokens, "max_cost_usd": self.cost_usd,
-                "unpriced_models": self.unpriced, "budget": self.budget,
-                "lines": [asdict(line) for line in self.lines]}
+        return {
+            "prompts": self.prompts,
+            "rejected": self.rejected,
+            "calls": self.calls,
+            "max_calls": self.max_calls,
+            "max_tokens": self.total_tokens,
+            "max_cost_usd": self.cost_usd,
+            "unpriced_models": self.unpriced,
+            "budget": self.budget,
+            "lines": [asdict(line) for line in self.lines],
+        }
 
 
 class _Tally:
@@ -126,8 +133,9 @@ def _pairwise_overhead(setting: JudgeSetting) -> int:
     return tokens("\n".join(m["content"] for m in messages))
 
 
-def _judge(tally: _Tally, setting: JudgeSetting, comparisons: int, question: int, answer: int,
-           stage: str = "judge") -> None:
+def _judge(
+    tally: _Tally, setting: JudgeSetting, comparisons: int, question: int, answer: int, stage: str = "judge"
+) -> None:
     """Calls of `comparisons` comparisons under one judge setting (recursing into a jury)."""
     if setting.kind == "jury":
         jurors = setting.juror_settings() if hasattr(setting, "juror_settings") else ()
@@ -142,24 +150,38 @@ def _judge(tally: _Tally, setting: JudgeSetting, comparisons: int, question: int
         speeches = len(setting.debate.roles) * setting.debate.rounds
         scorers = len(setting.debate.roles)
         per_call = overhead + question + 2 * answer + speeches * judge_out
-        tally.add(stage, role, comparisons * views * (speeches + scorers),
-                  comparisons * views * (speeches + 2 * scorers), per_call)
+        tally.add(
+            stage,
+            role,
+            comparisons * views * (speeches + scorers),
+            comparisons * views * (speeches + 2 * scorers),
+            per_call,
+        )
     elif setting.protocol == "independent":
         # Each answer alone, whatever the order; a re-prompt repeats the conversation plus the reply.
         tally.add(stage, role, comparisons * 2, comparisons * 4, overhead + question + answer + judge_out)
     else:
-        tally.add(stage, role, comparisons * views, comparisons * views * 2,
-                  overhead + question + 2 * answer + judge_out)
+        tally.add(
+            stage,
+            role,
+            comparisons * views,
+            comparisons * views * 2,
+            overhead + question + 2 * answer + judge_out,
+        )
 
 
-def _listwise(tally: _Tally, setting: JudgeSetting, calls: int, candidates: int, question: int, answer: int) -> None:
+def _listwise(
+    tally: _Tally, setting: JudgeSetting, calls: int, candidates: int, question: int, answer: int
+) -> None:
     """`calls` ranking calls per judge model (each juror of a jury), each showing every candidate."""
     from factory.workflows.ranking import judge_models
 
     shown = min(candidates, MAX_ANSWERS)
     overhead = tokens("\n".join(m["content"] for m in render_listwise("", [""] * shown)))
     for role in judge_models(setting):
-        tally.add("judge", role, calls, 2 * calls, overhead + question + shown * answer + tally.max_tokens(role))
+        tally.add(
+            "judge", role, calls, 2 * calls, overhead + question + shown * answer + tally.max_tokens(role)
+        )
 
 
 def _generation(tally: _Tally, prompt: Prompt) -> tuple[int, int]:
@@ -186,8 +208,13 @@ def _generation(tally: _Tally, prompt: Prompt) -> tuple[int, int]:
             tally.add("generate", wf.generator, n, n, history + n * (out + feedback))
             reviews = n if getattr(wf, "review_last", False) else n - 1
             for role in wf.reviewers:
-                tally.add("generate", role, reviews, reviews,
-                          _WRAPPER_TOKENS + history + n * (out + tally.max_tokens(role)))
+                tally.add(
+                    "generate",
+                    role,
+                    reviews,
+                    reviews,
+                    _WRAPPER_TOKENS + history + n * (out + tally.max_tokens(role)),
+                )
             candidates += n
             answer = max(answer, out)
     return candidates, answer
@@ -203,8 +230,12 @@ def _pairs_per_prompt(rule: str, candidates: int) -> int:
     return candidates - 1
 
 
-def estimate_build(config: BuildConfig, prompts: Sequence[Prompt], rejected: int = 0,
-                   price: Callable[[str, int, int], float | None] | None = None) -> BuildEstimate:
+def estimate_build(
+    config: BuildConfig,
+    prompts: Sequence[Prompt],
+    rejected: int = 0,
+    price: Callable[[str, int, int], float | None] | None = None,
+) -> BuildEstimate:
     """Expected and maximum calls, tokens and cost of building `config` over `prompts`.
 
     `price(model, prompt_tokens, completion_tokens)` prices a line (default: litellm's `cost_per_token`,
@@ -218,7 +249,9 @@ def estimate_build(config: BuildConfig, prompts: Sequence[Prompt], rejected: int
 
     tally = _Tally(config)
     setting = config.judging.setting
-    judge_roles = [j.models[0] for j in setting.juror_settings()] if setting.kind == "jury" else [setting.models[0]]
+    judge_roles = (
+        [j.models[0] for j in setting.juror_settings()] if setting.kind == "jury" else [setting.models[0]]
+    )
     judge_out = max(tally.max_tokens(r) for r in judge_roles)
     for prompt in prompts:
         question = sum(tokens(t) for t in prompt.turns)
@@ -226,8 +259,11 @@ def estimate_build(config: BuildConfig, prompts: Sequence[Prompt], rejected: int
         if candidates < 2:
             continue
         select = config.judging.select
-        comparisons = (candidates * (candidates - 1) // 2 if select in ("round_robin", "bradley_terry")
-                       else candidates - 1)
+        comparisons = (
+            candidates * (candidates - 1) // 2
+            if select in ("round_robin", "bradley_terry")
+            else candidates - 1
+        )
         if select == "listwise":
             _listwise(tally, setting, config.judging.ranking.calls, candidates, question, answer)
         else:
@@ -239,27 +275,42 @@ def estimate_build(config: BuildConfig, prompts: Sequence[Prompt], rejected: int
         if r.enabled and pairs:
             attempts = 1 + r.max_rewrites if r.verify else 1
             notes = min(4, comparisons * 2) * judge_out
-            tally.add("rationales", r.role, pairs, pairs * attempts,
-                      _WRAPPER_TOKENS + question + 2 * answer + notes)
+            tally.add(
+                "rationales", r.role, pairs, pairs * attempts, _WRAPPER_TOKENS + question + 2 * answer + notes
+            )
             if r.verify:
                 verifier = r.verifier_role or setting.models[0]
-                tally.add("rationales", verifier, pairs, pairs * attempts,
-                          _WRAPPER_TOKENS + question + 2 * answer + tally.max_tokens(r.role))
+                tally.add(
+                    "rationales",
+                    verifier,
+                    pairs,
+                    pairs * attempts,
+                    _WRAPPER_TOKENS + question + 2 * answer + tally.max_tokens(r.role),
+                )
         v = config.variants
         if v.enabled and getattr(v, "fresh", False):
             samples = getattr(v, "fresh_samples", 0)
-            tally.add("variants", getattr(v, "fresh_role", "generator"), samples, samples,
-                      _WRAPPER_TOKENS + question)
+            tally.add(
+                "variants",
+                getattr(v, "fresh_role", "generator"),
+                samples,
+                samples,
+                _WRAPPER_TOKENS + question,
+            )
     _gate(tally, config, prompts)
     for line in tally.lines.values():
         spec = config.models.get(line.role)
         if spec is not None and spec.batch:
             line.batch = True
-            line.cost_usd, line.price_note = batch_token_cost(line.model, line.prompt_tokens, line.completion_tokens)
+            line.cost_usd, line.price_note = batch_token_cost(
+                line.model, line.prompt_tokens, line.completion_tokens
+            )
         else:
             line.cost_usd = price(line.model, line.prompt_tokens, line.completion_tokens)
     budget = {k: v for k, v in config.budget.model_dump().items() if v is not None}
-    return BuildEstimate(prompts=len(prompts), rejected=rejected, lines=list(tally.lines.values()), budget=budget)
+    return BuildEstimate(
+        prompts=len(prompts), rejected=rejected, lines=list(tally.lines.values()), budget=budget
+    )
 
 
 def _gate(tally: _Tally, config: BuildConfig, prompts: Sequence[Prompt]) -> None:
@@ -290,27 +341,60 @@ def _money(value: float | None) -> str:
 def format_estimate(estimate: BuildEstimate) -> str:
     """The estimate as a plain-text table, with a line per budget cap the build may reach."""
     head = ("stage", "role", "model", "calls", "max calls", "max tokens", "max cost")
-    rows = [(ln.stage, f"{ln.role} (batch)" if ln.batch else ln.role, ln.model, f"{ln.calls:,}", f"{ln.max_calls:,}",
-             f"{ln.prompt_tokens + ln.completion_tokens:,}", _money(ln.cost_usd)) for ln in estimate.lines]
-    rows.append(("total", "", "", f"{estimate.calls:,}", f"{estimate.max_calls:,}",
-                 f"{estimate.total_tokens:,}", _money(estimate.cost_usd)))
+    rows = [
+        (
+            ln.stage,
+            f"{ln.role} (batch)" if ln.batch else ln.role,
+            ln.model,
+            f"{ln.calls:,}",
+            f"{ln.max_calls:,}",
+            f"{ln.prompt_tokens + ln.completion_tokens:,}",
+            _money(ln.cost_usd),
+        )
+        for ln in estimate.lines
+    ]
+    rows.append(
+        (
+            "total",
+            "",
+            "",
+            f"{estimate.calls:,}",
+            f"{estimate.max_calls:,}",
+            f"{estimate.total_tokens:,}",
+            _money(estimate.cost_usd),
+        )
+    )
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-    table = ["  ".join(cell.ljust(w) if i < 3 else cell.rjust(w) for i, (cell, w) in enumerate(zip(r, widths)))
-             for r in [head, *rows]]
-    out = [f"estimate: {estimate.prompts} prompts ({estimate.rejected} rejected at loading); no model was called",
-           *table,
-           ("calls: without re-prompts or rewrites; max: every judge reply re-prompted, every completion at "
-           "max_tokens, ~4 characters per token")]
+    table = [
+        "  ".join(cell.ljust(w) if i < 3 else cell.rjust(w) for i, (cell, w) in enumerate(zip(r, widths)))
+        for r in [head, *rows]
+    ]
+    out = [
+        f"estimate: {estimate.prompts} prompts ({estimate.rejected} rejected at loading); no model was called",
+        *table,
+        (
+            "calls: without re-prompts or rewrites; max: every judge reply re-prompted, every completion at "
+            "max_tokens, ~4 characters per token"
+        ),
+    ]
     batched = sorted({ln.role for ln in estimate.lines if ln.batch})
     if batched:
         out.append(f"(batch): priced at the batch price: {', '.join(batched)}")
     for note in sorted({f"{ln.model}: {ln.price_note}" for ln in estimate.lines if ln.price_note}):
         out.append(f"batch price of {note}")
     if estimate.unpriced:
-        out.append(f"price unknown (not in litellm's table, not counted in the cost): {', '.join(estimate.unpriced)}")
-    caps = {"max_calls": estimate.max_calls, "max_tokens": estimate.total_tokens, "max_cost_usd": estimate.cost_usd}
+        out.append(
+            f"price unknown (not in litellm's table, not counted in the cost): {', '.join(estimate.unpriced)}"
+        )
+    caps = {
+        "max_calls": estimate.max_calls,
+        "max_tokens": estimate.total_tokens,
+        "max_cost_usd": estimate.cost_usd,
+    }
     for name, value in estimate.budget.items():
         if name in caps and caps[name] > value:
-            out.append(f"budget.{name}={value} is below the upper bound ({caps[name]:,.4g}): the build may stop "
-                       "at the cap; raise it with --max-calls/--max-tokens/--max-cost")
+            out.append(
+                f"budget.{name}={value} is below the upper bound ({caps[name]:,.4g}): the build may stop "
+                "at the cap; raise it with --max-calls/--max-tokens/--max-cost"
+            )
     return "\n".join(out)

@@ -34,7 +34,12 @@ class Outcome(StrEnum):
     FAILED = "failed"
 
 
-EXIT_CODES: dict[Outcome, int] = {Outcome.COMPLETE: 0, Outcome.STOPPED: 3, Outcome.PARTIAL: 4, Outcome.FAILED: 5}
+EXIT_CODES: dict[Outcome, int] = {
+    Outcome.COMPLETE: 0,
+    Outcome.STOPPED: 3,
+    Outcome.PARTIAL: 4,
+    Outcome.FAILED: 5,
+}
 GATE_FAILED_EXIT = 6  # complete, but the quality gate failed: written, not approved
 
 # Failures that mean "stop the build", not "this item is bad": their shard stays unfinished for --resume.
@@ -76,13 +81,20 @@ class BuildOutcome:
     def line(self, run_dir: object) -> str:
         """One line for the terminal; names the cause and the way on where there is one."""
         if self.status is Outcome.COMPLETE:
-            return "complete, but the quality gate failed: the data is not approved" if self.gate_failed \
+            return (
+                "complete, but the quality gate failed: the data is not approved"
+                if self.gate_failed
                 else "complete"
+            )
         resume = f"factory build --resume {run_dir}"
         if self.status is Outcome.PARTIAL:
             return f"partial: {self.cause}; retry them with: {resume}"
         if self.status is Outcome.STOPPED:
-            hint = " (raise the cap with --max-calls/--max-tokens/--max-cost)" if "Budget" in (self.cause or "") else ""
+            hint = (
+                " (raise the cap with --max-calls/--max-tokens/--max-cost)"
+                if "Budget" in (self.cause or "")
+                else ""
+            )
             return f"stopped: {self.cause}; finished shards are kept; finish with: {resume}{hint}"
         return f"failed: {self.cause}"
 
@@ -116,17 +128,25 @@ def decide_outcome(facts: BuildFacts) -> BuildOutcome:
     budget_stop = facts.stopped is not None and BudgetExceededError.__name__ in facts.stopped
     nothing_answered = facts.model_calls == 0 and facts.cache_hits == 0 and facts.call_errors > 0
     if nothing_answered and not budget_stop:
-        return BuildOutcome(Outcome.FAILED, f"every model call failed ({facts.call_errors} errors){_at(facts)}; "
-                                            f"last error: {_last_error(facts)}")
+        return BuildOutcome(
+            Outcome.FAILED,
+            f"every model call failed ({facts.call_errors} errors){_at(facts)}; "
+            f"last error: {_last_error(facts)}",
+        )
     if facts.stopped is not None:
         return BuildOutcome(Outcome.STOPPED, facts.stopped)
     if facts.usable_prompts > 0 and facts.dataset_rows == 0:
-        return BuildOutcome(Outcome.FAILED, f"no dataset rows from {facts.usable_prompts} prompts; "
-                                            f"most common failure: {_most_common(facts.failure_reasons)}")
+        return BuildOutcome(
+            Outcome.FAILED,
+            f"no dataset rows from {facts.usable_prompts} prompts; "
+            f"most common failure: {_most_common(facts.failure_reasons)}",
+        )
     transient = [r for r in facts.failure_reasons if is_transient(r)]
     if transient:
-        return BuildOutcome(Outcome.PARTIAL, f"{len(transient)} prompts failed for transient reasons "
-                                             f"(most common: {_most_common(transient)})")
+        return BuildOutcome(
+            Outcome.PARTIAL,
+            f"{len(transient)} prompts failed for transient reasons (most common: {_most_common(transient)})",
+        )
     return BuildOutcome(Outcome.COMPLETE)
 
 

@@ -16,17 +16,19 @@ import math
 import os
 from pathlib import Path
 
-from factory.config import BuildConfig, dump_config, load_config
-from factory._util.errors import UserError
-from factory.llm.shared_cache import SharedCache, shared_cache_dir
-from factory.run.output_location import refuse_storage_url
-from factory.run.folder import RunFolder
 from factory._util.atomic_files import atomic_write_text
-from factory.run.recorded_inputs import load_build_prompts, recorded_prompts
+from factory._util.errors import UserError
+from factory.config import BuildConfig, dump_config, load_config
 from factory.inputs.prompt_sources import Prompt, RejectedPrompt
+from factory.llm.shared_cache import SharedCache, shared_cache_dir
+from factory.run.folder import RunFolder
+from factory.run.output_location import refuse_storage_url
+from factory.run.recorded_inputs import load_build_prompts, recorded_prompts
 
 
-def load_build_spec(config_path: Path | None, resume: Path | None, output_dir: Path | None = None) -> BuildConfig:
+def load_build_spec(
+    config_path: Path | None, resume: Path | None, output_dir: Path | None = None
+) -> BuildConfig:
     """The config of a new build (CONFIG, optionally with another output folder) or of a run to resume."""
     if (config_path is None) == (resume is None):
         raise UserError("give a CONFIG file or --resume RUN_DIR (not both)")
@@ -42,11 +44,19 @@ def load_build_spec(config_path: Path | None, resume: Path | None, output_dir: P
     return spec
 
 
-def with_budget(config: BuildConfig, *, max_calls: int | None = None, max_tokens: int | None = None,
-                max_cost_usd: float | None = None) -> BuildConfig:
+def with_budget(
+    config: BuildConfig,
+    *,
+    max_calls: int | None = None,
+    max_tokens: int | None = None,
+    max_cost_usd: float | None = None,
+) -> BuildConfig:
     """`config` with the given budget caps replaced (None keeps the configured cap)."""
-    caps = {k: v for k, v in (("max_calls", max_calls), ("max_tokens", max_tokens),
-                              ("max_cost_usd", max_cost_usd)) if v is not None}
+    caps = {
+        k: v
+        for k, v in (("max_calls", max_calls), ("max_tokens", max_tokens), ("max_cost_usd", max_cost_usd))
+        if v is not None
+    }
     for name, value in caps.items():
         if isinstance(value, float) and not math.isfinite(value):
             # nan compares false with everything: as a cap it would mean "no cap", silently.
@@ -63,7 +73,9 @@ def save_resume_config(run_dir: Path, config: BuildConfig) -> None:
     atomic_write_text(RunFolder.open(run_dir).config_path, dump_config(config))
 
 
-def build_prompts(config: BuildConfig, resume: Path | None = None) -> tuple[list[Prompt], list[RejectedPrompt]]:
+def build_prompts(
+    config: BuildConfig, resume: Path | None = None
+) -> tuple[list[Prompt], list[RejectedPrompt]]:
     """The prompts the build will run: a resumed run's recorded ones (the run folder owns its inputs,
     see `factory.run.recorded_inputs`), else the prompt source's; a source with no usable prompt is an error."""
     if resume is not None:
@@ -84,7 +96,9 @@ def check_human_set(config: BuildConfig) -> None:
     try:
         load_human_set(gate.human_set, limit=gate.human_set_limit, seed=config.run.seed)
     except UserError as exc:
-        raise UserError(f"gate.human_set: {exc} (or set gate.human_set: null to skip the kappa check)") from None
+        raise UserError(
+            f"gate.human_set: {exc} (or set gate.human_set: null to skip the kappa check)"
+        ) from None
 
 
 def check_api_keys(config: BuildConfig) -> None:

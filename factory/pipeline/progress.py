@@ -75,25 +75,36 @@ class ProgressSnapshot:
     def percent(self) -> float:
         """Share of the build done, 0-100: the prompt stages weigh 90, the finalize steps 10."""
         prompt_share = sum(s.done for s in self.stages if s.name in PROMPT_STAGES) / max(
-            1, sum(s.total or 0 for s in self.stages if s.name in PROMPT_STAGES))
+            1, sum(s.total or 0 for s in self.stages if s.name in PROMPT_STAGES)
+        )
         final = self.stage(FINALIZE)
         return round(100 * (0.9 * prompt_share + 0.1 * final.done / max(1, final.total or 1)), 1)
 
     def figures_text(self) -> str:
         errors = f", {self.call_errors} failed calls" if self.call_errors else ""
         b = self.batches
-        batches = (f"batches {b.get('submitted', 0)} submitted / {b.get('in_progress', 0)} in progress / "
-                   f"{b.get('finalizing', 0)} finalizing / {b.get('done', 0)} done, ") if b else ""
-        return (f"{batches}{self.calls} calls ({self.cache_hits} cached{errors}), {_count(self.tokens)} tokens, "
-                f"${self.cost_usd:.4f}, {self.failures} failures, elapsed {_duration(self.elapsed_s)}, "
-                f"ETA {'?' if self.eta_s is None else _duration(self.eta_s)}")
+        batches = (
+            (
+                f"batches {b.get('submitted', 0)} submitted / {b.get('in_progress', 0)} in progress / "
+                f"{b.get('finalizing', 0)} finalizing / {b.get('done', 0)} done, "
+            )
+            if b
+            else ""
+        )
+        return (
+            f"{batches}{self.calls} calls ({self.cache_hits} cached{errors}), {_count(self.tokens)} tokens, "
+            f"${self.cost_usd:.4f}, {self.failures} failures, elapsed {_duration(self.elapsed_s)}, "
+            f"ETA {'?' if self.eta_s is None else _duration(self.eta_s)}"
+        )
 
     def line(self) -> str:
         return f"{' | '.join(s.text() for s in self.stages)} | {self.figures_text()}"
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "stages": {s.name: {"done": s.done, "total": s.total, "failed": s.failed}
-                                           for s in self.stages}}
+        return {
+            **asdict(self),
+            "stages": {s.name: {"done": s.done, "total": s.total, "failed": s.failed} for s in self.stages},
+        }
 
 
 def _count(n: int) -> str:
@@ -125,7 +136,9 @@ class BuildProgress:
 
     # ------------------------------------------------------------------ fed by the build
 
-    def start(self, run_dir: str | Path, prompts: int, *, usage: Callable[[], dict[str, Any]] | None = None) -> None:
+    def start(
+        self, run_dir: str | Path, prompts: int, *, usage: Callable[[], dict[str, Any]] | None = None
+    ) -> None:
         """The build's run folder and prompt count; `usage` returns the gateway's usage snapshot."""
         with self._lock:
             self.run_dir = str(run_dir)
@@ -170,7 +183,9 @@ class BuildProgress:
         """This tracker's figures for some prompts, to hand to the tracker of another process."""
         wanted = set(prompt_ids)
         with self._lock:
-            return {stage: {p: n for p, n in marks.items() if p in wanted} for stage, marks in self._marks.items()}
+            return {
+                stage: {p: n for p, n in marks.items() if p in wanted} for stage, marks in self._marks.items()
+            }
 
     def merge(self, marks: dict[str, dict[str, int]]) -> None:
         """Figures another process's tracker saw (a Dask worker's shard)."""
@@ -185,20 +200,28 @@ class BuildProgress:
         with self._lock:
             now = self._clock()
             prompts = self._prompts
-            stages = [StageFigures(s, len(self._marks[s]), prompts, sum(self._marks[s].values()))
-                      for s in PROMPT_STAGES]
+            stages = [
+                StageFigures(s, len(self._marks[s]), prompts, sum(self._marks[s].values()))
+                for s in PROMPT_STAGES
+            ]
             stages.append(StageFigures(FINALIZE, self._finalize_done, len(FINALIZE_STEPS)))
             gate_done = sum(self._gate_parts.values())
             stages.append(StageFigures(GATE, min(gate_done, self._gate_total or gate_done), self._gate_total))
             elapsed = now - self._started
             eta = self._eta(elapsed, prompts)
         return ProgressSnapshot(
-            run_dir=self.run_dir, stages=tuple(stages), calls=int(usage.get("calls", 0)),
+            run_dir=self.run_dir,
+            stages=tuple(stages),
+            calls=int(usage.get("calls", 0)),
             cache_hits=int(usage.get("cache_hits", 0)),
             tokens=int(usage.get("prompt_tokens", 0)) + int(usage.get("completion_tokens", 0)),
-            cost_usd=float(usage.get("cost_usd", 0.0)), call_errors=int(usage.get("errors", 0)),
-            failures=sum(s.failed for s in stages), elapsed_s=elapsed, eta_s=eta,
-            batches=dict(usage["batches"]) if usage.get("batches") else None)
+            cost_usd=float(usage.get("cost_usd", 0.0)),
+            call_errors=int(usage.get("errors", 0)),
+            failures=sum(s.failed for s in stages),
+            elapsed_s=elapsed,
+            eta_s=eta,
+            batches=dict(usage["batches"]) if usage.get("batches") else None,
+        )
 
     def _eta(self, elapsed: float, prompts: int) -> float | None:
         """Seconds left for the prompt stages at this run's own rate (work an earlier run did is
@@ -222,8 +245,9 @@ class ProgressReporter:
     seconds, plus one as each stage finishes (a fixed handful more), plus one at `stop()`.
     `emit` gets the snapshot (a logger call, a print, a Prefect artifact update)."""
 
-    def __init__(self, progress: BuildProgress, emit: Callable[[ProgressSnapshot], None], *,
-                 every_s: float = 10.0) -> None:
+    def __init__(
+        self, progress: BuildProgress, emit: Callable[[ProgressSnapshot], None], *, every_s: float = 10.0
+    ) -> None:
         self.progress, self.emit, self.every_s = progress, emit, every_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="factory-progress", daemon=True)
@@ -264,5 +288,5 @@ class ProgressReporter:
         self._last = line
         try:
             self.emit(snapshot)
-        except Exception:  # noqa: BLE001, S110 - a display must never break the build
+        except Exception:
             pass

@@ -21,20 +21,20 @@ from typing import cast
 
 import polars as pl
 
-from factory.config import load_config
-from factory.dataset.writer import write_dataset
-from factory.dataset.shard_parts import DatasetSources
+from factory._util.atomic_files import atomic_write_json
 from factory._util.errors import UserError
+from factory.config import load_config
+from factory.dataset.review_queue import apply_reviews, gate_figures, reviewed_sources
+from factory.dataset.shard_parts import DatasetSources
+from factory.dataset.writer import write_dataset
 from factory.llm import Gateway
 from factory.pipeline.context import BuildContext
 from factory.pipeline.finalize.finalize_run import _failure_reasons
-from factory.run.recorded_inputs import recorded_prompts
 from factory.pipeline.finalize.manifest import settle_outcome
 from factory.pipeline.runner import loading_failures
-from factory.dataset.review_queue import apply_reviews, gate_figures, reviewed_sources
 from factory.records import Manifest
 from factory.run.folder import RunFolder
-from factory._util.atomic_files import atomic_write_json
+from factory.run.recorded_inputs import recorded_prompts
 from factory.run.tables import merge_tables
 
 
@@ -42,7 +42,9 @@ def apply_labels(run_dir: Path) -> Manifest:
     """Re-finalize `run_dir` with its `human_labels.jsonl`; returns the new manifest. Calls no model."""
     run = RunFolder.open(run_dir)
     if not run.manifest_path.is_file():
-        raise UserError(f"{run_dir} has no manifest.json: finish the build first (factory build --resume {run_dir})")
+        raise UserError(
+            f"{run_dir} has no manifest.json: finish the build first (factory build --resume {run_dir})"
+        )
     with run.lock():
         config = load_config(run.config_path)
         manifest: Manifest = json.loads(run.manifest_path.read_text(encoding="utf-8"))
@@ -73,6 +75,8 @@ def summary_line(manifest: Manifest) -> str:
     """One line for the terminal: what the labels did to the dataset."""
     r = manifest.get("review") or {}
     dpo = sum(v for k, v in (manifest["counts"].get("dataset") or {}).items() if k.startswith("dpo_"))
-    return (f"applied {r.get('reviewed', 0)} reviewed pairs ({r.get('reviewed_in_queue', 0)} of {r.get('queued', 0)} "
-            f"queued): {r.get('kept', 0)} kept, {r.get('flipped', 0)} flipped, {r.get('dropped', 0)} dropped; "
-            f"{manifest['counts']['pairs']} pairs, {dpo} DPO rows; no model was called")
+    return (
+        f"applied {r.get('reviewed', 0)} reviewed pairs ({r.get('reviewed_in_queue', 0)} of {r.get('queued', 0)} "
+        f"queued): {r.get('kept', 0)} kept, {r.get('flipped', 0)} flipped, {r.get('dropped', 0)} dropped; "
+        f"{manifest['counts']['pairs']} pairs, {dpo} DPO rows; no model was called"
+    )

@@ -18,35 +18,45 @@ resume reads the prompts from it, never again from the prompt source (which may 
 
 from __future__ import annotations
 
-from typing import Any
-
 import asyncio
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from factory._util import interrupts
+from factory._util.atomic_files import atomic_write_text
 from factory.config import BuildConfig, dump_config, load_config
-from factory.run.incremental import built_fingerprints, dataset_home, select_new_prompts
+from factory.inputs.prompt_sources import Prompt, RejectedPrompt
 from factory.pipeline.build_gateway import build_gateway, with_shared_cache_dir
-from factory.pipeline.stages import per_prompt as stages
 from factory.pipeline.context import BuildContext
 from factory.pipeline.cost_report import save_estimate
-from factory.run.recorded_inputs import load_build_prompts, run_prompts, write_prompts_table
 from factory.pipeline.finalize.interrupted import record_interrupt
-from factory.pipeline.outcome import STOPPING_REASONS, transient_reasons
 from factory.pipeline.finalize.prefetch import prefetch_finalize_imports, wait_for_prefetch
+from factory.pipeline.outcome import STOPPING_REASONS, transient_reasons
 from factory.pipeline.progress import BuildProgress
 from factory.pipeline.shard import BuildStopped, run_shard
-from factory.run.folder import RunFolder
-from factory._util.atomic_files import atomic_write_text
-from factory.run.lock import RunLock
-from factory.inputs.prompt_sources import Prompt, RejectedPrompt
+from factory.pipeline.stages import per_prompt as stages
 from factory.records import Failure, Manifest
+from factory.run.folder import RunFolder
+from factory.run.incremental import built_fingerprints, dataset_home, select_new_prompts
+from factory.run.lock import RunLock
+from factory.run.recorded_inputs import load_build_prompts, run_prompts, write_prompts_table
 
-__all__ = ["BuildPlan", "BuildResult", "BuildStopped", "finalize", "load_build_prompts", "lock_for_build",
-           "plan_build", "process_shard", "run_build", "salvage_delays", "shards_to_salvage"]
+__all__ = [
+    "BuildPlan",
+    "BuildResult",
+    "BuildStopped",
+    "finalize",
+    "load_build_prompts",
+    "lock_for_build",
+    "plan_build",
+    "process_shard",
+    "run_build",
+    "salvage_delays",
+    "shards_to_salvage",
+]
 
 
 @dataclass
@@ -76,7 +86,7 @@ def loading_failures(rejected: list[RejectedPrompt]) -> list[Failure]:
 
 def shard_prompts(prompts: list[Prompt], size: int) -> list[list[Prompt]]:
     """Prompts cut into shards of `size`, in order; shard N is the same in every engine."""
-    return [prompts[i:i + size] for i in range(0, len(prompts), size)]
+    return [prompts[i : i + size] for i in range(0, len(prompts), size)]
 
 
 def lock_for_build(resume_dir: str | Path | None) -> RunLock | None:
@@ -85,8 +95,9 @@ def lock_for_build(resume_dir: str | Path | None) -> RunLock | None:
     return RunFolder.open(resume_dir).lock() if resume_dir is not None else None
 
 
-def plan_build(config: BuildConfig | None, resume_dir: str | Path | None, *,
-               incremental: bool = False) -> tuple[BuildConfig, BuildPlan] | None:
+def plan_build(
+    config: BuildConfig | None, resume_dir: str | Path | None, *, incremental: bool = False
+) -> tuple[BuildConfig, BuildPlan] | None:
     """Open the run folder (or create one with the resolved config saved) and cut its prompts into
     shards. A resume reopens the shards that recorded a failure that may pass (stops, transient
     errors) and works on the run's recorded prompts.
@@ -108,10 +119,14 @@ def plan_build(config: BuildConfig | None, resume_dir: str | Path | None, *,
             # Versions of a dataset live together: outputs/<name>/<run_id>/ + outputs/<name>/versions.json.
             home = dataset_home(config.run.output_dir, config.run.name)
             prompts, rejected = load_build_prompts(config)
-            prompts, skipped = select_new_prompts(prompts, built_fingerprints(config.run.output_dir, config.run.name))
+            prompts, skipped = select_new_prompts(
+                prompts, built_fingerprints(config.run.output_dir, config.run.name)
+            )
             if not prompts:
                 return None
-            config = config.model_copy(update={"run": config.run.model_copy(update={"output_dir": str(home)})})
+            config = config.model_copy(
+                update={"run": config.run.model_copy(update={"output_dir": str(home)})}
+            )
         run = RunFolder.create(config.run.output_dir, config.run.name)
         config = with_shared_cache_dir(config)
         atomic_write_text(run.config_path, dump_config(config))
@@ -120,14 +135,24 @@ def plan_build(config: BuildConfig | None, resume_dir: str | Path | None, *,
         else:
             prompts, rejected = run_prompts(run, config)
         save_estimate(run, config, prompts, len(rejected))  # shown beside the actual cost by finalize
-    plan = BuildPlan(run_dir=str(run.root), shards=shard_prompts(prompts, config.run.shard_size),
-                     loading_failures=loading_failures(rejected), new_prompts=len(prompts),
-                     skipped_prompts=skipped, incremental=incremental, dataset_home=str(home) if home else None)
+    plan = BuildPlan(
+        run_dir=str(run.root),
+        shards=shard_prompts(prompts, config.run.shard_size),
+        loading_failures=loading_failures(rejected),
+        new_prompts=len(prompts),
+        skipped_prompts=skipped,
+        incremental=incremental,
+        dataset_home=str(home) if home else None,
+    )
     return config, plan
 
 
-def finalize(ctx: BuildContext, loading_failures: list[Failure], stopped: str | None,
-             other_usage: list[dict[str, Any]] | None = None) -> Manifest:
+def finalize(
+    ctx: BuildContext,
+    loading_failures: list[Failure],
+    stopped: str | None,
+    other_usage: list[dict[str, Any]] | None = None,
+) -> Manifest:
     """The run's tables, dataset, gate and manifest (`finalize/finalize_run.py`).
 
     Imported on first use: the dataset writer pulls in pyarrow's parquet module (about 0.1 s, more on
@@ -150,16 +175,18 @@ def shards_to_salvage(run: RunFolder, plan: BuildPlan) -> list[int]:
     return run.reopen_shards(transient_reasons(), only=set(range(len(plan.shards))))
 
 
-async def process_shard(ctx: BuildContext, shard: int, prompts: list[Prompt],
-                        slots: asyncio.Semaphore | None = None) -> int:
+async def process_shard(
+    ctx: BuildContext, shard: int, prompts: list[Prompt], slots: asyncio.Semaphore | None = None
+) -> int:
     """All stages of one shard, each prompt streamed through them (see `factory.pipeline.shard`);
     returns the shard's accepted judged pairs. `slots` bounds the prompts in flight; shards given
     the same `slots` share the bound (default: `run.concurrency` prompts for this shard alone)."""
     return await run_shard(ctx, shard, prompts, slots or asyncio.Semaphore(ctx.config.run.concurrency))
 
 
-async def run_shards(ctx: BuildContext, shards: list[tuple[int, list[Prompt]]], parallel_shards: int = 2
-                     ) -> str | None:
+async def run_shards(
+    ctx: BuildContext, shards: list[tuple[int, list[Prompt]]], parallel_shards: int = 2
+) -> str | None:
     """Process `(index, prompts)` shards in order, up to `parallel_shards` at once, their prompts sharing
     `parallel_shards * run.concurrency` prompt slots. Returns the reason the build stopped early, or None.
 
@@ -206,9 +233,13 @@ async def _run_with_salvage(ctx: BuildContext, plan: BuildPlan) -> str | None:
     return stopped
 
 
-def run_build(config: BuildConfig | None = None, *, resume_dir: str | Path | None = None,
-              progress: BuildProgress | None = None,
-              on_start: Callable[[RunFolder, int], None] | None = None) -> BuildResult:
+def run_build(
+    config: BuildConfig | None = None,
+    *,
+    resume_dir: str | Path | None = None,
+    progress: BuildProgress | None = None,
+    on_start: Callable[[RunFolder, int], None] | None = None,
+) -> BuildResult:
     """Run (or resume) a build in this process and return its run folder and manifest.
 
     `progress` is fed as the build goes (see `factory.pipeline.progress`). Raises `BuildInterrupted`

@@ -25,9 +25,9 @@ import polars as pl
 
 from factory._util.concurrency import map_with_slots
 from factory._util.json_columns import decode_columns
-from factory.pipeline.stages import per_prompt as stages
-from factory.pipeline.context import BuildContext
 from factory.inputs.prompt_sources import Prompt
+from factory.pipeline.context import BuildContext
+from factory.pipeline.stages import per_prompt as stages
 from factory.records import Failure
 
 # A stage's rows, whichever record the stage makes (candidates, judgments, pairs, MAPL rows).
@@ -66,7 +66,9 @@ class ShardRun:
         self._finished: dict[str, dict[str, Rows]] = {}
         for name in STAGES:
             if ctx.run.shard_done(name, index):
-                rows = decode_columns(pl.read_parquet(ctx.run.shard_path(name, index)).to_dicts(), _JSON_COLUMNS)
+                rows = decode_columns(
+                    pl.read_parquet(ctx.run.shard_path(name, index)).to_dicts(), _JSON_COLUMNS
+                )
                 by_prompt: dict[str, Rows] = {}
                 for row in rows:
                     by_prompt.setdefault(str(row.get("prompt_id")), []).append(row)
@@ -91,18 +93,24 @@ class ShardRun:
         judgments = await self._stage("judge", position, lambda: stages.judge_stage(ctx, one, candidates))
         if judgments is None:
             return
-        pairs = await self._stage("pairs", position, lambda: stages.pairs_stage(ctx, one, candidates, judgments))
+        pairs = await self._stage(
+            "pairs", position, lambda: stages.pairs_stage(ctx, one, candidates, judgments)
+        )
         if pairs is None:
             return
-        explained = await self._stage("rationales", position,
-                                      lambda: stages.rationales_stage(ctx, one, pairs, judgments))
+        explained = await self._stage(
+            "rationales", position, lambda: stages.rationales_stage(ctx, one, pairs, judgments)
+        )
         if explained is None:
             return
         await self._stage("variants", position, lambda: stages.variants_stage(ctx, one, explained))
 
-    async def _stage(self, name: str, position: int,
-                     step: Callable[[], Awaitable[tuple[list[R], list[Failure]]] | tuple[list[R], list[Failure]]]
-                     ) -> list[R] | None:
+    async def _stage(
+        self,
+        name: str,
+        position: int,
+        step: Callable[[], Awaitable[tuple[list[R], list[Failure]]] | tuple[list[R], list[Failure]]],
+    ) -> list[R] | None:
         """This prompt's rows of stage `name` (read back if the stage is finished), or None when
         the shard is stopping: a stop seen by any chain ends the others at their next stage."""
         if name in self._finished:

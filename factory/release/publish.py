@@ -53,8 +53,9 @@ def _read_manifest(run: RunFolder) -> dict[str, Any]:
     try:
         manifest = json.loads(run.manifest_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UserError(f"run {run.root} has no manifest.json: finish it first (factory build --resume {run.root})")\
-            from None
+        raise UserError(
+            f"run {run.root} has no manifest.json: finish it first (factory build --resume {run.root})"
+        ) from None
     except json.JSONDecodeError:
         raise UserError(f"{run.manifest_path} is not valid JSON") from None
     if not isinstance(manifest, dict):
@@ -103,7 +104,7 @@ def check_card(folder: Path, files: list[str]) -> dict[str, Any]:
         raise UserError(f"dataset card missing: {readme}")
     try:
         card = DatasetCard.load(readme)
-    except Exception as exc:  # noqa: BLE001 - any YAML/card problem is the user's to fix, in one line
+    except Exception as exc:
         raise UserError(f"dataset card {readme} does not parse: {' '.join(str(exc).split())[:200]}") from None
     data = card.data.to_dict()
     configs = data.get("configs")
@@ -120,7 +121,9 @@ def check_card(folder: Path, files: list[str]) -> dict[str, Any]:
             patterns = entry.get("path") if isinstance(entry, dict) else entry
             for pattern in [patterns] if isinstance(patterns, str) else list(patterns or []):
                 if not any(fnmatch.fnmatchcase(f, pattern) for f in files):
-                    raise UserError(f"dataset card config '{name}' names '{pattern}', which matches no file in {folder}")
+                    raise UserError(
+                        f"dataset card config '{name}' names '{pattern}', which matches no file in {folder}"
+                    )
         _check_fingerprint(folder, config, data_files)
     if not data.get("license"):
         raise UserError(f"dataset card {readme} has no license in its YAML metadata")
@@ -136,13 +139,18 @@ def _check_fingerprint(folder: Path, config: dict[str, Any], data_files: list[An
     declared = declared_fingerprint(config.get("description"))
     if declared is None:
         return
-    patterns = {str(e.get("split", "train")): e["path"] for e in data_files
-                if isinstance(e, dict) and isinstance(e.get("path"), str)}
+    patterns = {
+        str(e.get("split", "train")): e["path"]
+        for e in data_files
+        if isinstance(e, dict) and isinstance(e.get("path"), str)
+    }
     if len(patterns) == len(data_files) and data_fingerprint(folder, patterns) == declared:
         return
-    raise UserError(f"dataset card config '{config.get('config_name')}' declares a sha256 its data files in "
-                    f"{folder} do not have: they changed after the card was written; rewrite the dataset "
-                    f"with `factory build --resume {folder.parent}`")
+    raise UserError(
+        f"dataset card config '{config.get('config_name')}' declares a sha256 its data files in "
+        f"{folder} do not have: they changed after the card was written; rewrite the dataset "
+        f"with `factory build --resume {folder.parent}`"
+    )
 
 
 def _dry_run(folder: Path, files: list[str], target: Path, configs: list[str]) -> dict[str, dict[str, int]]:
@@ -162,9 +170,11 @@ def _dry_run(folder: Path, files: list[str], target: Path, configs: list[str]) -
         for name in configs:
             try:
                 loaded = datasets.load_dataset(str(target), name, cache_dir=cache)
-            except Exception as exc:  # noqa: BLE001 - report, in one line, why the Hub would not load it either
-                raise UserError(f"dry-run folder {target} does not load with datasets (config '{name}'): "
-                                f"{' '.join(str(exc).split())[:200]}") from None
+            except Exception as exc:
+                raise UserError(
+                    f"dry-run folder {target} does not load with datasets (config '{name}'): "
+                    f"{' '.join(str(exc).split())[:200]}"
+                ) from None
             splits[name] = {split: ds.num_rows for split, ds in loaded.items()}
     return splits
 
@@ -183,8 +193,15 @@ def _hub_error(step: str, exc: Exception, token: str | None) -> UserError:
     return UserError(message)
 
 
-def publish_run(run_dir: str | Path, repo_id: str, *, private: bool = False, dry_run: Path | None = None,
-                force: bool = False, commit_message: str | None = None) -> PublishResult:
+def publish_run(
+    run_dir: str | Path,
+    repo_id: str,
+    *,
+    private: bool = False,
+    dry_run: Path | None = None,
+    force: bool = False,
+    commit_message: str | None = None,
+) -> PublishResult:
     """Push `run_dir/dataset/` to the dataset repository `repo_id` (or, with `dry_run`, write it locally).
 
     Raises `UserError` for a failed gate (unless `force`), a missing or invalid card, no token,
@@ -217,12 +234,19 @@ def publish_run(run_dir: str | Path, repo_id: str, *, private: bool = False, dry
     api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None)
     try:
         repo_url = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-    except Exception as exc:  # noqa: BLE001 - mapped to one line without secrets
+    except Exception as exc:
         raise _hub_error("create_repo", exc, token) from None
     try:
-        commit = api.upload_folder(repo_id=repo_id, repo_type="dataset", folder_path=folder,
-                                   ignore_patterns=list(IGNORE_PATTERNS), delete_patterns=list(DELETE_PATTERNS),
-                                   commit_message=commit_message or f"factory build {run.run_id}")
-    except Exception as exc:  # noqa: BLE001 - mapped to one line without secrets
+        commit = api.upload_folder(
+            repo_id=repo_id,
+            repo_type="dataset",
+            folder_path=folder,
+            ignore_patterns=list(IGNORE_PATTERNS),
+            delete_patterns=list(DELETE_PATTERNS),
+            commit_message=commit_message or f"factory build {run.run_id}",
+        )
+    except Exception as exc:
         raise _hub_error("upload_folder", exc, token) from None
-    return PublishResult(repo_id=repo_id, files=files, url=str(repo_url), commit_url=getattr(commit, "commit_url", None))
+    return PublishResult(
+        repo_id=repo_id, files=files, url=str(repo_url), commit_url=getattr(commit, "commit_url", None)
+    )

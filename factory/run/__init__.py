@@ -12,4 +12,13 @@ Modules:
 - `tables`: the run's tables (`candidates`, `judgments`, `pairs`, `mapl_intra`, `failures`), merged from its shard files and streamed to disk.
 """
 
-__all__ = ["folder", "incremental", "integrity", "lock", "output_location", "recorded_inputs", "remote_output", "tables"]
+__all__ = [
+    "folder",
+    "incremental",
+    "integrity",
+    "lock",
+    "output_location",
+    "recorded_inputs",
+    "remote_output",
+    "tables",
+]

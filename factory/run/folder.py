@@ -8,7 +8,6 @@ are written per shard (`stages/<stage>/shard-00003.parquet`); a shard file that 
 from __future__ import annotations
 
 import re
-
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,8 @@ import polars as pl
 
 from factory._util.atomic_files import atomic_write_json, atomic_write_parquet
 from factory._util.errors import UserError
-from factory._util.run_ids import new_run_id
 from factory._util.json_columns import rows_frame
+from factory._util.run_ids import new_run_id
 from factory.records import Failure
 from factory.run.integrity import MARKER_NAME, check_resumable, marker_content
 from factory.run.lock import RunLock, lock_run_folder
@@ -35,7 +34,7 @@ class RunFolder:
         self.root = root
 
     @classmethod
-    def create(cls, output_dir: str | Path, name: str) -> "RunFolder":
+    def create(cls, output_dir: str | Path, name: str) -> RunFolder:
         root = Path(output_dir) / new_run_id(name)
         try:
             root.mkdir(parents=True, exist_ok=False)
@@ -46,7 +45,7 @@ class RunFolder:
         return cls(root)
 
     @classmethod
-    def open(cls, path: str | Path) -> "RunFolder":
+    def open(cls, path: str | Path) -> RunFolder:
         root = Path(path)
         if not (root / "config.yaml").is_file():
             raise UserError(f"not a run folder (no config.yaml): {root}")
@@ -91,7 +90,11 @@ class RunFolder:
         folder = self.root / "stages" / stage
         suffix = "" if kind == "rows" else f".{kind}"
         pattern = re.compile(rf"^shard-\d{{5}}{re.escape(suffix)}\.parquet$")
-        files = sorted(p for p in folder.glob("shard-*.parquet") if pattern.match(p.name)) if folder.is_dir() else []
+        files = (
+            sorted(p for p in folder.glob("shard-*.parquet") if pattern.match(p.name))
+            if folder.is_dir()
+            else []
+        )
         if kind != "rows":
             # Only finished shards count: a failures file is written just before its rows file.
             files = [p for p in files if (folder / (p.name[:11] + ".parquet")).is_file()]
@@ -143,7 +146,9 @@ class RunFolder:
             reopened.append(shard)
         return reopened
 
-    def write_shard(self, stage: str, shard: int, rows: Sequence[Mapping[str, Any]], failures: Sequence[Failure]) -> None:
+    def write_shard(
+        self, stage: str, shard: int, rows: Sequence[Mapping[str, Any]], failures: Sequence[Failure]
+    ) -> None:
         # Failures first: the rows file is the "shard done" marker, so it must be the last write.
         atomic_write_parquet(self.shard_path(stage, shard, "failures"), failures_frame(failures))
         atomic_write_parquet(self.shard_path(stage, shard), rows_frame(rows))
@@ -169,7 +174,7 @@ def _sound_shard_file(path: Path) -> bool:
     try:
         schema = pl.read_parquet_schema(path)
         rows = _parquet_rows(path)
-    except Exception:  # noqa: BLE001 - polars raises several unrelated types for a file that is not parquet
+    except Exception:
         return False
     if path.name.endswith(".failures.parquet"):
         return all(schema.get(name) == dtype for name, dtype in FAILURE_SCHEMA.items())

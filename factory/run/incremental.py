@@ -32,12 +32,12 @@ from typing import Any
 
 import polars as pl
 
-from factory._util.errors import UserError
-from factory.records import Manifest
 from factory._util.atomic_files import atomic_write_json
+from factory._util.errors import UserError
 from factory._util.json_columns import load_json
-from factory.inputs.prompt_sources import Prompt, prompt_fingerprint
 from factory._util.yaml_input import load_yaml_file
+from factory.inputs.prompt_sources import Prompt, prompt_fingerprint
+from factory.records import Manifest
 
 VERSIONS_FILE = "versions.json"
 
@@ -49,7 +49,9 @@ def dataset_home(output_dir: str | Path, name: str) -> Path:
 
 def _run_name(run_dir: Path) -> str | None:
     try:
-        config = load_yaml_file(run_dir / "config.yaml", "run config")  # any folder under output_dir is scanned
+        config = load_yaml_file(
+            run_dir / "config.yaml", "run config"
+        )  # any folder under output_dir is scanned
     except UserError:
         return None
     run = config.get("run") if isinstance(config, dict) else None
@@ -116,8 +118,9 @@ def read_versions(home: str | Path) -> list[dict[str, Any]]:
     return versions
 
 
-def append_version(home: str | Path, run_dir: str | Path, manifest: Manifest, *, new_prompts: int,
-                   skipped: int | None) -> dict[str, Any]:
+def append_version(
+    home: str | Path, run_dir: str | Path, manifest: Manifest, *, new_prompts: int, skipped: int | None
+) -> dict[str, Any]:
     """Record a finished build as the next version in `<home>/versions.json`; returns the entry.
 
     A run already recorded (a resumed run finishing again) keeps its version number and entry
@@ -141,7 +144,9 @@ def append_version(home: str | Path, run_dir: str | Path, manifest: Manifest, *,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "status": manifest.get("status"),
         "new_prompts": new_prompts,
-        "skipped_prompts": skipped if skipped is not None or earlier is None else earlier.get("skipped_prompts"),
+        "skipped_prompts": skipped
+        if skipped is not None or earlier is None
+        else earlier.get("skipped_prompts"),
         "counts": manifest.get("counts", {}),
         "gate_passed": gate.get("passed") if gate else None,
     }

@@ -34,7 +34,11 @@ def marker_content() -> dict[str, object]:
     """What `RunFolder.create` writes into the marker."""
     from factory import __version__
 
-    return {"format": MARKER_FORMAT, "factory_version": __version__, "created_at": datetime.now(UTC).isoformat()}
+    return {
+        "format": MARKER_FORMAT,
+        "factory_version": __version__,
+        "created_at": datetime.now(UTC).isoformat(),
+    }
 
 
 def check_resumable(root: Path) -> None:
@@ -50,8 +54,10 @@ def check_resumable(root: Path) -> None:
     if marker.exists() or marker.is_symlink():
         _check_marker(marker)
     elif not (root / LEGACY_EVIDENCE).is_file():
-        raise UserError(f"not a run folder this factory wrote (no {MARKER_NAME}, nor the {LEGACY_EVIDENCE} of an "
-                        f"older run): {root}")
+        raise UserError(
+            f"not a run folder this factory wrote (no {MARKER_NAME}, nor the {LEGACY_EVIDENCE} of an "
+            f"older run): {root}"
+        )
     _check_prompts_table(root / "prompts.parquet")
     _check_cache(root / "cache.sqlite")
     _check_stages(root / "stages")
@@ -65,8 +71,10 @@ def _check_marker(path: Path) -> None:
     if not isinstance(data, dict) or not isinstance(data.get("format"), int):
         raise UserError(f"damaged run folder: {path} is not the marker this factory writes")
     if data["format"] > MARKER_FORMAT:
-        raise UserError(f"run folder written by a newer factory (marker format {data['format']}, "
-                        f"this one reads {MARKER_FORMAT}): {path}")
+        raise UserError(
+            f"run folder written by a newer factory (marker format {data['format']}, "
+            f"this one reads {MARKER_FORMAT}): {path}"
+        )
 
 
 def _check_prompts_table(path: Path) -> None:
@@ -74,15 +82,19 @@ def _check_prompts_table(path: Path) -> None:
         return  # a run stopped before recording its prompts records them on resume
     try:
         columns = pl.read_parquet_schema(path) if path.is_file() else None
-    except Exception:  # noqa: BLE001 - polars raises several unrelated types for a file that is not parquet
+    except Exception:
         columns = None
     if columns is None:
-        raise UserError(f"damaged run folder: {path} is not a readable parquet file (the run's recorded prompts; "
-                        "start a new build)")
+        raise UserError(
+            f"damaged run folder: {path} is not a readable parquet file (the run's recorded prompts; "
+            "start a new build)"
+        )
     missing = [c for c in _PROMPT_COLUMNS if c not in columns]
     if missing:
-        raise UserError(f"damaged run folder: {path} lacks column(s) {', '.join(missing)} (the run's recorded "
-                        "prompts; start a new build)")
+        raise UserError(
+            f"damaged run folder: {path} lacks column(s) {', '.join(missing)} (the run's recorded "
+            "prompts; start a new build)"
+        )
 
 
 def _check_cache(path: Path) -> None:
@@ -95,7 +107,9 @@ def _check_cache(path: Path) -> None:
         with path.open("rb") as handle:
             header = handle.read(len(_SQLITE_HEADER))
     except OSError as exc:
-        raise UserError(f"damaged run folder: cannot read the request cache {path} ({exc.strerror}); {hint}") from None
+        raise UserError(
+            f"damaged run folder: cannot read the request cache {path} ({exc.strerror}); {hint}"
+        ) from None
     if header and header != _SQLITE_HEADER:
         raise UserError(f"damaged run folder: the request cache {path} is not a SQLite database; {hint}")
     if not header:
@@ -104,26 +118,38 @@ def _check_cache(path: Path) -> None:
         # Read-write, as the cache itself opens it: read-only mode cannot open a WAL left by a killed build.
         with closing(sqlite3.connect(str(path))) as conn:
             tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            columns = {row[1] for row in conn.execute("PRAGMA table_info(calls)")} if "calls" in tables else None
+            columns = (
+                {row[1] for row in conn.execute("PRAGMA table_info(calls)")} if "calls" in tables else None
+            )
     except sqlite3.DatabaseError as exc:
-        raise UserError(f"damaged run folder: the request cache {path} cannot be read ({exc}); {hint}") from None
+        raise UserError(
+            f"damaged run folder: the request cache {path} cannot be read ({exc}); {hint}"
+        ) from None
     if columns is not None and not {"key", "model", "record"} <= columns:
-        raise UserError(f"damaged run folder: the request cache {path} has a 'calls' table of another schema; {hint}")
+        raise UserError(
+            f"damaged run folder: the request cache {path} has a 'calls' table of another schema; {hint}"
+        )
 
 
 def _check_stages(path: Path) -> None:
     if not (path.exists() or path.is_symlink()):
         return
     if not path.is_dir():
-        raise UserError(f"damaged run folder: {path} should be the folder of stage outputs but is a file; move it "
-                        "away and resume to redo the stages (the cache answers the calls already made)")
+        raise UserError(
+            f"damaged run folder: {path} should be the folder of stage outputs but is a file; move it "
+            "away and resume to redo the stages (the cache answers the calls already made)"
+        )
     for stage in path.iterdir():
         if stage.name.startswith("."):
             continue
         if not stage.is_dir():
-            raise UserError(f"damaged run folder: {stage} should be a stage folder but is a file; move it away and "
-                            "resume to redo that stage")
+            raise UserError(
+                f"damaged run folder: {stage} should be a stage folder but is a file; move it away and "
+                "resume to redo that stage"
+            )
         for entry in stage.glob("shard-*.parquet"):
             if not entry.is_file():
-                raise UserError(f"damaged run folder: {entry} should be a shard file but is not a regular file; "
-                                "move it away and resume to redo the shard")
+                raise UserError(
+                    f"damaged run folder: {entry} should be a shard file but is not a regular file; "
+                    "move it away and resume to redo the shard"
+                )

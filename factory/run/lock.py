@@ -77,8 +77,9 @@ def lock_run_folder(root: Path) -> RunLock:
         except BlockingIOError:
             holder = _describe_holder(fd)
             os.close(fd)
-            raise UserError(f"run folder {root} is in use by {holder}; wait for it to end "
-                            "(or stop it) before resuming") from None
+            raise UserError(
+                f"run folder {root} is in use by {holder}; wait for it to end (or stop it) before resuming"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(_holder_record()).encode("utf-8"), 0)
         _held[key] = (fd, 1)
@@ -86,9 +87,12 @@ def lock_run_folder(root: Path) -> RunLock:
 
 
 def _holder_record() -> dict[str, object]:
-    return {"pid": os.getpid(), "host": socket.gethostname(),
-            "since": datetime.now(UTC).isoformat(timespec="seconds"),
-            "command": " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))[:200]}
+    return {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "since": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))[:200],
+    }
 
 
 def _describe_holder(fd: int) -> str:

@@ -27,8 +27,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from factory.config import BuildConfig
 from factory._util.errors import UserError
+from factory.config import BuildConfig
 
 _URL = re.compile(r"^(?P<protocol>[A-Za-z][A-Za-z0-9+.-]*)://")
 
@@ -48,15 +48,19 @@ def check_storage_url(url: str) -> None:
     except ImportError:
         raise UserError(f"output '{url}' is a storage URL, which needs fsspec: pip install fsspec") from None
     if protocol in ("http", "https"):
-        raise UserError(f"output '{url}': http(s) URLs are read-only in fsspec; give a folder or a writable "
-                        "storage URL such as s3://bucket/datasets")
+        raise UserError(
+            f"output '{url}': http(s) URLs are read-only in fsspec; give a folder or a writable "
+            "storage URL such as s3://bucket/datasets"
+        )
     try:
         fsspec.get_filesystem_class(protocol)
     except ValueError:
         raise UserError(f"output '{url}': fsspec knows no storage protocol '{protocol}://'") from None
     except ImportError as exc:
         # fsspec's message names the package (e.g. "Install s3fs to access S3").
-        raise UserError(f"output '{url}': {' '.join(str(exc).split())}; it is needed on the workers too") from None
+        raise UserError(
+            f"output '{url}': {' '.join(str(exc).split())}; it is needed on the workers too"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -83,15 +87,23 @@ def resolve_for_schedule(config: BuildConfig, base: Path, output: str | None = N
         path = Path(location).expanduser()
         resolved = str(path if path.is_absolute() else (base / path).resolve())
         if not path.is_absolute():
-            notes.append(f"output folder '{location}' is relative: the deployment stores {resolved} (a worker "
-                         f"runs each build in a temporary folder; on another machine that path must exist there)")
+            notes.append(
+                f"output folder '{location}' is relative: the deployment stores {resolved} (a worker "
+                f"runs each build in a temporary folder; on another machine that path must exist there)"
+            )
     run = config.run.model_copy(update={"output_dir": resolved})
     gate = config.gate
     human_set = gate.human_set
-    if human_set is not None and url_protocol(human_set) is None and not Path(human_set).is_absolute() \
-            and (base / human_set).is_file():
+    if (
+        human_set is not None
+        and url_protocol(human_set) is None
+        and not Path(human_set).is_absolute()
+        and (base / human_set).is_file()
+    ):
         gate = gate.model_copy(update={"human_set": str((base / human_set).resolve())})
-        notes.append(f"gate.human_set '{human_set}' is a relative file: the deployment stores {gate.human_set}")
+        notes.append(
+            f"gate.human_set '{human_set}' is a relative file: the deployment stores {gate.human_set}"
+        )
     return ScheduledOutput(config.model_copy(update={"run": run, "gate": gate}), notes)
 
 
@@ -99,6 +111,8 @@ def refuse_storage_url(output_dir: str) -> None:
     """`factory build` writes a local run folder (it can be resumed, annotated, published); a storage URL
     is for scheduled builds, which sync each finished run to it."""
     if url_protocol(output_dir) is not None:
-        raise UserError(f"run.output_dir '{output_dir}' is a storage URL; factory build writes a local run folder "
-                        "(give --output-dir DIR). Storage URLs are for scheduled builds: factory schedule "
-                        "CONFIG --cron ... --output-dir URL")
+        raise UserError(
+            f"run.output_dir '{output_dir}' is a storage URL; factory build writes a local run folder "
+            "(give --output-dir DIR). Storage URLs are for scheduled builds: factory schedule "
+            "CONFIG --cron ... --output-dir URL"
+        )

@@ -4,14 +4,13 @@ from there, so the run folder owns its inputs whatever happens to the source aft
 
 from __future__ import annotations
 
-
 import polars as pl
 
-from factory.config import BuildConfig
-from factory.run.folder import RunFolder
 from factory._util.atomic_files import atomic_write_parquet
 from factory._util.json_columns import load_json, rows_frame
+from factory.config import BuildConfig
 from factory.inputs.prompt_sources import Prompt, RejectedPrompt, load_source
+from factory.run.folder import RunFolder
 
 
 def load_build_prompts(config: BuildConfig) -> tuple[list[Prompt], list[RejectedPrompt]]:
@@ -22,8 +21,10 @@ def load_build_prompts(config: BuildConfig) -> tuple[list[Prompt], list[Rejected
 def write_prompts_table(run: RunFolder, prompts: list[Prompt], rejected: list[RejectedPrompt]) -> None:
     """prompts.parquet: every prompt of the run, rejects with their reason and raw row."""
     rows = [p.to_row() | {"rejected_reason": None, "raw": None} for p in prompts]
-    rows += [{"prompt_id": r.item_id, "turns": [], "source": "", "rejected_reason": r.reason, "raw": r.raw}
-             for r in rejected]
+    rows += [
+        {"prompt_id": r.item_id, "turns": [], "source": "", "rejected_reason": r.reason, "raw": r.raw}
+        for r in rejected
+    ]
     atomic_write_parquet(run.table("prompts"), rows_frame(rows))
 
 
@@ -36,7 +37,9 @@ def recorded_prompts(run: RunFolder) -> tuple[list[Prompt], list[RejectedPrompt]
     rejected: list[RejectedPrompt] = []
     for row in pl.read_parquet(table).iter_rows(named=True):
         if row.get("rejected_reason"):
-            rejected.append(RejectedPrompt(str(row["prompt_id"]), row["rejected_reason"], row.get("raw") or ""))
+            rejected.append(
+                RejectedPrompt(str(row["prompt_id"]), row["rejected_reason"], row.get("raw") or "")
+            )
             continue
         turns = load_json(row["turns"])
         prompts.append(Prompt(str(row["prompt_id"]), tuple(turns), row["source"]))

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import polars as pl
 
+from factory._util.atomic_files import atomic_write_parquet, create_temporary_sibling
 from factory.records import Failure
 from factory.run.folder import RunFolder, failures_frame
-from factory._util.atomic_files import atomic_write_parquet, create_temporary_sibling
 
 STAGE_TABLES = (("generate", "candidates"), ("judge", "judgments"))
 STAGES = ("generate", "judge", "pairs", "rationales", "variants")

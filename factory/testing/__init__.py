@@ -31,6 +31,7 @@ def __getattr__(name: str) -> Any:
         return getattr(fake_server, name)
     raise AttributeError(f"module 'factory.testing' has no attribute {name!r}")
 
+
 __all__ = [
     "FakeLLMApp",
     "FakeLLMServer",

@@ -58,7 +58,9 @@ class ServerStats:
 class SpawnedServer:
     """A fake server in a child process. `close()` (or leaving the `with` block) terminates it."""
 
-    def __init__(self, process: subprocess.Popen[bytes], port: int, stderr: Any, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, process: subprocess.Popen[bytes], port: int, stderr: Any, host: str = "127.0.0.1"
+    ) -> None:
         self.process = process
         self.host = host
         self.port = port
@@ -71,8 +73,12 @@ class SpawnedServer:
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(f"http://{self.host}:{self.port}{path}", data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"http://{self.host}:{self.port}{path}",
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             result: dict[str, Any] = json.loads(response.read())
             return result
@@ -114,10 +120,20 @@ def spawn_server(args: list[str], startup_timeout_s: float = 30.0) -> SpawnedSer
     root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    command = [sys.executable, "-m", "factory.testing.fake_server",
-               "--host", "127.0.0.1", "--port", "0", *args]
+    command = [
+        sys.executable,
+        "-m",
+        "factory.testing.fake_server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        *args,
+    ]
     stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the child; closed by close()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL, env=env)
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL, env=env
+    )
     first_line: list[bytes] = []
     assert process.stdout is not None
     stdout = process.stdout

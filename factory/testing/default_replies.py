@@ -101,16 +101,20 @@ def default_reply(body: dict[str, Any], choice: int = 0) -> str:
     asking = prompt + "\n" + system
     if (tails := _asked(_SCORE_A, _FILLED_SCORE, asking)) is not None:
         n = _out_of(tails)
-        return (f"### Evaluation Evidence: {_evidence(h)}\n"
-                f"### Score Assistant A: {1 + h % n}/{n}\n### Score Assistant B: {1 + (h >> 16) % n}/{n}")
+        return (
+            f"### Evaluation Evidence: {_evidence(h)}\n"
+            f"### Score Assistant A: {1 + h % n}/{n}\n### Score Assistant B: {1 + (h >> 16) % n}/{n}"
+        )
     if _asked(_ANSWER, _FILLED_ANSWER, asking) is not None:
         return f"### Evaluation Evidence: {_evidence(h)}\n### Answer: {'ABC'[(h >> 8) % 3]}"
     if (tails := _asked(_OVERALL, _FILLED_SCORE, asking)) is not None:
         n = _out_of(tails)
         score = f"### Overall Score: {1 + (h >> 8) % n}/{n}"
         if _FEEDBACK.search(asking):
-            return (f"### Evaluation: {_evidence(h)}\n{score}\n"
-                    f"### Feedback: {_SENTENCES[(h >> 24) % len(_SENTENCES)]}")
+            return (
+                f"### Evaluation: {_evidence(h)}\n{score}\n"
+                f"### Feedback: {_SENTENCES[(h >> 24) % len(_SENTENCES)]}"
+            )
         return f"### Evaluation Evidence: {_evidence(h)}\n{score}"
     return plain_answer(prompt, h)
 
@@ -124,6 +128,7 @@ def plain_answer(prompt: str, h: int) -> str:
 
 
 # --- JSON schema instances -------------------------------------------------------------------------
+
 
 def _schema_reply(response_format: Any, h: int) -> str | None:
     if not isinstance(response_format, dict):
@@ -217,15 +222,23 @@ class _Instance:
         if "maxItems" in schema:
             count = min(count, int(schema["maxItems"]))
         items: dict[str, Any] = schema["items"] if isinstance(schema.get("items"), dict) else {}
-        return [self.build(prefix[i] if i < len(prefix) else items, f"{path}[{i}]", depth + 1)
-                for i in range(count)]
+        return [
+            self.build(prefix[i] if i < len(prefix) else items, f"{path}[{i}]", depth + 1)
+            for i in range(count)
+        ]
 
     def _integer(self, schema: dict[str, Any], path: str) -> int:
         low, high = schema.get("minimum"), schema.get("maximum")
-        low = math.floor(schema["exclusiveMinimum"]) + 1 if "exclusiveMinimum" in schema else (
-            math.ceil(low) if low is not None else None)
-        high = math.ceil(schema["exclusiveMaximum"]) - 1 if "exclusiveMaximum" in schema else (
-            math.floor(high) if high is not None else None)
+        low = (
+            math.floor(schema["exclusiveMinimum"]) + 1
+            if "exclusiveMinimum" in schema
+            else (math.ceil(low) if low is not None else None)
+        )
+        high = (
+            math.ceil(schema["exclusiveMaximum"]) - 1
+            if "exclusiveMaximum" in schema
+            else (math.floor(high) if high is not None else None)
+        )
         if low is None:
             low = high - 10 if high is not None else 0
         if high is None:

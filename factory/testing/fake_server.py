@@ -52,14 +52,26 @@ from factory.testing.script import Fault, Rule, Script, ScriptExhausted, fault_f
 class FakeLLMApp:
     """The request handlers and their shared state; `FakeLLMServer` and `serve_forever` host it."""
 
-    def __init__(self, script: Script, faults: Fault, latency_s: float = 0.0, latency_jitter_s: float = 0.0,
-                 seed: int = 0, keep_requests: bool = True, batch: BatchPlan | None = None,
-                 request_limit: tuple[int, float] | None = None) -> None:
+    def __init__(
+        self,
+        script: Script,
+        faults: Fault,
+        latency_s: float = 0.0,
+        latency_jitter_s: float = 0.0,
+        seed: int = 0,
+        keep_requests: bool = True,
+        batch: BatchPlan | None = None,
+        request_limit: tuple[int, float] | None = None,
+    ) -> None:
         if request_limit is not None and (request_limit[0] < 1 or request_limit[1] <= 0):
-            raise UserError(f"request_limit must be (requests >= 1, window seconds > 0); got {request_limit}.")
+            raise UserError(
+                f"request_limit must be (requests >= 1, window seconds > 0); got {request_limit}."
+            )
         self.request_limit = request_limit
         if latency_s < 0 or latency_jitter_s < 0:
-            raise UserError(f"Latency must be >= 0; got latency_s={latency_s}, latency_jitter_s={latency_jitter_s}.")
+            raise UserError(
+                f"Latency must be >= 0; got latency_s={latency_s}, latency_jitter_s={latency_jitter_s}."
+            )
         self.script = script
         self.faults = faults
         self.latency_s = latency_s
@@ -93,12 +105,18 @@ class FakeLLMApp:
 
     def snapshot(self) -> ServerStats:
         with self._lock:
-            return ServerStats(calls=self._calls, ok=self._ok, status_counts=dict(self._status),
-                               faults=dict(self._faults), in_flight=self._in_flight,
-                               peak_in_flight=self._peak, prompt_tokens=self._prompt_tokens,
-                               completion_tokens=self._completion_tokens,
-                               by_model={k: dict(v) for k, v in self._by_model.items()},
-                               **self.batches.snapshot())
+            return ServerStats(
+                calls=self._calls,
+                ok=self._ok,
+                status_counts=dict(self._status),
+                faults=dict(self._faults),
+                in_flight=self._in_flight,
+                peak_in_flight=self._peak,
+                prompt_tokens=self._prompt_tokens,
+                completion_tokens=self._completion_tokens,
+                by_model={k: dict(v) for k, v in self._by_model.items()},
+                **self.batches.snapshot(),
+            )
 
     def arrival_times(self, model: str | None = None) -> list[float]:
         """`time.monotonic()` at the arrival of each chat request (of `model`, or of all), in order."""
@@ -144,7 +162,7 @@ class FakeLLMApp:
         try:
             self.outage = bool((await request.json()).get("on", True))
         except (ValueError, AttributeError):
-            return _error(400, "body must be a JSON object like {\"on\": true}", "invalid_request_error")
+            return _error(400, 'body must be a JSON object like {"on": true}', "invalid_request_error")
         return web.json_response({"outage": self.outage})
 
     async def _models(self, request: web.Request) -> web.Response:
@@ -200,9 +218,11 @@ class FakeLLMApp:
         reset = window
         if remaining < 0:
             reset = recent[-limit - 1] + window - arrived  # when the oldest that puts it over leaves
-        headers = {"x-ratelimit-limit-requests": str(limit),
-                   "x-ratelimit-remaining-requests": str(max(0, remaining)),
-                   "x-ratelimit-reset-requests": f"{max(0.0, reset) * 1000:.0f}ms"}
+        headers = {
+            "x-ratelimit-limit-requests": str(limit),
+            "x-ratelimit-remaining-requests": str(max(0, remaining)),
+            "x-ratelimit-reset-requests": f"{max(0.0, reset) * 1000:.0f}ms",
+        }
         return headers, (max(0.0, reset) if remaining < 0 else None)
 
     async def _answer(self, request: web.Request, index: int, arrived: float) -> web.StreamResponse:
@@ -220,18 +240,29 @@ class FakeLLMApp:
         limit_headers, over_limit = self._limit_headers(model, arrived)
         if over_limit is not None:
             self._fault("over_limit")
-            return _error(429, "fake rate limit: too many requests in the window", "rate_limit_exceeded",
-                          headers={**limit_headers, "Retry-After": f"{over_limit:.3f}"})
+            return _error(
+                429,
+                "fake rate limit: too many requests in the window",
+                "rate_limit_exceeded",
+                headers={**limit_headers, "Retry-After": f"{over_limit:.3f}"},
+            )
         response = await self._reply(request, body, model, index)
         if limit_headers and not response.prepared:  # (a streamed reply has sent its headers already)
             response.headers.update(limit_headers)
         return response
 
-    async def _reply(self, request: web.Request, body: dict[str, Any], model: str, index: int
-                     ) -> web.StreamResponse:
+    async def _reply(
+        self, request: web.Request, body: dict[str, Any], model: str, index: int
+    ) -> web.StreamResponse:
         faults = self.faults
-        rng = random.Random(self.seed * 1_000_003 + index) if faults.any_random or self.latency_jitter_s else None
-        delay = self.latency_s + (rng.uniform(0.0, self.latency_jitter_s) if rng and self.latency_jitter_s else 0.0)
+        rng = (
+            random.Random(self.seed * 1_000_003 + index)
+            if faults.any_random or self.latency_jitter_s
+            else None
+        )
+        delay = self.latency_s + (
+            rng.uniform(0.0, self.latency_jitter_s) if rng and self.latency_jitter_s else 0.0
+        )
         fault = faults.pick(rng) if rng is not None and faults.any_random else None
         if delay > 0:
             await asyncio.sleep(delay)
@@ -241,17 +272,30 @@ class FakeLLMApp:
             return _error(503, "fake outage: the service is unavailable", "service_unavailable")
         if index < faults.first_n_fail:
             self._fault("first_n_fail")
-            retry_headers = ({"Retry-After": f"{faults.retry_after_s:g}",
-                              "retry-after-ms": str(round(faults.retry_after_s * 1000))}
-                             if faults.fail_status == 429 else None)
-            return _error(faults.fail_status, f"fake failure {index + 1} of the first {faults.first_n_fail}",
-                          "server_error", headers=retry_headers)
+            retry_headers = (
+                {
+                    "Retry-After": f"{faults.retry_after_s:g}",
+                    "retry-after-ms": str(round(faults.retry_after_s * 1000)),
+                }
+                if faults.fail_status == 429
+                else None
+            )
+            return _error(
+                faults.fail_status,
+                f"fake failure {index + 1} of the first {faults.first_n_fail}",
+                "server_error",
+                headers=retry_headers,
+            )
         if fault is not None:
             self._fault(fault)
         if fault == "429":
             retry = faults.retry_after_s
-            return _error(429, "fake rate limit: slow down", "rate_limit_exceeded",
-                          headers={"Retry-After": f"{retry:g}", "retry-after-ms": str(round(retry * 1000))})
+            return _error(
+                429,
+                "fake rate limit: slow down",
+                "rate_limit_exceeded",
+                headers={"Retry-After": f"{retry:g}", "retry-after-ms": str(round(retry * 1000))},
+            )
         if fault == "500":
             return _error(500, "fake internal server error", "server_error")
         if fault == "401":
@@ -261,8 +305,11 @@ class FakeLLMApp:
         if fault == "malformed":
             assert rng is not None
             if rng.random() < 0.5:
-                return web.Response(status=200, text='{"id": "chatcmpl-broken", "choices": [{"mess',
-                                    content_type="application/json")
+                return web.Response(
+                    status=200,
+                    text='{"id": "chatcmpl-broken", "choices": [{"mess',
+                    content_type="application/json",
+                )
             return web.json_response({"id": f"chatcmpl-{index}", "object": "chat.completion", "model": model})
 
         n = body.get("n")
@@ -276,8 +323,10 @@ class FakeLLMApp:
                 texts = [self.script.reply(body, choice) for choice in range(count)]
             except ScriptExhausted as exc:
                 return _error(500, str(exc), "script_exhausted")
-            except Exception as exc:  # noqa: BLE001 - a user's reply callable failed: say so, not a bare 500
-                return _error(500, f"fake LLM reply callable raised {type(exc).__name__}: {exc}", "script_error")
+            except Exception as exc:
+                return _error(
+                    500, f"fake LLM reply callable raised {type(exc).__name__}: {exc}", "script_error"
+                )
         finish = "stop"
         if fault == "truncated":
             texts = [t[: len(t) // 2] for t in texts]
@@ -293,32 +342,60 @@ class FakeLLMApp:
             per["calls"] += 1
             per["prompt_tokens"] += prompt_tokens
             per["completion_tokens"] += completion_tokens
-        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                 "total_tokens": prompt_tokens + completion_tokens}
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
         head = {"id": f"chatcmpl-fake-{index}", "created": int(time.time()), "model": model}
         if body.get("stream"):
             return await _stream(request, head, texts, finish, usage, body.get("stream_options"))
-        choices = [{"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": finish,
-                    "logprobs": None} for i, t in enumerate(texts)]
+        choices = [
+            {
+                "index": i,
+                "message": {"role": "assistant", "content": t},
+                "finish_reason": finish,
+                "logprobs": None,
+            }
+            for i, t in enumerate(texts)
+        ]
         return web.json_response({**head, "object": "chat.completion", "choices": choices, "usage": usage})
 
 
 def _error(status: int, message: str, code: str, headers: dict[str, str] | None = None) -> web.Response:
     """An OpenAI-shaped error body."""
-    kind = "rate_limit_error" if status == 429 else "invalid_request_error" if status < 500 else "server_error"
-    return web.json_response({"error": {"message": message, "type": kind, "code": code, "param": None}},
-                             status=status, headers=headers)
+    kind = (
+        "rate_limit_error" if status == 429 else "invalid_request_error" if status < 500 else "server_error"
+    )
+    return web.json_response(
+        {"error": {"message": message, "type": kind, "code": code, "param": None}},
+        status=status,
+        headers=headers,
+    )
 
 
-async def _stream(request: web.Request, head: dict[str, Any], texts: list[str], finish: str,
-                  usage: dict[str, int], options: Any) -> web.StreamResponse:
+async def _stream(
+    request: web.Request,
+    head: dict[str, Any],
+    texts: list[str],
+    finish: str,
+    usage: dict[str, int],
+    options: Any,
+) -> web.StreamResponse:
     """Minimal SSE: one content chunk and one finish chunk per choice, usage if asked, then [DONE]."""
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await response.prepare(request)
     chunk = {**head, "object": "chat.completion.chunk"}
-    events = [{**chunk, "choices": [{"index": i, "delta": {"role": "assistant", "content": t},
-                                     "finish_reason": None}]} for i, t in enumerate(texts)]
-    events += [{**chunk, "choices": [{"index": i, "delta": {}, "finish_reason": finish}]} for i in range(len(texts))]
+    events = [
+        {
+            **chunk,
+            "choices": [{"index": i, "delta": {"role": "assistant", "content": t}, "finish_reason": None}],
+        }
+        for i, t in enumerate(texts)
+    ]
+    events += [
+        {**chunk, "choices": [{"index": i, "delta": {}, "finish_reason": finish}]} for i in range(len(texts))
+    ]
     if isinstance(options, dict) and options.get("include_usage"):
         events.append({**chunk, "choices": [], "usage": usage})
     payload = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
@@ -346,13 +423,32 @@ class FakeLLMServer:
             assert server.stats.calls == len(server.requests)
     """
 
-    def __init__(self, rules: Sequence[Rule] = (), default: str | Callable[[dict[str, Any]], str] | None = None,
-                 *, latency_s: float = 0.0, latency_jitter_s: float = 0.0, faults: Fault | None = None,
-                 seed: int = 0, strict: bool = True, keep_requests: bool = True,
-                 host: str = "127.0.0.1", port: int = 0, batch: BatchPlan | None = None,
-                 request_limit: tuple[int, float] | None = None) -> None:
-        self._app = FakeLLMApp(Script(rules, default, strict), faults or Fault(), latency_s, latency_jitter_s,
-                               seed, keep_requests, batch=batch, request_limit=request_limit)
+    def __init__(
+        self,
+        rules: Sequence[Rule] = (),
+        default: str | Callable[[dict[str, Any]], str] | None = None,
+        *,
+        latency_s: float = 0.0,
+        latency_jitter_s: float = 0.0,
+        faults: Fault | None = None,
+        seed: int = 0,
+        strict: bool = True,
+        keep_requests: bool = True,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        batch: BatchPlan | None = None,
+        request_limit: tuple[int, float] | None = None,
+    ) -> None:
+        self._app = FakeLLMApp(
+            Script(rules, default, strict),
+            faults or Fault(),
+            latency_s,
+            latency_jitter_s,
+            seed,
+            keep_requests,
+            batch=batch,
+            request_limit=request_limit,
+        )
         self.host = host
         self.port = port
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -401,7 +497,7 @@ class FakeLLMServer:
             asyncio.set_event_loop(loop)
             try:
                 runner, self.port = loop.run_until_complete(_open(self._app, self.host, self.port))
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller of start()
+            except BaseException as exc:
                 failure.append(exc)
                 ready.set()
                 loop.close()
@@ -437,9 +533,16 @@ class FakeLLMServer:
         self.stop()
 
     @staticmethod
-    def spawn(script_path: str | None = None, *, latency_s: float | None = None,
-              latency_jitter_s: float | None = None, faults: Fault | None = None, seed: int | None = None,
-              startup_timeout_s: float = 30.0, batch: BatchPlan | None = None) -> SpawnedServer:
+    def spawn(
+        script_path: str | None = None,
+        *,
+        latency_s: float | None = None,
+        latency_jitter_s: float | None = None,
+        faults: Fault | None = None,
+        seed: int | None = None,
+        startup_timeout_s: float = 30.0,
+        batch: BatchPlan | None = None,
+    ) -> SpawnedServer:
         """Run the server in a separate process (see `SpawnedServer`); settings given here override
         the script file's. Example: `with FakeLLMServer.spawn(latency_s=0.1) as server: server.stats()`."""
         args = ["--script", str(script_path)] if script_path else []
@@ -453,10 +556,17 @@ class FakeLLMServer:
         return spawn_server(args, startup_timeout_s)
 
 
-def serve_forever(host: str = "127.0.0.1", port: int = 0, script_path: str | None = None,
-                  latency_s: float | None = None, latency_jitter_s: float | None = None,
-                  faults: Fault | None = None, seed: int | None = None,
-                  on_ready: Callable[[int], None] | None = None, batch: BatchPlan | None = None) -> None:
+def serve_forever(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    script_path: str | None = None,
+    latency_s: float | None = None,
+    latency_jitter_s: float | None = None,
+    faults: Fault | None = None,
+    seed: int | None = None,
+    on_ready: Callable[[int], None] | None = None,
+    batch: BatchPlan | None = None,
+) -> None:
     """Serve until SIGINT/SIGTERM. Arguments given here override the script file's settings;
     `on_ready` gets the bound port once the server accepts connections."""
     file = load_script(script_path) if script_path else None
@@ -467,7 +577,9 @@ def serve_forever(host: str = "127.0.0.1", port: int = 0, script_path: str | Non
         latency_jitter_s if latency_jitter_s is not None else (file.latency_jitter_s if file else 0.0),
         seed if seed is not None else (file.seed if file else 0),
         # A long-running server would otherwise grow without bound.
-        keep_requests=False, batch=batch)
+        keep_requests=False,
+        batch=batch,
+    )
     asyncio.run(_serve(app, host, port, on_ready))
 
 
@@ -498,14 +610,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency", type=float, help="seconds added to every request")
     parser.add_argument("--jitter", type=float, help="extra random latency, up to this many seconds")
     parser.add_argument("--seed", type=int)
-    parser.add_argument("--faults", help='JSON object of Fault settings, e.g. \'{"rate_429": 0.1}\'')
-    parser.add_argument("--batch", help='JSON object of BatchPlan settings, e.g. \'{"fail_fraction": 0.1}\'')
+    parser.add_argument("--faults", help="JSON object of Fault settings, e.g. '{\"rate_429\": 0.1}'")
+    parser.add_argument("--batch", help="JSON object of BatchPlan settings, e.g. '{\"fail_fraction\": 0.1}'")
     ns = parser.parse_args(argv)
     try:
         faults = fault_from_dict(json.loads(ns.faults)) if ns.faults else None
         batch = BatchPlan(**json.loads(ns.batch)) if ns.batch else None
-        serve_forever(ns.host, ns.port, ns.script, ns.latency, ns.jitter, faults, ns.seed,
-                      on_ready=lambda port: print(port, flush=True), batch=batch)
+        serve_forever(
+            ns.host,
+            ns.port,
+            ns.script,
+            ns.latency,
+            ns.jitter,
+            faults,
+            ns.seed,
+            on_ready=lambda port: print(port, flush=True),
+            batch=batch,
+        )
     except (UserError, json.JSONDecodeError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

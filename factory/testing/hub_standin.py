@@ -66,7 +66,9 @@ def card_metadata_errors(readme: str) -> list[str]:
         return ["metadata must be a YAML mapping"]
     errors = []
     lic = meta.get("license")
-    if lic is not None and not (isinstance(lic, str) or (isinstance(lic, list) and all(isinstance(x, str) for x in lic))):
+    if lic is not None and not (
+        isinstance(lic, str) or (isinstance(lic, list) and all(isinstance(x, str) for x in lic))
+    ):
         errors.append('"license" must be a string or a list of strings')
     tags = meta.get("tags")
     if tags is not None and not (isinstance(tags, list) and all(isinstance(x, str) for x in tags)):
@@ -114,7 +116,7 @@ class HubStandIn:
         def run() -> None:
             self._loop = asyncio.new_event_loop()
             asyncio.set_event_loop(self._loop)
-            app = web.Application(middlewares=[self._middleware], client_max_size=1024 ** 3)
+            app = web.Application(middlewares=[self._middleware], client_max_size=1024**3)
             app.router.add_route("*", "/{tail:.*}", self._dispatch)
             self._runner = web.AppRunner(app, access_log=None)
             self._loop.run_until_complete(self._runner.setup())
@@ -146,7 +148,10 @@ class HubStandIn:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if self.expected_token is not None and request.headers.get("Authorization") != f"Bearer {self.expected_token}":
+        if (
+            self.expected_token is not None
+            and request.headers.get("Authorization") != f"Bearer {self.expected_token}"
+        ):
             self.unauthorized += 1
             response: web.StreamResponse = web.json_response({"error": "Invalid credentials"}, status=401)
         else:
@@ -178,7 +183,9 @@ class HubStandIn:
             if method == "GET" and (not rest or rest[:1] == ["revision"]):
                 return self._info(repo_id, repo_type)
         self.unknown.append(f"{method} {request.path}")
-        return web.json_response({"error": f"stand-in does not implement {method} {request.path}"}, status=404)
+        return web.json_response(
+            {"error": f"stand-in does not implement {method} {request.path}"}, status=404
+        )
 
     async def _validate_yaml(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -189,8 +196,11 @@ class HubStandIn:
 
     def _repo(self, repo_id: str) -> StoredRepo:
         if repo_id not in self.repos:
-            raise web.HTTPNotFound(text=json.dumps({"error": "Repository not found"}), content_type="application/json",
-                                   headers={"X-Error-Code": "RepoNotFound"})
+            raise web.HTTPNotFound(
+                text=json.dumps({"error": "Repository not found"}),
+                content_type="application/json",
+                headers={"X-Error-Code": "RepoNotFound"},
+            )
         return self.repos[repo_id]
 
     async def _create(self, request: web.Request) -> web.Response:
@@ -199,8 +209,10 @@ class HubStandIn:
         repo_type = body.get("type", "model")
         private = body.get("private") is True or body.get("visibility") == "private"
         if repo_id in self.repos:
-            return web.json_response({"error": "You already created this dataset repo",
-                                      "url": self._repo_url(repo_id, repo_type)}, status=409)
+            return web.json_response(
+                {"error": "You already created this dataset repo", "url": self._repo_url(repo_id, repo_type)},
+                status=409,
+            )
         self.repos[repo_id] = StoredRepo(repo_id, repo_type, private)
         return web.json_response({"url": self._repo_url(repo_id, repo_type), "name": repo_id})
 
@@ -214,8 +226,14 @@ class HubStandIn:
         files = []
         for f in body.get("files", []):
             current = repo.files.get(f["path"])
-            files.append({"path": f["path"], "uploadMode": "regular", "shouldIgnore": False,
-                          "oid": _blob_oid(current) if current is not None else None})
+            files.append(
+                {
+                    "path": f["path"],
+                    "uploadMode": "regular",
+                    "shouldIgnore": False,
+                    "oid": _blob_oid(current) if current is not None else None,
+                }
+            )
         return web.json_response({"files": files, "commitOid": repo.head})
 
     async def _commit(self, request: web.Request, repo_id: str) -> web.Response:
@@ -236,27 +254,45 @@ class HubStandIn:
             elif item.get("key") in ("deletedFile", "deletedFolder"):
                 deleted.append(value["path"])
             else:
-                raise web.HTTPBadRequest(text=f"stand-in does not implement commit operation {item.get('key')}")
+                raise web.HTTPBadRequest(
+                    text=f"stand-in does not implement commit operation {item.get('key')}"
+                )
         for path in deleted:
             for name in [p for p in repo.files if p == path or p.startswith(path.rstrip("/") + "/")]:
                 del repo.files[name]
         repo.files.update(added)
         oid = hashlib.sha1(json.dumps([repo.head, sorted(added), deleted]).encode()).hexdigest()
-        repo.commits.append({"oid": oid, "summary": header.get("summary", ""), "added": sorted(added),
-                             "deleted": deleted})
+        repo.commits.append(
+            {"oid": oid, "summary": header.get("summary", ""), "added": sorted(added), "deleted": deleted}
+        )
         prefix = "" if repo.repo_type == "model" else f"{repo.repo_type}s/"
-        return web.json_response({"success": True, "commitOid": oid,
-                                  "commitUrl": f"{self.url}/{prefix}{repo_id}/commit/{oid}",
-                                  "pullRequestUrl": None})
+        return web.json_response(
+            {
+                "success": True,
+                "commitOid": oid,
+                "commitUrl": f"{self.url}/{prefix}{repo_id}/commit/{oid}",
+                "pullRequestUrl": None,
+            }
+        )
 
     def _tree(self, repo_id: str, path: str) -> web.Response:
         repo = self._repo(repo_id)
         prefix = path.strip("/")
-        entries = [{"type": "file", "path": p, "size": len(data), "oid": _blob_oid(data)}
-                   for p, data in sorted(repo.files.items()) if not prefix or p.startswith(prefix + "/")]
+        entries = [
+            {"type": "file", "path": p, "size": len(data), "oid": _blob_oid(data)}
+            for p, data in sorted(repo.files.items())
+            if not prefix or p.startswith(prefix + "/")
+        ]
         return web.json_response(entries)
 
     def _info(self, repo_id: str, repo_type: str) -> web.Response:
         repo = self._repo(repo_id)
-        return web.json_response({"id": repo_id, "_id": repo_id, "private": repo.private, "sha": repo.head,
-                                  "siblings": [{"rfilename": p} for p in sorted(repo.files)]})
+        return web.json_response(
+            {
+                "id": repo_id,
+                "_id": repo_id,
+                "private": repo.private,
+                "sha": repo.head,
+                "siblings": [{"rfilename": p} for p in sorted(repo.files)],
+            }
+        )

@@ -21,8 +21,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from factory._util.errors import UserError
-from factory.testing.default_replies import default_reply, message_text
 from factory._util.yaml_input import MAX_YAML_BYTES, load_yaml_file, read_regular_file, validate_model
+from factory.testing.default_replies import default_reply, message_text
 
 Reply = str | list[str] | Callable[[dict[str, Any]], str]
 MatchOn = Literal["last_user", "system", "any"]
@@ -78,8 +78,11 @@ class Rule:
 
     def describe(self) -> str:
         """A short label for error messages."""
-        parts = [f"{k}={v!r}" for k, v in (("contains", self.contains), ("regex", self.regex),
-                                          ("model", self.model)) if v is not None]
+        parts = [
+            f"{k}={v!r}"
+            for k, v in (("contains", self.contains), ("regex", self.regex), ("model", self.model))
+            if v is not None
+        ]
         return "Rule(" + ", ".join(parts or ["<any>"]) + ")"
 
 
@@ -100,8 +103,12 @@ class ScriptExhausted(Exception):
 class Script:
     """Rules plus a default, with per-rule use counts (thread-safe; `reset()` zeroes them)."""
 
-    def __init__(self, rules: Sequence[Rule] = (), default: str | Callable[[dict[str, Any]], str] | None = None,
-                 strict: bool = True) -> None:
+    def __init__(
+        self,
+        rules: Sequence[Rule] = (),
+        default: str | Callable[[dict[str, Any]], str] | None = None,
+        strict: bool = True,
+    ) -> None:
         self.rules = list(rules)
         self.default = default
         self.strict = strict
@@ -131,8 +138,10 @@ class Script:
                 return rule.reply[use % len(rule.reply)]
             return str(rule.reply(body))
         if exhausted is not None and self.strict:
-            raise ScriptExhausted(f"fake LLM script exhausted: {exhausted.describe()} has answered its "
-                                  f"{exhausted.times} request(s) and no other rule matched")
+            raise ScriptExhausted(
+                f"fake LLM script exhausted: {exhausted.describe()} has answered its "
+                f"{exhausted.times} request(s) and no other rule matched"
+            )
         if self.default is None:
             return default_reply(body, choice)
         return self.default if isinstance(self.default, str) else str(self.default(body))
@@ -177,13 +186,21 @@ class Fault:
         if sum(v for _, v in rates) > 1.0 + 1e-9:
             raise UserError(f"Fault rates sum to {sum(v for _, v in rates):.3f}; they must sum to at most 1.")
         if self.first_n_fail < 0 or not 400 <= self.fail_status <= 599:
-            raise UserError(f"Fault first_n_fail must be >= 0 and fail_status an HTTP error code; "
-                            f"got {self.first_n_fail} and {self.fail_status}.")
+            raise UserError(
+                f"Fault first_n_fail must be >= 0 and fail_status an HTTP error code; "
+                f"got {self.first_n_fail} and {self.fail_status}."
+            )
 
     def _rates(self) -> list[tuple[FaultKind, float]]:
-        return [("429", self.rate_429), ("500", self.rate_500), ("401", self.rate_401),
-                ("timeout", self.rate_timeout), ("malformed", self.rate_malformed),
-                ("truncated", self.rate_truncated), ("empty", self.rate_empty)]
+        return [
+            ("429", self.rate_429),
+            ("500", self.rate_500),
+            ("401", self.rate_401),
+            ("timeout", self.rate_timeout),
+            ("malformed", self.rate_malformed),
+            ("truncated", self.rate_truncated),
+            ("empty", self.rate_empty),
+        ]
 
     @property
     def any_random(self) -> bool:
@@ -255,9 +272,15 @@ def load_script(path: str | Path) -> ServerScript:
     else:
         raw = load_yaml_file(path, "fake-LLM script")
     spec = validate_model(_ScriptFile, raw or {}, f"fake-LLM script {path}")
-    return ServerScript(rules=[Rule(**r.model_dump()) for r in spec.rules], default=spec.default,
-                        strict=spec.strict, latency_s=spec.latency_s, latency_jitter_s=spec.latency_jitter_s,
-                        seed=spec.seed, faults=fault_from_dict(spec.faults))
+    return ServerScript(
+        rules=[Rule(**r.model_dump()) for r in spec.rules],
+        default=spec.default,
+        strict=spec.strict,
+        latency_s=spec.latency_s,
+        latency_jitter_s=spec.latency_jitter_s,
+        seed=spec.seed,
+        faults=fault_from_dict(spec.faults),
+    )
 
 
 def fault_from_dict(values: dict[str, Any]) -> Fault:

@@ -29,11 +29,23 @@ def candidate_id(prompt_id: str, workflow: str, role: str, sample: int, step: in
     return f"{prompt_id}:{workflow}:{role}:s{sample}:t{step}"
 
 
-def candidate_row(*, prompt_id: str, workflow: str, kind: str, role: str, step: int, sample: int,
-                  answers: Sequence[str], completions: Sequence[Completion], models: Sequence[str],
-                  history: Sequence[dict[str, Any]] = (), reviewer_scores: Sequence[float | None] = (),
-                  review_score: float | None = None, feedback: str | None = None,
-                  reviews: Sequence[str] = ()) -> Candidate:
+def candidate_row(
+    *,
+    prompt_id: str,
+    workflow: str,
+    kind: str,
+    role: str,
+    step: int,
+    sample: int,
+    answers: Sequence[str],
+    completions: Sequence[Completion],
+    models: Sequence[str],
+    history: Sequence[dict[str, Any]] = (),
+    reviewer_scores: Sequence[float | None] = (),
+    review_score: float | None = None,
+    feedback: str | None = None,
+    reviews: Sequence[str] = (),
+) -> Candidate:
     """A candidate row. `answers` holds one reply per user turn; the last is what judges compare.
 
     `completions` are every call spent on this row (its generator calls and the reviews of it), so

@@ -35,8 +35,8 @@ from langgraph.runtime import Runtime
 from factory._util.templates import render_template
 from factory.config import FeedbackLoopWorkflow
 from factory.inputs.conversation import Message, prompt_messages
-from factory.llm import Completion, Gateway
 from factory.inputs.prompt_sources import Prompt
+from factory.llm import Completion, Gateway
 from factory.records import Candidate
 from factory.workflows.candidates import candidate_row
 from factory.workflows.single_agent import GatewayContext
@@ -44,8 +44,10 @@ from judges.protocols import neutralize, parse_single_score
 
 # A section header of the review: `### Feedback:`, `## **Overall Score**:`...
 _PROMPTS = Path(__file__).parent / "prompts"
-_SECTION = re.compile(r"^[ \t]*#{2,6}[ \t]*[*_]*[ \t]*(evaluation|overall[ \t]+score|feedback)\b[ \t]*[*_]*[ \t]*:?[*_]*",
-                      re.IGNORECASE | re.MULTILINE)
+_SECTION = re.compile(
+    r"^[ \t]*#{2,6}[ \t]*[*_]*[ \t]*(evaluation|overall[ \t]+score|feedback)\b[ \t]*[*_]*[ \t]*:?[*_]*",
+    re.IGNORECASE | re.MULTILINE,
+)
 
 
 @dataclass(frozen=True)
@@ -70,11 +72,16 @@ def parse_review(text: str) -> Review:
     for i, header in enumerate(headers):
         end = headers[i + 1].start() if i + 1 < len(headers) else len(text)
         name = " ".join(header.group(1).lower().split())
-        sections.setdefault(name, text[header.end():end].strip())
+        sections.setdefault(name, text[header.end() : end].strip())
     parsed = parse_single_score(text, 10)
     feedback = sections.get("feedback") or text.strip()
-    return Review(raw=text, score=parsed.score, evaluation=sections.get("evaluation"), feedback=feedback,
-                  unscored_reason=parsed.unscored_reason)
+    return Review(
+        raw=text,
+        score=parsed.score,
+        evaluation=sections.get("evaluation"),
+        feedback=feedback,
+        unscored_reason=parsed.unscored_reason,
+    )
 
 
 def combine_reviews(reviews: list[Review]) -> tuple[float | None, str]:
@@ -116,8 +123,10 @@ async def _answer(state: _State, *, runtime: Runtime[GatewayContext]) -> dict[st
     if not steps:
         messages = prompt_messages(prompt.turns, state["earlier_answers"])
     else:
-        messages = [*state["generator_messages"],
-                    {"role": "user", "content": render("reviser.j2", feedback=steps[-1].feedback)}]
+        messages = [
+            *state["generator_messages"],
+            {"role": "user", "content": render("reviser.j2", feedback=steps[-1].feedback)},
+        ]
     completion = await gateway.complete(wf.generator, messages, tag=wf.name)
     messages = [*messages, {"role": "assistant", "content": completion.text}]
     step = _Step(text=completion.text, history=messages, completions=[completion])
@@ -134,9 +143,15 @@ async def _review(state: _State, *, runtime: Runtime[GatewayContext]) -> dict[st
         if prior:
             content = render("reviewer_next.j2", response=neutralize(latest.text))
         else:
-            earlier = [(neutralize(q), neutralize(a)) for q, a in zip(prompt.turns[:-1], state["earlier_answers"])]
-            content = render("reviewer.j2", earlier=earlier, question=neutralize(prompt.turns[-1]),
-                             response=neutralize(latest.text))
+            earlier = [
+                (neutralize(q), neutralize(a)) for q, a in zip(prompt.turns[:-1], state["earlier_answers"])
+            ]
+            content = render(
+                "reviewer.j2",
+                earlier=earlier,
+                question=neutralize(prompt.turns[-1]),
+                response=neutralize(latest.text),
+            )
         messages = [*prior, {"role": "user", "content": content}]
         # A distinct sample per reviewer slot: two slots naming one role still get two reviews.
         completion = await gateway.complete(role, messages, sample=index, tag=wf.name)
@@ -145,8 +160,14 @@ async def _review(state: _State, *, runtime: Runtime[GatewayContext]) -> dict[st
     results = await asyncio.gather(*(one(i, role) for i, role in enumerate(wf.reviewers)))
     reviews = [parse_review(c.text) for _, c in results]
     score, feedback = combine_reviews(reviews)
-    step = _Step(text=latest.text, history=latest.history, completions=[*latest.completions, *(c for _, c in results)],
-                 reviews=reviews, score=score, feedback=feedback)
+    step = _Step(
+        text=latest.text,
+        history=latest.history,
+        completions=[*latest.completions, *(c for _, c in results)],
+        reviews=reviews,
+        score=score,
+        feedback=feedback,
+    )
     return {"reviewer_messages": [m for m, _ in results], "steps": [*state["steps"][:-1], step]}
 
 
@@ -178,19 +199,39 @@ def feedback_loop_graph() -> Any:
     return builder.compile()
 
 
-async def run_feedback_loop(gateway: Gateway, workflow: FeedbackLoopWorkflow, prompt: Prompt,
-                            earlier: Sequence[str] = ()) -> list[Candidate]:
+async def run_feedback_loop(
+    gateway: Gateway, workflow: FeedbackLoopWorkflow, prompt: Prompt, earlier: Sequence[str] = ()
+) -> list[Candidate]:
     """Candidate rows of one prompt: one per response, step 0 (first answer) to the last revision.
     `earlier` holds the shared answers to every user turn but the last (empty for a single-turn prompt)."""
-    start: _State = {"prompt": prompt, "workflow": workflow, "generator_messages": [],
-                     "reviewer_messages": [[] for _ in workflow.reviewers], "earlier_answers": list(earlier),
-                     "steps": []}
-    state = await feedback_loop_graph().ainvoke(start, {"recursion_limit": 4 * workflow.n_responses + 8},
-                                                context=GatewayContext(gateway=gateway))
+    start: _State = {
+        "prompt": prompt,
+        "workflow": workflow,
+        "generator_messages": [],
+        "reviewer_messages": [[] for _ in workflow.reviewers],
+        "earlier_answers": list(earlier),
+        "steps": [],
+    }
+    state = await feedback_loop_graph().ainvoke(
+        start, {"recursion_limit": 4 * workflow.n_responses + 8}, context=GatewayContext(gateway=gateway)
+    )
     models = [gateway.spec(workflow.generator).model, *(gateway.spec(r).model for r in workflow.reviewers)]
-    return [candidate_row(prompt_id=prompt.prompt_id, workflow=workflow.name, kind=workflow.kind,
-                          role=workflow.generator, step=k, sample=0, answers=[*state["earlier_answers"], step.text],
-                          completions=step.completions, models=models, history=step.history,
-                          reviewer_scores=[r.score for r in step.reviews], review_score=step.score,
-                          feedback=step.feedback, reviews=[r.raw for r in step.reviews])
-            for k, step in enumerate(state["steps"])]
+    return [
+        candidate_row(
+            prompt_id=prompt.prompt_id,
+            workflow=workflow.name,
+            kind=workflow.kind,
+            role=workflow.generator,
+            step=k,
+            sample=0,
+            answers=[*state["earlier_answers"], step.text],
+            completions=step.completions,
+            models=models,
+            history=step.history,
+            reviewer_scores=[r.score for r in step.reviews],
+            review_score=step.score,
+            feedback=step.feedback,
+            reviews=[r.raw for r in step.reviews],
+        )
+        for k, step in enumerate(state["steps"])
+    ]

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 
 from factory.config import FeedbackLoopWorkflow, SingleAgentWorkflow, Workflow
 from factory.inputs.conversation import Message, earlier_turns_role
-from factory.llm import Gateway
 from factory.inputs.prompt_sources import Prompt
+from factory.llm import Gateway
 from factory.records import Candidate
 from factory.workflows.candidates import mark_duplicates
 from factory.workflows.single_agent import run_single_agent
@@ -39,8 +39,9 @@ async def answer_earlier_turns(gateway: Gateway, role: str, prompt: Prompt) -> l
     return answers
 
 
-async def run_workflow(gateway: Gateway, workflow: Workflow, prompt: Prompt, earlier: Sequence[str]
-                       ) -> list[Candidate]:
+async def run_workflow(
+    gateway: Gateway, workflow: Workflow, prompt: Prompt, earlier: Sequence[str]
+) -> list[Candidate]:
     """Candidate rows of one workflow for one prompt, answering its last turn after `earlier`."""
     if isinstance(workflow, SingleAgentWorkflow):
         return await run_single_agent(gateway, workflow, prompt, earlier)
@@ -52,7 +53,9 @@ async def run_workflow(gateway: Gateway, workflow: Workflow, prompt: Prompt, ear
     raise TypeError(f"unknown workflow kind: {type(workflow).__name__}")
 
 
-async def generate_candidates(gateway: Gateway, workflows: Sequence[Workflow], prompt: Prompt) -> list[Candidate]:
+async def generate_candidates(
+    gateway: Gateway, workflows: Sequence[Workflow], prompt: Prompt
+) -> list[Candidate]:
     """Every candidate of every configured workflow for one prompt, in config order.
 
     Workflows run concurrently (the gateway bounds the calls), after the shared earlier turns of a

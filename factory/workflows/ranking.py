@@ -26,14 +26,15 @@ from factory._util.concurrency import map_bounded
 from factory._util.json_columns import dumps, load_json
 from factory.config import RankingSettings
 from factory.inputs.conversation import earlier_answers
-from factory.llm import Completion, Gateway, LLMError
 from factory.inputs.prompt_sources import Prompt
+from factory.llm import Completion, Gateway, LLMError
 from factory.records import Candidate, Judgment, Strength, stop_of
 from factory.workflows.tournaments import SelectionResult, _distinct, question_of, round_robin
 from judges.engine.ask import resolve_model
 from judges.engine.outcome import Usage, error_reason
-from judges.protocols import ParsedRanking, parse_ranking, render_listwise, render_listwise_reprompt
 from judges.engine.settings import JudgeSetting
+from judges.protocols import ParsedRanking, parse_ranking, render_listwise, render_listwise_reprompt
+
 
 def judge_models(setting: JudgeSetting) -> list[str]:
     """The models that rank: the judge's, or each juror's."""
@@ -64,8 +65,9 @@ def presentation_orders(n: int, calls: int, rng: random.Random) -> list[list[int
     return orders
 
 
-def strengths_table(candidate_ids: Sequence[str], outcomes: Sequence[tuple[int, int, float]],
-                    prior: float) -> list[Strength]:
+def strengths_table(
+    candidate_ids: Sequence[str], outcomes: Sequence[tuple[int, int, float]], prior: float
+) -> list[Strength]:
     """Candidates strongest first with their log-strength and how many comparisons they were in.
     Equal strengths keep the candidates' order."""
     # numpy (through the fit) is imported only by builds that rank listwise or by Bradley-Terry:
@@ -77,8 +79,10 @@ def strengths_table(candidate_ids: Sequence[str], outcomes: Sequence[tuple[int, 
     for i, j, _ in outcomes:
         played[i] += 1
         played[j] += 1
-    table: list[Strength] = [{"candidate_id": cid, "strength": round(float(fitted[k]), 6), "comparisons": played[k]}
-             for k, cid in enumerate(candidate_ids)]
+    table: list[Strength] = [
+        {"candidate_id": cid, "strength": round(float(fitted[k]), 6), "comparisons": played[k]}
+        for k, cid in enumerate(candidate_ids)
+    ]
     return sorted(table, key=lambda s: -s["strength"])
 
 
@@ -88,8 +92,16 @@ def _stamp(judgments: list[Judgment], table: list[Strength], select: str) -> Non
         row["best_id"], row["strengths"], row["select"] = table[0]["candidate_id"], text, select
 
 
-async def _rank_once(gateway: Gateway, setting: JudgeSetting, model: str, prompt: Prompt,
-                     shown: list[Candidate], call: int, calls: int, tag: str | None) -> Judgment:
+async def _rank_once(
+    gateway: Gateway,
+    setting: JudgeSetting,
+    model: str,
+    prompt: Prompt,
+    shown: list[Candidate],
+    call: int,
+    calls: int,
+    tag: str | None,
+) -> Judgment:
     """One listwise call (re-prompted once when the reply cannot be read) as a judgment row."""
     started = time.perf_counter()
     target = resolve_model(gateway, model, setting.api_base)
@@ -110,28 +122,54 @@ async def _rank_once(gateway: Gateway, setting: JudgeSetting, model: str, prompt
         parsed = parse_ranking(completion.text, len(shown))
         if parsed.scored or attempt == 1:
             break
-        messages = [*messages, {"role": "assistant", "content": completion.text},
-                    render_listwise_reprompt(len(shown), structured=setting.structured)]
+        messages = [
+            *messages,
+            {"role": "assistant", "content": completion.text},
+            render_listwise_reprompt(len(shown), structured=setting.structured),
+        ]
     usage = Usage.of(completions)
     judge_id = listwise_judge_id(setting, target.name, calls)
     ids = [c["candidate_id"] for c in shown]
     row: Judgment = {
-        "judgment_id": f"{prompt.prompt_id}@listwise{call}|{judge_id}", "item_id": f"{prompt.prompt_id}@listwise{call}",
-        "prompt_id": prompt.prompt_id, "judge_id": judge_id, "kind": "listwise", "models": [target.name],
-        "protocol": "listwise", "scale": None, "order": "listwise", "flipped": None, "verdict": None,
-        "score_a": None, "score_b": None, "unscored_reason": parsed.unscored_reason,
-        "raw": dumps(raws), "latency_s": round(time.perf_counter() - started, 4),
-        "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-        "cost_usd": usage.cost_usd, "votes": "[]", "injection_flags": "[]",
-        "shown": dumps(ids), "ranking": dumps([ids[k] for k in parsed.order]) if parsed.order else None,
+        "judgment_id": f"{prompt.prompt_id}@listwise{call}|{judge_id}",
+        "item_id": f"{prompt.prompt_id}@listwise{call}",
+        "prompt_id": prompt.prompt_id,
+        "judge_id": judge_id,
+        "kind": "listwise",
+        "models": [target.name],
+        "protocol": "listwise",
+        "scale": None,
+        "order": "listwise",
+        "flipped": None,
+        "verdict": None,
+        "score_a": None,
+        "score_b": None,
+        "unscored_reason": parsed.unscored_reason,
+        "raw": dumps(raws),
+        "latency_s": round(time.perf_counter() - started, 4),
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "cost_usd": usage.cost_usd,
+        "votes": "[]",
+        "injection_flags": "[]",
+        "shown": dumps(ids),
+        "ranking": dumps([ids[k] for k in parsed.order]) if parsed.order else None,
     }
     if stop is not None:
         row["stop"] = stop
     return row
 
 
-async def listwise(gateway: Gateway, setting: JudgeSetting, ranking: RankingSettings, prompt: Prompt,
-                   candidates: Sequence[Candidate], *, rng: random.Random, tag: str | None = None) -> SelectionResult:
+async def listwise(
+    gateway: Gateway,
+    setting: JudgeSetting,
+    ranking: RankingSettings,
+    prompt: Prompt,
+    candidates: Sequence[Candidate],
+    *,
+    rng: random.Random,
+    tag: str | None = None,
+) -> SelectionResult:
     """Rank the prompt's distinct candidates `ranking.calls` times per judge model and fit their strengths.
 
     The rows come back in call order (model by model); with no ranking read at all, `best` is None
@@ -145,7 +183,9 @@ async def listwise(gateway: Gateway, setting: JudgeSetting, ranking: RankingSett
 
     async def one(job: tuple[str, int, list[int]]) -> Judgment:
         model, k, order = job
-        return await _rank_once(gateway, setting, model, prompt, [distinct[i] for i in order], k, ranking.calls, tag)
+        return await _rank_once(
+            gateway, setting, model, prompt, [distinct[i] for i in order], k, ranking.calls, tag
+        )
 
     judgments = await map_bounded(jobs, one, len(jobs))
     index = {c["candidate_id"]: i for i, c in enumerate(distinct)}
@@ -159,8 +199,16 @@ async def listwise(gateway: Gateway, setting: JudgeSetting, ranking: RankingSett
     return SelectionResult(distinct[index[table[0]["candidate_id"]]], judgments)
 
 
-async def bradley_terry(gateway: Gateway, setting: JudgeSetting, ranking: RankingSettings, prompt: Prompt,
-                        candidates: Sequence[Candidate], *, rng: random.Random, tag: str | None = None) -> SelectionResult:
+async def bradley_terry(
+    gateway: Gateway,
+    setting: JudgeSetting,
+    ranking: RankingSettings,
+    prompt: Prompt,
+    candidates: Sequence[Candidate],
+    *,
+    rng: random.Random,
+    tag: str | None = None,
+) -> SelectionResult:
     """The round robin's comparisons, fitted: every row also gets `strengths`, and `best_id` is the strongest."""
     result = await round_robin(gateway, setting, prompt, candidates, rng=rng, tag=tag)
     if not result.judgments:
@@ -168,8 +216,11 @@ async def bradley_terry(gateway: Gateway, setting: JudgeSetting, ranking: Rankin
     distinct = _distinct(candidates)
     index = {c["candidate_id"]: i for i, c in enumerate(distinct)}
     score = {"A": 1.0, "B": 0.0, "tie": 0.5}
-    outcomes = [(index[j["candidate_a"]], index[j["candidate_b"]], score[verdict])
-                for j in result.judgments if (verdict := j.get("verdict")) is not None and verdict in score]
+    outcomes = [
+        (index[j["candidate_a"]], index[j["candidate_b"]], score[verdict])
+        for j in result.judgments
+        if (verdict := j.get("verdict")) is not None and verdict in score
+    ]
     if not outcomes:
         return result
     table = strengths_table([c["candidate_id"] for c in distinct], outcomes, ranking.prior)

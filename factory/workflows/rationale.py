@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any, TypedDict
 from pydantic import BaseModel, Field
 
 from factory._util.concurrency import map_bounded
+from factory._util.json_columns import dumps, load_json
 from factory._util.templates import render_template
 from factory.config import RationaleSettings
 from factory.inputs.conversation import prompt_messages
 from factory.llm import Gateway, LLMError, OutputParseError
-from factory._util.json_columns import dumps, load_json
 from factory.records import Failure, Judgment, Pair, Stop, stop_of
 from factory.workflows.single_agent import GatewayContext
 
@@ -45,7 +45,9 @@ _MAX_NOTES = 4
 class RationaleCheck(BaseModel):
     """The verifier's structured answer."""
 
-    supports_chosen: bool = Field(description="True when the rationale argues that the CHOSEN answer is better.")
+    supports_chosen: bool = Field(
+        description="True when the rationale argues that the CHOSEN answer is better."
+    )
     reason: str = Field(description="One sentence explaining the decision.")
 
 
@@ -81,14 +83,15 @@ def judge_notes(pair: Pair, judgments: Sequence[Judgment]) -> list[str]:
     relevant.sort(key=lambda j: j.get("judgment_id") != pair.get("judgment_id"))
     for j in relevant[:_MAX_NOTES]:
         raws = load_json(j.get("raw")) or []
-        texts = [r if isinstance(r, str) else dumps(r) for r in
-                 (raws if isinstance(raws, list) else [raws])]
+        texts = [r if isinstance(r, str) else dumps(r) for r in (raws if isinstance(raws, list) else [raws])]
         text = " ".join(" / ".join(t.strip() for t in texts if t and t.strip()).split())
         if not text:
             continue
         a = names.get(j["candidate_a"], "another answer")
         b = names.get(j["candidate_b"], "another answer")
-        notes.append(f"Assistant A is {a}, Assistant B is {b}; verdict {j.get('verdict')}: {text[:_NOTE_CHARS]}")
+        notes.append(
+            f"Assistant A is {a}, Assistant B is {b}; verdict {j.get('verdict')}: {text[:_NOTE_CHARS]}"
+        )
     return notes
 
 
@@ -104,10 +107,21 @@ def question_text(pair: Pair) -> str:
 
 def initial_state(pair: Pair, judgments: Sequence[Judgment]) -> RationaleState:
     """The graph's input for one pair (judgments: the pair's prompt's judgment rows)."""
-    return RationaleState(pair_id=pair["pair_id"], question=question_text(pair), chosen=pair["chosen"],
-                          rejected=pair["rejected"], evidence=judge_notes(pair, judgments), rationale=None,
-                          attempts=0, accepted=False, feedback=None, history=[], status="pending", reason=None,
-                          model=None)
+    return RationaleState(
+        pair_id=pair["pair_id"],
+        question=question_text(pair),
+        chosen=pair["chosen"],
+        rejected=pair["rejected"],
+        evidence=judge_notes(pair, judgments),
+        rationale=None,
+        attempts=0,
+        accepted=False,
+        feedback=None,
+        history=[],
+        status="pending",
+        reason=None,
+        model=None,
+    )
 
 
 def _clean(text: str) -> str:
@@ -131,9 +145,15 @@ def rationale_graph(settings: RationaleSettings, verifier: str | None) -> Any:
     async def write(state: RationaleState, runtime: Runtime[GatewayContext]) -> RationaleState:
         gateway = runtime.context.gateway
         previous = state.get("rationale")
-        messages = _render("rationale.j2", question=state["question"], chosen=state["chosen"],
-                           rejected=state["rejected"], evidence=state["evidence"], feedback=state.get("feedback"),
-                           previous=previous)
+        messages = _render(
+            "rationale.j2",
+            question=state["question"],
+            chosen=state["chosen"],
+            rejected=state["rejected"],
+            evidence=state["evidence"],
+            feedback=state.get("feedback"),
+            previous=previous,
+        )
         reply = await gateway.complete(settings.role, messages, sample=state["attempts"], tag="rationale")
         return {"rationale": _clean(reply.text), "attempts": state["attempts"] + 1, "model": reply.model}
 
@@ -145,17 +165,32 @@ def rationale_graph(settings: RationaleSettings, verifier: str | None) -> Any:
         elif verifier is None:
             check = RationaleCheck(supports_chosen=True, reason="not verified (no verifier)")
         else:
-            messages = _render("rationale_verify.j2", question=state["question"], chosen=state["chosen"],
-                               rejected=state["rejected"], rationale=rationale)
+            messages = _render(
+                "rationale_verify.j2",
+                question=state["question"],
+                chosen=state["chosen"],
+                rejected=state["rejected"],
+                rationale=rationale,
+            )
             try:
-                reply = await gateway.complete(verifier, messages, schema=RationaleCheck, tag="rationale_verify")
+                reply = await gateway.complete(
+                    verifier, messages, schema=RationaleCheck, tag="rationale_verify"
+                )
                 check = reply.parsed  # type: ignore[assignment]
             except OutputParseError as exc:
-                check = RationaleCheck(supports_chosen=False, reason=f"verifier reply unparseable: {exc.raw or ''}"[:300])
-        history = [*state["history"], {"rationale": rationale, "supports_chosen": check.supports_chosen,
-                                       "reason": check.reason}]
+                check = RationaleCheck(
+                    supports_chosen=False, reason=f"verifier reply unparseable: {exc.raw or ''}"[:300]
+                )
+        history = [
+            *state["history"],
+            {"rationale": rationale, "supports_chosen": check.supports_chosen, "reason": check.reason},
+        ]
         accepted = check.supports_chosen
-        out: RationaleState = {"history": history, "accepted": accepted, "feedback": None if accepted else check.reason}
+        out: RationaleState = {
+            "history": history,
+            "accepted": accepted,
+            "feedback": None if accepted else check.reason,
+        }
         if accepted:
             out["status"] = "unverified" if verifier is None else "verified"
         elif state["attempts"] > settings.max_rewrites:
@@ -182,15 +217,23 @@ def _failure(pair_id: str, reason: str, raw: Any, stop: Stop | None = None) -> F
     return row
 
 
-async def write_rationales(gateway: Gateway, pairs: Sequence[Pair], judgments: Sequence[Judgment],
-                           settings: RationaleSettings, *, verifier: str | None, concurrency: int = 16
-                           ) -> tuple[list[Pair], list[Failure]]:
+async def write_rationales(
+    gateway: Gateway,
+    pairs: Sequence[Pair],
+    judgments: Sequence[Judgment],
+    settings: RationaleSettings,
+    *,
+    verifier: str | None,
+    concurrency: int = 16,
+) -> tuple[list[Pair], list[Failure]]:
     """Rationales for `pairs`: (pairs that got one, failure rows for those that did not).
 
     `verifier` is the verifier's role (None: no second agent). With `settings.enabled` false the
     pairs pass through with `rationale_status` = "disabled"."""
     if not settings.enabled:
-        return [{**p, "rationale": None, "rationale_status": "disabled", "rationale_attempts": 0} for p in pairs], []
+        return [
+            {**p, "rationale": None, "rationale_status": "disabled", "rationale_attempts": 0} for p in pairs
+        ], []
     graph = rationale_graph(settings, verifier if settings.verify else None)
     context = GatewayContext(gateway=gateway)
     by_prompt: dict[str, list[Judgment]] = {}
@@ -204,9 +247,16 @@ async def write_rationales(gateway: Gateway, pairs: Sequence[Pair], judgments: S
         except LLMError as exc:
             return None, _failure(pair["pair_id"], f"{exc.reason}: {exc}", {"raw": exc.raw}, stop_of(exc))
         if final.get("status") == "rejected":
-            return None, _failure(pair["pair_id"], f"rationale_rejected: {final.get('reason')}", final["history"])
-        return {**pair, "rationale": final["rationale"], "rationale_status": final["status"],
-                "rationale_attempts": final["attempts"], "rationale_model": final.get("model")}, None
+            return None, _failure(
+                pair["pair_id"], f"rationale_rejected: {final.get('reason')}", final["history"]
+            )
+        return {
+            **pair,
+            "rationale": final["rationale"],
+            "rationale_status": final["status"],
+            "rationale_attempts": final["attempts"],
+            "rationale_model": final.get("model"),
+        }, None
 
     results = await map_bounded(list(pairs), one, concurrency)
     return [r for r, _ in results if r is not None], [f for _, f in results if f is not None]

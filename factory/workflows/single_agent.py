@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from factory._util.concurrency import gather_or_cancel
 from factory.config import SingleAgentWorkflow
 from factory.inputs.conversation import Message, prompt_messages
-from factory.llm import Gateway
 from factory.inputs.prompt_sources import Prompt
+from factory.llm import Gateway
 from factory.records import Candidate
 from factory.workflows.candidates import candidate_row
 
@@ -46,8 +46,11 @@ class _Job:
 def _jobs(workflow: SingleAgentWorkflow, prompt: Prompt, earlier: tuple[str, ...]) -> list[_Job]:
     # One sample index per (generator, sample) across the workflow, so two roles that happen to
     # share a model spec still send different requests (different cache keys and seeds).
-    return [_Job(prompt, workflow, earlier, role, g * workflow.samples + s)
-            for g, role in enumerate(workflow.generators) for s in range(workflow.samples)]
+    return [
+        _Job(prompt, workflow, earlier, role, g * workflow.samples + s)
+        for g, role in enumerate(workflow.generators)
+        for s in range(workflow.samples)
+    ]
 
 
 async def _converse(gateway: Gateway, job: _Job) -> Candidate:
@@ -55,14 +58,24 @@ async def _converse(gateway: Gateway, job: _Job) -> Candidate:
     messages = prompt_messages(prompt.turns, job.earlier)
     completion = await gateway.complete(job.role, messages, sample=job.sample, tag=wf.name)
     history: list[Message] = [*messages, {"role": "assistant", "content": completion.text}]
-    row = candidate_row(prompt_id=prompt.prompt_id, workflow=wf.name, kind=wf.kind, role=job.role, step=0,
-                        sample=job.sample, answers=[*job.earlier, completion.text], completions=[completion],
-                        models=[gateway.spec(job.role).model], history=history)
+    row = candidate_row(
+        prompt_id=prompt.prompt_id,
+        workflow=wf.name,
+        kind=wf.kind,
+        role=job.role,
+        step=0,
+        sample=job.sample,
+        answers=[*job.earlier, completion.text],
+        completions=[completion],
+        models=[gateway.spec(job.role).model],
+        history=history,
+    )
     return row
 
 
-async def run_single_agent(gateway: Gateway, workflow: SingleAgentWorkflow, prompt: Prompt,
-                           earlier: Sequence[str] = ()) -> list[Candidate]:
+async def run_single_agent(
+    gateway: Gateway, workflow: SingleAgentWorkflow, prompt: Prompt, earlier: Sequence[str] = ()
+) -> list[Candidate]:
     """Candidate rows of one prompt: one per (generator, sample), in config order. `earlier` holds the
     shared answers to every user turn but the last (empty for a single-turn prompt)."""
     rows = await gather_or_cancel(_converse(gateway, job) for job in _jobs(workflow, prompt, tuple(earlier)))

@@ -15,7 +15,6 @@ come with the judge setting; verdicts are in the item's orientation (A = the fir
 
 from __future__ import annotations
 
-
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -25,8 +24,8 @@ from typing import Any, Literal
 from factory._util.concurrency import map_bounded, stream_bounded
 from factory._util.json_columns import dumps
 from factory.inputs.conversation import earlier_answers, prompt_messages
-from factory.llm import Gateway
 from factory.inputs.prompt_sources import Prompt
+from factory.llm import Gateway
 from factory.records import Candidate, Judgment
 from judges.engine.pairwise import judge_pair
 from judges.engine.settings import JudgeSetting
@@ -70,19 +69,30 @@ def _distinct(candidates: Sequence[Candidate]) -> list[Candidate]:
     return distinct
 
 
-async def _compare(gateway: Gateway, setting: JudgeSetting, prompt: Prompt, a: Candidate, b: Candidate,
-                   tag: str | None) -> Judgment:
+async def _compare(
+    gateway: Gateway, setting: JudgeSetting, prompt: Prompt, a: Candidate, b: Candidate, tag: str | None
+) -> Judgment:
     """One judgment row of `a` (shown as the item's A) against `b`."""
     item_id = f"{prompt.prompt_id}@{a['candidate_id']}~{b['candidate_id']}"
     # Every candidate of a prompt answers its last turn after the same earlier answers.
     question = question_of(prompt, earlier_answers(a))
     row = await judge_pair(gateway, setting, item_id, question, a["text"], b["text"], tag=tag)
-    row["prompt_id"], row["candidate_a"], row["candidate_b"] = prompt.prompt_id, a["candidate_id"], b["candidate_id"]
+    row["prompt_id"], row["candidate_a"], row["candidate_b"] = (
+        prompt.prompt_id,
+        a["candidate_id"],
+        b["candidate_id"],
+    )
     return row
 
 
-async def knockout(gateway: Gateway, setting: JudgeSetting, prompt: Prompt, candidates: Sequence[Candidate],
-                   *, tag: str | None = None) -> SelectionResult:
+async def knockout(
+    gateway: Gateway,
+    setting: JudgeSetting,
+    prompt: Prompt,
+    candidates: Sequence[Candidate],
+    *,
+    tag: str | None = None,
+) -> SelectionResult:
     """Pick the best of `candidates` (rows with `candidate_id`, `text`, `content_hash`) by knockout.
 
     Repeated texts are skipped (`_distinct`). Each judgment row gets `prompt_id`,
@@ -145,8 +155,9 @@ def win_counts(candidate_ids: Sequence[str], judgments: Iterable[Mapping[str, An
     return {c: Standing(c, wins[c], played[c], margin[c]) for c in candidate_ids}
 
 
-def standings(candidate_ids: Sequence[str], judgments: Iterable[Mapping[str, Any]],
-              rng: random.Random) -> list[Standing]:
+def standings(
+    candidate_ids: Sequence[str], judgments: Iterable[Mapping[str, Any]], rng: random.Random
+) -> list[Standing]:
     """The candidates from most to fewest wins.
 
     Equal win counts are broken by the summed judge score margin (scored protocols), then by a draw
@@ -158,8 +169,15 @@ def standings(candidate_ids: Sequence[str], judgments: Iterable[Mapping[str, Any
     return sorted(table, key=lambda s: (-s.wins, -s.score_margin, draw[s.candidate_id]))
 
 
-async def round_robin(gateway: Gateway, setting: JudgeSetting, prompt: Prompt, candidates: Sequence[Candidate],
-                      *, rng: random.Random, tag: str | None = None) -> SelectionResult:
+async def round_robin(
+    gateway: Gateway,
+    setting: JudgeSetting,
+    prompt: Prompt,
+    candidates: Sequence[Candidate],
+    *,
+    rng: random.Random,
+    tag: str | None = None,
+) -> SelectionResult:
     """Compare every two distinct `candidates` once and pick the one with the most wins (`standings`).
 
     Each comparison is judged under `setting` as a knockout's would be (its order policy, jury or
@@ -202,16 +220,29 @@ def win_rate(verdicts: Iterable[str | None]) -> dict[str, Any]:
             raise ValueError(f"unknown verdict {verdict!r}: expected 'A', 'B', 'tie' or None")
         counts[verdict] += 1
     n = counts["A"] + counts["B"] + counts["tie"]
-    return {"wins": counts["A"], "ties": counts["tie"], "losses": counts["B"], "unscored": counts[None], "n": n,
-            "win_rate": counts["A"] / n if n else None,
-            "tie_rate": counts["tie"] / n if n else None,
-            "loss_rate": counts["B"] / n if n else None}
+    return {
+        "wins": counts["A"],
+        "ties": counts["tie"],
+        "losses": counts["B"],
+        "unscored": counts[None],
+        "n": n,
+        "win_rate": counts["A"] / n if n else None,
+        "tie_rate": counts["tie"] / n if n else None,
+        "loss_rate": counts["B"] / n if n else None,
+    }
 
 
-async def compare_workflows(gateway: Gateway, setting: JudgeSetting, prompts: Iterable[Prompt],
-                            outputs_a: Mapping[str, str], outputs_b: Mapping[str, str], *,
-                            tag: str | None = None, concurrency: int = 16,
-                            names: tuple[str, str] = ("a", "b")) -> dict[str, Any]:
+async def compare_workflows(
+    gateway: Gateway,
+    setting: JudgeSetting,
+    prompts: Iterable[Prompt],
+    outputs_a: Mapping[str, str],
+    outputs_b: Mapping[str, str],
+    *,
+    tag: str | None = None,
+    concurrency: int = 16,
+    names: tuple[str, str] = ("a", "b"),
+) -> dict[str, Any]:
     """Judge A's output against B's for every prompt both answered; the win rate of A over B.
 
     `outputs_*` map prompt id -> output text (see `workflow_outputs`). Prompts are streamed with at
@@ -231,21 +262,35 @@ async def compare_workflows(gateway: Gateway, setting: JudgeSetting, prompts: It
 
     async def one(prompt: Prompt) -> Judgment:
         item_id = f"{prompt.prompt_id}@{names[0]}~{names[1]}"
-        row = await judge_pair(gateway, setting, item_id, question_of(prompt), outputs_a[prompt.prompt_id],
-                               outputs_b[prompt.prompt_id], tag=tag)
+        row = await judge_pair(
+            gateway,
+            setting,
+            item_id,
+            question_of(prompt),
+            outputs_a[prompt.prompt_id],
+            outputs_b[prompt.prompt_id],
+            tag=tag,
+        )
         row["prompt_id"], row["workflow_a"], row["workflow_b"] = prompt.prompt_id, names[0], names[1]
         return row
 
     judgments = [row async for _, row in stream_bounded(answered(), one, concurrency)]
     judgments.sort(key=lambda r: r["item_id"])
-    return {**win_rate(j["verdict"] for j in judgments), "missing": missing, "order": setting.order,
-            "position": _POSITION.get(setting.order, setting.order),
-            "flipped": sum(1 for j in judgments if j.get("flipped")), "judge": setting.setting_id,
-            "workflows": list(names), "judgments": judgments}
+    return {
+        **win_rate(j["verdict"] for j in judgments),
+        "missing": missing,
+        "order": setting.order,
+        "position": _POSITION.get(setting.order, setting.order),
+        "flipped": sum(1 for j in judgments if j.get("flipped")),
+        "judge": setting.setting_id,
+        "workflows": list(names),
+        "judgments": judgments,
+    }
 
 
-def workflow_outputs(candidates: Iterable[Mapping[str, Any]], workflow: str,
-                     pick: Literal["final", "first"] = "final") -> dict[str, str]:
+def workflow_outputs(
+    candidates: Iterable[Mapping[str, Any]], workflow: str, pick: Literal["final", "first"] = "final"
+) -> dict[str, str]:
     """One output per prompt of a workflow: its first sample's final response (last step) or first answer.
 
     `pick="first"` on a feedback loop gives its unrevised answer: the single-agent baseline of the
@@ -257,7 +302,9 @@ def workflow_outputs(candidates: Iterable[Mapping[str, Any]], workflow: str,
             continue
         current = chosen.get(row["prompt_id"])
         rank = (row.get("sample", 0), row.get("step", 0) if pick == "first" else -row.get("step", 0))
-        if current is None or rank < (current.get("sample", 0),
-                                      current.get("step", 0) if pick == "first" else -current.get("step", 0)):
+        if current is None or rank < (
+            current.get("sample", 0),
+            current.get("step", 0) if pick == "first" else -current.get("step", 0),
+        ):
             chosen[row["prompt_id"]] = row
     return {pid: str(row["text"]) for pid, row in chosen.items()}

@@ -50,7 +50,13 @@ def kappa_decision(
     lo, hi = (list(ci95) + [None, None])[:2] if ci95 else (None, None)
     if (lo is None or hi is None) and kappa is not None and se is not None:
         lo, hi = kappa - Z95 * se, kappa + Z95 * se
-    out: dict[str, Any] = {"threshold": threshold, "n": n, "interval": [lo, hi], "bound": bound, "need_n": None}
+    out: dict[str, Any] = {
+        "threshold": threshold,
+        "n": n,
+        "interval": [lo, hi],
+        "bound": bound,
+        "need_n": None,
+    }
     if kappa is None:
         return {**out, "verdict": "fail", "reason": "kappa is undefined"}
     if bound == "point" or lo is None or hi is None:

@@ -25,8 +25,8 @@ from factory._util.errors import UserError
 from factory._util.sync import run_sync
 from factory.llm import Gateway
 from judges.engine.pairwise import JUDGMENT_SCHEMA, judge_pair
-from judges.humans.human_sets import ColumnMapping, HumanSet, load_human_set
 from judges.engine.settings import JudgeSetting
+from judges.humans.human_sets import ColumnMapping, HumanSet, load_human_set
 
 PAIR_COLUMNS = ("id", "prompt", "response_a", "response_b")
 _READERS: dict[str, Callable[[Path], pl.DataFrame]] = {
@@ -38,8 +38,13 @@ _READERS: dict[str, Callable[[Path], pl.DataFrame]] = {
 }
 
 
-def load_pairs(source: str | Path | HumanSet, mapping: ColumnMapping | None = None, *, limit: int | None = None,
-               data_dir: str | Path | None = None) -> pl.DataFrame:
+def load_pairs(
+    source: str | Path | HumanSet,
+    mapping: ColumnMapping | None = None,
+    *,
+    limit: int | None = None,
+    data_dir: str | Path | None = None,
+) -> pl.DataFrame:
     """The pairs of `source` as a frame with `id, prompt, response_a, response_b` and, if labelled, `label`.
 
     `source` is a loaded `HumanSet`, a public set name (`pandalm`, ...), or a jsonl / json / csv /
@@ -51,7 +56,9 @@ def load_pairs(source: str | Path | HumanSet, mapping: ColumnMapping | None = No
         return _canonical(source.frame, limit)
     path = Path(source).expanduser()
     if not path.is_file():
-        return _canonical(load_human_set(source, mapping=mapping, data_dir=data_dir, limit=limit).frame, limit)
+        return _canonical(
+            load_human_set(source, mapping=mapping, data_dir=data_dir, limit=limit).frame, limit
+        )
     if mapping is None and path.suffix.lower() == ".json":
         # Public formats (PandaLM, LLMBar, ...) are json files the human-set loader recognises.
         return _canonical(load_human_set(path, limit=limit).frame, limit)
@@ -63,21 +70,28 @@ def load_pairs(source: str | Path | HumanSet, mapping: ColumnMapping | None = No
     if missing:
         raise UserError(f"{path} lacks column(s) {', '.join(missing)}; have {', '.join(table.columns)}")
     id_column = mapping.id or ("id" if "id" in table.columns else None)
-    ids = (table[id_column].cast(pl.String) if id_column else
-           pl.Series([f"{path.stem}-{i}" for i in range(table.height)], dtype=pl.String))
-    frame = pl.DataFrame({
-        "id": ids,
-        "prompt": table[mapping.prompt].cast(pl.String),
-        "response_a": table[mapping.response_a].cast(pl.String),
-        "response_b": table[mapping.response_b].cast(pl.String),
-    })
+    ids = (
+        table[id_column].cast(pl.String)
+        if id_column
+        else pl.Series([f"{path.stem}-{i}" for i in range(table.height)], dtype=pl.String)
+    )
+    frame = pl.DataFrame(
+        {
+            "id": ids,
+            "prompt": table[mapping.prompt].cast(pl.String),
+            "response_a": table[mapping.response_a].cast(pl.String),
+            "response_b": table[mapping.response_b].cast(pl.String),
+        }
+    )
     return _canonical(frame, limit)
 
 
 def _read(path: Path) -> pl.DataFrame:
     reader = _READERS.get(path.suffix.lower())
     if reader is None:
-        raise UserError(f"{path}: unsupported file type {path.suffix or '(none)'}; use .jsonl, .json, .csv or .parquet")
+        raise UserError(
+            f"{path}: unsupported file type {path.suffix or '(none)'}; use .jsonl, .json, .csv or .parquet"
+        )
     try:
         return reader(path)
     except Exception as exc:  # polars raises several unrelated types for unreadable files
@@ -91,9 +105,15 @@ def _canonical(frame: pl.DataFrame, limit: int | None) -> pl.DataFrame:
     return out.head(limit) if limit else out
 
 
-async def judge_table(gateway: Gateway, setting: JudgeSetting, items: pl.DataFrame | HumanSet, *,
-                      concurrency: int = 16, progress: Callable[[int], None] | None = None,
-                      tag: str | None = None) -> pl.DataFrame:
+async def judge_table(
+    gateway: Gateway,
+    setting: JudgeSetting,
+    items: pl.DataFrame | HumanSet,
+    *,
+    concurrency: int = 16,
+    progress: Callable[[int], None] | None = None,
+    tag: str | None = None,
+) -> pl.DataFrame:
     """Judge every pair of `items` (`id, prompt, response_a, response_b[, label]`) with `setting`.
 
     At most `concurrency` pairs are judged at once (each may make several model calls; the
@@ -112,8 +132,15 @@ async def judge_table(gateway: Gateway, setting: JudgeSetting, items: pl.DataFra
     records = frame.select(PAIR_COLUMNS).to_dicts()
 
     async def one(record: dict[str, Any]) -> dict[str, Any]:
-        row = await judge_pair(gateway, setting, str(record["id"]), record["prompt"], record["response_a"],
-                               record["response_b"], tag=tag)
+        row = await judge_pair(
+            gateway,
+            setting,
+            str(record["id"]),
+            record["prompt"],
+            record["response_a"],
+            record["response_b"],
+            tag=tag,
+        )
         if progress is not None:
             progress(1)
         return row
@@ -125,8 +152,16 @@ async def judge_table(gateway: Gateway, setting: JudgeSetting, items: pl.DataFra
     return out
 
 
-def judge_table_sync(gateway: Gateway, setting: JudgeSetting, items: pl.DataFrame | HumanSet, *,
-                     concurrency: int = 16, progress: Callable[[int], None] | None = None,
-                     tag: str | None = None) -> pl.DataFrame:
+def judge_table_sync(
+    gateway: Gateway,
+    setting: JudgeSetting,
+    items: pl.DataFrame | HumanSet,
+    *,
+    concurrency: int = 16,
+    progress: Callable[[int], None] | None = None,
+    tag: str | None = None,
+) -> pl.DataFrame:
     """`judge_table` for synchronous callers, inside or outside a running event loop."""
-    return run_sync(lambda: judge_table(gateway, setting, items, concurrency=concurrency, progress=progress, tag=tag))
+    return run_sync(
+        lambda: judge_table(gateway, setting, items, concurrency=concurrency, progress=progress, tag=tag)
+    )

@@ -81,11 +81,23 @@ def _unless_cut(parsed: Parsed, protocol: Protocol, text: str, scale: int) -> Pa
     if not parsed.scored:
         return parsed
     complete_lines = text.rstrip("\n").rpartition("\n")[0]
-    return parsed if parse_reply(protocol, complete_lines, scale) == parsed else Parsed(unscored_reason=TRUNCATED)
+    return (
+        parsed
+        if parse_reply(protocol, complete_lines, scale) == parsed
+        else Parsed(unscored_reason=TRUNCATED)
+    )
 
 
-async def ask(gateway: Gateway, target: Target, messages: list[dict[str, Any]], *, protocol: Protocol,
-              scale: int, structured: bool, tag: str | None) -> Asked:
+async def ask(
+    gateway: Gateway,
+    target: Target,
+    messages: list[dict[str, Any]],
+    *,
+    protocol: Protocol,
+    scale: int,
+    structured: bool,
+    tag: str | None,
+) -> Asked:
     """Send `messages`, parse the reply as `protocol`, and on failure re-prompt exactly once.
 
     The re-prompt continues the same conversation (the unreadable reply, then a request for the
@@ -98,23 +110,32 @@ async def ask(gateway: Gateway, target: Target, messages: list[dict[str, Any]], 
     parsed = Parsed(unscored_reason=INVALID_STRUCTURED)
     for attempt in range(2):
         try:
-            completion = await gateway.complete(target.model, messages, schema=schema, tag=tag, role=target.label)
+            completion = await gateway.complete(
+                target.model, messages, schema=schema, tag=tag, role=target.label
+            )
         except OutputParseError as exc:
             # Structured output that did not validate is a parse failure, not a broken call.
             raws.append(exc.raw or "")
             parsed = Parsed(unscored_reason=INVALID_STRUCTURED)
         except LLMError as exc:
-            return Asked(Parsed(unscored_reason=error_reason(exc)), tuple(raws), Usage.of(completions),
-                         stop_of(exc))
+            return Asked(
+                Parsed(unscored_reason=error_reason(exc)), tuple(raws), Usage.of(completions), stop_of(exc)
+            )
         else:
             completions.append(completion)
             raws.append(completion.text)
-            parsed = (verdict_from_structured(protocol, completion.parsed, scale)
-                      if completion.parsed is not None else parse_reply(protocol, completion.text, scale))
+            parsed = (
+                verdict_from_structured(protocol, completion.parsed, scale)
+                if completion.parsed is not None
+                else parse_reply(protocol, completion.text, scale)
+            )
             if completion.parsed is None and completion.finish_reason == "length":
                 parsed = _unless_cut(parsed, protocol, completion.text, scale)
         if parsed.scored or attempt == 1:
             break
-        messages = [*messages, {"role": "assistant", "content": raws[-1]},
-                    render_reprompt(protocol, scale, structured=structured)]
+        messages = [
+            *messages,
+            {"role": "assistant", "content": raws[-1]},
+            render_reprompt(protocol, scale, structured=structured),
+        ]
     return Asked(parsed, tuple(raws), Usage.of(completions))

@@ -27,8 +27,8 @@ from factory.llm import LLMError
 from factory.records import Stop, stop_of
 from judges.engine.ask import Asked, JudgeContext, ask, resolve_model
 from judges.engine.outcome import Outcome, Usage, error_reason, unique
-from judges.protocols import Question, neutralize, render_pairwise, verdict_from_scores
 from judges.engine.settings import JudgeSetting
+from judges.protocols import Question, neutralize, render_pairwise, verdict_from_scores
 
 _PROMPTS = Path(__file__).parent / "debate_prompts"
 SCALE = 10  # ChatEval and the paper score out of 10
@@ -69,16 +69,22 @@ def debate_material(question: Question, shown_a: str | list[str], shown_b: str |
     return render_pairwise("combined", question, shown_a, shown_b, SCALE)[1]["content"]
 
 
-def debate_messages(setting: JudgeSetting, role_index: int, material: str, turns: list[Turn], *,
-                    scoring: bool) -> list[dict[str, str]]:
+def debate_messages(
+    setting: JudgeSetting, role_index: int, material: str, turns: list[Turn], *, scoring: bool
+) -> list[dict[str, str]]:
     """The chat messages of one speaking turn (or, with `scoring`, of one role's final scores)."""
     debate = setting.debate
     role = debate.roles[role_index]
     system = _render("system.j2", role=role, description=debate.description(role_index))
     # Earlier speeches are model output that quoted the answers: escape markers in them as well.
     history = [{"role": t.role, "text": neutralize(t.text)} for t in turns]
-    user = _render("score.j2" if scoring else "speak.j2", material=material, turns=history, role=role,
-                   structured=setting.structured)
+    user = _render(
+        "score.j2" if scoring else "speak.j2",
+        material=material,
+        turns=history,
+        role=role,
+        structured=setting.structured,
+    )
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
@@ -91,10 +97,13 @@ def build_debate_graph(setting: JudgeSetting) -> CompiledStateGraph[Any, Any, An
         index = len(state.get("turns", []))
         role_index = index % len(roles)
         target = resolve_model(runtime.context.gateway, setting.models[0], setting.api_base)
-        messages = debate_messages(setting, role_index, state["material"], state.get("turns", []), scoring=False)
+        messages = debate_messages(
+            setting, role_index, state["material"], state.get("turns", []), scoring=False
+        )
         try:
-            completion = await runtime.context.gateway.complete(target.model, messages, tag=runtime.context.tag,
-                                                                role=target.label)
+            completion = await runtime.context.gateway.complete(
+                target.model, messages, tag=runtime.context.tag, role=target.label
+            )
         except LLMError as exc:
             # A debate cannot go on with a missing speech.
             return {"failed": error_reason(exc), "stopped": stop_of(exc)}
@@ -105,20 +114,37 @@ def build_debate_graph(setting: JudgeSetting) -> CompiledStateGraph[Any, Any, An
             return "decide"
         if len(state["turns"]) < speeches:
             return "speak"
-        return [Send("score", {"material": state["material"], "turns": state["turns"], "role_index": i})
-                for i in range(len(roles))]
+        return [
+            Send("score", {"material": state["material"], "turns": state["turns"], "role_index": i})
+            for i in range(len(roles))
+        ]
 
     async def score(payload: dict[str, Any], runtime: Runtime[JudgeContext]) -> dict[str, Any]:
         target = resolve_model(runtime.context.gateway, setting.models[0], setting.api_base)
-        messages = debate_messages(setting, payload["role_index"], payload["material"], payload["turns"],
-                                   scoring=True)
-        asked = await ask(runtime.context.gateway, target, messages, protocol="combined", scale=SCALE,
-                          structured=setting.structured, tag=runtime.context.tag)
+        messages = debate_messages(
+            setting, payload["role_index"], payload["material"], payload["turns"], scoring=True
+        )
+        asked = await ask(
+            runtime.context.gateway,
+            target,
+            messages,
+            protocol="combined",
+            scale=SCALE,
+            structured=setting.structured,
+            tag=runtime.context.tag,
+        )
         return {"scores": [RoleScore(roles[payload["role_index"]], asked)]}
 
     async def decide(state: DebateState) -> dict[str, Any]:
-        return {"result": decide_debate(setting, state.get("turns", []), state.get("scores", []),
-                                        state.get("failed"), state.get("stopped"))}
+        return {
+            "result": decide_debate(
+                setting,
+                state.get("turns", []),
+                state.get("scores", []),
+                state.get("failed"),
+                state.get("stopped"),
+            )
+        }
 
     graph = StateGraph(DebateState, context_schema=JudgeContext)
     graph.add_node("speak", speak)
@@ -131,8 +157,13 @@ def build_debate_graph(setting: JudgeSetting) -> CompiledStateGraph[Any, Any, An
     return graph.compile()
 
 
-def decide_debate(setting: JudgeSetting, turns: list[Turn], scores: list[RoleScore],
-                  failed: str | None, stopped: Stop | None = None) -> Outcome:
+def decide_debate(
+    setting: JudgeSetting,
+    turns: list[Turn],
+    scores: list[RoleScore],
+    failed: str | None,
+    stopped: Stop | None = None,
+) -> Outcome:
     """The debate's outcome (in the orientation shown): compare the mean scores over the roles.
 
     Roles whose scores could not be read are left out; if none remains the debate is unscored.
@@ -150,8 +181,11 @@ def decide_debate(setting: JudgeSetting, turns: list[Turn], scores: list[RoleSco
     stop = next((s.asked for s in scores if s.asked.stop is not None), None)
     if stop is not None:
         return replace(base, reason=stop.parsed.unscored_reason, stop=stop.stop)
-    readable = [s.asked.parsed for s in scores if s.asked.parsed.score_a is not None
-                and s.asked.parsed.score_b is not None]
+    readable = [
+        s.asked.parsed
+        for s in scores
+        if s.asked.parsed.score_a is not None and s.asked.parsed.score_b is not None
+    ]
     if not readable:
         reasons = "; ".join(unique(f"{s.role}: {s.asked.parsed.unscored_reason}" for s in scores))
         return replace(base, reason=f"all_roles_unscored: {reasons}")

@@ -27,8 +27,8 @@ from judges.engine.ask import Asked, JudgeContext, ask, resolve_model
 from judges.engine.jury import reduce_jury
 from judges.engine.order import combine_orders, to_item, views
 from judges.engine.outcome import Outcome
-from judges.protocols import Answer, Question, combine_single_scores, render_pairwise, render_single
 from judges.engine.settings import JudgeSetting
+from judges.protocols import Answer, Question, combine_single_scores, render_pairwise, render_single
 
 if TYPE_CHECKING:  # LangGraph (a second to import) loads when a debate or jury graph is built
     from langgraph.graph.state import CompiledStateGraph
@@ -63,8 +63,17 @@ def _ordered(state: RunState) -> list[Any]:
 
 def _from_asked(asked: Asked, model: str, scale: int | None) -> Outcome:
     p = asked.parsed
-    return Outcome(verdict=p.verdict, score_a=p.score_a, score_b=p.score_b, reason=p.unscored_reason,
-                   raws=asked.raws, usage=asked.usage, models=(model,), scale=scale, stop=asked.stop)
+    return Outcome(
+        verdict=p.verdict,
+        score_a=p.score_a,
+        score_b=p.score_b,
+        reason=p.unscored_reason,
+        raws=asked.raws,
+        usage=asked.usage,
+        models=(model,),
+        scale=scale,
+        stop=asked.stop,
+    )
 
 
 @lru_cache(maxsize=256)
@@ -77,8 +86,10 @@ def _judge_steps(setting: JudgeSetting) -> tuple[Any, Any, Any]:
         item = state["item"]
         if protocol == "independent":  # each answer alone: nothing is shown in an order
             return [{"item": item, "index": i, "side": side} for i, side in enumerate("AB")]
-        return [{"item": item, "index": i, "flipped": flipped}
-                for i, flipped in enumerate(views(setting.order, setting.seed, item.item_id))]
+        return [
+            {"item": item, "index": i, "flipped": flipped}
+            for i, flipped in enumerate(views(setting.order, setting.seed, item.item_id))
+        ]
 
     async def ask_node(task: dict[str, Any], context: JudgeContext) -> dict[str, Any]:
         item: Item = task["item"]
@@ -87,13 +98,29 @@ def _judge_steps(setting: JudgeSetting) -> tuple[Any, Any, Any]:
         if protocol == "independent":
             answer = item.answer_a if task["side"] == "A" else item.answer_b
             messages = render_single(item.question, answer, scale, structured=setting.structured)
-            asked = await ask(gateway, target, messages, protocol=protocol, scale=scale,
-                              structured=setting.structured, tag=context.tag)
+            asked = await ask(
+                gateway,
+                target,
+                messages,
+                protocol=protocol,
+                scale=scale,
+                structured=setting.structured,
+                tag=context.tag,
+            )
             return {"parts": [(task["index"], (target.name, asked))]}
         shown_a, shown_b = item.shown(task["flipped"])
-        messages = render_pairwise(protocol, item.question, shown_a, shown_b, scale, structured=setting.structured)
-        asked = await ask(gateway, target, messages, protocol=protocol, scale=scale,
-                          structured=setting.structured, tag=context.tag)
+        messages = render_pairwise(
+            protocol, item.question, shown_a, shown_b, scale, structured=setting.structured
+        )
+        asked = await ask(
+            gateway,
+            target,
+            messages,
+            protocol=protocol,
+            scale=scale,
+            structured=setting.structured,
+            tag=context.tag,
+        )
         outcome = to_item(_from_asked(asked, target.name, scores_scale), task["flipped"])
         return {"parts": [(task["index"], outcome)]}
 
@@ -105,10 +132,18 @@ def _judge_steps(setting: JudgeSetting) -> tuple[Any, Any, Any]:
         parsed = combine_single_scores(side_a.parsed, side_b.parsed)
         # A stop signal on either side must survive, whichever side failed first.
         stopped = next((s for s in (side_a, side_b) if s.stop is not None), None)
-        outcome = Outcome(verdict=parsed.verdict, score_a=parsed.score_a, score_b=parsed.score_b,
-                          reason=stopped.parsed.unscored_reason if stopped else parsed.unscored_reason,
-                          raws=side_a.raws + side_b.raws, usage=side_a.usage + side_b.usage, models=(model,),
-                          scale=scale, votes=(parsed.verdict,), stop=stopped.stop if stopped else None)
+        outcome = Outcome(
+            verdict=parsed.verdict,
+            score_a=parsed.score_a,
+            score_b=parsed.score_b,
+            reason=stopped.parsed.unscored_reason if stopped else parsed.unscored_reason,
+            raws=side_a.raws + side_b.raws,
+            usage=side_a.usage + side_b.usage,
+            models=(model,),
+            scale=scale,
+            votes=(parsed.verdict,),
+            stop=stopped.stop if stopped else None,
+        )
         return {"result": outcome}
 
     return plan, ask_node, decide
@@ -151,14 +186,19 @@ def _build_debate(setting: JudgeSetting) -> Graph:
 
     async def plan(state: RunState) -> list[Any]:  # (LangGraph reads hints at run time: no Send here)
         item = state["item"]
-        return [Send("debate", {"item": item, "index": i, "flipped": flipped})
-                for i, flipped in enumerate(views(setting.order, setting.seed, item.item_id))]
+        return [
+            Send("debate", {"item": item, "index": i, "flipped": flipped})
+            for i, flipped in enumerate(views(setting.order, setting.seed, item.item_id))
+        ]
 
     async def debate_node(task: dict[str, Any], runtime: Runtime[JudgeContext]) -> dict[str, Any]:
         item: Item = task["item"]
         material = debate_material(item.question, *item.shown(task["flipped"]))
-        final = await debate.ainvoke({"material": material, "turns": [], "scores": []},
-                                     config={"recursion_limit": limit}, context=runtime.context)
+        final = await debate.ainvoke(
+            {"material": material, "turns": [], "scores": []},
+            config={"recursion_limit": limit},
+            context=runtime.context,
+        )
         return {"parts": [(task["index"], to_item(final["result"], task["flipped"]))]}
 
     async def decide(state: RunState) -> dict[str, Any]:
@@ -180,8 +220,11 @@ def _build_jury(setting: JudgeSetting) -> Graph:
         return {"parts": [(task["index"], outcome)]}
 
     async def reduce(state: RunState) -> dict[str, Any]:
-        return {"result": reduce_jury(setting.reducer, _ordered(state), scale=setting.scale,
-                                      weights=setting.weights)}
+        return {
+            "result": reduce_jury(
+                setting.reducer, _ordered(state), scale=setting.scale, weights=setting.weights
+            )
+        }
 
     return _fan_out_graph(plan, "juror", juror_node, reduce)
 
@@ -223,7 +266,9 @@ async def run_setting(setting: JudgeSetting, item: Item, context: JudgeContext) 
     return result
 
 
-async def judge_item(gateway: Gateway, setting: JudgeSetting, item: Item, *, tag: str | None = None) -> Outcome:
+async def judge_item(
+    gateway: Gateway, setting: JudgeSetting, item: Item, *, tag: str | None = None
+) -> Outcome:
     """`run_setting` with the gateway injected; usage is recorded under `tag` (default: the setting id)."""
     return await run_setting(setting, item, JudgeContext(gateway=gateway, tag=tag or setting.setting_id))
 

@@ -41,8 +41,9 @@ def unit_scores(outcome: Outcome, *, verdict_as_score: bool) -> tuple[float, flo
     return None
 
 
-def reduce_jury(reducer: Reducer, jurors: Sequence[Outcome], *, scale: int,
-                weights: Sequence[float] | None = None) -> Outcome:
+def reduce_jury(
+    reducer: Reducer, jurors: Sequence[Outcome], *, scale: int, weights: Sequence[float] | None = None
+) -> Outcome:
     """The jury's outcome from its jurors' outcomes (same order as `weights`).
 
     >>> reduce_jury("plurality", [Outcome(verdict="A"), Outcome(verdict="A"), Outcome(verdict="B")], scale=10).verdict

@@ -58,16 +58,26 @@ def combine_orders(order: Order, per_view: Sequence[Outcome]) -> Outcome:
     if order != "both":
         return per_view[0]
     ab, ba = per_view
-    base = Outcome(raws=ab.raws + ba.raws, usage=ab.usage + ba.usage, models=unique(ab.models + ba.models),
-                   scale=ab.scale, order="both", votes=(ab.verdict, ba.verdict))
+    base = Outcome(
+        raws=ab.raws + ba.raws,
+        usage=ab.usage + ba.usage,
+        models=unique(ab.models + ba.models),
+        scale=ab.scale,
+        order="both",
+        votes=(ab.verdict, ba.verdict),
+    )
     failed = first_stop(per_view) or next((o for o in per_view if not o.scored), None)
     if failed is not None:
         return replace(base, reason=failed.reason, stop=failed.stop)
     consistent = ab.verdict == ba.verdict
-    return replace(base, verdict=ab.verdict if consistent else "tie", score_a=_mean_pair(ab.score_a, ba.score_a),
-                   score_b=_mean_pair(ab.score_b, ba.score_b), flipped=not consistent)
+    return replace(
+        base,
+        verdict=ab.verdict if consistent else "tie",
+        score_a=_mean_pair(ab.score_a, ba.score_a),
+        score_b=_mean_pair(ab.score_b, ba.score_b),
+        flipped=not consistent,
+    )
 
 
 def _mean_pair(x: float | None, y: float | None) -> float | None:
     return None if x is None or y is None else (x + y) / 2
-

@@ -26,8 +26,11 @@ class Usage:
     cost_usd: float = 0.0
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage(self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens,
-                     self.cost_usd + other.cost_usd)
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.cost_usd + other.cost_usd,
+        )
 
     @classmethod
     def of(cls, completions: Iterable[Completion]) -> Usage:
@@ -78,8 +81,13 @@ class Outcome:
 
     def swapped(self) -> Outcome:
         """The same judgment seen from the other orientation (A and B exchanged)."""
-        return replace(self, verdict=_SWAP[self.verdict], score_a=self.score_b, score_b=self.score_a,
-                       votes=tuple(_SWAP[v] for v in self.votes))
+        return replace(
+            self,
+            verdict=_SWAP[self.verdict],
+            score_a=self.score_b,
+            score_b=self.score_a,
+            votes=tuple(_SWAP[v] for v in self.votes),
+        )
 
 
 def swap_verdict(verdict: Verdict | None) -> Verdict | None:

@@ -29,8 +29,8 @@ from factory.llm import Gateway
 from factory.records import Judgment
 from judges.engine.graphs import Item, judge_item
 from judges.engine.outcome import Outcome
-from judges.protocols import Answer, Question, injection_markers
 from judges.engine.settings import JudgeSetting
+from judges.protocols import Answer, Question, injection_markers
 
 JUDGMENT_SCHEMA: dict[str, Any] = {
     "judgment_id": pl.String,
@@ -57,8 +57,16 @@ JUDGMENT_SCHEMA: dict[str, Any] = {
 """Column types of a judgment row, for frames built from rows (all-None columns keep their type)."""
 
 
-async def judge_pair(gateway: Gateway, setting: JudgeSetting, item_id: str, question: Question,
-                     answer_a: str | list[str], answer_b: str | list[str], *, tag: str | None = None) -> Judgment:
+async def judge_pair(
+    gateway: Gateway,
+    setting: JudgeSetting,
+    item_id: str,
+    question: Question,
+    answer_a: str | list[str],
+    answer_b: str | list[str],
+    *,
+    tag: str | None = None,
+) -> Judgment:
     """Judge `answer_a` vs `answer_b` for `question`; the verdict is in the item's orientation (A = answer_a).
 
     `question` is a string or a list of `{role, content}` turns; an answer is a string or one string
@@ -79,8 +87,14 @@ async def judge_pair(gateway: Gateway, setting: JudgeSetting, item_id: str, ques
     return judgment_row(setting, item_id, outcome, time.perf_counter() - started, answer_a, answer_b)
 
 
-def judgment_row(setting: JudgeSetting, item_id: str, outcome: Outcome, latency_s: float,
-                 answer_a: Answer, answer_b: Answer) -> Judgment:
+def judgment_row(
+    setting: JudgeSetting,
+    item_id: str,
+    outcome: Outcome,
+    latency_s: float,
+    answer_a: Answer,
+    answer_b: Answer,
+) -> Judgment:
     """The judgments-table row of one outcome (see the module docstring for the columns)."""
     row: Judgment = {
         "judgment_id": f"{item_id}|{setting.setting_id}",

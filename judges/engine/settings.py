@@ -27,13 +27,20 @@ class DebateSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    roles: tuple[str, ...] = Field(("General Public", "Psychologist", "Critic"), min_length=1,
-                                   description="Debater personas, each played by the same model.")
+    roles: tuple[str, ...] = Field(
+        ("General Public", "Psychologist", "Critic"),
+        min_length=1,
+        description="Debater personas, each played by the same model.",
+    )
     descriptions: tuple[str, ...] | None = Field(
-        None, description="One persona description per role; None uses ChatEval's for its three roles "
-        "and a generic referee line for any other.")
+        None,
+        description="One persona description per role; None uses ChatEval's for its three roles "
+        "and a generic referee line for any other.",
+    )
     rounds: int = Field(2, ge=1, le=10, description="Rounds; in each round every role speaks once, in order.")
-    verdict: Literal["mean_score"] = Field("mean_score", description="Verdict rule: compare mean final scores.")
+    verdict: Literal["mean_score"] = Field(
+        "mean_score", description="Verdict rule: compare mean final scores."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> DebateSettings:
@@ -47,8 +54,10 @@ class DebateSettings(BaseModel):
         """The persona line of role number `index`."""
         if self.descriptions is not None:
             return self.descriptions[index]
-        return CHATEVAL_ROLES.get(self.roles[index], "Judge the two responses carefully and fairly, "
-                                  "and discuss your view with the other referees.")
+        return CHATEVAL_ROLES.get(
+            self.roles[index],
+            "Judge the two responses carefully and fairly, and discuss your view with the other referees.",
+        )
 
 
 class JudgeSetting(BaseModel):
@@ -61,23 +70,42 @@ class JudgeSetting(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    kind: Literal["judge", "jury", "debate"] = Field("judge", description="Single judge, jury of judges, or debate.")
-    models: tuple[str, ...] = Field(("judge",), min_length=1,
-                                    description="Judge model roles or litellm model strings; a jury has one "
-                                    "juror per entry unless `jurors` is given.")
-    api_base: str | None = Field(None, description="Endpoint for entries of `models` that are litellm model "
-                                 "strings rather than roles (calibration from command-line flags).")
+    kind: Literal["judge", "jury", "debate"] = Field(
+        "judge", description="Single judge, jury of judges, or debate."
+    )
+    models: tuple[str, ...] = Field(
+        ("judge",),
+        min_length=1,
+        description="Judge model roles or litellm model strings; a jury has one "
+        "juror per entry unless `jurors` is given.",
+    )
+    api_base: str | None = Field(
+        None,
+        description="Endpoint for entries of `models` that are litellm model "
+        "strings rather than roles (calibration from command-line flags).",
+    )
     protocol: Protocol = Field("combined", description="Prompting strategy of the Fellowship paper.")
-    scale: Literal[5, 10, 100] = Field(10, description="Score scale of the combined and independent protocols.")
-    order: Order = Field("fixed", description="fixed (paper), random (seeded flip), both (swap; disagreement = tie).")
+    scale: Literal[5, 10, 100] = Field(
+        10, description="Score scale of the combined and independent protocols."
+    )
+    order: Order = Field(
+        "fixed", description="fixed (paper), random (seeded flip), both (swap; disagreement = tie)."
+    )
     structured: bool = Field(False, description="Ask for JSON-schema output instead of '###' lines.")
     reducer: Reducer = Field("plurality", description="How a jury combines its jurors' verdicts.")
-    weights: tuple[float, ...] | None = Field(None, description="Juror weights for the weighted reducer "
-                                              "(e.g. each juror's kappa against humans; below 0 counts as 0).")
+    weights: tuple[float, ...] | None = Field(
+        None,
+        description="Juror weights for the weighted reducer "
+        "(e.g. each juror's kappa against humans; below 0 counts as 0).",
+    )
     jurors: tuple[JudgeSetting, ...] | None = Field(
-        None, description="A heterogeneous jury: one full setting per juror (own model, protocol, order). "
-        "None: one juror per entry of `models`, sharing this setting's protocol, scale and order.")
-    debate: DebateSettings = Field(default_factory=DebateSettings, description="Debate options (kind=debate).")
+        None,
+        description="A heterogeneous jury: one full setting per juror (own model, protocol, order). "
+        "None: one juror per entry of `models`, sharing this setting's protocol, scale and order.",
+    )
+    debate: DebateSettings = Field(
+        default_factory=DebateSettings, description="Debate options (kind=debate)."
+    )
     seed: int = Field(0, description="Seed of the random order.")
 
     @model_validator(mode="after")
@@ -105,8 +133,16 @@ class JudgeSetting(BaseModel):
         if self.jurors is not None:
             return self.jurors
         return tuple(
-            JudgeSetting(kind="judge", models=(model,), api_base=self.api_base, protocol=self.protocol,
-                         scale=self.scale, order=self.order, structured=self.structured, seed=self.seed)
+            JudgeSetting(
+                kind="judge",
+                models=(model,),
+                api_base=self.api_base,
+                protocol=self.protocol,
+                scale=self.scale,
+                order=self.order,
+                structured=self.structured,
+                seed=self.seed,
+            )
             for model in self.models
         )
 
@@ -116,7 +152,11 @@ class JudgeSetting(BaseModel):
         if self.kind == "jury" and self.jurors is not None:
             ident = f"jury[{' + '.join(j.setting_id for j in self.jurors)}]"
         else:
-            proto = f"{self.protocol}{self.scale}" if self.protocol in ("combined", "independent") else self.protocol
+            proto = (
+                f"{self.protocol}{self.scale}"
+                if self.protocol in ("combined", "independent")
+                else self.protocol
+            )
             if self.protocol == "independent" and self.scale == 10:
                 proto = "independent"  # the paper's only scale: keep the short, historical id
             ident = f"{self.kind}[{'+'.join(self.models)}]/{proto}/{self.order}"

@@ -30,8 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from factory._util.errors import UserError
 from factory._util.safe_read import UTF8_BOM, read_bytes, read_text
-from judges.humans.public_sets import known_set_names, resolve_public_file, set_members
 from judges.engine.votes import plurality
+from judges.humans.public_sets import known_set_names, resolve_public_file, set_members
 from judges.humans.sampling import sample_record, stratified_sample
 
 Label = Literal["A", "B", "tie"]
@@ -220,8 +220,11 @@ def _load_file(path: Path, mapping: ColumnMapping | None, seed: int) -> tuple[Ro
         # block on a FIFO or read a link to /dev/zero forever).
         raw = read_bytes(path, what="human set file")
         try:
-            table = pl.read_csv(io.BytesIO(raw.removeprefix(UTF8_BOM))) if suffix == ".csv" else \
-                pl.read_parquet(io.BytesIO(raw))
+            table = (
+                pl.read_csv(io.BytesIO(raw.removeprefix(UTF8_BOM)))
+                if suffix == ".csv"
+                else pl.read_parquet(io.BytesIO(raw))
+            )
         except Exception as exc:  # polars raises several unrelated types for unreadable files
             raise UserError(f"{path}: cannot read {suffix[1:]} ({_first_line(exc)})") from exc
         records = table.to_dicts()

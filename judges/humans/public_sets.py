@@ -22,8 +22,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from factory._util.errors import UserError
 from factory._util.atomic_files import create_temporary_sibling
+from factory._util.errors import UserError
 
 DATA_DIR_ENV = "FACTORY_DATA_DIR"
 CACHE_DIR_ENV = "FACTORY_CACHE_DIR"
@@ -261,20 +261,40 @@ def download(entry: PublicSet, dest: Path, *, url: str, timeout_s: float = DOWNL
 # then the download cache (same machinery as the human-labelled sets).
 PUBLIC_PROMPT_SETS: dict[str, PublicSet] = {
     "mt_bench": PublicSet(
-        name="mt_bench", relpath="prompts/mt_bench_question.jsonl",
+        name="mt_bench",
+        relpath="prompts/mt_bench_question.jsonl",
         url="https://raw.githubusercontent.com/lm-sys/FastChat/main/fastchat/llm_judge/data/mt_bench/question.jsonl",
-        sha256="119565adbab82227089cefdb44c8d7e2cf04dc0a0ec233634c82e7d4e2a944f7", license="Apache-2.0", format="jsonl", rows=80),
+        sha256="119565adbab82227089cefdb44c8d7e2cf04dc0a0ec233634c82e7d4e2a944f7",
+        license="Apache-2.0",
+        format="jsonl",
+        rows=80,
+    ),
     "alpaca_eval": PublicSet(
-        name="alpaca_eval", relpath="prompts/alpaca_eval_805_text_davinci_003_outputs.json",
+        name="alpaca_eval",
+        relpath="prompts/alpaca_eval_805_text_davinci_003_outputs.json",
         url="https://raw.githubusercontent.com/tatsu-lab/alpaca_eval/main/results/text_davinci_003/model_outputs.json",
-        sha256="af0bc112f08c88bf589bbfe6fc1036806d0a0f6fec9c4d5a4db860f5afe73b4b", license="Apache-2.0", format="json", rows=805),
+        sha256="af0bc112f08c88bf589bbfe6fc1036806d0a0f6fec9c4d5a4db860f5afe73b4b",
+        license="Apache-2.0",
+        format="json",
+        rows=805,
+    ),
     "ifeval": PublicSet(
-        name="ifeval", relpath="prompts/ifeval_input_data.jsonl",
+        name="ifeval",
+        relpath="prompts/ifeval_input_data.jsonl",
         url="https://raw.githubusercontent.com/google-research/google-research/master/"
-            "instruction_following_eval/data/input_data.jsonl",
-        sha256="67ffeee0fcb87c317c5b08a2de85557b4a7e96ada6178aa645b4954fe4b53d49", license="Apache-2.0", format="jsonl", rows=541),
+        "instruction_following_eval/data/input_data.jsonl",
+        sha256="67ffeee0fcb87c317c5b08a2de85557b4a7e96ada6178aa645b4954fe4b53d49",
+        license="Apache-2.0",
+        format="jsonl",
+        rows=541,
+    ),
     "gsm8k": PublicSet(
-        name="gsm8k", relpath="prompts/gsm8k_test.jsonl",
+        name="gsm8k",
+        relpath="prompts/gsm8k_test.jsonl",
         url="https://raw.githubusercontent.com/openai/grade-school-math/master/grade_school_math/data/test.jsonl",
-        sha256="3730d312f6e3440559ace48831e51066acaca737f6eabec99bccb9e4b3c39d14", license="MIT", format="jsonl", rows=1319),
+        sha256="3730d312f6e3440559ace48831e51066acaca737f6eabec99bccb9e4b3c39d14",
+        license="MIT",
+        format="jsonl",
+        rows=1319,
+    ),
 }

@@ -61,8 +61,9 @@ def load_ordinary(path: Path | None = None) -> list[str]:
     for lineno, record in enumerate(_records(path), 1):
         field = next((f for f in ANSWER_FIELDS if isinstance(record.get(f), str)), None)
         if field is None:
-            raise UserError(f"ordinary answers {path}: record {lineno} has no answer field "
-                            f"({', '.join(ANSWER_FIELDS)})")
+            raise UserError(
+                f"ordinary answers {path}: record {lineno} has no answer field ({', '.join(ANSWER_FIELDS)})"
+            )
         answers.append(record[field])
     if not answers:
         raise UserError(f"ordinary answers file is empty: {path}")
@@ -90,7 +91,9 @@ def _rate(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
-def measure_detection(attacks: Sequence[AttackCase], ordinary: Sequence[str], *, examples: int = 5) -> dict[str, Any]:
+def measure_detection(
+    attacks: Sequence[AttackCase], ordinary: Sequence[str], *, examples: int = 5
+) -> dict[str, Any]:
     """Attack-flag rates per family and overall, and the false-positive rate on ordinary answers."""
     families: dict[str, dict[str, Any]] = {}
     missed = []
@@ -115,15 +118,19 @@ def measure_detection(attacks: Sequence[AttackCase], ordinary: Sequence[str], *,
         "overall": total,
         "missed": missed,
         "ordinary": {
-            "n": len(ordinary), "flagged": len(flagged_ordinary),
+            "n": len(ordinary),
+            "flagged": len(flagged_ordinary),
             "false_positive_rate": _rate(len(flagged_ordinary), len(ordinary)),
-            "escaped": escaped, "escaped_rate": _rate(escaped, len(ordinary)),
-            "examples": [{"index": i, "flags": labels, "text": ordinary[i][:200]} for i, labels in
-                         flagged_ordinary[:examples]],
+            "escaped": escaped,
+            "escaped_rate": _rate(escaped, len(ordinary)),
+            "examples": [
+                {"index": i, "flags": labels, "text": ordinary[i][:200]}
+                for i, labels in flagged_ordinary[:examples]
+            ],
         },
         "definition": "flagged: injection_markers() found judge-directed content (the pair builder drops a pair "
-                      "whose chosen answer is flagged); neutralised: neutralize() escaped part of it in the judge "
-                      "prompt; caught: either; false_positive_rate: ordinary answers flagged",
+        "whose chosen answer is flagged); neutralised: neutralize() escaped part of it in the judge "
+        "prompt; caught: either; false_positive_rate: ordinary answers flagged",
     }
 
 
@@ -133,6 +140,8 @@ def format_detection(figures: dict[str, Any]) -> list[str]:
     for name, f in [*sorted(figures["families"].items()), ("overall", figures["overall"])]:
         lines.append(f"  {name:<16} {f['n']:>4} {f['flag_rate']:>8.1%} {f['caught_rate']:>8.1%}")
     o = figures["ordinary"]
-    lines.append(f"false positives: {o['flagged']} of {o['n']} ordinary answers flagged "
-                 f"({o['false_positive_rate']:.2%}); {o['escaped']} partly escaped in the prompt ({o['escaped_rate']:.2%})")
+    lines.append(
+        f"false positives: {o['flagged']} of {o['n']} ordinary answers flagged "
+        f"({o['false_positive_rate']:.2%}); {o['escaped']} partly escaped in the prompt ({o['escaped_rate']:.2%})"
+    )
     return lines

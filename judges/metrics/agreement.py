@@ -171,7 +171,9 @@ def pairwise_kappas(
     return inter_judge_kappas(columns)
 
 
-def inter_judge_kappas(verdicts_by_juror: Mapping[str, Sequence[VerdictCell]]) -> dict[tuple[str, str], float]:
+def inter_judge_kappas(
+    verdicts_by_juror: Mapping[str, Sequence[VerdictCell]],
+) -> dict[tuple[str, str], float]:
     """Cohen's kappa (3-class) between every pair of jurors on the same items; no humans needed.
 
     Items where either juror is unscored (None) are left out of that pair.

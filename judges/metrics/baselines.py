@@ -22,8 +22,8 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from judges.metrics.agreement import agreement_summary
 from judges.humans.human_sets import HumanSet
+from judges.metrics.agreement import agreement_summary
 
 Baseline = Callable[[str, str], str]
 _LIST_LINE = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+\S", re.MULTILINE)
@@ -74,7 +74,9 @@ def baseline_entries(
             {
                 "name": name,
                 "description": BASELINES[name][1],
-                **{k: summary[k] for k in ("kappa", "kappa_no_ties", "accuracy", "n", "ci95", "label_counts")},
+                **{
+                    k: summary[k] for k in ("kappa", "kappa_no_ties", "accuracy", "n", "ci95", "label_counts")
+                },
             }
         )
     return out

@@ -24,8 +24,14 @@ DEFAULT_PRIOR = 0.1
 """Virtual wins and losses per candidate: enough to keep a clean sweep finite, too few to matter otherwise."""
 
 
-def fit_bradley_terry(n: int, outcomes: Iterable[tuple[int, int, float]], *, prior: float = DEFAULT_PRIOR,
-                      max_iter: int = 10_000, tol: float = 1e-10) -> np.ndarray:
+def fit_bradley_terry(
+    n: int,
+    outcomes: Iterable[tuple[int, int, float]],
+    *,
+    prior: float = DEFAULT_PRIOR,
+    max_iter: int = 10_000,
+    tol: float = 1e-10,
+) -> np.ndarray:
     """Log-strengths (mean 0) of candidates 0..n-1 from `outcomes` (i, j, score of i: 1 win, 0.5 tie, 0 loss).
 
     Raises ValueError for an index outside 0..n-1, a score outside [0, 1], a self-comparison or a
@@ -70,5 +76,5 @@ def ranking_outcomes(rankings: Iterable[Sequence[int]]) -> list[tuple[int, int, 
     out: list[tuple[int, int, float]] = []
     for ranking in rankings:
         for k, winner in enumerate(ranking):
-            out.extend((winner, loser, 1.0) for loser in ranking[k + 1:])
+            out.extend((winner, loser, 1.0) for loser in ranking[k + 1 :])
     return out

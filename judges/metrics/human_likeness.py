@@ -21,8 +21,8 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from judges.metrics.agreement import cohen_kappa
 from judges.humans.human_sets import HumanSet
+from judges.metrics.agreement import cohen_kappa
 from judges.verdicts import VerdictCell
 
 

@@ -63,7 +63,12 @@ def _rates(x: Sequence[float], y: Sequence[bool]) -> dict[str, Any]:
     if not y:
         return {"raw": None, "length_controlled": None, "length_coef": None, "n": 0}
     intercept, slope = fit_logistic(x, y)
-    return {"raw": sum(y) / len(y), "length_controlled": _sigmoid(intercept), "length_coef": slope, "n": len(y)}
+    return {
+        "raw": sum(y) / len(y),
+        "length_controlled": _sigmoid(intercept),
+        "length_coef": slope,
+        "n": len(y),
+    }
 
 
 def normalised_length_difference(response_a: Sequence[str], response_b: Sequence[str]) -> list[float]:
@@ -74,7 +79,10 @@ def normalised_length_difference(response_a: Sequence[str], response_b: Sequence
 
 
 def length_control(
-    response_a: Sequence[str], response_b: Sequence[str], verdicts: Sequence[VerdictCell], human: Sequence[str]
+    response_a: Sequence[str],
+    response_b: Sequence[str],
+    verdicts: Sequence[VerdictCell],
+    human: Sequence[str],
 ) -> dict[str, Any]:
     """Length-controlled win rates of answer A (judge and humans) and length-controlled agreement."""
     x = normalised_length_difference(response_a, response_b)

@@ -24,6 +24,8 @@ from typing import Any
 import polars as pl
 
 from factory._util.errors import UserError
+from judges.calibration.decision import kappa_se
+from judges.humans.human_sets import LABELS, HumanSet
 from judges.metrics.agreement import (
     agreement_summary,
     fleiss_kappa,
@@ -32,9 +34,7 @@ from judges.metrics.agreement import (
     pairwise_kappas,
 )
 from judges.metrics.bias import length_bias, position_bias, self_preference
-from judges.calibration.decision import kappa_se
 from judges.metrics.human_likeness import human_likeness
-from judges.humans.human_sets import LABELS, HumanSet
 from judges.metrics.length_control import length_control
 from judges.verdicts import VerdictCell
 
@@ -316,7 +316,7 @@ def read_judgments(path: str | Path) -> pl.DataFrame:
             raise UserError(f"{path}: judgments must be .parquet, .jsonl, .json or .csv")
     except UserError:
         raise
-    except Exception as exc:  # noqa: BLE001 - polars raises several unrelated types for unreadable files
+    except Exception as exc:
         raise UserError(
             f"{path}: cannot read judgments ({str(exc).splitlines()[0] if str(exc) else exc})"
         ) from None

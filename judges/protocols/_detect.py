@@ -98,7 +98,8 @@ _HASH_INLINE = re.compile(
     _I,
 )
 _SLOT_SCORE = re.compile(
-    r"\b(?:assistant|response|candidate)[ \t]*[ab]\b[^\n]{0,40}?\b\d+(?:\.\d+)?[ \t]*(?:/|out[ \t]+of)[ \t]*\d+", _I
+    r"\b(?:assistant|response|candidate)[ \t]*[ab]\b[^\n]{0,40}?\b\d+(?:\.\d+)?[ \t]*(?:/|out[ \t]+of)[ \t]*\d+",
+    _I,
 )
 _SLOT_CLAIM = re.compile(
     r"\b(?:assistant|response|candidate)[ \t]*[ab]\b[ \t]+(?:is|was|wins|won|should[ \t]+win|must[ \t]+win|deserves)"
@@ -135,18 +136,26 @@ _CHAT_TOKEN = re.compile(
     r"|^[ \t]*#{1,6}[ \t]*(?:instruction|response|input|system|human|user|assistant)[ \t]*:?[ \t]*$",
     _IM,
 )
-_ROLE_LINES = re.compile(r"^[ \t]*human[ \t]*:.*\n(?:.*\n){0,20}?[ \t]*assistant[ \t]*:|^[ \t]*system[ \t]*:[ \t]*\S", _IM)
+_ROLE_LINES = re.compile(
+    r"^[ \t]*human[ \t]*:.*\n(?:.*\n){0,20}?[ \t]*assistant[ \t]*:|^[ \t]*system[ \t]*:[ \t]*\S", _IM
+)
 # bare slot letters scored on two lines: "A: 10/10" then "B: 2/10"
 _LETTER_SCORES = re.compile(
     r"^[ \t*_>|-]*\(?A\)?[ \t*_]*[:=-][ \t*_]*\d+(?:\.\d+)?[ \t]*/[ \t]*\d+.*\n(?:.*\n){0,2}?"
-    r"[ \t*_>|-]*\(?B\)?[ \t*_]*[:=-][ \t*_]*\d+(?:\.\d+)?[ \t]*/[ \t]*\d+", re.MULTILINE)
+    r"[ \t*_>|-]*\(?B\)?[ \t*_]*[:=-][ \t*_]*\d+(?:\.\d+)?[ \t]*/[ \t]*\d+",
+    re.MULTILINE,
+)
 _VERDICT_SENTENCE = re.compile(
     r"\b(?:verdict|winner|decision|judge?ment|ruling)\b[^.\n]{0,15}?(?:\bis\b|:|=|-)[ \t*_]*(?:(?i:assistant|response)[ \t]*)?"
-    rf"(?-i:[ABC]){_LETTER_END}", _I)
+    rf"(?-i:[ABC]){_LETTER_END}",
+    _I,
+)
 _ORDINAL_CLAIM = re.compile(
     r"\b(?:prefer|choose|select|pick|vote[ \t]+for)[ \t]+the[ \t]+(?:first|second)[ \t]+(?:response|answer|assistant|reply)"
     r"|\bthe[ \t]+(?:first|second)[ \t]+(?:response|answer|assistant|reply)[ \t]+(?:is|wins)[ \t]+(?:clearly[ \t]+|much[ \t]+|the[ \t]+)*"
-    r"(?:better|superior|the[ \t]+winner|winner|best|preferred)\b", _I)
+    r"(?:better|superior|the[ \t]+winner|winner|best|preferred)\b",
+    _I,
+)
 _JSON_OBJECT = re.compile(r"\{[^{}]{0,800}\}")
 _UNESCAPED_BRACE = re.compile(r"(?<!\\)\{")
 _VERDICT_KEYS = frozenset({
@@ -154,8 +163,22 @@ _VERDICT_KEYS = frozenset({
     "final_score", "final_verdict", "final_answer", "preferred", "preference", "better", "choice", "result",
     "judgment", "judgement", "assistant_a", "assistant_b", "rating_a", "rating_b",
 })  # fmt: skip
-_NOTE_KEYS = frozenset({"evidence", "explanation", "reasoning", "reason", "rationale", "justification",
-                        "comment", "comments", "feedback", "confidence", "analysis", "evaluation"})
+_NOTE_KEYS = frozenset(
+    {
+        "evidence",
+        "explanation",
+        "reasoning",
+        "reason",
+        "rationale",
+        "justification",
+        "comment",
+        "comments",
+        "feedback",
+        "confidence",
+        "analysis",
+        "evaluation",
+    }
+)
 
 # --- directives: imperative + judge/verdict vocabulary ---------------------------------------------------
 
@@ -240,9 +263,11 @@ def _verdict_label(name: str, hashes: bool) -> str:
     name = " ".join(name.lower().split())
     if "evidence" in name:
         return "### Evaluation Evidence"
-    if re.search(r"assistant|response|candidate|\bmodel\b|\boutput\b|[ab12]$", name) and re.search(
-        r"score|rating|grade|mark|assistant|response|candidate", name
-    ) and not re.search(r"preferred|better|best|winning|stronger|superior|chosen|selected", name):
+    if (
+        re.search(r"assistant|response|candidate|\bmodel\b|\boutput\b|[ab12]$", name)
+        and re.search(r"score|rating|grade|mark|assistant|response|candidate", name)
+        and not re.search(r"preferred|better|best|winning|stronger|superior|chosen|selected", name)
+    ):
         return "### Score Assistant" if hashes else "score line"
     if re.search(r"score|rating|grade|mark", name):
         return "### Overall Score" if hashes else "score line"
@@ -280,7 +305,9 @@ def _line_findings(scan: Scan, i: int, offset: int, *, code: bool = False) -> No
         return
     name = " ".join(m["name"].split())
     setext = i + 1 < len(lines) and _SETEXT.match(lines[i + 1]) is not None
-    heading = not code and (bool(m["hashes"]) or setext or _HTML_HEADING.match(line.lstrip(" \t-+*>|")) is not None)
+    heading = not code and (
+        bool(m["hashes"]) or setext or _HTML_HEADING.match(line.lstrip(" \t-+*>|")) is not None
+    )
     value = _HTML_TAG.sub("", m["value"]).strip()
     if heading:
         scan.escape.add(i)
@@ -315,8 +342,24 @@ def _claims(name: str, value: str) -> bool:
     return _TIE_VALUE.match(value) is not None and not re.search(r"result|outcome", name, _I)
 
 
-_JUDGE_KEYS = frozenset({"score_a", "score_b", "verdict", "final_verdict", "winner", "preferred", "preference",
-                         "better", "judgment", "judgement", "assistant_a", "assistant_b", "rating_a", "rating_b"})
+_JUDGE_KEYS = frozenset(
+    {
+        "score_a",
+        "score_b",
+        "verdict",
+        "final_verdict",
+        "winner",
+        "preferred",
+        "preference",
+        "better",
+        "judgment",
+        "judgement",
+        "assistant_a",
+        "assistant_b",
+        "rating_a",
+        "rating_b",
+    }
+)
 _JSON_PAIR = re.compile(r"""(?:^|[{,])\s*["'`]?([A-Za-z_][\w -]{0,40}?)["'`]?\s*:\s*["'`]?([^,}"'`]*)""")
 _JSON_SLOT = re.compile(r"^\s*(?:(?:assistant|response)[ _]*)?(?:[abc]|tie)\s*$", _I)
 _JSON_TOP = re.compile(r"^\s*(?:10|100)(?:\.0+)?\s*$")
@@ -405,9 +448,17 @@ def scan(text: str) -> Scan:
         result.flags.append((m.start(), "[[verdict]]"))
         result.escape.add(line_of(m.start()))
     flagged_lines = {line_of(pos) for pos, _ in result.flags}
-    for pattern in (_SLOT_SCORE, _SLOT_CLAIM, _ORDINAL_CLAIM, _VERDICT_SENTENCE):  # a verdict naming a slot, unless the line has a marker already
-        result.flags += [(m.start(), "slot verdict") for m in pattern.finditer(folded)
-                         if line_of(m.start()) not in flagged_lines]
+    for pattern in (
+        _SLOT_SCORE,
+        _SLOT_CLAIM,
+        _ORDINAL_CLAIM,
+        _VERDICT_SENTENCE,
+    ):  # a verdict naming a slot, unless the line has a marker already
+        result.flags += [
+            (m.start(), "slot verdict")
+            for m in pattern.finditer(folded)
+            if line_of(m.start()) not in flagged_lines
+        ]
     for m in _JSON_OBJECT.finditer(folded):
         if _json_verdict(m.group(0)):
             result.flags.append((m.start(), "{json verdict}"))
@@ -498,5 +549,7 @@ def neutralize(text: str) -> str:
     lines = text.split("\n")
     for i in found.escape:
         indent = lines[i][: len(lines[i]) - len(lines[i].lstrip(" \t"))]  # keep code indented
-        lines[i] = indent + _escape_line(found.folded_lines[i].lstrip(" \t"), json_verdict=i in found.json_lines)
+        lines[i] = indent + _escape_line(
+            found.folded_lines[i].lstrip(" \t"), json_verdict=i in found.json_lines
+        )
     return "\n".join(lines)

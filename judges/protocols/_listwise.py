@@ -38,8 +38,9 @@ MAX_ANSWERS: Final = 8
 NO_RANKING_MARKER: Final = "no_ranking_marker"
 INCOMPLETE_RANKING: Final = "incomplete_ranking"  # some shown assistant is not ranked
 INVALID_RANKING: Final = "invalid_ranking"  # a number out of range, repeated, or not a number
-LISTWISE_REASONS: Final = frozenset({EMPTY, REFUSAL, TRUNCATED, NO_RANKING_MARKER, INCOMPLETE_RANKING,
-                                     INVALID_RANKING})
+LISTWISE_REASONS: Final = frozenset(
+    {EMPTY, REFUSAL, TRUNCATED, NO_RANKING_MARKER, INCOMPLETE_RANKING, INVALID_RANKING}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +64,9 @@ def _check_count(n: int) -> None:
         raise ValueError(f"a listwise judge ranks {MIN_ANSWERS} to {MAX_ANSWERS} answers, got {n}")
 
 
-def render_listwise(question: Question, answers: Sequence[Answer], *, structured: bool = False
-                    ) -> list[dict[str, str]]:
+def render_listwise(
+    question: Question, answers: Sequence[Answer], *, structured: bool = False
+) -> list[dict[str, str]]:
     """Chat messages (system + user) asking a judge to rank `answers` (shown as Assistant 1..N, in order).
 
     >>> msgs = render_listwise("2+2?", ["4", "5", "22"])
@@ -75,18 +77,29 @@ def render_listwise(question: Question, answers: Sequence[Answer], *, structured
     messages = _messages(question)
     assistants = [_assistant(f"Assistant {k}", messages, answer) for k, answer in enumerate(answers, start=1)]
     single_turn = _is_single_turn(messages, list(answers))
-    system = _render("system_listwise.j2", n=len(answers), example=_example(len(answers)), structured=structured,
-                     multi_turn=not single_turn)
-    user = _render("conversation.j2", single_turn=single_turn, question=neutralize(messages[0]["content"]),
-                   assistants=assistants)
+    system = _render(
+        "system_listwise.j2",
+        n=len(answers),
+        example=_example(len(answers)),
+        structured=structured,
+        multi_turn=not single_turn,
+    )
+    user = _render(
+        "conversation.j2",
+        single_turn=single_turn,
+        question=neutralize(messages[0]["content"]),
+        assistants=assistants,
+    )
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
 def render_listwise_reprompt(n: int, *, structured: bool = False) -> dict[str, str]:
     """The one follow-up after an unreadable listwise reply: the ranking only, please."""
     _check_count(n)
-    return {"role": "user", "content": _render("reprompt_listwise.j2", n=n, example=_example(n),
-                                               structured=structured)}
+    return {
+        "role": "user",
+        "content": _render("reprompt_listwise.j2", n=n, example=_example(n), structured=structured),
+    }
 
 
 _THINK = re.compile(r"<think>.*?</think>", re.IGNORECASE | re.DOTALL)
@@ -95,8 +108,10 @@ _MARKER = (
     re.compile(r"^[ \t]*[*_]*[ \t]*(?:final[ \t]+)?ranking[ \t]*[*_]*[ \t]*:", re.IGNORECASE | re.MULTILINE),
 )
 _CHAIN = re.compile(r"\[\[[ \t]*\d+[ \t]*\]\](?:[ \t]*>[ \t]*\[\[[ \t]*\d+[ \t]*\]\])+")
-_REFUSAL = re.compile(r"\b(?:i[ \t]+(?:cannot|can't|am[ \t]+unable|won't)|i'm[ \t]+(?:sorry|unable)|as[ \t]+an[ \t]+ai\b)",
-                      re.IGNORECASE)
+_REFUSAL = re.compile(
+    r"\b(?:i[ \t]+(?:cannot|can't|am[ \t]+unable|won't)|i'm[ \t]+(?:sorry|unable)|as[ \t]+an[ \t]+ai\b)",
+    re.IGNORECASE,
+)
 _ITEM = re.compile(r"^[\s*_`\"'\[(]*(?:assistant|response|answer)?[ \t#]*(\d+)[\s*_`\"'\])]*$", re.IGNORECASE)
 
 
@@ -112,7 +127,7 @@ def parse_ranking(text: str, n: int) -> ParsedRanking:
     for marker in _MARKER:
         found = list(marker.finditer(text))
         if found:
-            rest = text[found[-1].end():].strip()
+            rest = text[found[-1].end() :].strip()
             line = rest.splitlines()[0] if rest else ""
             if not line.strip():
                 return ParsedRanking(unscored_reason=TRUNCATED)

@@ -260,8 +260,13 @@ def parse_single_score(text: str, scale: int = 10) -> Parsed:
 
 
 def _combined_marker(text: str, who: str) -> re.Match[str] | None:
-    return _final([[m for m in pattern.finditer(text) if (m["w1"] or m["w2"]).upper() == who]
-                   for pattern in _COMBINED_TIERS], text)
+    return _final(
+        [
+            [m for m in pattern.finditer(text) if (m["w1"] or m["w2"]).upper() == who]
+            for pattern in _COMBINED_TIERS
+        ],
+        text,
+    )
 
 
 def verdict_from_scores(score_a: float, score_b: float) -> Verdict:

@@ -33,7 +33,9 @@ class DirectVerdict(BaseModel):
 
     model_config = _CONFIG
 
-    evidence: str = Field(max_length=EVIDENCE_MAX_CHARS, description="Your explanation comparing the two answers.")
+    evidence: str = Field(
+        max_length=EVIDENCE_MAX_CHARS, description="Your explanation comparing the two answers."
+    )
     answer: Literal["A", "B", "C"] = Field(
         description="A if assistant A is better, B if B is better, C for a tie."
     )
@@ -44,7 +46,9 @@ class SingleScore(BaseModel):
 
     model_config = _CONFIG
 
-    evidence: str = Field(max_length=EVIDENCE_MAX_CHARS, description="Your explanation of the answer's quality.")
+    evidence: str = Field(
+        max_length=EVIDENCE_MAX_CHARS, description="Your explanation of the answer's quality."
+    )
     score: float = Field(ge=0, le=10, description="The answer's score from 1 to 10; higher is better.")
 
 
@@ -53,7 +57,9 @@ class CombinedScores(BaseModel):
 
     model_config = _CONFIG
 
-    evidence: str = Field(max_length=EVIDENCE_MAX_CHARS, description="Your explanation comparing the two answers.")
+    evidence: str = Field(
+        max_length=EVIDENCE_MAX_CHARS, description="Your explanation comparing the two answers."
+    )
     score_a: float = Field(ge=0, le=10, description="Assistant A's score from 1 to 10; higher is better.")
     score_b: float = Field(ge=0, le=10, description="Assistant B's score from 1 to 10; higher is better.")
 

@@ -54,6 +54,7 @@ BIAS_SERIES = (
     ("prefers its own model", GREEN),
 )
 
+
 def band(kappa: float | None) -> str:
     """Landis & Koch's reading of a kappa value."""
     if kappa is None or math.isnan(kappa):
@@ -451,13 +452,25 @@ def render_markdown(
         lines += ["## Trivial baselines on the same items", ""]
         lines += _table(
             ["baseline", "rule", "kappa", "95% CI", "accuracy"],
-            [[b["name"], b["description"], fmt(b["kappa"]), _ci(b), fmt(b["accuracy"])] for b in ctx["baselines"]],
+            [
+                [b["name"], b["description"], fmt(b["kappa"]), _ci(b), fmt(b["accuracy"])]
+                for b in ctx["baselines"]
+            ],
         )
     lines += ["## Length control", ""]
     lines += _table(
-        ["setting", "agreement", "agreement, length-controlled", "acc. humans chose longer",
-         "acc. humans chose shorter", "A wins (judge)", "A wins LC (judge)", "A wins LC (humans)",
-         "length coef judge", "length coef humans"],
+        [
+            "setting",
+            "agreement",
+            "agreement, length-controlled",
+            "acc. humans chose longer",
+            "acc. humans chose shorter",
+            "A wins (judge)",
+            "A wins LC (judge)",
+            "A wins LC (humans)",
+            "length coef judge",
+            "length coef humans",
+        ],
         [_length_row(e) for e in agreement["settings"]],
     )
     sample = ctx["sample"]
@@ -475,8 +488,11 @@ def render_markdown(
         lines += _table(
             ["label", "set", "sample"],
             [
-                [k, f"{sample['label_counts']['set'][k]} ({pct(sample['label_shares']['set'][k])})",
-                 f"{sample['label_counts']['sample'][k]} ({pct(sample['label_shares']['sample'][k])})"]
+                [
+                    k,
+                    f"{sample['label_counts']['set'][k]} ({pct(sample['label_shares']['set'][k])})",
+                    f"{sample['label_counts']['sample'][k]} ({pct(sample['label_shares']['sample'][k])})",
+                ]
                 for k in ("A", "B", "tie")
             ],
         )
@@ -569,9 +585,23 @@ def length_cells(entry: dict[str, Any]) -> dict[str, Any]:
 
 def _length_row(entry: dict[str, Any]) -> list[Any]:
     cells = length_cells(entry)
-    return [entry["setting_id"], *(fmt(cells[k], 2) for k in (
-        "agreement", "agreement_lc", "longer", "shorter", "a_wins", "a_wins_lc", "human_a_wins_lc", "coef",
-        "human_coef"))]
+    return [
+        entry["setting_id"],
+        *(
+            fmt(cells[k], 2)
+            for k in (
+                "agreement",
+                "agreement_lc",
+                "longer",
+                "shorter",
+                "a_wins",
+                "a_wins_lc",
+                "human_a_wins_lc",
+                "coef",
+                "human_coef",
+            )
+        ),
+    ]
 
 
 def render_report(

@@ -20,6 +20,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from factory._util.errors import UserError
 from factory.annotate import (
     AnnotationServer,
     Item,
@@ -36,7 +37,6 @@ from factory.annotate import (
     write_canonical,
 )
 from factory.cli.annotate_cmd import register
-from factory._util.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
 

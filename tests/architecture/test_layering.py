@@ -77,12 +77,16 @@ def upward_imports(root: Path) -> list[str]:
     for path in sorted(p for top in ("factory", "judges", "flows") for p in (root / top).rglob("*.py")):
         module = module_name(path, root)
         own = layer_of(module)
-        for line, target in project_imports(path.read_text(encoding="utf-8"), module, path.name == "__init__.py"):
+        for line, target in project_imports(
+            path.read_text(encoding="utf-8"), module, path.name == "__init__.py"
+        ):
             if not known_module(target, root):
                 continue  # a name imported from a module, not a module
             if layer_of(target) > own:
-                problems.append(f"{path.relative_to(root)}:{line}: {module} (layer {own}) imports {target} "
-                                f"(layer {layer_of(target)})")
+                problems.append(
+                    f"{path.relative_to(root)}:{line}: {module} (layer {own}) imports {target} "
+                    f"(layer {layer_of(target)})"
+                )
     return problems
 
 

@@ -30,9 +30,26 @@ def quick(tmp_path: Path) -> Options:
 def test_cli_quick_throughput_writes_json_and_report(tmp_path: Path) -> None:
     results = tmp_path / "results"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--only", "throughput",
-                           "--results-dir", str(results), "--work-dir", str(tmp_path / "work")],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--quick",
+            "--only",
+            "throughput",
+            "--results-dir",
+            str(results),
+            "--work-dir",
+            str(tmp_path / "work"),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     record = json.loads((results / "throughput.json").read_text())
     assert record["quick"] is True and record["machine"]["nproc"] >= 1
@@ -91,20 +108,35 @@ def test_side_by_side_quick_counts_every_call_and_the_first_call(tmp_path: Path)
     assert run["judged"] == size["prompts"] == 48 and run["calls"] == 3 * 48  # 2 generations + 1 judge each
     assert 0 < run["first_call_s"] < run["wall_s"] and run["calling_calls_per_s"] > 0
     assert {"aiohttp", "openai-sdk", "litellm", "factory-gateway"} <= set(r["ceilings_c64"])
-    assert set(r["targets"]) == {"c64_factory_over_curator", "c8_factory_over_curator",
-                                 "c64_calling_over_raw_aiohttp", "c8_calling_over_limit", "first_call_s"}
+    assert set(r["targets"]) == {
+        "c64_factory_over_curator",
+        "c8_factory_over_curator",
+        "c64_calling_over_raw_aiohttp",
+        "c8_calling_over_limit",
+        "first_call_s",
+    }
 
 
 def test_profile_shares_give_each_sample_to_one_component() -> None:
     from benchmarks.profile import shares
 
-    lines = (("MainThread;main (factory/cli/__init__.py:1);_find_and_load (<frozen importlib._bootstrap>:1);"
-             "x (litellm/a.py:3) 5"),
-             "MainThread;complete (factory/llm/gateway.py:9);put (factory/llm/cache.py:4);dumps (json/__init__.py:2) 3",
-             "MainThread;complete (factory/llm/gateway.py:9);post (aiohttp/client.py:7) 2",
-             "Thread-1;_worker (concurrent/futures/thread.py:83) 40")  # an idle pool worker: not counted
-    assert shares("\n".join(lines)) == {"samples": 10, "shares": {"imports (start-up)": 0.5, "JSON encode/decode": 0.3,
-                                                     "HTTP client (aiohttp, httpx, openai SDK)": 0.2}}
+    lines = (
+        (
+            "MainThread;main (factory/cli/__init__.py:1);_find_and_load (<frozen importlib._bootstrap>:1);"
+            "x (litellm/a.py:3) 5"
+        ),
+        "MainThread;complete (factory/llm/gateway.py:9);put (factory/llm/cache.py:4);dumps (json/__init__.py:2) 3",
+        "MainThread;complete (factory/llm/gateway.py:9);post (aiohttp/client.py:7) 2",
+        "Thread-1;_worker (concurrent/futures/thread.py:83) 40",
+    )  # an idle pool worker: not counted
+    assert shares("\n".join(lines)) == {
+        "samples": 10,
+        "shares": {
+            "imports (start-up)": 0.5,
+            "JSON encode/decode": 0.3,
+            "HTTP client (aiohttp, httpx, openai SDK)": 0.2,
+        },
+    }
 
 
 def test_embedded_quick_factory_generates_the_same_tokens_as_direct(tmp_path: Path) -> None:

@@ -46,9 +46,12 @@ GOOD_PROMPTS = '{"id": "a", "prompt": "Hello?"}\n{"id": "b", "prompt": "Why?"}\n
 def _base() -> dict[str, Any]:
     """A valid build spec; `SERVER` in an api_base is replaced by the case's fake server."""
     fake = {"model": "openai/fake", "api_base": "SERVER", "max_tokens": 32}
-    return {"run": {"name": "bad", "output_dir": "outputs", "shard_size": 2},
-            "models": {"generator": dict(fake), "judge": dict(fake), "rationale_writer": dict(fake)},
-            "prompts": {"path": "prompts.jsonl"}, "gate": {"enabled": False}}
+    return {
+        "run": {"name": "bad", "output_dir": "outputs", "shard_size": 2},
+        "models": {"generator": dict(fake), "judge": dict(fake), "rationale_writer": dict(fake)},
+        "prompts": {"path": "prompts.jsonl"},
+        "gate": {"enabled": False},
+    }
 
 
 def _with(*changes: tuple[str, Any]) -> dict[str, Any]:
@@ -127,138 +130,400 @@ def _cases() -> list[Case]:
     human_rows = '{"id": "h1", "prompt": "p", "response_a": "a", "response_b": "b"}\n'  # no label column
     cases = [
         # -- 1. roles named anywhere must exist -------------------------------------------------------
-        Case("juror of a heterogeneous jury names an unknown role", BUILD, "unknown model role 'critic' in "
-             "judging.setting.jurors[1].models",
-             _build(_with(_judging(kind="jury", jurors=[{"models": ["judge"]}, {"models": ["critic"]}])))),
-        Case("juror of a nested jury names an unknown role", BUILD, "judging.setting.jurors[0].jurors[0].models",
-             _build(_with(_judging(kind="jury", jurors=[{"kind": "jury", "jurors": [{"models": ["ghost"]}]}])))),
-        Case("one jury model misspelt", BUILD, "unknown model role 'judje'",
-             _build(_with(_judging(kind="jury", models=["judge", "judje"])))),
-        Case("debate played by an unknown role", BUILD, "unknown model role 'debater'",
-             _build(_with(_judging(kind="debate", models=["debater"])))),
-        Case("variants.fresh_role unknown", BUILD, "unknown model role 'writer' in variants.fresh_role",
-             _build(_with(("variants", {"fresh": True, "fresh_role": "writer"})))),
-        Case("rationales.verifier_role unknown", BUILD, "unknown model role 'checker' in rationales.verifier_role",
-             _build(_with(("rationales", {"verify": True, "verifier_role": "checker"})))),
-        Case("default verifier is not a role when jurors name the judges", BUILD,
-             "unknown model role 'judge' in rationales.verifier_role (default",
-             _build(_with(("models.judge", None), ("models.j1", {"model": "openai/fake", "api_base": "SERVER"}),
-                          _judging(kind="jury", jurors=[{"models": ["j1"]}]), ("rationales", {"verify": True})))),
-        Case("feedback-loop reviewer unknown", BUILD, "unknown model role 'editor'",
-             _build(_with(("generation", {"workflows": [{"kind": "feedback_loop", "reviewers": ["editor"]}]})))),
+        Case(
+            "juror of a heterogeneous jury names an unknown role",
+            BUILD,
+            "unknown model role 'critic' in judging.setting.jurors[1].models",
+            _build(_with(_judging(kind="jury", jurors=[{"models": ["judge"]}, {"models": ["critic"]}]))),
+        ),
+        Case(
+            "juror of a nested jury names an unknown role",
+            BUILD,
+            "judging.setting.jurors[0].jurors[0].models",
+            _build(
+                _with(_judging(kind="jury", jurors=[{"kind": "jury", "jurors": [{"models": ["ghost"]}]}]))
+            ),
+        ),
+        Case(
+            "one jury model misspelt",
+            BUILD,
+            "unknown model role 'judje'",
+            _build(_with(_judging(kind="jury", models=["judge", "judje"]))),
+        ),
+        Case(
+            "debate played by an unknown role",
+            BUILD,
+            "unknown model role 'debater'",
+            _build(_with(_judging(kind="debate", models=["debater"]))),
+        ),
+        Case(
+            "variants.fresh_role unknown",
+            BUILD,
+            "unknown model role 'writer' in variants.fresh_role",
+            _build(_with(("variants", {"fresh": True, "fresh_role": "writer"}))),
+        ),
+        Case(
+            "rationales.verifier_role unknown",
+            BUILD,
+            "unknown model role 'checker' in rationales.verifier_role",
+            _build(_with(("rationales", {"verify": True, "verifier_role": "checker"}))),
+        ),
+        Case(
+            "default verifier is not a role when jurors name the judges",
+            BUILD,
+            "unknown model role 'judge' in rationales.verifier_role (default",
+            _build(
+                _with(
+                    ("models.judge", None),
+                    ("models.j1", {"model": "openai/fake", "api_base": "SERVER"}),
+                    _judging(kind="jury", jurors=[{"models": ["j1"]}]),
+                    ("rationales", {"verify": True}),
+                )
+            ),
+        ),
+        Case(
+            "feedback-loop reviewer unknown",
+            BUILD,
+            "unknown model role 'editor'",
+            _build(
+                _with(("generation", {"workflows": [{"kind": "feedback_loop", "reviewers": ["editor"]}]}))
+            ),
+        ),
         # -- 1. model strings --------------------------------------------------------------------------
-        Case("empty model string", BUILD, "models.judge.model: model is empty", _build(_with(("models.judge.model", "")))),
-        Case("blank model string", BUILD, "models.judge.model: model is empty",
-             _build(_with(("models.judge.model", "   ")))),
-        Case("model string with a space", BUILD, "must not contain spaces",
-             _build(_with(("models.judge.model", "openai/gpt 4o")))),
-        Case("unknown embedded model", BUILD, "unknown embedded model 'local/smollm3'",
-             _build(_with(("models.judge.model", "local/smollm3")))),
-        Case("embedded model with no name", BUILD, "unknown embedded model 'local/'",
-             _build(_with(("models.generator.model", "local/")))),
+        Case(
+            "empty model string",
+            BUILD,
+            "models.judge.model: model is empty",
+            _build(_with(("models.judge.model", ""))),
+        ),
+        Case(
+            "blank model string",
+            BUILD,
+            "models.judge.model: model is empty",
+            _build(_with(("models.judge.model", "   "))),
+        ),
+        Case(
+            "model string with a space",
+            BUILD,
+            "must not contain spaces",
+            _build(_with(("models.judge.model", "openai/gpt 4o"))),
+        ),
+        Case(
+            "unknown embedded model",
+            BUILD,
+            "unknown embedded model 'local/smollm3'",
+            _build(_with(("models.judge.model", "local/smollm3"))),
+        ),
+        Case(
+            "embedded model with no name",
+            BUILD,
+            "unknown embedded model 'local/'",
+            _build(_with(("models.generator.model", "local/"))),
+        ),
         # -- 1. the gate's human set, before any generation -------------------------------------------
-        Case("misspelt public human set", BUILD, "gate.human_set: human set 'pandlam' is neither a known set",
-             _build(_with(("gate", {"human_set": "pandlam"})))),
-        Case("human set file missing", BUILD, "gate.human_set: human set", _build(_with(("gate", {"human_set": "labels.jsonl"})))),
-        Case("human set file of no known format", BUILD, "gate.human_set:",
-             _build(_with(("gate", {"human_set": "labels.json"})), **{"labels.json": '{"not": "a list"}'})),
-        Case("human set rows without labels", BUILD, "gate.human_set:",
-             _build(_with(("gate", {"human_set": "labels.jsonl"})), **{"labels.jsonl": human_rows})),
-        Case("human set file is empty", BUILD, "gate.human_set:",
-             _build(_with(("gate", {"human_set": "labels.jsonl"})), **{"labels.jsonl": ""})),
+        Case(
+            "misspelt public human set",
+            BUILD,
+            "gate.human_set: human set 'pandlam' is neither a known set",
+            _build(_with(("gate", {"human_set": "pandlam"}))),
+        ),
+        Case(
+            "human set file missing",
+            BUILD,
+            "gate.human_set: human set",
+            _build(_with(("gate", {"human_set": "labels.jsonl"}))),
+        ),
+        Case(
+            "human set file of no known format",
+            BUILD,
+            "gate.human_set:",
+            _build(_with(("gate", {"human_set": "labels.json"})), **{"labels.json": '{"not": "a list"}'}),
+        ),
+        Case(
+            "human set rows without labels",
+            BUILD,
+            "gate.human_set:",
+            _build(_with(("gate", {"human_set": "labels.jsonl"})), **{"labels.jsonl": human_rows}),
+        ),
+        Case(
+            "human set file is empty",
+            BUILD,
+            "gate.human_set:",
+            _build(_with(("gate", {"human_set": "labels.jsonl"})), **{"labels.jsonl": ""}),
+        ),
         # -- 1. numbers: finite, and in range ---------------------------------------------------------
-        Case("--max-cost nan", (*BUILD, "--max-cost", "nan"), "max_cost_usd must be a finite number", _build(_base())),
-        Case("--max-cost inf", (*BUILD, "--max-cost", "inf"), "max_cost_usd must be a finite number", _build(_base())),
-        Case("--max-cost -inf", (*BUILD, "--max-cost", "-inf"), "max_cost_usd must be a finite number",
-             _build(_base())),
-        Case("budget nan in yaml", BUILD, "budget.max_cost_usd: Input should be a finite number",
-             _build(_base_yaml() + "budget: {max_cost_usd: .nan}\n")),
-        Case("temperature nan", BUILD, "temperature: Input should be a finite number",
-             _build(_base_yaml().replace("max_tokens: 32", "max_tokens: 32\n    temperature: .nan", 2))),
-        Case("timeout inf", BUILD, "timeout_s: Input should be a finite number",
-             _build(_base_yaml().replace("max_tokens: 32", "max_tokens: 32\n    timeout_s: .inf", 1))),
-        Case("backoff inf", BUILD, "gateway.backoff_max_s: Input should be a finite number",
-             _build(_base_yaml() + "gateway: {backoff_max_s: .inf}\n")),
-        Case("min margin inf", BUILD, "pairs.min_margin: Input should be a finite number",
-             _build(_base_yaml() + "pairs: {min_margin: .inf}\n")),
-        Case("juror weight nan", BUILD, "judging.setting.weights",
-             _build(_base_yaml() + "judging: {setting: {kind: jury, models: [judge, generator], reducer: weighted, "
-                                   "weights: [1.0, .nan]}}\n")),
-        Case("--workers 0", ("build", "c.yaml", "--workers", "0"), "Invalid value for '--workers'", _build(_base())),
+        Case(
+            "--max-cost nan",
+            (*BUILD, "--max-cost", "nan"),
+            "max_cost_usd must be a finite number",
+            _build(_base()),
+        ),
+        Case(
+            "--max-cost inf",
+            (*BUILD, "--max-cost", "inf"),
+            "max_cost_usd must be a finite number",
+            _build(_base()),
+        ),
+        Case(
+            "--max-cost -inf",
+            (*BUILD, "--max-cost", "-inf"),
+            "max_cost_usd must be a finite number",
+            _build(_base()),
+        ),
+        Case(
+            "budget nan in yaml",
+            BUILD,
+            "budget.max_cost_usd: Input should be a finite number",
+            _build(_base_yaml() + "budget: {max_cost_usd: .nan}\n"),
+        ),
+        Case(
+            "temperature nan",
+            BUILD,
+            "temperature: Input should be a finite number",
+            _build(_base_yaml().replace("max_tokens: 32", "max_tokens: 32\n    temperature: .nan", 2)),
+        ),
+        Case(
+            "timeout inf",
+            BUILD,
+            "timeout_s: Input should be a finite number",
+            _build(_base_yaml().replace("max_tokens: 32", "max_tokens: 32\n    timeout_s: .inf", 1)),
+        ),
+        Case(
+            "backoff inf",
+            BUILD,
+            "gateway.backoff_max_s: Input should be a finite number",
+            _build(_base_yaml() + "gateway: {backoff_max_s: .inf}\n"),
+        ),
+        Case(
+            "min margin inf",
+            BUILD,
+            "pairs.min_margin: Input should be a finite number",
+            _build(_base_yaml() + "pairs: {min_margin: .inf}\n"),
+        ),
+        Case(
+            "juror weight nan",
+            BUILD,
+            "judging.setting.weights",
+            _build(
+                _base_yaml()
+                + "judging: {setting: {kind: jury, models: [judge, generator], reducer: weighted, "
+                "weights: [1.0, .nan]}}\n"
+            ),
+        ),
+        Case(
+            "--workers 0",
+            ("build", "c.yaml", "--workers", "0"),
+            "Invalid value for '--workers'",
+            _build(_base()),
+        ),
         # -- 1. duplicate keys -------------------------------------------------------------------------
-        Case("duplicate top-level key", BUILD, "duplicate key 'models' (first at line 5)",
-             _build(_base_yaml() + "models: {judge: {model: openai/other}}\n")),
-        Case("duplicate nested key", BUILD, "duplicate key 'name' (first at line 2)",
-             _build(_base_yaml().replace("  name: bad\n", "  name: bad\n  name: other\n"))),
-        Case("duplicate key in a flow mapping", BUILD, "duplicate key 'max_calls'",
-             _build(_base_yaml() + "budget: {max_calls: 5, max_calls: 500000}\n")),
+        Case(
+            "duplicate top-level key",
+            BUILD,
+            "duplicate key 'models' (first at line 5)",
+            _build(_base_yaml() + "models: {judge: {model: openai/other}}\n"),
+        ),
+        Case(
+            "duplicate nested key",
+            BUILD,
+            "duplicate key 'name' (first at line 2)",
+            _build(_base_yaml().replace("  name: bad\n", "  name: bad\n  name: other\n")),
+        ),
+        Case(
+            "duplicate key in a flow mapping",
+            BUILD,
+            "duplicate key 'max_calls'",
+            _build(_base_yaml() + "budget: {max_calls: 5, max_calls: 500000}\n"),
+        ),
         # -- 1. --resume needs a run folder this factory wrote ----------------------------------------
-        Case("resume a folder that only has a config.yaml", ("build", "--resume", "run", "--engine", "local"),
-             "not a run folder this factory wrote", setup=_fake_run),
-        Case("resume a folder with a config and other files", ("build", "--resume", "run", "--engine", "local"),
-             "not a run folder this factory wrote",
-             setup=lambda d: _fake_run(d, files={"notes.txt": "mine", "data.csv": "a,b\n"})),
-        Case("resume a folder with a garbage marker", ("build", "--resume", "run", "--engine", "local"),
-             "factory-run.json is not the marker", setup=lambda d: _fake_run(d, marker="not json")),
-        Case("resume a folder from a newer factory", ("build", "--resume", "run", "--engine", "local"),
-             "written by a newer factory", setup=lambda d: _fake_run(d, marker='{"format": 99}')),
-        Case("resume a file", ("build", "--resume", "c.yaml", "--engine", "local"), "not a run folder (a file",
-             _build(_base())),
+        Case(
+            "resume a folder that only has a config.yaml",
+            ("build", "--resume", "run", "--engine", "local"),
+            "not a run folder this factory wrote",
+            setup=_fake_run,
+        ),
+        Case(
+            "resume a folder with a config and other files",
+            ("build", "--resume", "run", "--engine", "local"),
+            "not a run folder this factory wrote",
+            setup=lambda d: _fake_run(d, files={"notes.txt": "mine", "data.csv": "a,b\n"}),
+        ),
+        Case(
+            "resume a folder with a garbage marker",
+            ("build", "--resume", "run", "--engine", "local"),
+            "factory-run.json is not the marker",
+            setup=lambda d: _fake_run(d, marker="not json"),
+        ),
+        Case(
+            "resume a folder from a newer factory",
+            ("build", "--resume", "run", "--engine", "local"),
+            "written by a newer factory",
+            setup=lambda d: _fake_run(d, marker='{"format": 99}'),
+        ),
+        Case(
+            "resume a file",
+            ("build", "--resume", "c.yaml", "--engine", "local"),
+            "not a run folder (a file",
+            _build(_base()),
+        ),
         # -- 2. resource exhaustion: bounded time and memory ------------------------------------------
         Case("yaml alias bomb", BUILD, "aliases expand to more than", _build(_bomb()), limited=True),
-        Case("yaml alias bomb in a calibration config", ("calibrate", "cal.yaml"), "aliases expand to more than",
-             {"cal.yaml": _bomb()}, limited=True),
-        Case("recursive yaml alias", BUILD, "recursive structure",
-             _build(_base_yaml() + "extra: &x [1, *x]\n"), limited=True),
-        Case("yaml nested 10000 deep", BUILD, "not valid YAML", _build("a: " + "[" * 10000 + "]" * 10000 + "\n"),
-             limited=True),
-        Case("config is a fifo", BUILD, "not a regular file", {"prompts.jsonl": GOOD_PROMPTS}, _fifo("c.yaml"),
-             limited=True),
-        Case("config links to /dev/zero", BUILD, "not a regular file", {"prompts.jsonl": GOOD_PROMPTS},
-             _link("c.yaml", "/dev/zero"), limited=True),
-        Case("config of 2 MB", BUILD, "config file is too large",
-             _build(_base_yaml() + "# " + "x" * (2 << 20) + "\n"), limited=True),
-        Case("huge unknown key", BUILD, "unknown key",
-             _build(_base_yaml() + "? " + "k" * 200_000 + "\n: 1\n"), limited=True),
-        Case("huge value of the wrong type", BUILD, "run.shard_size",
-             _build(_base_yaml().replace("shard_size: 2", "shard_size: [" + ", ".join(["word"] * 50_000) + "]")),
-             limited=True),
-        Case("fake-llm script alias bomb", ("fake-llm", "--script", "s.yaml", "--port", "0"),
-             "aliases expand to more than", {"s.yaml": _bomb()}, limited=True),
+        Case(
+            "yaml alias bomb in a calibration config",
+            ("calibrate", "cal.yaml"),
+            "aliases expand to more than",
+            {"cal.yaml": _bomb()},
+            limited=True,
+        ),
+        Case(
+            "recursive yaml alias",
+            BUILD,
+            "recursive structure",
+            _build(_base_yaml() + "extra: &x [1, *x]\n"),
+            limited=True,
+        ),
+        Case(
+            "yaml nested 10000 deep",
+            BUILD,
+            "not valid YAML",
+            _build("a: " + "[" * 10000 + "]" * 10000 + "\n"),
+            limited=True,
+        ),
+        Case(
+            "config is a fifo",
+            BUILD,
+            "not a regular file",
+            {"prompts.jsonl": GOOD_PROMPTS},
+            _fifo("c.yaml"),
+            limited=True,
+        ),
+        Case(
+            "config links to /dev/zero",
+            BUILD,
+            "not a regular file",
+            {"prompts.jsonl": GOOD_PROMPTS},
+            _link("c.yaml", "/dev/zero"),
+            limited=True,
+        ),
+        Case(
+            "config of 2 MB",
+            BUILD,
+            "config file is too large",
+            _build(_base_yaml() + "# " + "x" * (2 << 20) + "\n"),
+            limited=True,
+        ),
+        Case(
+            "huge unknown key",
+            BUILD,
+            "unknown key",
+            _build(_base_yaml() + "? " + "k" * 200_000 + "\n: 1\n"),
+            limited=True,
+        ),
+        Case(
+            "huge value of the wrong type",
+            BUILD,
+            "run.shard_size",
+            _build(
+                _base_yaml().replace("shard_size: 2", "shard_size: [" + ", ".join(["word"] * 50_000) + "]")
+            ),
+            limited=True,
+        ),
+        Case(
+            "fake-llm script alias bomb",
+            ("fake-llm", "--script", "s.yaml", "--port", "0"),
+            "aliases expand to more than",
+            {"s.yaml": _bomb()},
+            limited=True,
+        ),
         # -- 3. usage errors exit 2 ---------------------------------------------------------------------
-        Case("non-numeric --max-calls", ("build", "c.yaml", "--max-calls", "many"), "Invalid value for '--max-calls'"),
-        Case("non-numeric --max-cost", ("build", "c.yaml", "--max-cost", "cheap"), "Invalid value for '--max-cost'"),
+        Case(
+            "non-numeric --max-calls",
+            ("build", "c.yaml", "--max-calls", "many"),
+            "Invalid value for '--max-calls'",
+        ),
+        Case(
+            "non-numeric --max-cost",
+            ("build", "c.yaml", "--max-cost", "cheap"),
+            "Invalid value for '--max-cost'",
+        ),
         Case("unknown option", ("build", "c.yaml", "--colour"), "No such option: --colour"),
         Case("misspelt command", ("buidl", "c.yaml"), "No such command 'buidl'"),
         Case("option without its value", ("build", "c.yaml", "--max-cost"), "requires an argument"),
         Case("missing argument", ("train",), "Missing argument"),
         Case("extra argument", ("build", "a.yaml", "b.yaml"), "unexpected extra argument"),
         Case("no command at all", (), "no command given"),
-        Case("config path is a dangling symlink", BUILD, "config file not found",
-             {"prompts.jsonl": GOOD_PROMPTS}, _link("c.yaml", "gone.yaml")),
+        Case(
+            "config path is a dangling symlink",
+            BUILD,
+            "config file not found",
+            {"prompts.jsonl": GOOD_PROMPTS},
+            _link("c.yaml", "gone.yaml"),
+        ),
         Case("nan beta for train", ("train", "run", "--beta", "nan"), "Invalid value for '--beta'"),
-        Case("negative latency for fake-llm", ("fake-llm", "--latency", "-1"), "Invalid value for '--latency'"),
+        Case(
+            "negative latency for fake-llm", ("fake-llm", "--latency", "-1"), "Invalid value for '--latency'"
+        ),
         # -- 5. credentials pasted into params ----------------------------------------------------------
-        Case("api key nested in extra_body", BUILD, "params must not hold credentials (extra_body.api_key)",
-             _build(_with(_params({"extra_body": {"api_key": SECRET}})))),
-        Case("bearer token in default_headers", BUILD, "(default_headers.Authorization)",
-             _build(_with(_params({"default_headers": {"Authorization": f"Bearer {SECRET}"}})))),
-        Case("x-api-key header", BUILD, "(extra_headers.X-Api-Key)",
-             _build(_with(_params({"extra_headers": {"X-Api-Key": RANDOM_SECRET}})))),
-        Case("key-shaped value under an innocent name", BUILD, "(extra_body.metadata.note)",
-             _build(_with(_params({"extra_body": {"metadata": {"note": SECRET}}})))),
-        Case("hugging face token as a value", BUILD, "(extra_body.hub)",
-             _build(_with(_params({"extra_body": {"hub": HF_SECRET}})))),
-        Case("random token under an innocent name", BUILD, "(extra_body.session)",
-             _build(_with(_params({"extra_body": {"session": RANDOM_SECRET}})))),
-        Case("bearer token inside a list", BUILD, "(extra_body.headers[1])",
-             _build(_with(_params({"extra_body": {"headers": ["Accept: */*", f"Bearer {SECRET}"]}})))),
-        Case("secret as a mapping key", BUILD, "params must not hold credentials (extra_body.<a key-shaped name>)",
-             _build(_with(_params({"extra_body": {SECRET: True}})))),
-        Case("password in api_base", BUILD, "api_base must not hold credentials",
-             _build(_with(("models.judge.api_base", f"http://user:{RANDOM_SECRET}@127.0.0.1:9/v1")))),
-        Case("key in the api_base query", BUILD, "api_base must not hold credentials",
-             _build(_with(("models.judge.api_base", f"http://127.0.0.1:9/v1?api_key={SECRET}")))),
+        Case(
+            "api key nested in extra_body",
+            BUILD,
+            "params must not hold credentials (extra_body.api_key)",
+            _build(_with(_params({"extra_body": {"api_key": SECRET}}))),
+        ),
+        Case(
+            "bearer token in default_headers",
+            BUILD,
+            "(default_headers.Authorization)",
+            _build(_with(_params({"default_headers": {"Authorization": f"Bearer {SECRET}"}}))),
+        ),
+        Case(
+            "x-api-key header",
+            BUILD,
+            "(extra_headers.X-Api-Key)",
+            _build(_with(_params({"extra_headers": {"X-Api-Key": RANDOM_SECRET}}))),
+        ),
+        Case(
+            "key-shaped value under an innocent name",
+            BUILD,
+            "(extra_body.metadata.note)",
+            _build(_with(_params({"extra_body": {"metadata": {"note": SECRET}}}))),
+        ),
+        Case(
+            "hugging face token as a value",
+            BUILD,
+            "(extra_body.hub)",
+            _build(_with(_params({"extra_body": {"hub": HF_SECRET}}))),
+        ),
+        Case(
+            "random token under an innocent name",
+            BUILD,
+            "(extra_body.session)",
+            _build(_with(_params({"extra_body": {"session": RANDOM_SECRET}}))),
+        ),
+        Case(
+            "bearer token inside a list",
+            BUILD,
+            "(extra_body.headers[1])",
+            _build(_with(_params({"extra_body": {"headers": ["Accept: */*", f"Bearer {SECRET}"]}}))),
+        ),
+        Case(
+            "secret as a mapping key",
+            BUILD,
+            "params must not hold credentials (extra_body.<a key-shaped name>)",
+            _build(_with(_params({"extra_body": {SECRET: True}}))),
+        ),
+        Case(
+            "password in api_base",
+            BUILD,
+            "api_base must not hold credentials",
+            _build(_with(("models.judge.api_base", f"http://user:{RANDOM_SECRET}@127.0.0.1:9/v1"))),
+        ),
+        Case(
+            "key in the api_base query",
+            BUILD,
+            "api_base must not hold credentials",
+            _build(_with(("models.judge.api_base", f"http://127.0.0.1:9/v1?api_key={SECRET}"))),
+        ),
     ]
     return cases
 
@@ -270,12 +535,22 @@ def _limit_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
 
 
-def _run(args: tuple[str, ...] | list[str], cwd: Path, limited: bool = False) -> subprocess.CompletedProcess[str]:
+def _run(
+    args: tuple[str, ...] | list[str], cwd: Path, limited: bool = False
+) -> subprocess.CompletedProcess[str]:
     """`python -m factory ARGS` in `cwd`; a run past TIMEOUT_S is killed and reported as exit -9."""
     command = [sys.executable, "-m", "factory", *args]
     try:
-        return subprocess.run(command, capture_output=True, text=True, check=False, env=cli_env(), cwd=cwd,
-                              timeout=TIMEOUT_S, preexec_fn=_limit_memory if limited else None)
+        return subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            check=False,
+            env=cli_env(),
+            cwd=cwd,
+            timeout=TIMEOUT_S,
+            preexec_fn=_limit_memory if limited else None,
+        )
     except subprocess.TimeoutExpired:
         return subprocess.CompletedProcess(command, -9, "", f"killed after {TIMEOUT_S} s (a hang)")
 
@@ -289,7 +564,9 @@ def _write(folder: Path, files: dict[str, Any], base_url: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[subprocess.CompletedProcess[str], int, bool]]:
+def results(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, tuple[subprocess.CompletedProcess[str], int, bool]]:
     """Every case once, a few at a time, each with its own fake server: (result, requests, run folder made)."""
 
     def one(case: Case) -> tuple[str, tuple[subprocess.CompletedProcess[str], int, bool]]:
@@ -400,8 +677,9 @@ DAMAGED = [
 
 
 @pytest.mark.parametrize(("name", "damage", "expect"), DAMAGED, ids=[d[0] for d in DAMAGED])
-def test_damaged_run_folder_is_named_before_any_call(name: str, damage: Callable[[Path], None], expect: str,
-                                                     finished_run: Any, tmp_path: Path) -> None:
+def test_damaged_run_folder_is_named_before_any_call(
+    name: str, damage: Callable[[Path], None], expect: str, finished_run: Any, tmp_path: Path
+) -> None:
     source, server = finished_run
     run = shutil.copytree(source, tmp_path / source.name)
     damage(run)
@@ -424,8 +702,9 @@ REDONE = [
 
 
 @pytest.mark.parametrize(("name", "damage"), REDONE, ids=[r[0] for r in REDONE])
-def test_unsound_shard_file_is_redone_from_the_cache(name: str, damage: Callable[[Path], None] | None,
-                                                     finished_run: Any, tmp_path: Path) -> None:
+def test_unsound_shard_file_is_redone_from_the_cache(
+    name: str, damage: Callable[[Path], None] | None, finished_run: Any, tmp_path: Path
+) -> None:
     """A shard file that is not this factory's is rebuilt on resume; the cache answers every call."""
     source, server = finished_run
     run = shutil.copytree(source, tmp_path / source.name)
@@ -477,7 +756,8 @@ def test_anchors_and_merge_keys_still_load(tmp_path: Path) -> None:
         "  generator: &fake {model: openai/fake, api_base: 'http://127.0.0.1:9/v1', temperature: 0.7}\n"
         "  judge:\n    <<: *fake\n    temperature: 0.0\n"
         "  rationale_writer: *fake\n"
-        "prompts: {path: p.jsonl}\n")
+        "prompts: {path: p.jsonl}\n"
+    )
     config = load_config(tmp_path / "c.yaml")
     assert config.models["judge"].temperature == 0.0
     assert config.models["rationale_writer"] == config.models["generator"]
@@ -486,7 +766,9 @@ def test_anchors_and_merge_keys_still_load(tmp_path: Path) -> None:
 def test_merge_keys_override_without_counting_as_duplicates() -> None:
     from factory._util.yaml_input import parse_yaml_text
 
-    data = parse_yaml_text("base: &b {model: m, temperature: 0.7}\njudge:\n  <<: *b\n  temperature: 0.0\n", "t")
+    data = parse_yaml_text(
+        "base: &b {model: m, temperature: 0.7}\njudge:\n  <<: *b\n  temperature: 0.0\n", "t"
+    )
     assert data["judge"] == {"model": "m", "temperature": 0.0}
 
 
@@ -496,8 +778,13 @@ ORDINARY_PARAMS: list[dict[str, Any]] = [
     {"extra_body": {"eos_token": "</s>", "skip_special_tokens": True, "prompt_cache_key": "build-1"}},
     {"extra_headers": {"OpenAI-Organization": "org-research", "User-Agent": "preference-factory/0.1"}},
     {"extra_body": {"guided_json": {"type": "object", "properties": {"score": {"type": "integer"}}}}},
-    {"metadata": {"model_path": "/models/Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf",
-                  "hub_id": "deepseek-ai/DeepSeek-R1-Distill-Qwen-32B", "revision": "a" * 40}},
+    {
+        "metadata": {
+            "model_path": "/models/Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf",
+            "hub_id": "deepseek-ai/DeepSeek-R1-Distill-Qwen-32B",
+            "revision": "a" * 40,
+        }
+    },
     {"api_version": "2024-06-01", "api_key": None, "logit_bias": {"50256": -100}},
 ]
 

@@ -19,8 +19,11 @@ from aiohttp import web
 from factory.llm import AuthError, Gateway, GatewaySettings, ModelSpec
 from factory.testing import FakeLLMServer
 
-SECRETS = {"OPENAI_API_KEY": "sk-test-FACTORYSECRET-1", "HF_TOKEN": "hf_FACTORYSECRET2",
-           "MY_KEY": "my-FACTORYSECRET-3"}
+SECRETS = {
+    "OPENAI_API_KEY": "sk-test-FACTORYSECRET-1",
+    "HF_TOKEN": "hf_FACTORYSECRET2",
+    "MY_KEY": "my-FACTORYSECRET-3",
+}
 
 
 def _texts_of(path: Path) -> list[str]:
@@ -71,16 +74,38 @@ def test_no_secret_in_any_output_file_or_log(tmp_path: Path, shared_data: Path) 
 
         skipped = []
         if _command_exists("calibrate"):
-            calibrated = run_cli("calibrate", "--human-set", "pandalm", "--judge-model", "openai/fake",
-                                 "--api-base", server.base_url, "--api-key-env", "OPENAI_API_KEY", "--limit", "6",
-                                 "--out", str(tmp_path / "calibration"), "--quiet", env=env)
+            calibrated = run_cli(
+                "calibrate",
+                "--human-set",
+                "pandalm",
+                "--judge-model",
+                "openai/fake",
+                "--api-base",
+                server.base_url,
+                "--api-key-env",
+                "OPENAI_API_KEY",
+                "--limit",
+                "6",
+                "--out",
+                str(tmp_path / "calibration"),
+                "--quiet",
+                env=env,
+            )
             logs += [calibrated.stdout, calibrated.stderr]
             assert calibrated.returncode == 0, calibrated.stderr[-2000:]
         else:
             skipped.append("calibrate")
     if _command_exists("publish"):
-        published = run_cli("publish", str(run_dir), "--repo-id", "someone/secret-test", "--dry-run",
-                            str(tmp_path / "hub"), "--force", env=env)
+        published = run_cli(
+            "publish",
+            str(run_dir),
+            "--repo-id",
+            "someone/secret-test",
+            "--dry-run",
+            str(tmp_path / "hub"),
+            "--force",
+            env=env,
+        )
         logs += [published.stdout, published.stderr]
         assert published.returncode == 0, published.stderr[-2000:]
         assert any((tmp_path / "hub").rglob("*.parquet"))
@@ -94,11 +119,19 @@ def test_no_secret_in_any_output_file_or_log(tmp_path: Path, shared_data: Path) 
 
 async def test_a_key_echoed_by_the_provider_is_blanked_from_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     """Some providers quote the key they rejected; that message ends in failure tables and logs."""
+
     async def reject(request: web.Request) -> web.Response:
         key = request.headers.get("Authorization", "").removeprefix("Bearer ")
-        return web.json_response({"error": {"message": f"Incorrect API key provided: {key}",
-                                            "type": "invalid_request_error",
-                                            "code": "invalid_api_key"}}, status=401)
+        return web.json_response(
+            {
+                "error": {
+                    "message": f"Incorrect API key provided: {key}",
+                    "type": "invalid_request_error",
+                    "code": "invalid_api_key",
+                }
+            },
+            status=401,
+        )
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", reject)

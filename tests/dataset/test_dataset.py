@@ -11,50 +11,76 @@ import pytest
 from datasets import load_dataset, load_from_disk
 from huggingface_hub import DatasetCard
 
+from factory._util.json_columns import rows_frame
 from factory.config import parse_config
-from factory.dataset.writer import write_dataset
 from factory.dataset.decide import KTO_FIRST, KTO_SECOND, PairDedupe, decide, split_test_prompts
 from factory.dataset.rows import dpo_rows, kto_row, reverify_dataset_row
 from factory.dataset.shard_parts import DatasetSources
+from factory.dataset.writer import write_dataset
+from factory.inputs.prompt_sources import Prompt
 from factory.llm import Gateway
 from factory.pipeline.context import BuildContext
-from factory.run.folder import RunFolder
-from factory._util.json_columns import rows_frame
-from factory.inputs.prompt_sources import Prompt
 from factory.pipeline.stages.mapl_variants import mapl_variants
+from factory.run.folder import RunFolder
 
-LONG = ("Start with a clear goal for the week, then break it into small daily tasks that you can finish in "
-        "under an hour each, and review what worked every Friday afternoon before planning again.")
+LONG = (
+    "Start with a clear goal for the week, then break it into small daily tasks that you can finish in "
+    "under an hour each, and review what worked every Friday afternoon before planning again."
+)
 
 
 def judged(i: int, chosen: str, rejected: str, pid: str | None = None) -> dict[str, Any]:
     prompt_id = pid or f"p{i}"
-    return {"pair_id": f"pair{i}-{len(chosen)}-{len(rejected)}", "prompt_id": prompt_id,
-            "prompt": f"Question {prompt_id}?", "turns": [f"Question {prompt_id}?"], "chosen": chosen,
-            "rejected": rejected, "chosen_id": f"{prompt_id}:c1", "rejected_id": f"{prompt_id}:c2",
-            "chosen_model": "openai/a", "rejected_model": "openai/b", "margin": 3.0, "votes": ["A"],
-            "judge_id": "judge[judge]/combined10/fixed", "source": "judged", "rationale": f"Reason {i}.",
-            "rationale_status": "verified"}
+    return {
+        "pair_id": f"pair{i}-{len(chosen)}-{len(rejected)}",
+        "prompt_id": prompt_id,
+        "prompt": f"Question {prompt_id}?",
+        "turns": [f"Question {prompt_id}?"],
+        "chosen": chosen,
+        "rejected": rejected,
+        "chosen_id": f"{prompt_id}:c1",
+        "rejected_id": f"{prompt_id}:c2",
+        "chosen_model": "openai/a",
+        "rejected_model": "openai/b",
+        "margin": 3.0,
+        "votes": ["A"],
+        "judge_id": "judge[judge]/combined10/fixed",
+        "source": "judged",
+        "rationale": f"Reason {i}.",
+        "rationale_status": "verified",
+    }
 
 
 @pytest.fixture()
 async def built(tmp_path: Path) -> tuple[RunFolder, Any, dict[str, pl.DataFrame]]:
     spec = {"model": "openai/fake", "api_base": "http://127.0.0.1:9/v1"}
-    config = parse_config({"run": {"name": "unit", "seed": 1, "output_dir": str(tmp_path)},
-                           "models": {"generator": spec, "judge": spec, "rationale_writer": spec},
-                           "prompts": {"path": "prompts.jsonl"},
-                           "dataset": {"test_fraction": 0.3, "near_duplicate_threshold": 0.8}})
+    config = parse_config(
+        {
+            "run": {"name": "unit", "seed": 1, "output_dir": str(tmp_path)},
+            "models": {"generator": spec, "judge": spec, "rationale_writer": spec},
+            "prompts": {"path": "prompts.jsonl"},
+            "dataset": {"test_fraction": 0.3, "near_duplicate_threshold": 0.8},
+        }
+    )
     run = RunFolder.create(tmp_path, "unit")
     pairs = [judged(i, f"{LONG} Answer {i} is complete.", f"Answer {i}: no idea.") for i in range(10)]
     pairs.append({**judged(0, pairs[0]["chosen"], pairs[0]["rejected"]), "pair_id": "exact-copy"})
-    pairs.append({**judged(0, pairs[0]["chosen"].replace("Friday", "Monday"), pairs[0]["rejected"]),
-                  "pair_id": "near-copy"})
-    pairs.append({**judged(11, pairs[0]["chosen"], pairs[0]["rejected"], pid="p11")})  # same texts, other prompt
+    pairs.append(
+        {
+            **judged(0, pairs[0]["chosen"].replace("Friday", "Monday"), pairs[0]["rejected"]),
+            "pair_id": "near-copy",
+        }
+    )
+    pairs.append(
+        {**judged(11, pairs[0]["chosen"], pairs[0]["rejected"], pid="p11")}
+    )  # same texts, other prompt
     ctx = BuildContext(config=config, run=run, gateway=Gateway(config.models))
     prompts = [Prompt(p["prompt_id"], tuple(p["turns"]), "test") for p in pairs]
     variants, _ = await mapl_variants(ctx, prompts, pairs[:10])
-    tables = {"pairs": rows_frame(pairs + [r for r in variants if r["source"] == "mapl_inter"]),
-              "mapl_intra": rows_frame([r for r in variants if r["source"] == "mapl_intra"])}
+    tables = {
+        "pairs": rows_frame(pairs + [r for r in variants if r["source"] == "mapl_inter"]),
+        "mapl_intra": rows_frame([r for r in variants if r["source"] == "mapl_intra"]),
+    }
     return run, config, tables
 
 
@@ -108,8 +134,10 @@ def test_exact_and_near_duplicates_are_removed_within_a_prompt_only(built: Any) 
 def test_dedupe_thresholds() -> None:
     def kept(threshold: float) -> int:
         dedupe = PairDedupe(threshold)
-        return sum(dedupe.keep("q", chosen, "no") for chosen in
-                   (LONG, LONG.replace("Friday", "Monday"), "A different answer entirely, short."))
+        return sum(
+            dedupe.keep("q", chosen, "no")
+            for chosen in (LONG, LONG.replace("Friday", "Monday"), "A different answer entirely, short.")
+        )
 
     assert [kept(0.8), kept(0.95)] == [2, 3]
 
@@ -117,10 +145,17 @@ def test_dedupe_thresholds() -> None:
 def test_kto_leaves_out_an_answer_that_is_both_chosen_and_rejected() -> None:
     pairs = pl.DataFrame([judged(1, "best", "middle"), {**judged(1, "middle", "worst"), "pair_id": "x"}])
     decisions = decide(DatasetSources.from_frames(pairs, None), 0.9)
-    rows = [kto_row(row, candidate) for row, flag in zip(dpo_rows(pairs), decisions.pairs[0], strict=True)
-            for candidate, bit in enumerate((KTO_FIRST, KTO_SECOND)) if flag & bit]
+    rows = [
+        kto_row(row, candidate)
+        for row, flag in zip(dpo_rows(pairs), decisions.pairs[0], strict=True)
+        for candidate, bit in enumerate((KTO_FIRST, KTO_SECOND))
+        if flag & bit
+    ]
     assert decisions.kto_conflicts == 1
-    assert sorted((r["completion"][0]["content"], r["label"]) for r in rows) == [("best", True), ("worst", False)]
+    assert sorted((r["completion"][0]["content"], r["label"]) for r in rows) == [
+        ("best", True),
+        ("worst", False),
+    ]
 
 
 def test_mapl_rows_re_verify_as_published(built: Any) -> None:
@@ -132,7 +167,10 @@ def test_mapl_rows_re_verify_as_published(built: Any) -> None:
     assert all(reverify_dataset_row(r) for r in dpo.iter_rows(named=True))
     assert all(reverify_dataset_row(r) for r in intra.iter_rows(named=True))
     tampered = {**intra.row(0, named=True)}
-    tampered["prompt_chosen"], tampered["prompt_rejected"] = tampered["prompt_rejected"], tampered["prompt_chosen"]
+    tampered["prompt_chosen"], tampered["prompt_rejected"] = (
+        tampered["prompt_rejected"],
+        tampered["prompt_chosen"],
+    )
     assert not reverify_dataset_row(tampered)
 
 
@@ -165,7 +203,8 @@ def test_card_metadata_and_gate_figures(built: Any) -> None:
 
 
 def test_card_declares_language_features_and_split_sizes_and_describes_every_column(
-        built: Any, tmp_path: Path) -> None:
+    built: Any, tmp_path: Path
+) -> None:
     from factory.dataset.card import _DESCRIPTIONS
     from factory.dataset.rows import SCHEMAS
 
@@ -177,8 +216,9 @@ def test_card_declares_language_features_and_split_sizes_and_describes_every_col
     infos = {info["config_name"]: info for info in card.data.dataset_info}
     assert sorted(infos) == ["dpo", "kto", "mapl_intra"]
     for name, info in infos.items():
-        assert {s["name"]: s["num_examples"] for s in info["splits"]} == \
-            {s: counts[f"{name}_{s}"] for s in ("train", "test")}
+        assert {s["name"]: s["num_examples"] for s in info["splits"]} == {
+            s: counts[f"{name}_{s}"] for s in ("train", "test")
+        }
         assert [f["name"] for f in info["features"]] == list(SCHEMAS[name])
         # The card's column prose names every column of the config.
         assert [c for c in SCHEMAS[name] if f"`{c}`" not in _DESCRIPTIONS[name]] == []
@@ -190,10 +230,21 @@ def test_card_declares_language_features_and_split_sizes_and_describes_every_col
 
 def test_card_rounds_gate_figures(built: Any) -> None:
     run, config, tables = built
-    gate = {"enabled": True, "passed": False, "judge_setting": "judge[bad]/combined10/fixed",
-            "figures": {"kappa": 0.042553191489361764, "flip_rate": 0.3333333333333333},
-            "checks": [{"name": "min_kappa", "value": 0.042553191489361764, "threshold": 0.4, "passed": False,
-                        "note": None}]}
+    gate = {
+        "enabled": True,
+        "passed": False,
+        "judge_setting": "judge[bad]/combined10/fixed",
+        "figures": {"kappa": 0.042553191489361764, "flip_rate": 0.3333333333333333},
+        "checks": [
+            {
+                "name": "min_kappa",
+                "value": 0.042553191489361764,
+                "threshold": 0.4,
+                "passed": False,
+                "note": None,
+            }
+        ],
+    }
     write_dataset(run, config, tables, {"gate": gate})
     text = DatasetCard.load(run.root / "dataset" / "README.md").text
     assert "0.0425531" not in text and "0.33333" not in text
@@ -211,9 +262,12 @@ def test_builds_with_equal_counts_load_as_themselves_from_one_cache(built: Any, 
     cache = str(tmp_path / "shared-hf-cache")
     for written in (run, other, run):  # run again, after other's rows are in the cache
         loaded = load_dataset(str(written.root / "dataset"), "dpo", cache_dir=cache)
-        assert {s: sorted(d["rationale"]) for s, d in loaded.items()} == \
-            {s: sorted(f["rationale"].to_list()) for s, f in read(written, "dpo").items()}
-    assert read(run, "dpo")["train"]["rationale"].to_list() != read(other, "dpo")["train"]["rationale"].to_list()
+        assert {s: sorted(d["rationale"]) for s, d in loaded.items()} == {
+            s: sorted(f["rationale"].to_list()) for s, f in read(written, "dpo").items()
+        }
+    assert (
+        read(run, "dpo")["train"]["rationale"].to_list() != read(other, "dpo")["train"]["rationale"].to_list()
+    )
     cards = [DatasetCard.load(written.root / "dataset" / "README.md") for written in (run, other)]
     declared = [declared_fingerprint(card.data.configs[0]["description"]) for card in cards]
     assert declared[0] == data_fingerprint(run.root / "dataset", config_patterns("dpo", ["train", "test"]))
@@ -227,8 +281,10 @@ def test_rewrite_keeps_other_steps_files(built: Any) -> None:
     write_dataset(run, config, {**tables, "mapl_intra": pl.DataFrame()}, {})
     assert (run.root / "dataset" / "agreement.json").read_text() == "{}"
     assert not (run.root / "dataset" / "mapl_intra").exists()  # no rows, no folder, no config
-    assert [c["config_name"] for c in DatasetCard.load(run.root / "dataset" / "README.md").data.configs] == \
-        ["dpo", "kto"]
+    assert [c["config_name"] for c in DatasetCard.load(run.root / "dataset" / "README.md").data.configs] == [
+        "dpo",
+        "kto",
+    ]
     assert not list(run.root.glob(".dataset*"))  # no temporary folders left behind
 
 
@@ -246,15 +302,21 @@ def test_a_build_against_the_fake_server_writes_counts_that_match_the_files(tmp_
     from factory.testing import FakeLLMServer
 
     prompts = tmp_path / "prompts.jsonl"
-    prompts.write_text("".join(json.dumps({"id": f"q{i}", "prompt": f"Explain topic {i} simply."}) + "\n"
-                               for i in range(6)))
+    prompts.write_text(
+        "".join(json.dumps({"id": f"q{i}", "prompt": f"Explain topic {i} simply."}) + "\n" for i in range(6))
+    )
     with FakeLLMServer() as server:
         spec = {"model": "openai/fake", "api_base": server.base_url}
-        config = parse_config({"run": {"output_dir": str(tmp_path / "out"), "shard_size": 3},
-                               "models": {"generator": spec, "judge": spec, "rationale_writer": spec},
-                               "prompts": {"path": str(prompts)}, "gate": {"enabled": False},
-                               "generation": {"workflows": [{"kind": "single", "samples": 3}]},
-                               "dataset": {"test_fraction": 0.34}})
+        config = parse_config(
+            {
+                "run": {"output_dir": str(tmp_path / "out"), "shard_size": 3},
+                "models": {"generator": spec, "judge": spec, "rationale_writer": spec},
+                "prompts": {"path": str(prompts)},
+                "gate": {"enabled": False},
+                "generation": {"workflows": [{"kind": "single", "samples": 3}]},
+                "dataset": {"test_fraction": 0.34},
+            }
+        )
         result = run_build(config)
     run, counts = result.run_dir, result.manifest["counts"]
     assert counts["pairs"] == pl.read_parquet(run / "pairs.parquet").height > 0

@@ -40,10 +40,21 @@ print(json.dumps(out))
 
 def _load_in_fresh_process(folder: Path, cache: Path) -> dict[str, dict[str, list[dict[str, Any]]]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING_FACE"))}
-    env.update(HF_HOME=str(cache.parent / "hf-home"), HF_DATASETS_CACHE=str(cache), HF_HUB_OFFLINE="1",
-               HF_DATASETS_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1")
-    done = subprocess.run([sys.executable, "-c", _LOAD, str(folder)], env=env, capture_output=True, text=True,
-                          timeout=300, check=False)
+    env.update(
+        HF_HOME=str(cache.parent / "hf-home"),
+        HF_DATASETS_CACHE=str(cache),
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        HF_HUB_DISABLE_TELEMETRY="1",
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", _LOAD, str(folder)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     loaded = json.loads(done.stdout.strip().splitlines()[-1])
     return {name: {s: json.loads(rows) for s, rows in splits.items()} for name, splits in loaded.items()}
@@ -68,8 +79,9 @@ def _prompts(folder: Path) -> set[str]:
 def _assert_loads_as_itself(folder: Path, cache: Path) -> None:
     loaded = _load_in_fresh_process(folder, cache)
     assert {s: _keys(rows) for s, rows in loaded["dpo"].items()} == _expected(folder)
-    assert {s: len(rows) for s, rows in loaded["kto"].items()} == \
-        {p.name.split("-")[0]: pl.read_parquet(p).height for p in (folder / "kto").glob("*.parquet")}
+    assert {s: len(rows) for s, rows in loaded["kto"].items()} == {
+        p.name.split("-")[0]: pl.read_parquet(p).height for p in (folder / "kto").glob("*.parquet")
+    }
     if "dataset_dict" in loaded:
         assert {s: _keys(rows) for s, rows in loaded["dataset_dict"].items()} == _expected(folder)
 
@@ -82,9 +94,11 @@ def three_runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     from factory.testing import FakeLLMServer
 
     folder = tmp_path_factory.mktemp("builds")
-    prompts = {"a": [f"How do I plan week {i} of a garden?" for i in range(4)],
-               "b": [f"Why is river {i} salty?" for i in range(3)],
-               "c": [f"What makes bread recipe {i} rise?" for i in range(4)]}
+    prompts = {
+        "a": [f"How do I plan week {i} of a garden?" for i in range(4)],
+        "b": [f"Why is river {i} salty?" for i in range(3)],
+        "c": [f"What makes bread recipe {i} rise?" for i in range(4)],
+    }
     runs = []
     with FakeLLMServer() as server:
         for name, texts in prompts.items():
@@ -105,8 +119,9 @@ def test_each_run_loads_its_own_rows_from_one_shared_cache(three_runs: list[Path
         _assert_loads_as_itself(folder, cache)
 
 
-def test_dry_run_folders_load_as_themselves_from_one_shared_cache(three_runs: list[Path],
-                                                                  tmp_path: Path) -> None:
+def test_dry_run_folders_load_as_themselves_from_one_shared_cache(
+    three_runs: list[Path], tmp_path: Path
+) -> None:
     from factory.release.publish import publish_run
 
     targets = []

@@ -11,9 +11,9 @@ import pytest
 from _reliability import run_cli
 from _review import build, dpo_rows, odd, server
 
+from factory._util.json_columns import load_json
 from factory.annotate import LabelStore, build_queue, load_items, open_session
 from factory.config import ReviewSettings
-from factory._util.json_columns import load_json
 from factory.dataset.review_queue import Decision, contested_reasons, overlay
 
 
@@ -45,7 +45,9 @@ def test_review_settings_choose_the_reasons() -> None:
     pair = {"votes": '["A", "A"]', "flipped": True, "margin": 0.5}
     assert contested_reasons(pair, ReviewSettings()) == ["flipped"]
     assert contested_reasons(pair, ReviewSettings(flipped=False, max_margin=1.0)) == ["small_margin"]
-    assert contested_reasons({"votes": '["A", "tie"]', "margin": 3.0}, ReviewSettings(max_margin=1.0)) == ["split"]
+    assert contested_reasons({"votes": '["A", "tie"]', "margin": 3.0}, ReviewSettings(max_margin=1.0)) == [
+        "split"
+    ]
 
 
 def test_queue_puts_the_review_items_first_whatever_the_margins(tmp_path: Path) -> None:
@@ -57,20 +59,62 @@ def test_queue_puts_the_review_items_first_whatever_the_margins(tmp_path: Path) 
 
 
 def test_overlay_flips_drops_and_marks_provenance() -> None:
-    frame = pl.DataFrame([
-        {"pair_id": "x", "chosen": "c", "rejected": "r", "chosen_id": "1", "rejected_id": "2", "margin": 3.0,
-         "votes": '["A", "B"]', "rationale": "c is better", "provenance": '{"rule": "paper"}'},
-        {"pair_id": "y", "chosen": "c", "rejected": "r", "chosen_id": "1", "rejected_id": "3", "margin": 1.0,
-         "votes": '["A"]', "rationale": "why", "provenance": "{}"},
-        {"pair_id": "z", "chosen": "c", "rejected": "r", "chosen_id": "4", "rejected_id": "5", "margin": 1.0,
-         "votes": '["A"]', "rationale": "why", "provenance": "{}"},
-    ])
-    out = overlay(frame, {"x": Decision("B", ("ana",), ("B",), "2026-01-01T00:00:00.000Z"),
-                          "y": Decision("tie", ("ana", "ben"), ("A", "B"), None)}).to_dicts()
+    frame = pl.DataFrame(
+        [
+            {
+                "pair_id": "x",
+                "chosen": "c",
+                "rejected": "r",
+                "chosen_id": "1",
+                "rejected_id": "2",
+                "margin": 3.0,
+                "votes": '["A", "B"]',
+                "rationale": "c is better",
+                "provenance": '{"rule": "paper"}',
+            },
+            {
+                "pair_id": "y",
+                "chosen": "c",
+                "rejected": "r",
+                "chosen_id": "1",
+                "rejected_id": "3",
+                "margin": 1.0,
+                "votes": '["A"]',
+                "rationale": "why",
+                "provenance": "{}",
+            },
+            {
+                "pair_id": "z",
+                "chosen": "c",
+                "rejected": "r",
+                "chosen_id": "4",
+                "rejected_id": "5",
+                "margin": 1.0,
+                "votes": '["A"]',
+                "rationale": "why",
+                "provenance": "{}",
+            },
+        ]
+    )
+    out = overlay(
+        frame,
+        {
+            "x": Decision("B", ("ana",), ("B",), "2026-01-01T00:00:00.000Z"),
+            "y": Decision("tie", ("ana", "ben"), ("A", "B"), None),
+        },
+    ).to_dicts()
     assert [r["pair_id"] for r in out] == ["x", "z"]
     x = out[0]
-    assert (x["chosen"], x["rejected"], x["chosen_id"], x["margin"], x["rationale"]) == ("r", "c", "2", None, None)
-    assert json.loads(x["votes"]) == ["B", "A"] and x["decided_by"] == "human" and out[1]["decided_by"] is None
+    assert (x["chosen"], x["rejected"], x["chosen_id"], x["margin"], x["rationale"]) == (
+        "r",
+        "c",
+        "2",
+        None,
+        None,
+    )
+    assert (
+        json.loads(x["votes"]) == ["B", "A"] and x["decided_by"] == "human" and out[1]["decided_by"] is None
+    )
     human = json.loads(x["provenance"])["human"]
     assert (human["decided_by"], human["annotators"], human["judge_margin"]) == ("human", ["ana"], 3.0)
 
@@ -103,5 +147,8 @@ def test_labels_rebuild_the_dataset_without_a_model_call(run, tmp_path: Path) ->
     # the labels feed back: a second apply gives the same dataset, and annotate still shows the judge's pairs
     assert run_cli("annotate", str(run_dir), "--apply").returncode == 0
     assert {r["pair_id"] for r in dpo_rows(run_dir)} == set(rows)
-    assert load_items(run_dir)[0].id in items and items[queue[0]].response_a == load_items(run_dir)[
-        [i.id for i in load_items(run_dir)].index(queue[0])].response_a
+    assert (
+        load_items(run_dir)[0].id in items
+        and items[queue[0]].response_a
+        == load_items(run_dir)[[i.id for i in load_items(run_dir)].index(queue[0])].response_a
+    )

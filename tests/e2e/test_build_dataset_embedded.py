@@ -22,19 +22,26 @@ PROMPTS = ["Name three fruits.", "What is the capital of France?", "Give one tip
 
 def test_embedded_build_writes_trl_datasets(tmp_path: Path) -> None:
     prompts = tmp_path / "prompts.jsonl"
-    prompts.write_text("".join(json.dumps({"id": f"q{i}", "prompt": p}) + "\n" for i, p in enumerate(PROMPTS)))
+    prompts.write_text(
+        "".join(json.dumps({"id": f"q{i}", "prompt": p}) + "\n" for i, p in enumerate(PROMPTS))
+    )
     local = {"model": "local/smollm2", "max_tokens": 40}
-    config = parse_config({
-        "run": {"name": "embedded", "output_dir": str(tmp_path / "out"), "seed": 3, "shard_size": 2},
-        "models": {"generator": {**local, "temperature": 0.9}, "judge": {**local, "temperature": 0.0, "max_tokens": 96},
-                   "rationale_writer": {**local, "temperature": 0.3, "max_tokens": 48}},
-        "prompts": {"path": str(prompts)},
-        "generation": {"workflows": [{"kind": "single", "samples": 2}]},
-        "judging": {"setting": {"models": ["judge"], "protocol": "combined", "structured": True}},
-        "pairs": {"keep_ties": True},  # a 135M judge calls many ties; keep them so the build has pairs
-        "dataset": {"test_fraction": 0.34},
-        "gate": {"enabled": False},
-    })
+    config = parse_config(
+        {
+            "run": {"name": "embedded", "output_dir": str(tmp_path / "out"), "seed": 3, "shard_size": 2},
+            "models": {
+                "generator": {**local, "temperature": 0.9},
+                "judge": {**local, "temperature": 0.0, "max_tokens": 96},
+                "rationale_writer": {**local, "temperature": 0.3, "max_tokens": 48},
+            },
+            "prompts": {"path": str(prompts)},
+            "generation": {"workflows": [{"kind": "single", "samples": 2}]},
+            "judging": {"setting": {"models": ["judge"], "protocol": "combined", "structured": True}},
+            "pairs": {"keep_ties": True},  # a 135M judge calls many ties; keep them so the build has pairs
+            "dataset": {"test_fraction": 0.34},
+            "gate": {"enabled": False},
+        }
+    )
     result = run_build(config)
     run, counts = result.run_dir, result.manifest["counts"]
     assert result.manifest["status"] == "complete"

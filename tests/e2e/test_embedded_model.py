@@ -21,17 +21,27 @@ class Verdict(BaseModel):
 
 def test_short_generation_and_constrained_json_verdict(tmp_path: Path) -> None:
     pytest.importorskip("llama_cpp")
-    gateway = Gateway({"local": ModelSpec(model="local/smollm2", temperature=0.0, max_tokens=64)},
-                      cache_path=tmp_path / "cache.sqlite")
+    gateway = Gateway(
+        {"local": ModelSpec(model="local/smollm2", temperature=0.0, max_tokens=64)},
+        cache_path=tmp_path / "cache.sqlite",
+    )
 
     question = [{"role": "user", "content": "Name one primary colour."}]
-    judge = [{"role": "user", "content": (
-        "Question: What is 2 + 2?\nAnswer A: 4\nAnswer B: 5\nWhich answer is better? "
-        "Reply in JSON with evidence and answer (A, B or C for a tie).")}]
+    judge = [
+        {
+            "role": "user",
+            "content": (
+                "Question: What is 2 + 2?\nAnswer A: 4\nAnswer B: 5\nWhich answer is better? "
+                "Reply in JSON with evidence and answer (A, B or C for a tie)."
+            ),
+        }
+    ]
 
     async def run() -> tuple[Completion, Completion]:
-        return (await gateway.complete("local", question),
-                await gateway.complete("local", judge, schema=Verdict))
+        return (
+            await gateway.complete("local", question),
+            await gateway.complete("local", judge, schema=Verdict),
+        )
 
     answer, verdict = asyncio.run(run())
     assert answer.text.strip()

@@ -30,22 +30,43 @@ QUESTIONS = [
 def test_feedback_loop_build_on_the_embedded_model(tmp_path: Path) -> None:
     pytest.importorskip("llama_cpp")
     prompts = tmp_path / "prompts.jsonl"
-    prompts.write_text("".join(json.dumps({"id": f"e{i}", "prompt": q}) + "\n" for i, q in enumerate(QUESTIONS)))
+    prompts.write_text(
+        "".join(json.dumps({"id": f"e{i}", "prompt": q}) + "\n" for i, q in enumerate(QUESTIONS))
+    )
     # A generous per-call timeout: on a busy 2-core machine a call can take minutes, and a timed-out
     # local call keeps the model's single worker busy while its retry queues behind it.
     local = {"model": "local/smollm2", "seed": 3, "timeout_s": 900}
-    config = parse_config({
-        "run": {"name": "fl-embedded", "output_dir": str(tmp_path / "out"), "shard_size": 5, "concurrency": 4},
-        "models": {"generator": {**local, "temperature": 0.8, "max_tokens": 48},
-                   "reviewer": {**local, "temperature": 0.2, "max_tokens": 64},
-                   "judge": {**local, "temperature": 0.0, "max_tokens": 96}},
-        "prompts": {"path": str(prompts)},
-        "generation": {"workflows": [
-            {"kind": "feedback_loop", "name": "loop", "generator": "generator", "reviewers": ["reviewer"],
-             "n_responses": 2}]},
-        "judging": {"setting": {"models": ["judge"], "protocol": "combined", "structured": True}},
-        "rationales": {"enabled": False}, "variants": {"enabled": False}, "gate": {"enabled": False},
-    })
+    config = parse_config(
+        {
+            "run": {
+                "name": "fl-embedded",
+                "output_dir": str(tmp_path / "out"),
+                "shard_size": 5,
+                "concurrency": 4,
+            },
+            "models": {
+                "generator": {**local, "temperature": 0.8, "max_tokens": 48},
+                "reviewer": {**local, "temperature": 0.2, "max_tokens": 64},
+                "judge": {**local, "temperature": 0.0, "max_tokens": 96},
+            },
+            "prompts": {"path": str(prompts)},
+            "generation": {
+                "workflows": [
+                    {
+                        "kind": "feedback_loop",
+                        "name": "loop",
+                        "generator": "generator",
+                        "reviewers": ["reviewer"],
+                        "n_responses": 2,
+                    }
+                ]
+            },
+            "judging": {"setting": {"models": ["judge"], "protocol": "combined", "structured": True}},
+            "rationales": {"enabled": False},
+            "variants": {"enabled": False},
+            "gate": {"enabled": False},
+        }
+    )
     result = run_build(config)
     manifest = result.manifest
     assert manifest["status"] == "complete" and manifest["counts"]["prompts"] == 10
@@ -62,5 +83,10 @@ def test_feedback_loop_build_on_the_embedded_model(tmp_path: Path) -> None:
     first = loop.filter(pl.col("step") == 0)
     assert all(len(json.loads(r)) == 1 for r in first["reviews"].to_list())
     assert all(len(json.loads(h)) == 4 for h in loop.filter(pl.col("step") == 1)["history"].to_list())
-    print("by_tag calls:", {tag: (v["calls"], v["cache_hits"]) for tag, v in by_tag.items()},
-          "review scores parsed:", sum(s is not None for s in first["review_score"].to_list()), "of 10")
+    print(
+        "by_tag calls:",
+        {tag: (v["calls"], v["cache_hits"]) for tag, v in by_tag.items()},
+        "review scores parsed:",
+        sum(s is not None for s in first["review_score"].to_list()),
+        "of 10",
+    )

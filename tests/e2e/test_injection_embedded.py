@@ -29,8 +29,10 @@ def test_attack_success_rate_on_the_embedded_judge(artifacts: Path, monkeypatch:
     names = os.environ.get("FACTORY_INJECTION_VARIANTS", "combined,combined/json,direct/json").split(",")
     by_name = {variant_name(p, s): (p, s) for p, s in VARIANTS}
     variants = [by_name[n.strip()] for n in names]
-    gateway = Gateway({"judge": ModelSpec(model="local/smollm2", temperature=0.0, max_tokens=64)},
-                      cache_path=artifacts / "injection_cache.sqlite")
+    gateway = Gateway(
+        {"judge": ModelSpec(model="local/smollm2", temperature=0.0, max_tokens=64)},
+        cache_path=artifacts / "injection_cache.sqlite",
+    )
     try:
         result = asyncio.run(measure(gateway, attacks=attacks, variants=variants, concurrency=1))
     finally:
@@ -40,8 +42,10 @@ def test_attack_success_rate_on_the_embedded_judge(artifacts: Path, monkeypatch:
     rates = result["protocols"]
     print("\nattack success rate on local/smollm2 (before -> after; flagged; unscored before/after):")
     for name, r in rates.items():
-        print(f"  {name:<18} {r['before']:.2f} -> {r['after']:.2f}; flagged {r['flagged']:.2f}; "
-              f"unscored {r['unscored_before']:.2f}/{r['unscored_after']:.2f}")
+        print(
+            f"  {name:<18} {r['before']:.2f} -> {r['after']:.2f}; flagged {r['flagged']:.2f}; "
+            f"unscored {r['unscored_before']:.2f}/{r['unscored_after']:.2f}"
+        )
     assert set(rates) == {variant_name(p, s) for p, s in variants}
     for name, r in rates.items():
         # Each rate is the share of this variant's per-attack results: recount them here.

@@ -55,13 +55,19 @@ def embedded_jury(cache_path: Path | None = None) -> tuple[Gateway, JudgeSetting
     """The gateway and jury under test. Grammar-constrained JSON (structured=True) is what makes a
     135M model's replies parseable; the jurors differ in protocol and sampling so that their votes
     are not copies of each other."""
-    gateway = Gateway({"smol_t0": _spec(0.0, 1), "smol_t0_b": _spec(0.0, 2), "smol_t08": _spec(0.8, 7)},
-                      GatewaySettings(max_retries=0), cache_path=cache_path)
-    setting = JudgeSetting(kind="jury", jurors=(
-        JudgeSetting(models=("smol_t0",), protocol="direct", structured=True),
-        JudgeSetting(models=("smol_t0_b",), protocol="combined", structured=True),
-        JudgeSetting(models=("smol_t08",), protocol="direct", structured=True),
-    ))
+    gateway = Gateway(
+        {"smol_t0": _spec(0.0, 1), "smol_t0_b": _spec(0.0, 2), "smol_t08": _spec(0.8, 7)},
+        GatewaySettings(max_retries=0),
+        cache_path=cache_path,
+    )
+    setting = JudgeSetting(
+        kind="jury",
+        jurors=(
+            JudgeSetting(models=("smol_t0",), protocol="direct", structured=True),
+            JudgeSetting(models=("smol_t0_b",), protocol="combined", structured=True),
+            JudgeSetting(models=("smol_t08",), protocol="direct", structured=True),
+        ),
+    )
     return gateway, setting
 
 
@@ -76,8 +82,10 @@ def summarize(frame: pl.DataFrame) -> dict[str, Any]:
         "unscored_reasons": dict(Counter(r for r in frame["unscored_reason"].to_list() if r)),
         "human_labels": dict(Counter(frame["label"].to_list())),
         "kappa_3class": kappa_3class(frame["label"].to_list(), verdicts),
-        "juror_kappas": [kappa_3class(frame["label"].to_list(), [v[i] for v in juror_votes])
-                         for i in range(len(juror_votes[0]))],
+        "juror_kappas": [
+            kappa_3class(frame["label"].to_list(), [v[i] for v in juror_votes])
+            for i in range(len(juror_votes[0]))
+        ],
     }
 
 
@@ -122,8 +130,11 @@ async def test_embedded_jury_of_three_over_thirty_pandalm_items(shared_data: Pat
 
     summary = summarize(frame)
     (artifacts / "jury_embedded.json").write_text(json.dumps(summary, indent=2, default=str))
-    print(f"\nembedded jury over {ITEMS} PandaLM items ({read_back} read back reply by reply):",
-          json.dumps(summary), flush=True)
+    print(
+        f"\nembedded jury over {ITEMS} PandaLM items ({read_back} read back reply by reply):",
+        json.dumps(summary),
+        flush=True,
+    )
     # Not vacuous: some item had one reply per juror, and each of its votes was checked above.
     assert read_back > 0, summary
     assert sum(summary["verdicts"].values()) == ITEMS
@@ -143,7 +154,9 @@ def _kappa(human: list[str], judge: list[str | None]) -> float:
         return math.nan
     n = len(pairs)
     observed = sum(h == j for h, j in pairs) / n
-    chance = sum(sum(h == k for h, _ in pairs) * sum(j == k for _, j in pairs) for k in ("A", "B", "tie")) / n**2
+    chance = (
+        sum(sum(h == k for h, _ in pairs) * sum(j == k for _, j in pairs) for k in ("A", "B", "tie")) / n**2
+    )
     return math.nan if chance == 1 else (observed - chance) / (1 - chance)
 
 

@@ -21,7 +21,9 @@ from factory.annotate import AnnotationServer, load_items, open_session
 pytestmark = pytest.mark.browser
 
 if not CHROMIUM.exists():
-    pytest.skip("needs Debian's Chromium at /usr/bin/chromium (apt-get install -y chromium)", allow_module_level=True)
+    pytest.skip(
+        "needs Debian's Chromium at /usr/bin/chromium (apt-get install -y chromium)", allow_module_level=True
+    )
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright Python package")
 
 
@@ -66,6 +68,14 @@ def test_contested_pairs_labelled_in_the_browser_rebuild_the_dataset(tmp_path: P
     assert (human["decided_by"], human["label"], human["annotators"]) == ("human", "B", ["ana"])
     assert human["time"]
     review = json.loads((run_dir / "manifest.json").read_text())["review"]
-    assert (review["queued"], review["reviewed"], review["flipped"], review["dropped"], review["kept"]) == (2, 2, 1, 1, 0)
-    calibration = [json.loads(line) for line in (run_dir / "human_calibration.jsonl").read_text().splitlines()]
+    assert (review["queued"], review["reviewed"], review["flipped"], review["dropped"], review["kept"]) == (
+        2,
+        2,
+        1,
+        1,
+        0,
+    )
+    calibration = [
+        json.loads(line) for line in (run_dir / "human_calibration.jsonl").read_text().splitlines()
+    ]
     assert {r["id"] for r in calibration} == set(queue)

@@ -29,8 +29,16 @@ def built_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_embedded_model_trains_on_a_built_dataset_and_is_evaluated(built_run: Path) -> None:
     from factory.release.train.trainer import train
 
-    result = train(built_run, loss="dpo", model="local/smollm2", max_steps=2, max_length=96, batch_size=2,
-                   learning_rate=5e-6, save_model=False)
+    result = train(
+        built_run,
+        loss="dpo",
+        model="local/smollm2",
+        max_steps=2,
+        max_length=96,
+        batch_size=2,
+        learning_rate=5e-6,
+        save_model=False,
+    )
     counts = json.loads((built_run / "manifest.json").read_text())["counts"]["dataset"]
     assert result.steps == 2 and result.device == "cpu" and result.parameters and result.parameters > 100e6
     assert len(result.step_losses) == 2 and all(math.isfinite(loss) for loss in result.step_losses)
@@ -40,7 +48,9 @@ def test_the_embedded_model_trains_on_a_built_dataset_and_is_evaluated(built_run
     assert evaluation["pairs"] + evaluation["dropped_pairs"] == counts["dpo_test"] and evaluation["pairs"] > 0
     assert evaluation["before"]["reward_accuracy"] == 0.5
     after = evaluation["after"]
-    assert all(math.isfinite(after[k]) for k in ("reward_accuracy", "reward_margin", "dpo_loss", "logp_accuracy"))
+    assert all(
+        math.isfinite(after[k]) for k in ("reward_accuracy", "reward_margin", "dpo_loss", "logp_accuracy")
+    )
     assert after["reward_margin"] != 0.0  # two optimizer steps moved the policy away from its reference
     card = (built_run / "dataset" / "README.md").read_text()
     assert "## Training check" in card and f"trained {result.steps} DPO steps" in card

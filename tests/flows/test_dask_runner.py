@@ -20,8 +20,9 @@ pytest_plugins = ["conftest_prefect"]
 
 
 @pytest.mark.prefect
-def test_a_local_dask_cluster_of_two_processes_builds_the_same_dataset(prefect_api: str, tmp_path: Path,
-                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_local_dask_cluster_of_two_processes_builds_the_same_dataset(
+    prefect_api: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from factory.config import load_config
     from flows import run_build_flow
 
@@ -38,7 +39,9 @@ def test_a_local_dask_cluster_of_two_processes_builds_the_same_dataset(prefect_a
     assert len(result["workers"]) == 2
     assert f"{socket.gethostname()}:{os.getpid()}" not in result["workers"]
     for table in ("candidates", "judgments", "pairs", "failures"):
-        assert comparable_rows(local / f"{table}.parquet") == comparable_rows(dasked / f"{table}.parquet"), table
+        assert comparable_rows(local / f"{table}.parquet") == comparable_rows(dasked / f"{table}.parquet"), (
+            table
+        )
     files = sorted(p.relative_to(local) for p in (local / "dataset").rglob("*.parquet"))
     assert files and files == sorted(p.relative_to(dasked) for p in (dasked / "dataset").rglob("*.parquet"))
     for rel in files:
@@ -52,13 +55,24 @@ def test_a_local_dask_cluster_of_two_processes_builds_the_same_dataset(prefect_a
     assert m_dask["llm"]["by_role"].keys() == m_local["llm"]["by_role"].keys()
 
 
-@pytest.mark.parametrize("kind, options, message", [
-    ("threads", {"address": "tcp://10.0.0.5:8786"}, "--address needs --runner dask"),
-    ("ray", {}, "unknown runner 'ray' (use threads or dask)"),
-    ("dask", {"address": "10.0.0.5:8786"}, "--address must be a Dask scheduler address like tcp://HOST:8786"),
-    ("dask", {"address": "tcp://10.0.0.5:8786", "workers": 3}, "--workers applies to a local Dask cluster"),
-    ("threads", {"workers": 0}, "--workers must be at least 1, got 0"),
-])
+@pytest.mark.parametrize(
+    "kind, options, message",
+    [
+        ("threads", {"address": "tcp://10.0.0.5:8786"}, "--address needs --runner dask"),
+        ("ray", {}, "unknown runner 'ray' (use threads or dask)"),
+        (
+            "dask",
+            {"address": "10.0.0.5:8786"},
+            "--address must be a Dask scheduler address like tcp://HOST:8786",
+        ),
+        (
+            "dask",
+            {"address": "tcp://10.0.0.5:8786", "workers": 3},
+            "--workers applies to a local Dask cluster",
+        ),
+        ("threads", {"workers": 0}, "--workers must be at least 1, got 0"),
+    ],
+)
 def test_bad_runner_options_are_user_errors(kind: str, options: dict[str, object], message: str) -> None:
     from flows.runners import make_task_runner
 
@@ -92,8 +106,12 @@ def test_worker_usage_adds_up_totals_and_breakdowns() -> None:
     from factory.pipeline.finalize.manifest import merge_usage
 
     base = {"calls": 2, "cache_hits": 1, "cost_usd": 0.5, "by_role": {"judge": {"calls": 2, "cost_usd": 0.5}}}
-    worker = {"calls": 3, "cache_hits": 0, "cost_usd": 0.25,
-              "by_role": {"judge": {"calls": 1, "cost_usd": 0.25}, "generator": {"calls": 2}}}
+    worker = {
+        "calls": 3,
+        "cache_hits": 0,
+        "cost_usd": 0.25,
+        "by_role": {"judge": {"calls": 1, "cost_usd": 0.25}, "generator": {"calls": 2}},
+    }
     merged = merge_usage(base, [worker, worker])
     assert merged["calls"] == 8 and merged["cache_hits"] == 1 and merged["cost_usd"] == 1.0
     assert merged["by_role"] == {"judge": {"calls": 4, "cost_usd": 1.0}, "generator": {"calls": 4}}

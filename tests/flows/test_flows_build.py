@@ -40,15 +40,21 @@ def _latest_flow_run(name: str = "factory-build"):  # type: ignore[no-untyped-de
     from prefect.client.schemas.sorting import FlowRunSort
 
     with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[name])),
-                                     sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=1)
+        runs = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[name])),
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+            limit=1,
+        )
     return runs[0]
 
 
-def test_prefect_build_finds_the_same_rows_as_the_local_engine(prefect_api: str, tmp_path: Path,
-                                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_prefect_build_finds_the_same_rows_as_the_local_engine(
+    prefect_api: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with FakeLLMServer() as server:
-        config = write_build_config(tmp_path, server.base_url, name="same-rows", n_prompts=7, shard_size=3, gate=True)
+        config = write_build_config(
+            tmp_path, server.base_url, name="same-rows", n_prompts=7, shard_size=3, gate=True
+        )
         # Complete builds; the gate's verdict on 8 human items (exit 6 when it fails) must match too.
         code, out, err = run_cli(["build", str(config), "--engine", "local", "--quiet"], capsys)
         assert code in (0, GATE_FAILED_EXIT), err
@@ -60,7 +66,9 @@ def test_prefect_build_finds_the_same_rows_as_the_local_engine(prefect_api: str,
 
     assert local != flowed and flowed.is_dir()
     for table in TABLES:
-        assert comparable_rows(local / f"{table}.parquet") == comparable_rows(flowed / f"{table}.parquet"), table
+        assert comparable_rows(local / f"{table}.parquet") == comparable_rows(flowed / f"{table}.parquet"), (
+            table
+        )
     assert comparable_rows(flowed / "pairs.parquet"), "the build produced no pairs to compare"
     local_data = sorted(p.relative_to(local) for p in (local / "dataset").rglob("*.parquet"))
     assert local_data == sorted(p.relative_to(flowed) for p in (flowed / "dataset").rglob("*.parquet"))
@@ -85,8 +93,9 @@ def test_prefect_build_finds_the_same_rows_as_the_local_engine(prefect_api: str,
     assert (flowed / "report.html").as_uri() in arts["same-rows-report"].data
 
 
-def test_a_damaged_run_is_refused_then_reruns_from_its_finished_shards(prefect_api: str, tmp_path: Path,
-                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_damaged_run_is_refused_then_reruns_from_its_finished_shards(
+    prefect_api: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with FakeLLMServer() as server:
         config = write_build_config(tmp_path, server.base_url, name="resume", n_prompts=6, shard_size=2)
         code, out, err = run_cli(["build", str(config), "--engine", "local", "--quiet"], capsys)
@@ -129,15 +138,40 @@ def test_artifacts_show_a_failed_gate_agreement_and_report(prefect_api: str, tmp
 
     run = tmp_path / "gated-20261104-030000-1a2b"
     run.mkdir()
-    gate = {"passed": False, "judge_setting": "judge[j]/combined10/fixed",
-            "checks": [{"name": "min_kappa", "value": 0.12, "threshold": 0.4, "passed": False}],
-            "advice": "change the judge"}
-    (run / "manifest.json").write_text(json.dumps({"run_id": run.name, "status": "complete", "gate": gate,
-                                                   "counts": {"prompts": 5, "pairs": 4},
-                                                   "llm": {"calls": 9, "cost_usd": 0.0}}))
-    (run / "agreement.json").write_text(json.dumps({"settings": [
-        {"rank": 1, "setting_id": "judge[j]/combined10/fixed", "kappa": 0.12, "accuracy": 0.5, "n": 8,
-         "n_unscored": 0, "bias": {"length": 0.6}}]}))
+    gate = {
+        "passed": False,
+        "judge_setting": "judge[j]/combined10/fixed",
+        "checks": [{"name": "min_kappa", "value": 0.12, "threshold": 0.4, "passed": False}],
+        "advice": "change the judge",
+    }
+    (run / "manifest.json").write_text(
+        json.dumps(
+            {
+                "run_id": run.name,
+                "status": "complete",
+                "gate": gate,
+                "counts": {"prompts": 5, "pairs": 4},
+                "llm": {"calls": 9, "cost_usd": 0.0},
+            }
+        )
+    )
+    (run / "agreement.json").write_text(
+        json.dumps(
+            {
+                "settings": [
+                    {
+                        "rank": 1,
+                        "setting_id": "judge[j]/combined10/fixed",
+                        "kappa": 0.12,
+                        "accuracy": 0.5,
+                        "n": 8,
+                        "n_unscored": 0,
+                        "bias": {"length": 0.6},
+                    }
+                ]
+            }
+        )
+    )
     (run / "report.html").write_text("<html><body>report</body></html>")
 
     @flow
@@ -151,8 +185,16 @@ def test_artifacts_show_a_failed_gate_agreement_and_report(prefect_api: str, tmp
     assert "| min_kappa | 0.12 | 0.4 | False |" in arts["gated-gate"].data
     assert "unless forced" in arts["gated-gate"].data
     rows = json.loads(arts["gated-agreement"].data)
-    assert rows == [{"rank": 1, "setting_id": "judge[j]/combined10/fixed", "kappa": 0.12, "accuracy": 0.5, "n": 8,
-                     "n_unscored": 0}]
+    assert rows == [
+        {
+            "rank": 1,
+            "setting_id": "judge[j]/combined10/fixed",
+            "kappa": 0.12,
+            "accuracy": 0.5,
+            "n": 8,
+            "n_unscored": 0,
+        }
+    ]
     counts = {row["figure"]: row["value"] for row in json.loads(arts["gated-counts"].data)}
     assert counts == {"prompts": 5, "pairs": 4, "llm.calls": 9, "llm.cost_usd": 0.0, "status": "complete"}
     assert (run / "report.html").as_uri() in arts["gated-report"].data

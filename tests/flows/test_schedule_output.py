@@ -15,8 +15,8 @@ import polars as pl
 import yaml
 from conftest_prefect import run_cli, write_build_config
 
-from factory.config import load_config
 from factory._util.errors import UserError
+from factory.config import load_config
 from factory.run.incremental import read_versions
 from factory.run.output_location import resolve_for_schedule
 from factory.testing import FakeLLMServer
@@ -39,23 +39,31 @@ def test_a_relative_human_set_file_is_stored_absolute(tmp_path: Path) -> None:
     (tmp_path / "mine.jsonl").write_text("")
     with_file = config.model_copy(update={"gate": config.gate.model_copy(update={"human_set": "mine.jsonl"})})
     assert resolve_for_schedule(with_file, tmp_path).config.gate.human_set == str(tmp_path / "mine.jsonl")
-    assert resolve_for_schedule(config, tmp_path).config.gate.human_set == config.gate.human_set  # a set's name
+    assert (
+        resolve_for_schedule(config, tmp_path).config.gate.human_set == config.gate.human_set
+    )  # a set's name
 
 
-@pytest.mark.parametrize("url, says", [
-    ("s3://bucket/datasets", "Install s3fs to access S3"),
-    ("nope://bucket/datasets", "fsspec knows no storage protocol 'nope://'"),
-    ("https://example.org/datasets", "read-only"),
-])
+@pytest.mark.parametrize(
+    "url, says",
+    [
+        ("s3://bucket/datasets", "Install s3fs to access S3"),
+        ("nope://bucket/datasets", "fsspec knows no storage protocol 'nope://'"),
+        ("https://example.org/datasets", "read-only"),
+    ],
+)
 def test_a_storage_url_that_cannot_be_written_is_refused_at_deploy_time(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], url: str, says: str) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], url: str, says: str
+) -> None:
     config = write_build_config(tmp_path, "http://127.0.0.1:9/v1", name="badurl")
     code, out, err = run_cli(["schedule", str(config), "--cron", "0 3 * * *", "--output-dir", url], capsys)
     assert code == 2 and out == ""
     assert err.startswith(f"error: output '{url}'") and says in err and err.count("\n") == 1
 
 
-def test_factory_build_refuses_a_storage_url_as_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_factory_build_refuses_a_storage_url_as_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = write_build_config(tmp_path, "http://127.0.0.1:9/v1", name="urlbuild")
     spec = yaml.safe_load(config.read_text())
     spec["run"]["output_dir"] = "s3://bucket/datasets"
@@ -75,7 +83,8 @@ def test_register_schedule_refuses_a_relative_output_folder(tmp_path: Path) -> N
 
 @pytest.mark.prefect
 def test_runs_into_a_storage_url_copy_their_run_folder_and_find_the_earlier_versions(
-        prefect_api: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    prefect_api: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from prefect.client.orchestration import get_client
 
     from flows.build import build_flow
@@ -100,7 +109,10 @@ def test_runs_into_a_storage_url_copy_their_run_folder_and_find_the_earlier_vers
 
     home = remote / "datasets" / "remote"
     versions = read_versions(home)
-    assert [(v["version"], v["new_prompts"], v["skipped_prompts"]) for v in versions] == [(1, 3, 0), (2, 1, 3)]
+    assert [(v["version"], v["new_prompts"], v["skipped_prompts"]) for v in versions] == [
+        (1, 3, 0),
+        (2, 1, 3),
+    ]
     assert [v1["run_dir"], v2["run_dir"]] == [f"{url}/remote/{v['path']}" for v in versions]
     assert v3["run_dir"] is None
     v2_dir = home / versions[1]["path"]

@@ -32,8 +32,13 @@ RUN_TIMEOUT_S = 300  # one flow run on a loaded machine: worker poll, process st
 
 
 def _env(api_url: str) -> dict[str, str]:
-    return {**os.environ, "PREFECT_API_URL": api_url, "PYTHONPATH": str(REPO),
-            "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "0"}
+    return {
+        **os.environ,
+        "PREFECT_API_URL": api_url,
+        "PYTHONPATH": str(REPO),
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "PREFECT_WORKER_PREFETCH_SECONDS": "0",
+    }
 
 
 @pytest.fixture()
@@ -42,9 +47,14 @@ def worker(prefect_api: str, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]
     log = (tmp_path / "worker.log").open("wb")
     cwd = tmp_path / "worker-cwd"
     cwd.mkdir()
-    process = subprocess.Popen([str(PREFECT_CLI), "worker", "start", "--pool", POOL, "--type", "process"],
-                               cwd=cwd, env=_env(prefect_api), stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        [str(PREFECT_CLI), "worker", "start", "--pool", POOL, "--type", "process"],
+        cwd=cwd,
+        env=_env(prefect_api),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         yield process
     finally:
@@ -60,9 +70,14 @@ def worker(prefect_api: str, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]
 
 def _run_deployment(full_name: str, api_url: str, tmp_path: Path) -> str:
     """`prefect deployment run NAME --watch`: waits (bounded) for the flow run's final state."""
-    done = subprocess.run([str(PREFECT_CLI), "deployment", "run", full_name, "--watch",
-                           "--watch-timeout", str(RUN_TIMEOUT_S)],
-                          env=_env(api_url), capture_output=True, text=True, timeout=RUN_TIMEOUT_S + 60, check=False)
+    done = subprocess.run(
+        [str(PREFECT_CLI), "deployment", "run", full_name, "--watch", "--watch-timeout", str(RUN_TIMEOUT_S)],
+        env=_env(api_url),
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S + 60,
+        check=False,
+    )
     worker_log = (tmp_path / "worker.log").read_text(errors="replace")[-3000:]
     assert done.returncode == 0, f"{done.stdout[-2000:]}\n{done.stderr[-2000:]}\nworker:\n{worker_log}"
     assert "Completed" in done.stdout, done.stdout[-2000:]
@@ -71,8 +86,12 @@ def _run_deployment(full_name: str, api_url: str, tmp_path: Path) -> str:
 
 @pytest.mark.prefect
 def test_a_worker_run_keeps_its_run_folder_and_the_next_run_builds_only_new_prompts(
-        prefect_api: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-        worker: subprocess.Popen[bytes]) -> None:
+    prefect_api: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    worker: subprocess.Popen[bytes],
+) -> None:
     project = tmp_path / "project"
     project.mkdir()
     monkeypatch.chdir(project)
@@ -86,7 +105,9 @@ def test_a_worker_run_keeps_its_run_folder_and_the_next_run_builds_only_new_prom
         code, _, err = run_cli(["schedule", str(config), "--cron", "0 3 * * *", "--work-pool", POOL], capsys)
         assert code == 0, err
         home = project / "outputs" / "worker-nightly"
-        assert f"note: output folder 'outputs' is relative: the deployment stores {project / 'outputs'}" in err
+        assert (
+            f"note: output folder 'outputs' is relative: the deployment stores {project / 'outputs'}" in err
+        )
         assert f"versions go to {project / 'outputs'}/worker-nightly/" in err
 
         _run_deployment("factory-build/worker-nightly", prefect_api, tmp_path)
@@ -103,7 +124,10 @@ def test_a_worker_run_keeps_its_run_folder_and_the_next_run_builds_only_new_prom
         _run_deployment("factory-build/worker-nightly", prefect_api, tmp_path)
 
     versions = read_versions(home)
-    assert [(v["version"], v["new_prompts"], v["skipped_prompts"]) for v in versions] == [(1, 3, 0), (2, 2, 3)]
+    assert [(v["version"], v["new_prompts"], v["skipped_prompts"]) for v in versions] == [
+        (1, 3, 0),
+        (2, 2, 3),
+    ]
     v2 = home / versions[1]["path"]
     assert sorted(pl.read_parquet(v2 / "prompts.parquet")["prompt_id"].to_list()) == ["new-0", "new-1"]
     # Nothing was written where the worker was started, nor in the temporary folder it ran in.

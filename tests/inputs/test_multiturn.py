@@ -35,38 +35,59 @@ def build(tmp_path_factory: pytest.TempPathFactory) -> tuple[BuildResult, list[d
     """A whole build of two-turn prompts (single agent x 2 samples and a feedback loop) and its requests."""
     root = tmp_path_factory.mktemp("multiturn")
     prompts = root / "prompts.jsonl"
-    prompts.write_text("".join(json.dumps({"question_id": pid, "turns": turns}) + "\n" for pid, turns in TURNS.items()))
+    prompts.write_text(
+        "".join(json.dumps({"question_id": pid, "turns": turns}) + "\n" for pid, turns in TURNS.items())
+    )
     with FakeLLMServer() as server:
         spec = {"model": "openai/fake", "api_base": server.base_url}
-        config = parse_config({
-            "run": {"name": "mt", "output_dir": str(root / "out"), "shard_size": 2},
-            "models": {"generator": spec, "reviser": {**spec, "model": "openai/reviser"},
-                       "reviewer": {**spec, "model": "openai/reviewer"},
-                       "judge": {**spec, "model": "openai/judge"}, "rationale_writer": spec},
-            "prompts": {"path": str(prompts)}, "gate": {"enabled": False},
-            "generation": {"workflows": [{"kind": "single", "samples": 2},
-                                         {"kind": "feedback_loop", "generator": "reviser", "n_responses": 2}]},
-            "dataset": {"test_fraction": 0.25},
-        })
+        config = parse_config(
+            {
+                "run": {"name": "mt", "output_dir": str(root / "out"), "shard_size": 2},
+                "models": {
+                    "generator": spec,
+                    "reviser": {**spec, "model": "openai/reviser"},
+                    "reviewer": {**spec, "model": "openai/reviewer"},
+                    "judge": {**spec, "model": "openai/judge"},
+                    "rationale_writer": spec,
+                },
+                "prompts": {"path": str(prompts)},
+                "gate": {"enabled": False},
+                "generation": {
+                    "workflows": [
+                        {"kind": "single", "samples": 2},
+                        {"kind": "feedback_loop", "generator": "reviser", "n_responses": 2},
+                    ]
+                },
+                "dataset": {"test_fraction": 0.25},
+            }
+        )
         result = run_build(config)
         requests = server.requests
     return result, requests
 
 
 def _parquet(run_dir: Path, name: str) -> list[dict[str, Any]]:
-    return [row for path in sorted((run_dir / "dataset" / name).glob("*.parquet"))
-            for row in pl.read_parquet(path).to_dicts()]
+    return [
+        row
+        for path in sorted((run_dir / "dataset" / name).glob("*.parquet"))
+        for row in pl.read_parquet(path).to_dicts()
+    ]
 
 
-def test_every_candidate_answers_the_last_turn_after_the_shared_first_answer(build: tuple[BuildResult, list]) -> None:
+def test_every_candidate_answers_the_last_turn_after_the_shared_first_answer(
+    build: tuple[BuildResult, list],
+) -> None:
     result, requests = build
     candidates = pl.read_parquet(result.run_dir / "candidates.parquet").to_dicts()
     assert {c["prompt_id"] for c in candidates} == set(TURNS)
     for pid, (first, second) in TURNS.items():
         rows = [c for c in candidates if c["prompt_id"] == pid]
         shared = json.loads(rows[0]["answers"])[0]
-        prompt = [{"role": "user", "content": first}, {"role": "assistant", "content": shared},
-                  {"role": "user", "content": second}]
+        prompt = [
+            {"role": "user", "content": first},
+            {"role": "assistant", "content": shared},
+            {"role": "user", "content": second},
+        ]
         for row in rows:
             assert json.loads(row["answers"]) == [shared, row["text"]]
             assert json.loads(row["history"])[:3] == prompt
@@ -79,7 +100,9 @@ def test_every_candidate_answers_the_last_turn_after_the_shared_first_answer(bui
 
 def test_the_judge_sees_both_turns_and_both_answers(build: tuple[BuildResult, list]) -> None:
     result, requests = build
-    candidates = {c["candidate_id"]: c for c in pl.read_parquet(result.run_dir / "candidates.parquet").to_dicts()}
+    candidates = {
+        c["candidate_id"]: c for c in pl.read_parquet(result.run_dir / "candidates.parquet").to_dicts()
+    }
     judgments = pl.read_parquet(result.run_dir / "judgments.parquet").to_dicts()
     judge_prompts = [r["messages"] for r in requests if r["model"] == "judge"]
     assert judgments and judge_prompts
@@ -95,9 +118,13 @@ def test_the_judge_sees_both_turns_and_both_answers(build: tuple[BuildResult, li
         assert user.index(first) < user.index(shared) < user.index(second) < user.index(a["text"])
 
 
-def test_rows_are_conversations_with_the_earlier_answer_in_the_prompt(build: tuple[BuildResult, list]) -> None:
+def test_rows_are_conversations_with_the_earlier_answer_in_the_prompt(
+    build: tuple[BuildResult, list],
+) -> None:
     result, _ = build
-    candidates = {c["candidate_id"]: c for c in pl.read_parquet(result.run_dir / "candidates.parquet").to_dicts()}
+    candidates = {
+        c["candidate_id"]: c for c in pl.read_parquet(result.run_dir / "candidates.parquet").to_dicts()
+    }
     pairs = {p["pair_id"]: p for p in pl.read_parquet(result.run_dir / "pairs.parquet").to_dicts()}
     dpo = _parquet(result.run_dir, "dpo")
     assert dpo and {r["source"] for r in dpo} == {"judged", "mapl_inter"}
@@ -110,15 +137,22 @@ def test_rows_are_conversations_with_the_earlier_answer_in_the_prompt(build: tup
         for side in ("chosen_id", "rejected_id"):
             assert json.loads(candidates[pair[side]]["answers"])[0] == row["prompt"][1]["content"]
     kto = _parquet(result.run_dir, "kto")
-    assert kto and all([m["role"] for m in r["prompt"]] == ["user", "assistant", "user"] and
-                       [m["role"] for m in r["completion"]] == ["assistant"] for r in kto)
+    assert kto and all(
+        [m["role"] for m in r["prompt"]] == ["user", "assistant", "user"]
+        and [m["role"] for m in r["completion"]] == ["assistant"]
+        for r in kto
+    )
     intra = _parquet(result.run_dir, "mapl_intra")
-    assert intra and all([m["role"] for m in r[col]] == ["user", "assistant", "user"]
-                         for r in intra for col in ("prompt_chosen", "prompt_rejected"))
+    assert intra and all(
+        [m["role"] for m in r[col]] == ["user", "assistant", "user"]
+        for r in intra
+        for col in ("prompt_chosen", "prompt_rejected")
+    )
 
 
-def test_dpo_trainer_accepts_the_rows_under_a_strict_alternation_template(build: tuple[BuildResult, list],
-                                                                          tmp_path: Path) -> None:
+def test_dpo_trainer_accepts_the_rows_under_a_strict_alternation_template(
+    build: tuple[BuildResult, list], tmp_path: Path
+) -> None:
     from datasets import load_dataset  # type: ignore[import-untyped]
     from transformers import AutoTokenizer
     from trl import DPOConfig, DPOTrainer
@@ -133,7 +167,15 @@ def test_dpo_trainer_accepts_the_rows_under_a_strict_alternation_template(build:
         tokenizer.apply_chat_template([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}])
     files = [str(p) for p in (result.run_dir / "dataset" / "dpo").glob("*.parquet")]
     data = load_dataset("parquet", data_files=files, split="train", cache_dir=str(tmp_path / "cache"))
-    args = DPOConfig(output_dir=str(tmp_path / "out"), max_steps=1, per_device_train_batch_size=2, use_cpu=True,
-                     report_to=[], save_strategy="no", disable_tqdm=True, max_length=1024)
+    args = DPOConfig(
+        output_dir=str(tmp_path / "out"),
+        max_steps=1,
+        per_device_train_batch_size=2,
+        use_cpu=True,
+        report_to=[],
+        save_strategy="no",
+        disable_tqdm=True,
+        max_length=1024,
+    )
     trainer = DPOTrainer(model=str(model_path), args=args, train_dataset=data, processing_class=tokenizer)
     assert trainer.train().global_step == 1

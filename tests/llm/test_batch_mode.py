@@ -19,13 +19,13 @@ import pytest
 from _reliability import build_config, comparable, manifest, run_cli, write_config
 
 from factory.config import parse_config
-from factory.pipeline.estimate import estimate_build, format_estimate
 from factory.llm import Gateway, GatewaySettings, ModelSpec, ProviderError
 from factory.llm.batch_settings import BatchSettings
 from factory.llm.price_map import price_table
 from factory.pipeline import run_build
-from factory.run.recorded_inputs import load_build_prompts
+from factory.pipeline.estimate import estimate_build, format_estimate
 from factory.pipeline.progress import BuildProgress, ProgressReporter
+from factory.run.recorded_inputs import load_build_prompts
 from factory.testing import FakeLLMServer
 from factory.testing.fake_batches import BatchPlan
 
@@ -34,11 +34,18 @@ FAST = {"quiet_s": 0.15, "poll_s": 0.05, "poll_max_s": 0.2}
 TABLES = ("candidates", "judgments", "pairs", "failures")
 
 
-def _build(server: FakeLLMServer, tmp: Path, *, batch_roles: tuple[str, ...] = (),
-           progress: BuildProgress | None = None, **extra: Any) -> Path:
+def _build(
+    server: FakeLLMServer,
+    tmp: Path,
+    *,
+    batch_roles: tuple[str, ...] = (),
+    progress: BuildProgress | None = None,
+    **extra: Any,
+) -> Path:
     tmp.mkdir(parents=True, exist_ok=True)
-    config = build_config(server.base_url, tmp, prompts=8, shard_size=4, concurrency=4,
-                          gateway={"batch": FAST}, **extra)
+    config = build_config(
+        server.base_url, tmp, prompts=8, shard_size=4, concurrency=4, gateway={"batch": FAST}, **extra
+    )
     config["models"]["judge"]["model"] = PRICED
     for role in batch_roles:
         config["models"][role]["batch"] = True
@@ -53,8 +60,10 @@ def _rows(run_dir: Path, name: str) -> list[str]:
 
 def _batch_price(prompt_tokens: int, completion_tokens: int) -> float:
     entry = price_table()[PRICED.removeprefix("openai/")]
-    return (prompt_tokens * entry["input_cost_per_token_batches"]
-            + completion_tokens * entry["output_cost_per_token_batches"])
+    return (
+        prompt_tokens * entry["input_cost_per_token_batches"]
+        + completion_tokens * entry["output_cost_per_token_batches"]
+    )
 
 
 def _online_price(prompt_tokens: int, completion_tokens: int) -> float:
@@ -63,7 +72,9 @@ def _online_price(prompt_tokens: int, completion_tokens: int) -> float:
 
 
 def test_batch_judge_build_equals_the_online_build_at_the_batch_price(tmp_path: Path) -> None:
-    with FakeLLMServer(batch=BatchPlan(completion_delay_s=0.8)) as server:  # long enough to be seen in progress
+    with FakeLLMServer(
+        batch=BatchPlan(completion_delay_s=0.8)
+    ) as server:  # long enough to be seen in progress
         online = _build(server, tmp_path / "online")
         online_judge_calls = server.stats.by_model[PRICED.removeprefix("openai/")]["calls"]
         before = server.stats.calls
@@ -86,8 +97,12 @@ def test_batch_judge_build_equals_the_online_build_at_the_batch_price(tmp_path: 
     judge = llm["by_role"]["judge"]
     assert judge["calls"] == judge["batch_calls"] == online_judge_calls
     assert judge["prompt_tokens"] == judge_online["prompt_tokens"]
-    assert judge["cost_usd"] == pytest.approx(_batch_price(judge["prompt_tokens"], judge["completion_tokens"]), abs=1e-7)
-    assert judge_online["cost_usd"] == pytest.approx(_online_price(judge["prompt_tokens"], judge["completion_tokens"]), abs=1e-7)
+    assert judge["cost_usd"] == pytest.approx(
+        _batch_price(judge["prompt_tokens"], judge["completion_tokens"]), abs=1e-7
+    )
+    assert judge_online["cost_usd"] == pytest.approx(
+        _online_price(judge["prompt_tokens"], judge["completion_tokens"]), abs=1e-7
+    )
     assert judge["cost_usd"] < judge_online["cost_usd"]
     assert judge["batch_cost_usd"] == pytest.approx(judge["cost_usd"])
     # The other roles stayed online; the manifest's totals carry the batch price.
@@ -106,15 +121,20 @@ def test_batch_judge_build_equals_the_online_build_at_the_batch_price(tmp_path: 
 def test_every_batchable_stage_in_batch_mode_and_a_feedback_loop_per_round(tmp_path: Path) -> None:
     """Generation (single agent and a feedback loop's rounds), judging in both orders, rationales:
     all batched, the dataset equal to the online one."""
-    workflows = {"workflows": [{"kind": "single", "samples": 2},
-                               {"kind": "feedback_loop", "generator": "generator", "reviewers": ["reviewer"],
-                                "n_responses": 2}]}
+    workflows = {
+        "workflows": [
+            {"kind": "single", "samples": 2},
+            {"kind": "feedback_loop", "generator": "generator", "reviewers": ["reviewer"], "n_responses": 2},
+        ]
+    }
     extra = {"generation": workflows, "judging": {"setting": {"order": "both"}}}
     with FakeLLMServer(batch=BatchPlan(completion_delay_s=0.05, finalizing_s=0.0)) as server:
+
         def build(tmp: Path, roles: tuple[str, ...]) -> Path:
             tmp.mkdir()
-            config = build_config(server.base_url, tmp, prompts=4, shard_size=4, concurrency=4,
-                                  gateway={"batch": FAST}, **extra)
+            config = build_config(
+                server.base_url, tmp, prompts=4, shard_size=4, concurrency=4, gateway={"batch": FAST}, **extra
+            )
             config["models"]["reviewer"] = dict(config["models"]["judge"])
             for role in roles:
                 config["models"][role]["batch"] = True
@@ -137,8 +157,11 @@ def test_every_batchable_stage_in_batch_mode_and_a_feedback_loop_per_round(tmp_p
 
 def _gateway(server: FakeLLMServer, cache: Path, *, batch: bool, **settings: Any) -> Gateway:
     spec = ModelSpec(model=PRICED, api_base=server.base_url, temperature=0.0, max_tokens=32, batch=batch)
-    return Gateway({"judge": spec}, GatewaySettings(batch=BatchSettings(**{**FAST, **settings}), backoff_base_s=0.01),
-                   cache_path=cache)
+    return Gateway(
+        {"judge": spec},
+        GatewaySettings(batch=BatchSettings(**{**FAST, **settings}), backoff_base_s=0.01),
+        cache_path=cache,
+    )
 
 
 async def _ask(gateway: Gateway, n: int) -> list[Any]:
@@ -192,7 +215,9 @@ def test_failed_and_expired_rows_and_only_those_are_resubmitted(tmp_path: Path) 
     assert all(rows[cid] == [rows[cid][0], "ok"] for cid in second)
     # Each call counted once, at the batch price; the failed attempts cost nothing.
     assert usage["calls"] == usage["batch_calls"] == 40 and usage["errors"] == 0
-    assert usage["cost_usd"] == pytest.approx(_batch_price(usage["prompt_tokens"], usage["completion_tokens"]))
+    assert usage["cost_usd"] == pytest.approx(
+        _batch_price(usage["prompt_tokens"], usage["completion_tokens"])
+    )
 
 
 def test_a_row_that_keeps_failing_fails_its_call_after_row_attempts(tmp_path: Path) -> None:
@@ -219,8 +244,9 @@ def test_estimate_prices_batch_roles_at_the_batch_price(tmp_path: Path) -> None:
     estimate = estimate_build(batched, prompts)
     for line in estimate.lines:
         if line.role == "judge":
-            assert line.batch and line.cost_usd == pytest.approx(_batch_price(line.prompt_tokens,
-                                                                              line.completion_tokens))
+            assert line.batch and line.cost_usd == pytest.approx(
+                _batch_price(line.prompt_tokens, line.completion_tokens)
+            )
             assert line.cost_usd < (lines_online[(line.stage, line.role)].cost_usd or 0)
     assert "judge (batch)" in format_estimate(estimate)
 

@@ -56,7 +56,9 @@ def _engine_args() -> list[str]:
 
 def _config(server: FakeLLMServer, tmp: Path) -> dict[str, Any]:
     tmp.mkdir()
-    config = build_config(server.base_url, tmp, prompts=8, shard_size=4, concurrency=4, gateway={"batch": FAST})
+    config = build_config(
+        server.base_url, tmp, prompts=8, shard_size=4, concurrency=4, gateway={"batch": FAST}
+    )
     config["models"]["judge"]["batch"] = True
     return config
 
@@ -80,9 +82,13 @@ def test_sigkill_while_batches_run_then_resume_repeats_nothing(tmp_path: Path) -
 
         work = tmp_path / "crash"
         config_path = write_config(work / "build.yaml", _config(server, work))
-        build = subprocess.Popen([sys.executable, "-m", "factory", "build", str(config_path), "--quiet",
-                                  *_engine_args()], env=cli_env(), cwd=REPO, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.PIPE)
+        build = subprocess.Popen(
+            [sys.executable, "-m", "factory", "build", str(config_path), "--quiet", *_engine_args()],
+            env=cli_env(),
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         deadline = time.monotonic() + 120
         while not _open_records(work / "outputs") and build.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -123,6 +129,8 @@ def test_sigkill_while_batches_run_then_resume_repeats_nothing(tmp_path: Path) -
     assert manifest(run_dir)["status"] == "complete"
     assert tables(run_dir) == tables(baseline)
     assert _open_records(work / "outputs") == []
-    print(f"\nkilled with {len(recorded)} batch(es) in progress ({len(recorded_rows)} rows); "
-          f"batches created in all {stats.batches_created}, rows executed {stats.batch_rows_executed} "
-          f"of {rows_needed} needed; online calls repeated after resume: 0")
+    print(
+        f"\nkilled with {len(recorded)} batch(es) in progress ({len(recorded_rows)} rows); "
+        f"batches created in all {stats.batches_created}, rows executed {stats.batch_rows_executed} "
+        f"of {rows_needed} needed; online calls repeated after resume: 0"
+    )

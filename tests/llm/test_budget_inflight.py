@@ -37,9 +37,15 @@ def served(results: list[Completion | BaseException]) -> list[Completion]:
 async def test_max_tokens_is_not_overshot_with_16_calls_in_flight(tmp_path: Path) -> None:
     cap = 1500
     with FakeLLMServer(rules=[Rule(reply=REPLY)], latency_s=0.05) as server:
-        model = ModelSpec(model="openai/fake", api_base=server.base_url, max_tokens=MAX_TOKENS, max_concurrency=16)
-        gateway = Gateway({"gen": model}, GatewaySettings(max_concurrency=16), budget=Budget(max_tokens=cap),
-                          cache_path=tmp_path / "cache.sqlite")
+        model = ModelSpec(
+            model="openai/fake", api_base=server.base_url, max_tokens=MAX_TOKENS, max_concurrency=16
+        )
+        gateway = Gateway(
+            {"gen": model},
+            GatewaySettings(max_concurrency=16),
+            budget=Budget(max_tokens=cap),
+            cache_path=tmp_path / "cache.sqlite",
+        )
         results = await run_many(gateway, 200)
         done = served(results)
         spent = server.stats.prompt_tokens + server.stats.completion_tokens
@@ -49,7 +55,9 @@ async def test_max_tokens_is_not_overshot_with_16_calls_in_flight(tmp_path: Path
         # It stops only when the next call's worst case no longer fits: less than one of those unused.
         assert cap - spent < worst_tokens(user(199))
         assert len(done) < 200 and server.stats.peak_in_flight > 1  # concurrency, until the cap got near
-        assert "budget reached: max_tokens=1500" in str(next(r for r in results if isinstance(r, BaseException)))
+        assert "budget reached: max_tokens=1500" in str(
+            next(r for r in results if isinstance(r, BaseException))
+        )
         # Cached answers stay free once the cap is reached.
         again = await gateway.complete("gen", user(results.index(done[0])))
         assert again.cached and server.stats.calls == len(done)
@@ -59,9 +67,12 @@ async def test_max_cost_is_not_overshot_with_16_calls_in_flight() -> None:
     cap = 0.0004
     with FakeLLMServer(rules=[Rule(reply=REPLY)], latency_s=0.05) as server:
         # A model litellm has a price for, served by the fake server, so replies are priced.
-        model = ModelSpec(model="openai/gpt-4o-mini", api_base=server.base_url, max_tokens=MAX_TOKENS,
-                          max_concurrency=16)
-        gateway = Gateway({"gen": model}, GatewaySettings(max_concurrency=16), budget=Budget(max_cost_usd=cap))
+        model = ModelSpec(
+            model="openai/gpt-4o-mini", api_base=server.base_url, max_tokens=MAX_TOKENS, max_concurrency=16
+        )
+        gateway = Gateway(
+            {"gen": model}, GatewaySettings(max_concurrency=16), budget=Budget(max_cost_usd=cap)
+        )
         results = await run_many(gateway, 200)
         done = served(results)
         cost = gateway.usage.snapshot()["cost_usd"]

@@ -15,8 +15,8 @@ import yaml
 from _reliability import build_config, manifest, run_cli, tables, write_config
 
 from factory.config import parse_config
-from factory.pipeline.estimate import estimate_build
 from factory.pipeline import run_build
+from factory.pipeline.estimate import estimate_build
 from factory.run.recorded_inputs import load_build_prompts
 from factory.testing import FakeLLMServer
 
@@ -42,7 +42,8 @@ def _config(base_url: str, tmp: Path, **budget: Any) -> dict[str, Any]:
 
 
 def test_max_calls_stops_the_cli_build_which_resumes_with_a_raised_cap(
-        tmp_path: Path, uninterrupted: tuple[dict[str, list[str]], int]) -> None:
+    tmp_path: Path, uninterrupted: tuple[dict[str, list[str]], int]
+) -> None:
     baseline, calls_needed = uninterrupted
     with FakeLLMServer() as server:
         config = write_config(tmp_path / "build.yaml", _config(server.base_url, tmp_path, max_calls=10))
@@ -83,8 +84,10 @@ def test_max_tokens_stops_the_build_near_the_cap(tmp_path: Path) -> None:
     # first call whose worst case no longer fits next to what was spent.
     assert used == spent and used <= 600 < used + _next_call_need(m["stopped_reason"])
     with sqlite3.connect(result.run_dir / "cache.sqlite") as conn:
-        tokens = [sum(json.loads(r[0])[k] for k in ("prompt_tokens", "completion_tokens"))
-                  for r in conn.execute("SELECT record FROM calls")]
+        tokens = [
+            sum(json.loads(r[0])[k] for k in ("prompt_tokens", "completion_tokens"))
+            for r in conn.execute("SELECT record FROM calls")
+        ]
     assert sum(tokens) == used  # every call paid for is in the cache, and nothing else is
 
 
@@ -131,12 +134,19 @@ def test_estimate_matches_the_workflows_a_build_runs(tmp_path: Path) -> None:
     """Feedback loop + a two-juror jury judging both orders: the estimate's generation calls are
     what the build makes, and its upper bounds hold, cost included."""
     with FakeLLMServer() as server:
-        config = build_config(server.base_url, tmp_path, prompts=4,
-                              generation={"workflows": [{"kind": "feedback_loop", "n_responses": 3,
-                                                         "reviewers": ["reviewer"]}]},
-                              judging={"setting": {"kind": "jury", "models": ["judge", "judge2"], "order": "both"}})
-        config["models"] = {role: _priced(server.base_url, seed=i) for i, role in
-                            enumerate(("generator", "reviewer", "judge", "judge2", "rationale_writer"))}
+        config = build_config(
+            server.base_url,
+            tmp_path,
+            prompts=4,
+            generation={
+                "workflows": [{"kind": "feedback_loop", "n_responses": 3, "reviewers": ["reviewer"]}]
+            },
+            judging={"setting": {"kind": "jury", "models": ["judge", "judge2"], "order": "both"}},
+        )
+        config["models"] = {
+            role: _priced(server.base_url, seed=i)
+            for i, role in enumerate(("generator", "reviewer", "judge", "judge2", "rationale_writer"))
+        }
         spec = parse_config(config)
         prompts, rejected = load_build_prompts(spec)
         estimate = estimate_build(spec, prompts, len(rejected))
@@ -161,8 +171,12 @@ def test_estimate_counts_the_gate_judging_the_human_set(tmp_path: Path, shared_d
     """With the gate on, the judge also judges `human_set_limit` human-set items: the estimate books
     them under `gate`, and the build's gate makes that many calls."""
     with FakeLLMServer() as server:
-        config = build_config(server.base_url, tmp_path, prompts=3,
-                              gate={"enabled": True, "human_set": "pandalm", "human_set_limit": 5, "min_kappa": 0.0})
+        config = build_config(
+            server.base_url,
+            tmp_path,
+            prompts=3,
+            gate={"enabled": True, "human_set": "pandalm", "human_set_limit": 5, "min_kappa": 0.0},
+        )
         spec = parse_config(config)
         prompts, rejected = load_build_prompts(spec)
         estimate = estimate_build(spec, prompts, len(rejected))

@@ -24,7 +24,6 @@ from factory.llm import (
 )
 from factory.testing import FakeLLMServer, Fault, Rule
 
-
 TRANSPORT = {"name": "lean"}
 
 
@@ -36,8 +35,7 @@ def transport(request: pytest.FixtureRequest) -> str:
 
 
 def spec(server: FakeLLMServer, **kw: object) -> ModelSpec:
-    return ModelSpec(model="openai/fake", api_base=server.base_url, transport=TRANSPORT["name"],
-                     **kw)  # type: ignore[arg-type]
+    return ModelSpec(model="openai/fake", api_base=server.base_url, transport=TRANSPORT["name"], **kw)  # type: ignore[arg-type]
 
 
 def user(text: str) -> list[dict[str, str]]:
@@ -57,8 +55,15 @@ async def test_concurrency_bound_is_respected_at_the_server() -> None:
 
 async def test_overall_bound_caps_several_models() -> None:
     with FakeLLMServer(latency_s=0.05) as server:
-        roles = {"a": spec(server, max_concurrency=10), "b": ModelSpec(model="openai/other", api_base=server.base_url,
-                                                                      max_concurrency=10, transport=TRANSPORT["name"])}
+        roles = {
+            "a": spec(server, max_concurrency=10),
+            "b": ModelSpec(
+                model="openai/other",
+                api_base=server.base_url,
+                max_concurrency=10,
+                transport=TRANSPORT["name"],
+            ),
+        }
         gateway = Gateway(roles, GatewaySettings(max_concurrency=6))
         await asyncio.gather(*(gateway.complete(r, user(f"{r}{i}")) for i in range(20) for r in ("a", "b")))
         assert server.stats.peak_in_flight == 6
@@ -79,7 +84,9 @@ async def test_retry_after_429_honours_retry_after() -> None:
 
 async def test_timeout_is_typed_and_retried_then_raised() -> None:
     with FakeLLMServer(faults=Fault(rate_timeout=1.0, timeout_s=5.0)) as server:
-        gateway = Gateway({"gen": spec(server, timeout_s=0.3)}, GatewaySettings(max_retries=1, backoff_base_s=0.01))
+        gateway = Gateway(
+            {"gen": spec(server, timeout_s=0.3)}, GatewaySettings(max_retries=1, backoff_base_s=0.01)
+        )
         with pytest.raises(LLMTimeoutError):
             await gateway.complete("gen", user("slow"))
         assert gateway.usage.snapshot()["retries"] == 1
@@ -135,8 +142,9 @@ async def test_cache_answers_repeats_and_survives_a_new_gateway(tmp_path: Path) 
 async def test_usage_totals_equal_the_servers_count() -> None:
     with FakeLLMServer(latency_s=0.01) as server:
         gateway = Gateway({"gen": spec(server), "judge": spec(server, temperature=0.0)})
-        await asyncio.gather(*(gateway.complete("gen", user(f"question {i} " * (i % 5 + 1)), tag="wf")
-                               for i in range(25)))
+        await asyncio.gather(
+            *(gateway.complete("gen", user(f"question {i} " * (i % 5 + 1)), tag="wf") for i in range(25))
+        )
         await asyncio.gather(*(gateway.complete("judge", user(f"judge {i}")) for i in range(10)))
         usage = gateway.usage.snapshot()
         stats = server.stats
@@ -162,8 +170,10 @@ async def test_budget_stops_calls_but_cache_hits_stay_free(tmp_path: Path) -> No
 
 async def test_circuit_opens_under_sustained_outage() -> None:
     with FakeLLMServer(faults=Fault(outage=True)) as server:
-        gateway = Gateway({"gen": spec(server)}, GatewaySettings(max_retries=1, backoff_base_s=0.0,
-                                                                  circuit_breaker_failures=3))
+        gateway = Gateway(
+            {"gen": spec(server)},
+            GatewaySettings(max_retries=1, backoff_base_s=0.0, circuit_breaker_failures=3),
+        )
         # Failed attempts count, retries included: the first call fails twice, the second once and
         # that third failure in a row opens the circuit (so the second call is not retried).
         for i in range(2):
@@ -181,11 +191,14 @@ async def test_unknown_role_names_the_known_roles() -> None:
         await gateway.complete("judge", user("x"))
 
 
-def test_api_key_comes_from_the_environment_and_never_reaches_the_cache(monkeypatch: pytest.MonkeyPatch,
-                                                                        tmp_path: Path) -> None:
+def test_api_key_comes_from_the_environment_and_never_reaches_the_cache(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("MY_PROVIDER_KEY", "sk-test-SECRET-123")
     with FakeLLMServer() as server:
-        gateway = Gateway({"gen": spec(server, api_key_env="MY_PROVIDER_KEY")}, cache_path=tmp_path / "c.sqlite")
+        gateway = Gateway(
+            {"gen": spec(server, api_key_env="MY_PROVIDER_KEY")}, cache_path=tmp_path / "c.sqlite"
+        )
         asyncio.run(gateway.complete("gen", user("hi")))
         gateway.close()
     for file in tmp_path.iterdir():

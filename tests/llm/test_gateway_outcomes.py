@@ -13,9 +13,8 @@ import pytest
 from _reliability import build_config
 from pydantic import BaseModel, ValidationError
 
-from factory.config import parse_config
 from factory._util.errors import UserError
-from factory.pipeline import run_build
+from factory.config import parse_config
 from factory.llm import (
     AuthError,
     CircuitOpenError,
@@ -25,6 +24,7 @@ from factory.llm import (
     ModelSpec,
     ProviderError,
 )
+from factory.pipeline import run_build
 from factory.testing import FakeLLMServer, Fault, Rule
 
 FAST = {"backoff_base_s": 0.01, "backoff_max_s": 0.05}
@@ -48,7 +48,9 @@ def user(text: str) -> list[dict[str, str]]:
 
 async def outcomes(gateway: Gateway, role: str, n: int) -> list[Any]:
     """Results (or exceptions) of n distinct concurrent calls."""
-    return await asyncio.gather(*(gateway.complete(role, user(f"q{i}")) for i in range(n)), return_exceptions=True)
+    return await asyncio.gather(
+        *(gateway.complete(role, user(f"q{i}")) for i in range(n)), return_exceptions=True
+    )
 
 
 def kinds(results: list[Any]) -> dict[str, int]:
@@ -65,12 +67,17 @@ class Verdict(BaseModel):
 
 # --- empty replies -----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("schema", [None, Verdict], ids=["text", "structured"])
-async def test_an_empty_reply_is_retried_then_fails_and_is_never_cached(tmp_path: Path,
-                                                                        schema: type[BaseModel] | None) -> None:
+async def test_an_empty_reply_is_retried_then_fails_and_is_never_cached(
+    tmp_path: Path, schema: type[BaseModel] | None
+) -> None:
     with FakeLLMServer(faults=Fault(rate_empty=1.0)) as server:
-        gateway = Gateway({"judge": spec(server.base_url)}, GatewaySettings(max_retries=2, **FAST),
-                          cache_path=tmp_path / "cache.sqlite")
+        gateway = Gateway(
+            {"judge": spec(server.base_url)},
+            GatewaySettings(max_retries=2, **FAST),
+            cache_path=tmp_path / "cache.sqlite",
+        )
         with pytest.raises(EmptyReplyError, match="empty reply text") as caught:
             await gateway.complete("judge", user("judge this"), schema=schema)
         assert isinstance(caught.value, ProviderError) and caught.value.retryable
@@ -92,8 +99,13 @@ async def test_some_empty_replies_are_retried_into_real_answers() -> None:
 def test_a_build_under_empty_replies_has_no_blank_answer_pair_or_rationale(tmp_path: Path) -> None:
     with FakeLLMServer(faults=Fault(rate_empty=0.3), seed=2) as server:
         # No salvage round: the prompts whose calls ran out of tries must stay failed, never empty rows.
-        config = build_config(server.base_url, tmp_path, prompts=6, gateway={"max_retries": 1, **FAST},
-                              run={"salvage_rounds": 0})
+        config = build_config(
+            server.base_url,
+            tmp_path,
+            prompts=6,
+            gateway={"max_retries": 1, **FAST},
+            run={"salvage_rounds": 0},
+        )
         run_dir = run_build(parse_config(config)).run_dir
         empties = server.stats.faults["empty"]
     candidates = pl.read_parquet(run_dir / "candidates.parquet")
@@ -108,11 +120,14 @@ def test_a_build_under_empty_replies_has_no_blank_answer_pair_or_rationale(tmp_p
 
 # --- the circuit breaker -------------------------------------------------------------------------------
 
+
 async def test_a_rejected_key_opens_the_circuit_at_the_first_failure(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAKE_KEY", "sk-fake-SECRET-4321")
     with FakeLLMServer(faults=Fault(rate_401=1.0), latency_s=0.05) as server:
-        gateway = Gateway({"judge": spec(server.base_url, api_key_env="FAKE_KEY", max_concurrency=8)},
-                          GatewaySettings(max_retries=4, **FAST))
+        gateway = Gateway(
+            {"judge": spec(server.base_url, api_key_env="FAKE_KEY", max_concurrency=8)},
+            GatewaySettings(max_retries=4, **FAST),
+        )
         results = await outcomes(gateway, "judge", 40)
         counts = kinds(results)
         # Only the calls already sent when the first 401 came back reach the server: one round of
@@ -132,15 +147,22 @@ async def test_a_rejected_key_opens_the_circuit_at_the_first_failure(monkeypatch
 
 async def test_an_endpoint_that_always_times_out_opens_the_circuit_after_one_round() -> None:
     with FakeLLMServer(faults=Fault(rate_timeout=1.0, timeout_s=5.0)) as server:
-        gateway = Gateway({"gen": spec(server.base_url, timeout_s=0.3, max_concurrency=4)},
-                          GatewaySettings(max_retries=3, circuit_breaker_failures=4, **FAST))
+        gateway = Gateway(
+            {"gen": spec(server.base_url, timeout_s=0.3, max_concurrency=4)},
+            GatewaySettings(max_retries=3, circuit_breaker_failures=4, **FAST),
+        )
         results = await outcomes(gateway, "gen", 16)
         counts = kinds(results)
         # Four attempts in flight time out together and open the circuit; a call that took a slot
         # freed by a failure before the fourth may add one more round trip each, not 16 x 4 attempts.
         assert server.stats.calls < 2 * 4
-        assert counts.get("LLMTimeoutError", 0) < 2 * 4 and set(counts) == {"LLMTimeoutError", "CircuitOpenError"}
-        assert "4 failed attempts in a row" in str(next(r for r in results if isinstance(r, CircuitOpenError)))
+        assert counts.get("LLMTimeoutError", 0) < 2 * 4 and set(counts) == {
+            "LLMTimeoutError",
+            "CircuitOpenError",
+        }
+        assert "4 failed attempts in a row" in str(
+            next(r for r in results if isinstance(r, CircuitOpenError))
+        )
 
 
 async def test_an_unreachable_endpoint_opens_the_circuit() -> None:
@@ -148,13 +170,16 @@ async def test_an_unreachable_endpoint_opens_the_circuit() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     base_url = f"http://127.0.0.1:{port}/v1"
-    gateway = Gateway({"gen": spec(base_url, max_concurrency=2)},
-                      GatewaySettings(max_retries=4, circuit_breaker_failures=3, **FAST))
+    gateway = Gateway(
+        {"gen": spec(base_url, max_concurrency=2)},
+        GatewaySettings(max_retries=4, circuit_breaker_failures=3, **FAST),
+    )
     results = await outcomes(gateway, "gen", 20)
     counts = kinds(results)
     assert set(counts) == {"ProviderError", "CircuitOpenError"} and counts["CircuitOpenError"] >= 20 - 3
-    assert f"openai/fake at {base_url}: circuit open" in str(next(r for r in results
-                                                                 if isinstance(r, CircuitOpenError)))
+    assert f"openai/fake at {base_url}: circuit open" in str(
+        next(r for r in results if isinstance(r, CircuitOpenError))
+    )
     # `errors` counts the calls that reached the endpoint and failed, including those whose retry the
     # open circuit refused; calls refused before their first attempt are not errors, only refused.
     assert counts["ProviderError"] <= gateway.usage.snapshot()["errors"] <= 3 + 2
@@ -163,16 +188,18 @@ async def test_an_unreachable_endpoint_opens_the_circuit() -> None:
 async def test_rate_limits_do_not_open_the_circuit() -> None:
     # 429 means "slow down", which backoff does: six in a row must not stop a build.
     with FakeLLMServer(faults=Fault(first_n_fail=6, fail_status=429, retry_after_s=0.01)) as server:
-        gateway = Gateway({"gen": spec(server.base_url)},
-                          GatewaySettings(max_retries=8, circuit_breaker_failures=2, **FAST))
+        gateway = Gateway(
+            {"gen": spec(server.base_url)}, GatewaySettings(max_retries=8, circuit_breaker_failures=2, **FAST)
+        )
         assert (await gateway.complete("gen", user("hi"))).text
         assert server.stats.calls == 7 and gateway.breaker.open_circuits() == {}
 
 
 async def test_a_success_ends_the_failure_streak() -> None:
     with FakeLLMServer(faults=Fault(first_n_fail=2, fail_status=503)) as server:
-        gateway = Gateway({"gen": spec(server.base_url)},
-                          GatewaySettings(max_retries=2, circuit_breaker_failures=3, **FAST))
+        gateway = Gateway(
+            {"gen": spec(server.base_url)}, GatewaySettings(max_retries=2, circuit_breaker_failures=3, **FAST)
+        )
         await gateway.complete("gen", user("a"))  # two failed attempts, then an answer
         server.reset()  # two more failures: the streak restarted at the success, so 2 < 3
         assert (await gateway.complete("gen", user("b"))).text
@@ -181,7 +208,10 @@ async def test_a_success_ends_the_failure_streak() -> None:
 
 # --- api_base ----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("api_base", ["localhost:8000/v1", "ftp://example.com/v1", "http://", "sk-abc123SECRET"])
+
+@pytest.mark.parametrize(
+    "api_base", ["localhost:8000/v1", "ftp://example.com/v1", "http://", "sk-abc123SECRET"]
+)
 def test_an_api_base_that_is_not_an_http_url_is_refused_by_the_config(tmp_path: Path, api_base: str) -> None:
     config = build_config("http://127.0.0.1:9/v1", tmp_path)
     config["models"]["judge"]["api_base"] = api_base

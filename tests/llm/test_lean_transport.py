@@ -35,7 +35,10 @@ def user(text: str) -> list[dict[str, str]]:
 
 
 def rules() -> list[Rule]:
-    return [Rule("judge", reply='{"winner": "A", "confidence": 0.75}'), Rule("tool", reply="answer one two three")]
+    return [
+        Rule("judge", reply='{"winner": "A", "confidence": 0.75}'),
+        Rule("tool", reply="answer one two three"),
+    ]
 
 
 async def scripted_sessions(tmp: Path, model: str = "openai/fake") -> list[dict[str, Any]]:
@@ -53,23 +56,37 @@ async def scripted_sessions(tmp: Path, model: str = "openai/fake") -> list[dict[
 
 async def _session(server: FakeLLMServer, transport: str, tmp: Path, model: str) -> dict[str, Any]:
     """One transport's session; backoff_base_s is large, so only Retry-After can explain a quick retry."""
-    roles = {"gen": ModelSpec(model=model, api_base=server.base_url, transport=transport, seed=7,
-                              params={"stop": ["\n\n"]}),
-             "judge": ModelSpec(model=model, api_base=server.base_url, transport=transport, temperature=0.0)}
-    gateway = Gateway(roles, GatewaySettings(max_retries=3, backoff_base_s=5.0), cache_path=tmp / "cache.sqlite")
-    calls = [await gateway.complete("gen", user("a tool question"), tag="wf"),
-             await gateway.complete("judge", user("judge this pair"), schema=Verdict),
-             await gateway.complete("gen", user("a tool question"), tag="wf"),
-             await gateway.complete("gen", user("a tool question"), sample=1, tag="wf")]
+    roles = {
+        "gen": ModelSpec(
+            model=model, api_base=server.base_url, transport=transport, seed=7, params={"stop": ["\n\n"]}
+        ),
+        "judge": ModelSpec(model=model, api_base=server.base_url, transport=transport, temperature=0.0),
+    }
+    gateway = Gateway(
+        roles, GatewaySettings(max_retries=3, backoff_base_s=5.0), cache_path=tmp / "cache.sqlite"
+    )
+    calls = [
+        await gateway.complete("gen", user("a tool question"), tag="wf"),
+        await gateway.complete("judge", user("judge this pair"), schema=Verdict),
+        await gateway.complete("gen", user("a tool question"), tag="wf"),
+        await gateway.complete("gen", user("a tool question"), sample=1, tag="wf"),
+    ]
     usage = gateway.usage.snapshot()
     gateway.close()
     sent = server.requests
     with sqlite3.connect(tmp / "cache.sqlite") as db:
-        kept = {key: {k: v for k, v in json.loads(record).items() if k != "latency_s"}
-                for key, record in db.execute("SELECT key, record FROM calls")}
-    return {"completions": [{**c.__dict__, "latency_s": None, "parsed": c.parsed and c.parsed.model_dump()}
-                            for c in calls],
-            "usage": _without_latency(usage), "sent": sent, "cache": kept}
+        kept = {
+            key: {k: v for k, v in json.loads(record).items() if k != "latency_s"}
+            for key, record in db.execute("SELECT key, record FROM calls")
+        }
+    return {
+        "completions": [
+            {**c.__dict__, "latency_s": None, "parsed": c.parsed and c.parsed.model_dump()} for c in calls
+        ],
+        "usage": _without_latency(usage),
+        "sent": sent,
+        "cache": kept,
+    }
 
 
 def _without_latency(value: Any) -> Any:
@@ -92,14 +109,21 @@ async def test_a_priced_model_costs_the_same_on_both_transports(tmp_path: Path) 
     lean, litellm = await scripted_sessions(tmp_path, model="openai/gpt-4o-mini")
     assert lean["usage"]["cost_usd"] > 0
     assert [c["cost_usd"] for c in lean["completions"]] == pytest.approx(
-        [c["cost_usd"] for c in litellm["completions"]], rel=1e-9)
+        [c["cost_usd"] for c in litellm["completions"]], rel=1e-9
+    )
     assert lean["usage"]["cost_usd"] == pytest.approx(litellm["usage"]["cost_usd"], rel=1e-9)
 
 
 async def _failure(transport: str, faults: Fault, *, timeout_s: float = 30.0, seed: int = 0) -> LLMError:
     with FakeLLMServer(faults=faults, seed=seed) as server:
-        gateway = Gateway({"m": ModelSpec(model="openai/fake", api_base=server.base_url, transport=transport,
-                                          timeout_s=timeout_s)}, NO_RETRY)
+        gateway = Gateway(
+            {
+                "m": ModelSpec(
+                    model="openai/fake", api_base=server.base_url, transport=transport, timeout_s=timeout_s
+                )
+            },
+            NO_RETRY,
+        )
         with pytest.raises(LLMError) as caught:
             await gateway.complete("m", user("hi"))
     return caught.value
@@ -118,13 +142,20 @@ async def test_http_failures_are_the_same_error_on_both_transports(status: int) 
     assert f"HTTP {status}" in str(lean)
 
 
-@pytest.mark.parametrize(("faults", "seed"), [(Fault(rate_malformed=1.0), 0), (Fault(rate_malformed=1.0), 1),
-                                              (Fault(rate_empty=1.0), 0)],
-                         ids=["malformed-a", "malformed-b", "empty"])
-async def test_malformed_and_empty_replies_are_the_same_error_on_both_transports(faults: Fault, seed: int) -> None:
+@pytest.mark.parametrize(
+    ("faults", "seed"),
+    [(Fault(rate_malformed=1.0), 0), (Fault(rate_malformed=1.0), 1), (Fault(rate_empty=1.0), 0)],
+    ids=["malformed-a", "malformed-b", "empty"],
+)
+async def test_malformed_and_empty_replies_are_the_same_error_on_both_transports(
+    faults: Fault, seed: int
+) -> None:
     lean, litellm = [await _failure(t, faults, seed=seed) for t in TRANSPORTS]
     # litellm gives a body it could not read HTTP status 500; the lean transport says there was none.
-    assert _shape(lean)[:3] == _shape(litellm)[:3] and type(lean).__name__ in ("ProviderError", "EmptyReplyError")
+    assert _shape(lean)[:3] == _shape(litellm)[:3] and type(lean).__name__ in (
+        "ProviderError",
+        "EmptyReplyError",
+    )
 
 
 async def test_timeouts_and_refused_connections_are_the_same_error_on_both_transports() -> None:
@@ -136,8 +167,14 @@ async def test_timeouts_and_refused_connections_are_the_same_error_on_both_trans
         port = probe.getsockname()[1]
     refused = []
     for transport in TRANSPORTS:
-        gateway = Gateway({"m": ModelSpec(model="openai/fake", api_base=f"http://127.0.0.1:{port}/v1",
-                                          transport=transport)}, NO_RETRY)
+        gateway = Gateway(
+            {
+                "m": ModelSpec(
+                    model="openai/fake", api_base=f"http://127.0.0.1:{port}/v1", transport=transport
+                )
+            },
+            NO_RETRY,
+        )
         with pytest.raises(LLMError) as caught:
             await gateway.complete("m", user("hi"))
         refused.append(caught.value)
@@ -147,11 +184,14 @@ async def test_timeouts_and_refused_connections_are_the_same_error_on_both_trans
 def test_auto_takes_the_lean_transport_for_openai_compatible_endpoints_only() -> None:
     base = "http://127.0.0.1:8000/v1"
     assert ModelSpec(model="openai/llama3", api_base=base).uses_lean_transport
-    assert ModelSpec(model="openai/llama3", api_base=base, params={"n": 2, "extra_headers": {"X-A": "1"}}
-                     ).uses_lean_transport
+    assert ModelSpec(
+        model="openai/llama3", api_base=base, params={"n": 2, "extra_headers": {"X-A": "1"}}
+    ).uses_lean_transport
     assert not ModelSpec(model="openai/gpt-4o-mini").uses_lean_transport  # OpenAI itself: litellm's rewrites
     assert not ModelSpec(model="ollama/llama3", api_base=base).uses_lean_transport
-    assert not ModelSpec(model="openai/llama3", api_base=base, params={"mock_response": "x"}).uses_lean_transport
+    assert not ModelSpec(
+        model="openai/llama3", api_base=base, params={"mock_response": "x"}
+    ).uses_lean_transport
     assert not ModelSpec(model="openai/llama3", api_base=base, transport="litellm").uses_lean_transport
     assert ModelSpec(model="openai/gpt-4o-mini", transport="lean").uses_lean_transport
     with pytest.raises(ValidationError, match="transport: lean .*'openai/...' model"):
@@ -164,24 +204,51 @@ async def test_extra_headers_and_extra_body_reach_the_endpoint_on_both_transport
     bodies = []
     for transport in TRANSPORTS:
         with FakeLLMServer() as server:
-            gateway = Gateway({"m": ModelSpec(model="openai/fake", api_base=server.base_url, transport=transport,
-                                              params={"extra_body": {"top_k": 5}, "n": 1})})
+            gateway = Gateway(
+                {
+                    "m": ModelSpec(
+                        model="openai/fake",
+                        api_base=server.base_url,
+                        transport=transport,
+                        params={"extra_body": {"top_k": 5}, "n": 1},
+                    )
+                }
+            )
             await gateway.complete("m", user("hi"))
             bodies.append(server.requests[-1])
     assert bodies[0] == bodies[1] and bodies[0]["top_k"] == 5
 
 
 def test_a_lean_build_imports_no_litellm_langgraph_prefect_training_or_hub_code(tmp_path: Path) -> None:
-    heavy = ("litellm", "langgraph", "prefect", "trl", "torch", "flows", "factory.release.train.trainer", "factory.release.publish",
-             "judges.report", "factory.workflows.feedback_loop")
-    probe = (f"import json, sys\nfrom factory.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n"
-             f"    pass\nprint(json.dumps(sorted({{m for m in sys.modules for h in {heavy!r} "
-             f"if m == h or m.startswith(h + '.')}})))")
+    heavy = (
+        "litellm",
+        "langgraph",
+        "prefect",
+        "trl",
+        "torch",
+        "flows",
+        "factory.release.train.trainer",
+        "factory.release.publish",
+        "judges.report",
+        "factory.workflows.feedback_loop",
+    )
+    probe = (
+        f"import json, sys\nfrom factory.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n"
+        f"    pass\nprint(json.dumps(sorted({{m for m in sys.modules for h in {heavy!r} "
+        f"if m == h or m.startswith(h + '.')}})))"
+    )
     with FakeLLMServer() as server:
         config = build_config(server.base_url, tmp_path, prompts=3, rationales={"enabled": False})
         path = write_config(tmp_path / "build.yaml", config)
-        done = subprocess.run([sys.executable, "-c", probe, "build", str(path), "--engine", "local", "--quiet"],
-                              capture_output=True, text=True, env=cli_env(), cwd=REPO, timeout=300, check=False)
+        done = subprocess.run(
+            [sys.executable, "-c", probe, "build", str(path), "--engine", "local", "--quiet"],
+            capture_output=True,
+            text=True,
+            env=cli_env(),
+            cwd=REPO,
+            timeout=300,
+            check=False,
+        )
         calls = server.stats.calls
     assert calls > 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == [], done.stderr
@@ -193,8 +260,15 @@ def test_the_litellm_path_still_serves_a_build_end_to_end(tmp_path: Path) -> Non
         for role in config["models"].values():
             role["transport"] = "litellm"
         path = write_config(tmp_path / "build.yaml", config)
-        done = subprocess.run([sys.executable, "-m", "factory", "build", str(path), "--engine", "local", "--quiet"],
-                              capture_output=True, text=True, env=cli_env(), cwd=REPO, timeout=300, check=False)
+        done = subprocess.run(
+            [sys.executable, "-m", "factory", "build", str(path), "--engine", "local", "--quiet"],
+            capture_output=True,
+            text=True,
+            env=cli_env(),
+            cwd=REPO,
+            timeout=300,
+            check=False,
+        )
         assert done.returncode == 0, done.stderr
         assert server.stats.calls >= 9
 

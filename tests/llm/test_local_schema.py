@@ -10,8 +10,9 @@ from factory.llm.local import grammar_friendly
 from judges.protocols import schema_for
 
 
-@pytest.mark.parametrize(("protocol", "scale"), [("combined", 10), ("combined", 5), ("combined", 100),
-                                                 ("independent", 10)])
+@pytest.mark.parametrize(
+    ("protocol", "scale"), [("combined", 10), ("combined", 5), ("combined", 100), ("independent", 10)]
+)
 def test_judge_scores_become_the_whole_values_of_their_scale(protocol: str, scale: int) -> None:
     schema = grammar_friendly(schema_for(protocol, scale).model_json_schema())
     scores = {name: prop for name, prop in schema["properties"].items() if name.startswith("score")}
@@ -24,8 +25,14 @@ def test_judge_scores_become_the_whole_values_of_their_scale(protocol: str, scal
 
 
 def test_unbounded_or_wide_numbers_are_left_alone() -> None:
-    loose = {"type": "object", "properties": {"x": {"type": "number"}, "y": {"type": "number", "minimum": 0},
-                                              "z": {"type": "integer", "minimum": 0, "maximum": 1000}}}
+    loose = {
+        "type": "object",
+        "properties": {
+            "x": {"type": "number"},
+            "y": {"type": "number", "minimum": 0},
+            "z": {"type": "integer", "minimum": 0, "maximum": 1000},
+        },
+    }
     assert grammar_friendly(loose) == loose
 
 

@@ -10,8 +10,11 @@ from factory.llm.price_map import price_table, token_cost
 
 
 def _openai_chat_models() -> list[str]:
-    return [name if "/" in name else f"openai/{name}" for name, entry in price_table().items()
-            if entry.get("mode") == "chat" and entry.get("litellm_provider") == "openai"]
+    return [
+        name if "/" in name else f"openai/{name}"
+        for name, entry in price_table().items()
+        if entry.get("mode") == "chat" and entry.get("litellm_provider") == "openai"
+    ]
 
 
 def test_the_table_is_litellms_and_has_openai_chat_models() -> None:
@@ -23,8 +26,10 @@ def test_token_cost_equals_litellms_cost_per_token(prompt: int, completion: int)
     compared = 0
     for model in _openai_chat_models():
         try:
-            expected = sum(litellm.cost_per_token(model=model, prompt_tokens=prompt, completion_tokens=completion))
-        except Exception:  # noqa: BLE001 - litellm cannot price it either
+            expected = sum(
+                litellm.cost_per_token(model=model, prompt_tokens=prompt, completion_tokens=completion)
+            )
+        except Exception:
             expected = None
         ours = token_cost(model, prompt, completion)
         if ours is None:

@@ -136,17 +136,31 @@ def test_aimd_halves_once_per_round_trip_and_grows_back() -> None:
 
 
 def test_rate_limit_headers_are_read_in_both_spellings() -> None:
-    openai = read_rate_limit_headers({"x-ratelimit-limit-requests": "500", "x-ratelimit-remaining-requests": "7",
-                                      "x-ratelimit-reset-requests": "1m30s", "x-ratelimit-remaining-tokens": "900",
-                                      "x-ratelimit-reset-tokens": "120ms"})
+    openai = read_rate_limit_headers(
+        {
+            "x-ratelimit-limit-requests": "500",
+            "x-ratelimit-remaining-requests": "7",
+            "x-ratelimit-reset-requests": "1m30s",
+            "x-ratelimit-remaining-tokens": "900",
+            "x-ratelimit-reset-tokens": "120ms",
+        }
+    )
     assert openai is not None
     assert (openai.limit_requests, openai.remaining_requests, openai.reset_requests_s) == (500, 7, 90.0)
     assert (openai.remaining_tokens, openai.reset_tokens_s) == (900, 0.12)
-    anthropic = read_rate_limit_headers({"anthropic-ratelimit-requests-remaining": "3",
-                                         "anthropic-ratelimit-requests-reset": "2999-01-01T00:00:00Z"})
+    anthropic = read_rate_limit_headers(
+        {
+            "anthropic-ratelimit-requests-remaining": "3",
+            "anthropic-ratelimit-requests-reset": "2999-01-01T00:00:00Z",
+        }
+    )
     assert anthropic is not None and anthropic.remaining_requests == 3 and anthropic.reset_requests_s > 1e9
     assert read_rate_limit_headers({"content-type": "application/json"}) is None
-    assert duration_seconds("6m0s") == 360.0 and duration_seconds("2.5") == 2.5 and duration_seconds("soon") is None
+    assert (
+        duration_seconds("6m0s") == 360.0
+        and duration_seconds("2.5") == 2.5
+        and duration_seconds("soon") is None
+    )
 
 
 def test_bad_rate_limit_fields_are_refused() -> None:
@@ -170,8 +184,9 @@ class RefusingHub(LocalLimits):
 
 async def test_an_unlimited_model_never_touches_the_limiter() -> None:
     with FakeLLMServer() as server:
-        gateway = Gateway({"g": ModelSpec(model="openai/fake", api_base=server.base_url)},
-                          limits_hub=RefusingHub())
+        gateway = Gateway(
+            {"g": ModelSpec(model="openai/fake", api_base=server.base_url)}, limits_hub=RefusingHub()
+        )
         replies = await asyncio.gather(*(gateway.complete("g", ask(i)) for i in range(5)))
         gateway.close()
     assert len(replies) == 5 and server.stats.ok == 5
@@ -181,7 +196,9 @@ async def test_an_unlimited_model_never_touches_the_limiter() -> None:
 async def test_the_servers_remaining_and_reset_headers_are_followed(follow: bool) -> None:
     # A provider allowing 5 requests per 2 s; the spec sets no limit of its own.
     with FakeLLMServer(request_limit=(5, 2.0)) as server:
-        spec = ModelSpec(model="openai/fake", api_base=server.base_url, max_concurrency=4, rate_limit_headers=follow)
+        spec = ModelSpec(
+            model="openai/fake", api_base=server.base_url, max_concurrency=4, rate_limit_headers=follow
+        )
         gateway = Gateway({"g": spec}, GatewaySettings(max_retries=8, backoff_base_s=0.05, backoff_max_s=2.5))
         # One call first: its headers are what turn the limiter on.
         await gateway.complete("g", ask(0))
@@ -200,7 +217,9 @@ async def test_retries_count_against_the_rpm() -> None:
     with FakeLLMServer(faults=Fault(first_n_fail=1)) as server:
         spec = ModelSpec(model="openai/fake", api_base=server.base_url, rpm=2)
         gateway = Gateway({"g": spec}, GatewaySettings(backoff_base_s=0.01, backoff_max_s=0.01))
-        calls = asyncio.ensure_future(asyncio.gather(gateway.complete("g", ask(0)), gateway.complete("g", ask(1))))
+        calls = asyncio.ensure_future(
+            asyncio.gather(gateway.complete("g", ask(0)), gateway.complete("g", ask(1)))
+        )
         done, _ = await asyncio.wait({calls}, timeout=2.0)
         assert not done  # the retry waits for the window
         assert server.stats.calls == 2
@@ -210,11 +229,17 @@ async def test_retries_count_against_the_rpm() -> None:
 
 async def test_aimd_under_30_percent_429s_finishes_every_call_without_opening_the_breaker() -> None:
     with FakeLLMServer(faults=Fault(rate_429=0.3, retry_after_s=0.01), latency_s=0.01) as server:
-        spec = ModelSpec(model="openai/fake", api_base=server.base_url, max_concurrency=16,
-                         adaptive_concurrency=True)
+        spec = ModelSpec(
+            model="openai/fake", api_base=server.base_url, max_concurrency=16, adaptive_concurrency=True
+        )
         hub = LocalLimits()
-        gateway = Gateway({"g": spec}, GatewaySettings(max_retries=12, backoff_base_s=0.01, backoff_max_s=0.05,
-                                                       circuit_breaker_failures=5), limits_hub=hub)
+        gateway = Gateway(
+            {"g": spec},
+            GatewaySettings(
+                max_retries=12, backoff_base_s=0.01, backoff_max_s=0.05, circuit_breaker_failures=5
+            ),
+            limits_hub=hub,
+        )
         replies = await asyncio.gather(*(gateway.complete("g", ask(i)) for i in range(120)))
         gateway.close()
         stats = server.stats
@@ -237,8 +262,13 @@ def test_a_build_with_aimd_under_30_percent_429s_is_complete(tmp_path: Path) -> 
     def build(folder: Path, faults: Fault) -> tuple[Path, int]:
         folder.mkdir()
         with FakeLLMServer(faults=faults) as server:
-            config = build_config(server.base_url, folder, prompts=12, concurrency=8,
-                                  gateway={"max_retries": 10, "circuit_breaker_failures": 5})
+            config = build_config(
+                server.base_url,
+                folder,
+                prompts=12,
+                concurrency=8,
+                gateway={"max_retries": 10, "circuit_breaker_failures": 5},
+            )
             for role in config["models"].values():
                 role["adaptive_concurrency"] = True
             return run_build(parse_config(config)).run_dir, server.stats.status_counts.get(429, 0)

@@ -36,67 +36,131 @@ SECTIONS = "Intro.\nSECTION 1\nFirst part.\nSECTION 2\nSecond part."
 
 # (constraint, response that satisfies it, response that violates it), one or more per kind.
 CASES: list[tuple[Constraint, str, str]] = [
-    (c("length_constraints:number_words", relation="at least", num_words=5),
-     "one two three four five", "one two three four"),
-    (c("length_constraints:number_words", relation="less than", num_words=5),
-     "one two three four", "one two three four five"),
-    (c("length_constraints:number_words", relation="at most", num_words=3),
-     "one two three", "one two three four"),
-    (c("length_constraints:number_sentences", relation="at least", num_sentences=3),
-     "It rains. We stay in! Why not?", "It rains. We stay in."),
-    (c("length_constraints:number_sentences", relation="less than", num_sentences=2),
-     "Just one sentence here.", "First one. Second one."),
-    (c("length_constraints:number_paragraphs", num_paragraphs=3),
-     "Alpha.\n***\nBeta.\n***\nGamma.", "Alpha.\n***\nBeta."),
-    (c("length_constraints:number_paragraphs", num_paragraphs=2),
-     "Alpha.\n***\nBeta.", "Alpha.\n***\n***\nBeta."),
-    (c("detectable_format:number_bullet_lists", num_bullets=3),
-     BULLETS, "Tips:\n* Drink water.\n* Sleep well."),
+    (
+        c("length_constraints:number_words", relation="at least", num_words=5),
+        "one two three four five",
+        "one two three four",
+    ),
+    (
+        c("length_constraints:number_words", relation="less than", num_words=5),
+        "one two three four",
+        "one two three four five",
+    ),
+    (
+        c("length_constraints:number_words", relation="at most", num_words=3),
+        "one two three",
+        "one two three four",
+    ),
+    (
+        c("length_constraints:number_sentences", relation="at least", num_sentences=3),
+        "It rains. We stay in! Why not?",
+        "It rains. We stay in.",
+    ),
+    (
+        c("length_constraints:number_sentences", relation="less than", num_sentences=2),
+        "Just one sentence here.",
+        "First one. Second one.",
+    ),
+    (
+        c("length_constraints:number_paragraphs", num_paragraphs=3),
+        "Alpha.\n***\nBeta.\n***\nGamma.",
+        "Alpha.\n***\nBeta.",
+    ),
+    (
+        c("length_constraints:number_paragraphs", num_paragraphs=2),
+        "Alpha.\n***\nBeta.",
+        "Alpha.\n***\n***\nBeta.",
+    ),
+    (
+        c("detectable_format:number_bullet_lists", num_bullets=3),
+        BULLETS,
+        "Tips:\n* Drink water.\n* Sleep well.",
+    ),
     (c("detectable_format:number_bullet_lists", num_bullets=1), "* only one", "*not a bullet* and\n---"),
     (c("detectable_format:json_format"), '{"name": "tea", "hot": true}', "name: tea"),
-    (c("detectable_format:json_format"), '```json\n[1, 2, 3]\n```', '```json\n{"a": 1,}\n```'),
+    (c("detectable_format:json_format"), "```json\n[1, 2, 3]\n```", '```json\n{"a": 1,}\n```'),
     (c("detectable_format:json_format"), '```\n{"a": 1}\n```', "42"),
     (c("keywords:existence", keywords=["tea", "Green"]), "Green TEA is calm.", "Green teapots only."),
-    (c("keywords:forbidden_words", forbidden_words=["sugar", "milk"]),
-     "Plain tea, no sweetener.", "Add MILK."),
+    (
+        c("keywords:forbidden_words", forbidden_words=["sugar", "milk"]),
+        "Plain tea, no sweetener.",
+        "Add MILK.",
+    ),
     (c("keywords:forbidden_words", forbidden_words=["cat"]), "A category error.", "The cat sat."),
-    (c("keywords:frequency", keyword="tea", frequency=2, relation="at least"),
-     "Tea first, then more tea.", "Tea once, then teapots."),
+    (
+        c("keywords:frequency", keyword="tea", frequency=2, relation="at least"),
+        "Tea first, then more tea.",
+        "Tea once, then teapots.",
+    ),
     (c("keywords:frequency", keyword="tea", frequency=2, relation="less than"), "Tea once.", "tea tea"),
-    (c("keywords:letter_frequency", letter="z", let_frequency=3, let_relation="at least"),
-     "Zig zag zoo", "zig zag"),
+    (
+        c("keywords:letter_frequency", letter="z", let_frequency=3, let_relation="at least"),
+        "Zig zag zoo",
+        "zig zag",
+    ),
     (c("keywords:letter_frequency", letter="e", let_frequency=2, let_relation="less than"), "a cat", "bee"),
     (c("punctuation:no_comma"), "No commas here.", "Yes, one comma."),
     (c("change_case:english_lowercase"), "all quiet on the front, 1918.", "All quiet."),
     (c("change_case:english_lowercase"), "lower case only", "123 !!"),
     (c("change_case:english_capital"), "ALL CAPS, 2024!", "ALL CAPS except this."),
-    (c("change_case:capital_word_frequency", capital_frequency=2, capital_relation="at least"),
-     "NASA and ESA fly.", "Only NASA flies."),
-    (c("change_case:capital_word_frequency", capital_frequency=2, capital_relation="less than"),
-     "Only NASA flies.", "NASA and ESA fly."),
-    (c("startend:end_checker", end_phrase="Is there anything else I can help with?"),
-     "Done.\nIs there anything else I can help with?  ", "Is there anything else I can help with? Bye."),
+    (
+        c("change_case:capital_word_frequency", capital_frequency=2, capital_relation="at least"),
+        "NASA and ESA fly.",
+        "Only NASA flies.",
+    ),
+    (
+        c("change_case:capital_word_frequency", capital_frequency=2, capital_relation="less than"),
+        "Only NASA flies.",
+        "NASA and ESA fly.",
+    ),
+    (
+        c("startend:end_checker", end_phrase="Is there anything else I can help with?"),
+        "Done.\nIs there anything else I can help with?  ",
+        "Is there anything else I can help with? Bye.",
+    ),
     (c("startend:end_checker", end_phrase="Peace!"), "Goodbye and peace!", "Peace! Goodbye."),
     (c("startend:quotation"), '  "Wrapped in quotes."\n', 'Not "wrapped".'),
     (c("startend:quotation"), '"a"', '"'),
     (c("detectable_format:title"), "<<Poem of Joy>>\nLines follow.", "<< >> and <<broken\ntitle>>"),
-    (c("detectable_format:number_highlighted_sections", num_highlights=2),
-     "*first* and **second** part", "*first* only and ** ** empty"),
-    (c("detectable_content:number_placeholders", num_placeholders=2),
-     "Dear [name], see you at [address].", "Dear [name], bye []."),
-    (c("detectable_content:postscript", postscript_marker="P.S."), "Body text.\n\nP.S. Call me.",
-     "Body mentions P.S. inline."),
-    (c("detectable_content:postscript", postscript_marker="P.P.S"),
-     "Body.\nP.P.S Bring tea.", "Body.\nP.S. Tea."),
-    (c("detectable_format:multiple_sections", section_spliter="SECTION", num_sections=2),
-     SECTIONS, "SECTION 1\nOnly one part."),
-    (c("detectable_format:multiple_sections", section_spliter="Day", num_sections=3),
-     "Day 1 beach. Day 2 hike. Day 3 rest.", "Day one beach. Day 2 hike."),
+    (
+        c("detectable_format:number_highlighted_sections", num_highlights=2),
+        "*first* and **second** part",
+        "*first* only and ** ** empty",
+    ),
+    (
+        c("detectable_content:number_placeholders", num_placeholders=2),
+        "Dear [name], see you at [address].",
+        "Dear [name], bye [].",
+    ),
+    (
+        c("detectable_content:postscript", postscript_marker="P.S."),
+        "Body text.\n\nP.S. Call me.",
+        "Body mentions P.S. inline.",
+    ),
+    (
+        c("detectable_content:postscript", postscript_marker="P.P.S"),
+        "Body.\nP.P.S Bring tea.",
+        "Body.\nP.S. Tea.",
+    ),
+    (
+        c("detectable_format:multiple_sections", section_spliter="SECTION", num_sections=2),
+        SECTIONS,
+        "SECTION 1\nOnly one part.",
+    ),
+    (
+        c("detectable_format:multiple_sections", section_spliter="Day", num_sections=3),
+        "Day 1 beach. Day 2 hike. Day 3 rest.",
+        "Day one beach. Day 2 hike.",
+    ),
     (c("detectable_format:constrained_response"), "I checked. My answer is no.", "My answer is nope."),
-    (c("language:response_language", language="en"),
-     "This is a plain English answer and it should pass the check with the usual words in it for you.",
-     ("Dies ist eine deutsche Antwort und sie sollte den Test nicht bestehen weil keine englischen "
-      "Funktionswörter darin vorkommen und der Text lang genug ist für die Heuristik hier.")),
+    (
+        c("language:response_language", language="en"),
+        "This is a plain English answer and it should pass the check with the usual words in it for you.",
+        (
+            "Dies ist eine deutsche Antwort und sie sollte den Test nicht bestehen weil keine englischen "
+            "Funktionswörter darin vorkommen und der Text lang genug ist für die Heuristik hier."
+        ),
+    ),
     (c("language:response_language", language="en"), "Short and English.", "Это ответ на русском языке."),
 ]
 
@@ -131,7 +195,8 @@ def test_constraints_are_frozen() -> None:
 
 def test_instruction_wording_names_the_parameters() -> None:
     assert c("length_constraints:number_words", relation="less than", num_words=50).instruction() == (
-        "Answer with less than 50 words.")
+        "Answer with less than 50 words."
+    )
     assert "***" in c("length_constraints:number_paragraphs", num_paragraphs=2).instruction()
     assert '"tea", "milk"' in c("keywords:forbidden_words", forbidden_words=["tea", "milk"]).instruction()
     assert "1 time." in c("keywords:frequency", keyword="tea", frequency=1, relation="at least").instruction()
@@ -155,16 +220,36 @@ def test_bad_constraint_dicts_raise_a_clear_error(data: dict[str, object], messa
 # --- generators -----------------------------------------------------------------------------------
 
 HANDWRITTEN = [
-    "", "ok", "Yes.", "no commas at all here", "ALL CAPS SHOUTING RESPONSE!", "Hello, world.",
-    BULLETS, SECTIONS, '{"answer": 42, "unit": "km"}', '```json\n{"a": [1, 2]}\n```',
-    '"A quoted reply, complete with commas."', "<<Title>>\nBody text with *one highlight* and *another*.",
-    "Dear [name],\nWe meet at [place] on [date].\nP.S. Bring tea.", "Alpha.\n***\nBeta.\n***\nGamma.",
-    "Is there anything else I can help with?", "Tea tea tea TEA tea.", "My answer is yes.",
-    "Привет, как дела? Это ответ.", "Le thé est une boisson chaude très populaire en France.",
-    "Numbers only: 1, 2, 3, 4, 5.", "one\n\ntwo\n\nthree", "- dash bullet\n- another dash\n- third",
-    "The quick brown fox jumps over the lazy dog. " * 12, "e.g. this has abbreviations, i.e. tricky ones.",
-    "Line one\nLine two\nLine three", "Zzz... zebra zone!", "A" * 50, "NASA, ESA and JAXA cooperate.",
-    "   surrounded by whitespace   ", "**bold** and *italic* and ***both***",
+    "",
+    "ok",
+    "Yes.",
+    "no commas at all here",
+    "ALL CAPS SHOUTING RESPONSE!",
+    "Hello, world.",
+    BULLETS,
+    SECTIONS,
+    '{"answer": 42, "unit": "km"}',
+    '```json\n{"a": [1, 2]}\n```',
+    '"A quoted reply, complete with commas."',
+    "<<Title>>\nBody text with *one highlight* and *another*.",
+    "Dear [name],\nWe meet at [place] on [date].\nP.S. Bring tea.",
+    "Alpha.\n***\nBeta.\n***\nGamma.",
+    "Is there anything else I can help with?",
+    "Tea tea tea TEA tea.",
+    "My answer is yes.",
+    "Привет, как дела? Это ответ.",
+    "Le thé est une boisson chaude très populaire en France.",
+    "Numbers only: 1, 2, 3, 4, 5.",
+    "one\n\ntwo\n\nthree",
+    "- dash bullet\n- another dash\n- third",
+    "The quick brown fox jumps over the lazy dog. " * 12,
+    "e.g. this has abbreviations, i.e. tricky ones.",
+    "Line one\nLine two\nLine three",
+    "Zzz... zebra zone!",
+    "A" * 50,
+    "NASA, ESA and JAXA cooperate.",
+    "   surrounded by whitespace   ",
+    "**bold** and *italic* and ***both***",
 ]
 
 
@@ -213,7 +298,8 @@ def test_generators_are_deterministic_for_a_seed() -> None:
     first = [x.describe() for x in satisfied_by(response, random.Random(5), 3)]
     assert first == [x.describe() for x in satisfied_by(response, random.Random(5), 3)]
     assert [x.describe() for x in violated_by(response, random.Random(5), 3)] == [
-        x.describe() for x in violated_by(response, random.Random(5), 3)]
+        x.describe() for x in violated_by(response, random.Random(5), 3)
+    ]
 
 
 # --- IFEval ---------------------------------------------------------------------------------------
@@ -257,8 +343,10 @@ def test_ifeval_checkers_run_on_real_answers() -> None:
                 assert all(isinstance(constraint.check(a), bool) for a in answers)
 
 
-@pytest.mark.parametrize("instruction_id", ["combination:repeat_prompt", "combination:two_responses",
-                                            "length_constraints:nth_paragraph_first_word"])
+@pytest.mark.parametrize(
+    "instruction_id",
+    ["combination:repeat_prompt", "combination:two_responses", "length_constraints:nth_paragraph_first_word"],
+)
 def test_unmapped_ifeval_ids_raise_naming_the_id(instruction_id: str) -> None:
     with pytest.raises(ConstraintError, match=f"IFEval instruction '{instruction_id}' has no checker"):
         from_ifeval(instruction_id, {})

@@ -20,12 +20,19 @@ from factory.mapl import (
     reverify,
 )
 
-ALPACA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "prompts" / (
-    "alpaca_eval_805_text_davinci_003_outputs.json")
+ALPACA = (
+    Path(__file__).resolve().parents[2].parent
+    / "shared"
+    / "data"
+    / "prompts"
+    / ("alpaca_eval_805_text_davinci_003_outputs.json")
+)
 
 PROMPT = "Give advice on sleeping well."
-RESPONSE = ("Here is my advice:\n* Keep a fixed bedtime.\n* Avoid screens late at night.\n"
-            "* Keep the bedroom cool, dark and quiet.\nSleep matters.")
+RESPONSE = (
+    "Here is my advice:\n* Keep a fixed bedtime.\n* Avoid screens late at night.\n"
+    "* Keep the bedroom cool, dark and quiet.\nSleep matters."
+)
 NO_COMMA = {"kind": "punctuation:no_comma"}
 WORDS_5 = {"kind": "length_constraints:number_words", "relation": "at least", "num_words": 5}
 
@@ -36,8 +43,10 @@ def alpaca_rows(n: int) -> list[dict]:
 
 def test_augment_prompt_appends_one_instruction_per_line() -> None:
     text = augment_prompt("Write a poem.  ", [NO_COMMA, from_dict(WORDS_5)])
-    assert text == ("Write a poem.\n\nIn your entire response, refrain from the use of any commas.\n"
-                    "Answer with at least 5 words.")
+    assert text == (
+        "Write a poem.\n\nIn your entire response, refrain from the use of any commas.\n"
+        "Answer with at least 5 words."
+    )
     assert augment_prompt("Write a poem.", []) == "Write a poem."
 
 
@@ -71,10 +80,14 @@ def test_intra_rows_over_real_answers_all_reverify() -> None:
 
 def test_reverify_catches_tampered_intra_rows() -> None:
     [row] = intra_sample_rows("p1", PROMPT, RESPONSE, random.Random(1), k=2)
-    swapped = dict(row, chosen_prompt=row["rejected_prompt"], rejected_prompt=row["chosen_prompt"],
-                   chosen_constraints=row["rejected_constraints"],
-                   rejected_constraints=row["chosen_constraints"],
-                   checks={"chosen": row["checks"]["rejected"], "rejected": row["checks"]["chosen"]})
+    swapped = dict(
+        row,
+        chosen_prompt=row["rejected_prompt"],
+        rejected_prompt=row["chosen_prompt"],
+        chosen_constraints=row["rejected_constraints"],
+        rejected_constraints=row["chosen_constraints"],
+        checks={"chosen": row["checks"]["rejected"], "rejected": row["checks"]["chosen"]},
+    )
     assert not reverify(swapped)
     wrong_checks = copy.deepcopy(row)
     wrong_checks["checks"]["rejected"][0] = True
@@ -96,8 +109,10 @@ def test_inter_pair_separates_chosen_from_rejected() -> None:
     assert 1 <= len(constraints) <= 2
     assert all(x.check(chosen) for x in constraints)
     assert not all(x.check(rejected) for x in constraints)
-    assert row["checks"] == {"chosen": [x.check(chosen) for x in constraints],
-                             "rejected": [x.check(rejected) for x in constraints]}
+    assert row["checks"] == {
+        "chosen": [x.check(chosen) for x in constraints],
+        "rejected": [x.check(rejected) for x in constraints],
+    }
     assert all(x.instruction() in row["prompt"] for x in constraints)
     assert reverify(row)
     flipped = {"chosen": row["checks"]["rejected"], "rejected": row["checks"]["chosen"]}
@@ -133,8 +148,13 @@ def test_label_by_checkers_counts_satisfied_constraints() -> None:
 
 def test_pairs_from_checked_pairs_passing_with_worst_failing_first() -> None:
     prompt = augment_prompt(PROMPT, [NO_COMMA, WORDS_5])
-    responses = ["Sleep early and wake early daily.", "Sleep, rest and relax every night.", "one, two",
-                 "Keep the room dark and cool.", "Sleep early and wake early daily."]
+    responses = [
+        "Sleep early and wake early daily.",
+        "Sleep, rest and relax every night.",
+        "one, two",
+        "Keep the room dark and cool.",
+        "Sleep early and wake early daily.",
+    ]
     rows = pairs_from_checked("p4", prompt, [NO_COMMA, WORDS_5], responses)
     # Two passing answers (the duplicate dropped); "one, two" violates both, so it is used first.
     assert [(r["chosen"], r["rejected"]) for r in rows] == [
@@ -163,5 +183,12 @@ def test_reverify_refuses_rows_it_cannot_read() -> None:
     with pytest.raises(ConstraintError, match="not a MAPL row"):
         reverify({"kind": "judged", "checks": {}})
     with pytest.raises(ConstraintError, match="no field 'constraints'"):
-        reverify({"kind": "mapl_inter", "checks": {"chosen": [], "rejected": []}, "prompt": "", "chosen": "",
-                  "rejected": ""})
+        reverify(
+            {
+                "kind": "mapl_inter",
+                "checks": {"chosen": [], "rejected": []},
+                "prompt": "",
+                "chosen": "",
+                "rejected": "",
+            }
+        )

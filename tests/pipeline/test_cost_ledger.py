@@ -4,7 +4,6 @@ merges both workers' rows, dollars per accepted pair and the plan-time estimate 
 
 from __future__ import annotations
 
-# ruff: noqa: E402  (conftest_prefect's asserts are rewritten only if registered before it is imported)
 import pytest
 
 pytest.register_assert_rewrite("conftest_prefect")

@@ -97,7 +97,7 @@ def unreadable_files(run_dir: Path) -> list[str]:
                 json.loads(path.read_text())
             elif path.name == "config.yaml":
                 parse_config(__import__("yaml").safe_load(path.read_text()))
-        except Exception as exc:  # noqa: BLE001 - any failure to read is what we look for
+        except Exception as exc:
             bad.append(f"{path.relative_to(run_dir)}: {type(exc).__name__}")
     return bad
 
@@ -111,8 +111,14 @@ def _engine_args() -> list[str]:
 class Zygote:
     def __init__(self, logs: Path) -> None:
         self.logs = logs
-        self.proc = subprocess.Popen([sys.executable, "-c", _ZYGOTE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True, env=cli_env(), cwd=REPO)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _ZYGOTE],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=cli_env(),
+            cwd=REPO,
+        )
 
     def start(self, args: list[str]) -> int:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -147,8 +153,10 @@ def _finalizing(outputs: Path, since: float) -> bool:
     run_dir = _run_dir(outputs)
     if run_dir is None:
         return False
-    return any(p.exists() and p.stat().st_mtime >= since for p in (run_dir / "candidates.parquet",
-                                                                   run_dir / "judgments.parquet"))
+    return any(
+        p.exists() and p.stat().st_mtime >= since
+        for p in (run_dir / "candidates.parquet", run_dir / "judgments.parquet")
+    )
 
 
 def _set_aside(work: Path, run_dir: Path, index: int) -> Path:
@@ -178,8 +186,9 @@ def test_sigkill_at_random_points_then_resume_equals_an_uninterrupted_run(tmp_pa
 
         work = tmp_path / "crash"
         work.mkdir()
-        config_path = write_config(work / "build.yaml", build_config(server.base_url, work, prompts=12,
-                                                                      shard_size=4, concurrency=2))
+        config_path = write_config(
+            work / "build.yaml", build_config(server.base_url, work, prompts=12, shard_size=4, concurrency=2)
+        )
         server.reset()
         zygote = Zygote(work / "builds.log")
         kills: list[dict[str, Any]] = []
@@ -197,7 +206,7 @@ def test_sigkill_at_random_points_then_resume_equals_an_uninterrupted_run(tmp_pa
                 run_dir = _run_dir(work / "outputs")
                 committed = committed_refs(run_dir) if run_dir else set()
                 first_request = server.stats.calls
-                args = (["build", "--resume", str(run_dir)] if run_dir else ["build", str(config_path)])
+                args = ["build", "--resume", str(run_dir)] if run_dir else ["build", str(config_path)]
                 pid = zygote.start([*args, "--quiet", *_engine_args()])
                 started, kind = time.time(), rng.random()
                 if kind < 0.6:  # mid-stage: once the build has sent a few more calls
@@ -232,9 +241,14 @@ def test_sigkill_at_random_points_then_resume_equals_an_uninterrupted_run(tmp_pa
                 assert code == -signal.SIGKILL
                 time.sleep(0.1)  # let the server answer what was in flight, as it would anyway
                 run_dir = _run_dir(work / "outputs")
-                kills.append({"point": point, "calls_so_far": server.stats.calls,
-                              "committed": len(committed_refs(run_dir)) if run_dir else 0,
-                              "partial_files": unreadable_files(run_dir) if run_dir else []})
+                kills.append(
+                    {
+                        "point": point,
+                        "calls_so_far": server.stats.calls,
+                        "committed": len(committed_refs(run_dir)) if run_dir else 0,
+                        "partial_files": unreadable_files(run_dir) if run_dir else [],
+                    }
+                )
         finally:
             zygote.close()
 
@@ -266,6 +280,8 @@ def test_sigkill_at_random_points_then_resume_equals_an_uninterrupted_run(tmp_pa
         assert unreadable_files(finished) == []
     rounds = len(finished_rounds) + 1
     lost = len(all_sent) - rounds * calls_needed
-    print(f"\n{len(kills)} kills over {rounds} build(s): {[k['point'] for k in kills]}; server requests "
-          f"{len(all_sent)} for {rounds} x {calls_needed} distinct calls ({lost} cut off in flight and re-sent); "
-          f"repeats of completed calls: 0")
+    print(
+        f"\n{len(kills)} kills over {rounds} build(s): {[k['point'] for k in kills]}; server requests "
+        f"{len(all_sent)} for {rounds} x {calls_needed} distinct calls ({lost} cut off in flight and re-sent); "
+        f"repeats of completed calls: 0"
+    )

@@ -18,8 +18,15 @@ from factory.run.folder import RunFolder
 from factory.testing import FakeLLMServer, Fault
 
 # 20% 429 (with Retry-After) and 5xx, 5% timeouts, 10% malformed or truncated replies.
-FAULTS = Fault(rate_429=0.1, retry_after_s=0.01, rate_500=0.1, rate_timeout=0.05, timeout_s=3.0,
-               rate_malformed=0.05, rate_truncated=0.05)
+FAULTS = Fault(
+    rate_429=0.1,
+    retry_after_s=0.01,
+    rate_500=0.1,
+    rate_timeout=0.05,
+    timeout_s=3.0,
+    rate_malformed=0.05,
+    rate_truncated=0.05,
+)
 CALL_FAILURES = ("429", "500", "timeout", "malformed")  # faults that fail the call (truncated is a reply)
 
 
@@ -33,20 +40,42 @@ def _accounted_prompts(run_dir: Path) -> tuple[set[str], set[str]]:
     failures = pl.read_parquet(run_dir / "failures.parquet")
     judged = pairs.filter(pl.col("source") == "judged") if "source" in pairs.columns else pairs
     stage_pairs = RunFolder(run_dir).read_stage("pairs")
-    prompt_of_pair = dict(zip(stage_pairs["pair_id"], stage_pairs["prompt_id"])) if stage_pairs is not None else {}
+    prompt_of_pair = (
+        dict(zip(stage_pairs["pair_id"], stage_pairs["prompt_id"])) if stage_pairs is not None else {}
+    )
     failed = {prompt_of_pair.get(item, item) for item in failures["item_id"].to_list()}
     return set(judged["prompt_id"].to_list()), failed
 
 
 def test_build_completes_under_faults_and_accounts_for_every_prompt(tmp_path: Path) -> None:
     with FakeLLMServer(faults=FAULTS, seed=11) as server:
-        config = build_config(server.base_url, tmp_path, prompts=16,
-                              models={"generator": {"model": "openai/fake", "api_base": server.base_url,
-                                                    "timeout_s": 0.5, "max_tokens": 64, "temperature": 0.8},
-                                      "judge": {"model": "openai/fake", "api_base": server.base_url,
-                                                "timeout_s": 0.5, "max_tokens": 64, "temperature": 0.0},
-                                      "rationale_writer": {"model": "openai/fake", "api_base": server.base_url,
-                                                           "timeout_s": 0.5, "max_tokens": 64}})
+        config = build_config(
+            server.base_url,
+            tmp_path,
+            prompts=16,
+            models={
+                "generator": {
+                    "model": "openai/fake",
+                    "api_base": server.base_url,
+                    "timeout_s": 0.5,
+                    "max_tokens": 64,
+                    "temperature": 0.8,
+                },
+                "judge": {
+                    "model": "openai/fake",
+                    "api_base": server.base_url,
+                    "timeout_s": 0.5,
+                    "max_tokens": 64,
+                    "temperature": 0.0,
+                },
+                "rationale_writer": {
+                    "model": "openai/fake",
+                    "api_base": server.base_url,
+                    "timeout_s": 0.5,
+                    "max_tokens": 64,
+                },
+            },
+        )
         run_dir = _build(config)
         stats = server.stats
 
@@ -106,12 +135,19 @@ def baseline(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, list[s
 
 
 def _outage_config(base_url: str, tmp: Path) -> dict[str, Any]:
-    return build_config(base_url, tmp, prompts=12, shard_size=4, concurrency=2,
-                        gateway={"circuit_breaker_failures": 3, "max_retries": 1})
+    return build_config(
+        base_url,
+        tmp,
+        prompts=12,
+        shard_size=4,
+        concurrency=2,
+        gateway={"circuit_breaker_failures": 3, "max_retries": 1},
+    )
 
 
 def test_sustained_outage_stops_the_build_then_resume_finishes_it(
-        tmp_path: Path, baseline: tuple[dict[str, list[str]], int]) -> None:
+    tmp_path: Path, baseline: tuple[dict[str, list[str]], int]
+) -> None:
     with FakeLLMServer(faults=Fault(outage=True)) as server:
         started = time.perf_counter()
         result = run_build(parse_config(_outage_config(server.base_url, tmp_path)))
@@ -133,7 +169,8 @@ def test_sustained_outage_stops_the_build_then_resume_finishes_it(
 
 
 def test_outage_in_the_middle_of_a_build_is_finished_by_resume(
-        tmp_path: Path, baseline: tuple[dict[str, list[str]], int]) -> None:
+    tmp_path: Path, baseline: tuple[dict[str, list[str]], int]
+) -> None:
     """The endpoint goes down after 20 answers: shards finished before are kept, shards that saw the
     outage (even one that finished with a failed call) are redone on resume, from the cache."""
     reply = OutageAfter(20)

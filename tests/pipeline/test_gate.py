@@ -16,8 +16,8 @@ import pytest
 
 from factory.cli import main
 from factory.config import GateSettings, parse_config
-from factory.pipeline.finalize.gate import evaluate_checks, summary_lines
 from factory.pipeline import run_build
+from factory.pipeline.finalize.gate import evaluate_checks, summary_lines
 from factory.pipeline.outcome import GATE_FAILED_EXIT
 from factory.testing import FakeLLMServer, Rule, default_reply
 
@@ -241,7 +241,9 @@ def test_gate_is_undecided_when_the_kappa_interval_straddles_the_threshold(
     assert "quality gate UNDECIDED" in err and f"need n >= {kappa['need_n']}" in err
     assert "gate.human_set_limit" in gate["advice"]
     agreement = json.loads((run_dir / "agreement.json").read_text())
-    assert agreement["sample"]["n"] == N_ITEMS and agreement["settings"][0]["decision"]["verdict"] == "undecided"
+    assert (
+        agreement["sample"]["n"] == N_ITEMS and agreement["settings"][0]["decision"]["verdict"] == "undecided"
+    )
     assert "Quality gate UNDECIDED" in (run_dir / "report.html").read_text()
 
 

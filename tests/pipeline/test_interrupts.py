@@ -71,8 +71,17 @@ def uninterrupted_refs(tmp: Path) -> tuple[Counter[str], Path]:
 
     (tmp / "baseline").mkdir()
     with FakeLLMServer(default=reply) as fast:
-        result = run_build(parse_config(build_config(fast.base_url, tmp / "baseline", prompts=PROMPTS,
-                                                     shard_size=SHARD, concurrency=CONCURRENCY)))
+        result = run_build(
+            parse_config(
+                build_config(
+                    fast.base_url,
+                    tmp / "baseline",
+                    prompts=PROMPTS,
+                    shard_size=SHARD,
+                    concurrency=CONCURRENCY,
+                )
+            )
+        )
         assert result.manifest["status"] == "complete"
         return Counter(ref(b) for b in fast.requests), result.run_dir
 
@@ -88,12 +97,14 @@ def resume_in_process(run_dir: Path) -> int:
     return 0
 
 
-def interrupted_build(server: FakeLLMServer, spec: Path, env: dict[str, str], engine: str,
-                      after_answers: int) -> tuple[int, float, str, re.Match[str]]:
+def interrupted_build(
+    server: FakeLLMServer, spec: Path, env: dict[str, str], engine: str, after_answers: int
+) -> tuple[int, float, str, re.Match[str]]:
     """`factory build` on a pty, Ctrl-C once `after_answers` calls are answered: (exit code,
     seconds from Ctrl-C to exit, what it showed after the Ctrl-C, the stopped line)."""
-    with PtyCommand([sys.executable, "-m", "factory", "build", str(spec), "--engine", engine], env=env,
-                    cwd=REPO) as cmd:
+    with PtyCommand(
+        [sys.executable, "-m", "factory", "build", str(spec), "--engine", engine], env=env, cwd=REPO
+    ) as cmd:
         cmd.wait_for(r"run folder: ", timeout=START_BOUND_S)
         deadline = time.monotonic() + START_BOUND_S
         while server.stats.ok < after_answers:
@@ -109,8 +120,9 @@ def interrupted_build(server: FakeLLMServer, spec: Path, env: dict[str, str], en
     return code, took, shown, stopped
 
 
-def check_resume_repeats_nothing_answered(server: FakeLLMServer, run_dir: Path, first_run: Counter[str],
-                                          baseline: Counter[str], baseline_dir: Path) -> None:
+def check_resume_repeats_nothing_answered(
+    server: FakeLLMServer, run_dir: Path, first_run: Counter[str], baseline: Counter[str], baseline_dir: Path
+) -> None:
     answered_before = cached_refs(run_dir)
     sent_before = len(server.requests)
     assert resume_in_process(run_dir) == 0
@@ -143,12 +155,19 @@ def check_interrupted(code: int, took: float, shown: str, stopped: re.Match[str]
 
 
 def test_ctrl_c_on_the_local_engine_stops_with_a_resume_line_and_resumes_repeating_no_answered_call(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     baseline, baseline_dir = uninterrupted_refs(tmp_path)
     with FakeLLMServer(default=reply, latency_s=LATENCY_S) as server:
-        spec = write_config(tmp_path / "spec.yaml", build_config(server.base_url, tmp_path, prompts=PROMPTS,
-                                                                 shard_size=SHARD, concurrency=CONCURRENCY))
-        result = interrupted_build(server, spec, cli_env(), "local", after_answers=sum(baseline.values()) // 4)
+        spec = write_config(
+            tmp_path / "spec.yaml",
+            build_config(
+                server.base_url, tmp_path, prompts=PROMPTS, shard_size=SHARD, concurrency=CONCURRENCY
+            ),
+        )
+        result = interrupted_build(
+            server, spec, cli_env(), "local", after_answers=sum(baseline.values()) // 4
+        )
         run_dir = check_interrupted(*result)
         first_run = Counter(ref(b) for b in server.requests)
         check_resume_repeats_nothing_answered(server, run_dir, first_run, baseline, baseline_dir)
@@ -156,14 +175,19 @@ def test_ctrl_c_on_the_local_engine_stops_with_a_resume_line_and_resumes_repeati
 
 @pytest.mark.prefect
 def test_ctrl_c_on_the_prefect_engine_cancels_the_flow_run_and_resumes_repeating_no_answered_call(
-        prefect_api: str, tmp_path: Path) -> None:
+    prefect_api: str, tmp_path: Path
+) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskRunFilter
 
     baseline, baseline_dir = uninterrupted_refs(tmp_path)
     with FakeLLMServer(default=reply, latency_s=LATENCY_S) as server:
-        spec = write_config(tmp_path / "spec.yaml", build_config(server.base_url, tmp_path, prompts=PROMPTS,
-                                                                 shard_size=SHARD, concurrency=CONCURRENCY))
+        spec = write_config(
+            tmp_path / "spec.yaml",
+            build_config(
+                server.base_url, tmp_path, prompts=PROMPTS, shard_size=SHARD, concurrency=CONCURRENCY
+            ),
+        )
         env = cli_env(PREFECT_API_URL=prefect_api, PREFECT_HOME=str(tmp_path / "prefect-home"))
         started = time.time()
         result = interrupted_build(server, spec, env, "prefect", after_answers=sum(baseline.values()) // 4)
@@ -171,9 +195,13 @@ def test_ctrl_c_on_the_prefect_engine_cancels_the_flow_run_and_resumes_repeating
         with get_client(sync_client=True) as client:
             runs = [r for r in client.read_flow_runs() if r.created and r.created.timestamp() >= started - 5]
             assert [r.state.type.value for r in runs] == ["CANCELLED"]
-            tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[runs[0].id])),
-                                          task_run_filter=TaskRunFilter())
-        assert tasks and not [t.name for t in tasks if t.state and t.state.type.value in ("RUNNING", "PENDING")]
+            tasks = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[runs[0].id])),
+                task_run_filter=TaskRunFilter(),
+            )
+        assert tasks and not [
+            t.name for t in tasks if t.state and t.state.type.value in ("RUNNING", "PENDING")
+        ]
         first_run = Counter(ref(b) for b in server.requests)
         check_resume_repeats_nothing_answered(server, run_dir, first_run, baseline, baseline_dir)
 
@@ -184,10 +212,16 @@ def test_the_temporary_prefect_api_lives_through_ctrl_c_and_records_the_cancelle
     shares the terminal's process group. Today Ctrl-C kills it: a minute of connection errors, then
     exit 1 (or a hang), the flow run left Running in its database."""
     with FakeLLMServer(default=reply, latency_s=LATENCY_S) as server:
-        spec = write_config(tmp_path / "spec.yaml", build_config(server.base_url, tmp_path, prompts=PROMPTS,
-                                                                 shard_size=SHARD, concurrency=CONCURRENCY))
+        spec = write_config(
+            tmp_path / "spec.yaml",
+            build_config(
+                server.base_url, tmp_path, prompts=PROMPTS, shard_size=SHARD, concurrency=CONCURRENCY
+            ),
+        )
         home = tmp_path / "prefect-home"
-        env = cli_env(PREFECT_HOME=str(home), PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=str(START_BOUND_S))
+        env = cli_env(
+            PREFECT_HOME=str(home), PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=str(START_BOUND_S)
+        )
         env.pop("PREFECT_API_URL", None)
         code, took, shown, stopped = interrupted_build(server, spec, env, "prefect", after_answers=20)
     check_interrupted(code, took, shown, stopped)

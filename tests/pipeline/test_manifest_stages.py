@@ -33,10 +33,14 @@ def test_stages_add_up_to_the_build_and_its_usage(tmp_path: Path) -> None:
     by_stage = dict(failures.group_by("stage").len().iter_rows())
     assert {s: stages[s]["failures"] for s in STAGE_ORDER} == {s: by_stage.get(s, 0) for s in STAGE_ORDER}
     assert stages["generate"]["failures"] >= 1
-    assert stages["rationales"]["prompts_in"] <= stages["pairs"]["prompts_in"] <= stages["judge"]["prompts_in"]
+    assert (
+        stages["rationales"]["prompts_in"] <= stages["pairs"]["prompts_in"] <= stages["judge"]["prompts_in"]
+    )
 
     # Every model call of the build is attributed to exactly one stage.
     for key in USAGE_FIGURES:
         assert sum(s[key] for s in stages.values()) == m["llm"][key], key
-    assert stages["generate"]["calls"] > 0 and stages["judge"]["calls"] > 0 and stages["rationales"]["calls"] > 0
+    assert (
+        stages["generate"]["calls"] > 0 and stages["judge"]["calls"] > 0 and stages["rationales"]["calls"] > 0
+    )
     assert stages["pairs"]["calls"] == 0 and stages["gate"]["calls"] == 0

@@ -17,17 +17,44 @@ def cands(n: int, same_as: dict[int, int] | None = None) -> list[dict[str, Any]]
     rows = []
     for i in range(1, n + 1):
         source = (same_as or {}).get(i, i)
-        rows.append({"candidate_id": f"c{i}", "content_hash": f"h{source}", "text": f"answer {source}",
-                     "model": f"m{i}", "workflow": "single"})
+        rows.append(
+            {
+                "candidate_id": f"c{i}",
+                "content_hash": f"h{source}",
+                "text": f"answer {source}",
+                "model": f"m{i}",
+                "workflow": "single",
+            }
+        )
     return rows
 
 
-def judg(a: int, b: int, verdict: str | None, sa: float | None = None, sb: float | None = None,
-         best: int = 1, **extra: Any) -> dict[str, Any]:
-    return {"judgment_id": f"j{a}{b}", "candidate_a": f"c{a}", "candidate_b": f"c{b}", "verdict": verdict,
-            "score_a": sa, "score_b": sb, "best_id": f"c{best}", "judge_id": "judge[judge]/combined10/fixed",
-            "protocol": "combined", "scale": 10, "order": "AB", "flipped": False,
-            "votes": json.dumps([verdict]), "raw": "[]", **extra}
+def judg(
+    a: int,
+    b: int,
+    verdict: str | None,
+    sa: float | None = None,
+    sb: float | None = None,
+    best: int = 1,
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "judgment_id": f"j{a}{b}",
+        "candidate_a": f"c{a}",
+        "candidate_b": f"c{b}",
+        "verdict": verdict,
+        "score_a": sa,
+        "score_b": sb,
+        "best_id": f"c{best}",
+        "judge_id": "judge[judge]/combined10/fixed",
+        "protocol": "combined",
+        "scale": 10,
+        "order": "AB",
+        "flipped": False,
+        "votes": json.dumps([verdict]),
+        "raw": "[]",
+        **extra,
+    }
 
 
 def summary(pairs: list[dict[str, Any]]) -> list[tuple[str, str, float | None]]:
@@ -72,8 +99,13 @@ def test_best_vs_worst_pairs_the_best_with_the_lowest_scored_response() -> None:
 
 
 def test_best_vs_worst_without_scores_uses_the_win_record() -> None:
-    js = [judg(1, 2, "B", best=3), judg(2, 3, "B", best=3), judg(1, 3, "B", best=3), judg(1, 4, "B", best=3),
-          judg(2, 4, "A", best=3)]
+    js = [
+        judg(1, 2, "B", best=3),
+        judg(2, 3, "B", best=3),
+        judg(1, 3, "B", best=3),
+        judg(1, 4, "B", best=3),
+        judg(2, 4, "A", best=3),
+    ]
     pairs, _ = select_pairs("p1", TURNS, cands(4), js, PairSettings(rule="best_vs_worst"))
     assert summary(pairs) == [("c3", "c1", None)]  # c1 lost all three of its comparisons
 
@@ -110,8 +142,10 @@ def test_ties_are_dropped_unless_kept(keep: bool) -> None:
 @pytest.mark.parametrize("keep", [False, True])
 def test_swap_inconsistent_verdicts_are_dropped_unless_kept(keep: bool) -> None:
     # Both orders, the two verdicts disagreed (flipped): the judge reports it as a tie.
-    js = [judg(1, 2, "tie", 6, 6, order="both", flipped=True, votes=json.dumps(["A", "B"])),
-          judg(1, 3, "A", 8, 4, order="both", flipped=False, votes=json.dumps(["A", "A"]))]
+    js = [
+        judg(1, 2, "tie", 6, 6, order="both", flipped=True, votes=json.dumps(["A", "B"])),
+        judg(1, 3, "A", 8, 4, order="both", flipped=False, votes=json.dumps(["A", "A"])),
+    ]
     pairs, _ = select_pairs("p1", TURNS, cands(3), js, PairSettings(keep_ties=True, keep_inconsistent=keep))
     assert [p["rejected_id"] for p in pairs] == (["c2", "c3"] if keep else ["c3"])
     if keep:
@@ -155,14 +189,22 @@ def test_target_pairs_stops_starting_new_shards(tmp_path: Any) -> None:
     from factory.testing import FakeLLMServer
 
     prompts = tmp_path / "prompts.jsonl"
-    prompts.write_text("".join(json.dumps({"id": f"q{i}", "prompt": f"Question {i}?"}) + "\n" for i in range(10)))
+    prompts.write_text(
+        "".join(json.dumps({"id": f"q{i}", "prompt": f"Question {i}?"}) + "\n" for i in range(10))
+    )
     with FakeLLMServer() as server:
         spec = {"model": "openai/fake", "api_base": server.base_url}
-        config = parse_config({"run": {"output_dir": str(tmp_path / "out"), "shard_size": 1},
-                               "models": {"generator": spec, "judge": spec, "rationale_writer": spec},
-                               "prompts": {"path": str(prompts)}, "gate": {"enabled": False},
-                               "generation": {"workflows": [{"kind": "single", "samples": 3}]},
-                               "pairs": {"target_pairs": 2}, "variants": {"enabled": False}})
+        config = parse_config(
+            {
+                "run": {"output_dir": str(tmp_path / "out"), "shard_size": 1},
+                "models": {"generator": spec, "judge": spec, "rationale_writer": spec},
+                "prompts": {"path": str(prompts)},
+                "gate": {"enabled": False},
+                "generation": {"workflows": [{"kind": "single", "samples": 3}]},
+                "pairs": {"target_pairs": 2},
+                "variants": {"enabled": False},
+            }
+        )
         result = run_build(config)
     target = result.manifest["target_pairs"]
     assert target["reached"] and target["accepted"] >= 2
@@ -171,7 +213,7 @@ def test_target_pairs_stops_starting_new_shards(tmp_path: Any) -> None:
     done = sorted((result.run_dir / "stages" / "rationales").glob("shard-?????.parquet"))
     shards_run = len(done)
     per_shard = [pl.read_parquet(p).height for p in done]
-    needed = next(i + 1 for i in range(shards_run) if sum(per_shard[:i + 1]) >= 2)
+    needed = next(i + 1 for i in range(shards_run) if sum(per_shard[: i + 1]) >= 2)
     # Two shards run at a time: at most one more shard than needed starts before the count is known.
     assert needed <= shards_run <= needed + 1 < 10
     assert result.manifest["counts"]["candidates"] == 3 * shards_run

@@ -27,8 +27,10 @@ def test_prompts_reach_the_judge_while_the_shard_is_still_generating(tmp_path: P
     first_judge = order.index(0.0)
     last_generation = max(i for i, t in enumerate(order) if t == 0.8)
     assert first_judge < last_generation  # stage by stage, every generation came before any judge call
-    assert all((run_dir / "stages" / stage / "shard-00000.parquet").is_file()
-               for stage in ("generate", "judge", "pairs", "rationales", "variants"))
+    assert all(
+        (run_dir / "stages" / stage / "shard-00000.parquet").is_file()
+        for stage in ("generate", "judge", "pairs", "rationales", "variants")
+    )
 
 
 def test_rows_do_not_depend_on_shard_size_or_interleaving(tmp_path: Path) -> None:

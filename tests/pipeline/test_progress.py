@@ -28,16 +28,24 @@ STAGES = ("generate", "judge", "pairs", "rationales", "variants", "finalize", "g
 PROMPTS, HUMAN_ITEMS = 12, 6
 START_BOUND_S = 300  # interpreter start, imports, Prefect's API: a loaded two-core machine is slow
 SILENCE_BOUND_S = 30  # the longest a build may show nothing new: a hang detector, not a benchmark
-_FIGURES = re.compile(r"(\d+) calls \((\d+) cached(?:, \d+ failed calls)?\), \S+ tokens, \$\d+\.\d{4}, "
-                      r"(\d+) failures, elapsed \S+, ETA \S+")
+_FIGURES = re.compile(
+    r"(\d+) calls \((\d+) cached(?:, \d+ failed calls)?\), \S+ tokens, \$\d+\.\d{4}, "
+    r"(\d+) failures, elapsed \S+, ETA \S+"
+)
 
 
 def gated_spec(server: FakeLLMServer, tmp: Path) -> Path:
     """A small build with the quality gate judging a few items of the shared PandaLM set."""
     # min_kappa -1: any measured kappa passes; the gate's judging is watched here, not its verdict.
-    config = build_config(server.base_url, tmp, prompts=PROMPTS, shard_size=4, concurrency=4,
-                          run={"name": "progress"}, gate={"enabled": True, "human_set": "pandalm", "human_set_limit": HUMAN_ITEMS,
-                                "min_kappa": -1.0})
+    config = build_config(
+        server.base_url,
+        tmp,
+        prompts=PROMPTS,
+        shard_size=4,
+        concurrency=4,
+        run={"name": "progress"},
+        gate={"enabled": True, "human_set": "pandalm", "human_set_limit": HUMAN_ITEMS, "min_kappa": -1.0},
+    )
     return write_config(tmp / "spec.yaml", config)
 
 
@@ -73,8 +81,11 @@ def longest_silence(cmd: PtyCommand, start: float) -> float:
 def test_local_engine_shows_every_stage_and_the_gate_on_a_terminal(tmp_path: Path, shared_data: Path) -> None:
     with FakeLLMServer(latency_s=0.05) as server:
         spec = gated_spec(server, tmp_path)
-        with PtyCommand([sys.executable, "-m", "factory", "build", str(spec), "--engine", "local"],
-                        env=cli_env(), cwd=REPO) as cmd:
+        with PtyCommand(
+            [sys.executable, "-m", "factory", "build", str(spec), "--engine", "local"],
+            env=cli_env(),
+            cwd=REPO,
+        ) as cmd:
             started = cmd.wait_for(r"run folder: (\S+)", timeout=START_BOUND_S)
             began = time.monotonic()
             code = cmd.wait(timeout=START_BOUND_S)
@@ -91,8 +102,14 @@ def test_local_engine_without_a_terminal_writes_progress_lines(tmp_path: Path, s
     """A build whose output goes to a file (CI, nohup, a scheduler) gets plain lines at a bounded rate."""
     with FakeLLMServer(latency_s=0.05) as server:
         spec = gated_spec(server, tmp_path)
-        done = run_cli("build", str(spec), "--engine", "local", env=cli_env(FACTORY_PROGRESS_EVERY_S="1"),
-                       timeout=START_BOUND_S)
+        done = run_cli(
+            "build",
+            str(spec),
+            "--engine",
+            "local",
+            env=cli_env(FACTORY_PROGRESS_EVERY_S="1"),
+            timeout=START_BOUND_S,
+        )
     lines = [line for line in done.stderr.splitlines() if line.startswith("progress: generate")]
     assert lines, done.stderr[-3000:]
     check_every_stage_finished("\n".join(lines))
@@ -101,16 +118,21 @@ def test_local_engine_without_a_terminal_writes_progress_lines(tmp_path: Path, s
 
 @pytest.mark.prefect
 def test_prefect_engine_logs_every_stage_and_the_gate_at_a_bounded_rate_and_keeps_an_artifact(
-        prefect_api: str, tmp_path: Path, shared_data: Path) -> None:
+    prefect_api: str, tmp_path: Path, shared_data: Path
+) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
     with FakeLLMServer(latency_s=0.05) as server:
         spec = gated_spec(server, tmp_path)
-        env = cli_env(PREFECT_API_URL=prefect_api, PREFECT_HOME=str(tmp_path / "prefect-home"),
-                      FACTORY_PROGRESS_EVERY_S="1")
-        with PtyCommand([sys.executable, "-m", "factory", "build", str(spec), "--engine", "prefect"],
-                        env=env, cwd=REPO) as cmd:
+        env = cli_env(
+            PREFECT_API_URL=prefect_api,
+            PREFECT_HOME=str(tmp_path / "prefect-home"),
+            FACTORY_PROGRESS_EVERY_S="1",
+        )
+        with PtyCommand(
+            [sys.executable, "-m", "factory", "build", str(spec), "--engine", "prefect"], env=env, cwd=REPO
+        ) as cmd:
             code = cmd.wait(timeout=START_BOUND_S * 2)
             text = cmd.text
             moments = cmd.moments("progress: generate")
@@ -122,7 +144,9 @@ def test_prefect_engine_logs_every_stage_and_the_gate_at_a_bounded_rate_and_keep
     # A line at least every SILENCE_BOUND_S from the first to the last (Prefect's log, 1 s rate here).
     assert max((b - a for a, b in pairwise(moments)), default=0) < SILENCE_BOUND_S
     with get_client(sync_client=True) as client:
-        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["progress-progress"])))
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["progress-progress"]))
+        )
     assert found, "no progress artifact"
     latest = max(found, key=lambda a: a.created)  # the session's API may hold other runs of this name
     assert latest.type == "progress"
@@ -138,8 +162,18 @@ def test_a_prompt_counts_once_per_stage_and_resumed_work_is_not_in_the_eta() -> 
 
     now = [0.0]
     progress = BuildProgress(clock=lambda: now[0])
-    progress.start("run", prompts=4, usage=lambda: {"calls": 7, "cache_hits": 2, "prompt_tokens": 10,
-                                                    "completion_tokens": 5, "cost_usd": 0.25, "errors": 1})
+    progress.start(
+        "run",
+        prompts=4,
+        usage=lambda: {
+            "calls": 7,
+            "cache_hits": 2,
+            "prompt_tokens": 10,
+            "completion_tokens": 5,
+            "cost_usd": 0.25,
+            "errors": 1,
+        },
+    )
     progress.resumed("generate", ["a", "b"])  # an earlier run's shard file
     progress.advance("generate", "c", failed=1)
     progress.advance("generate", "c", failed=0)  # a salvage round ran it again, and it passed
@@ -149,8 +183,9 @@ def test_a_prompt_counts_once_per_stage_and_resumed_work_is_not_in_the_eta() -> 
     assert (snap.calls, snap.cache_hits, snap.tokens, snap.cost_usd, snap.call_errors) == (7, 2, 15, 0.25, 1)
     # One unit of work (c's generate) in 10 s by this run; 20 - 3 units left -> 170 s.
     assert snap.eta_s == pytest.approx(170.0)
-    assert snap.line().startswith("generate 3/4 | judge 0/4 | pairs 0/4 | rationales 0/4 | variants 0/4 | "
-                                  "finalize 0/4 | gate 0/?")
+    assert snap.line().startswith(
+        "generate 3/4 | judge 0/4 | pairs 0/4 | rationales 0/4 | variants 0/4 | finalize 0/4 | gate 0/?"
+    )
     progress.gate_items(8)
     progress.gate_done("setting-a", 3)
     progress.gate_done("setting-a", 2)  # reports come in any order; a running count never goes back
@@ -171,4 +206,6 @@ def test_the_reporter_writes_at_a_bounded_rate_and_once_as_each_stage_finishes()
             time.sleep(0.05)
         for _ in range(50):
             progress.snapshot()  # reading never writes a line
-    assert [line.split(" | ")[0] for line in lines] == ["generate 2/2"]  # the finished stage, then nothing new
+    assert [line.split(" | ")[0] for line in lines] == [
+        "generate 2/2"
+    ]  # the finished stage, then nothing new

@@ -6,32 +6,55 @@ from pathlib import Path
 from typing import Any
 
 from factory.config import parse_config
+from factory.inputs.prompt_sources import Prompt
 from factory.llm import Gateway
 from factory.mapl import from_dict, reverify
 from factory.pipeline.context import BuildContext
-from factory.run.folder import RunFolder
-from factory.inputs.prompt_sources import Prompt
-from factory.testing import FakeLLMServer, Rule
 from factory.pipeline.stages.mapl_variants import mapl_variants
+from factory.run.folder import RunFolder
+from factory.testing import FakeLLMServer, Rule
 
-CHOSEN = ("Tea is a drink made by steeping dried leaves in hot water.\n\n"
-          "It is popular in many countries, and people often drink it with milk or lemon.")
+CHOSEN = (
+    "Tea is a drink made by steeping dried leaves in hot water.\n\n"
+    "It is popular in many countries, and people often drink it with milk or lemon."
+)
 REJECTED = "TEA IS GOOD!"
 PROMPTS = [Prompt("p1", ("Describe tea.",), "test"), Prompt("p2", ("Hi.", "Now describe tea."), "test")]
 
 
 def pairs() -> list[dict[str, Any]]:
-    return [{"pair_id": f"pair-{p.prompt_id}", "prompt_id": p.prompt_id, "prompt": "\n\n".join(p.turns),
-             "turns": list(p.turns), "earlier_answers": ["Hello!"] * (len(p.turns) - 1), "chosen": CHOSEN, "rejected": REJECTED, "chosen_id": f"{p.prompt_id}:c1",
-             "rejected_id": f"{p.prompt_id}:c2", "chosen_model": "m1", "rejected_model": "m2", "source": "judged",
-             "judge_id": "judge[judge]/combined10/fixed"} for p in PROMPTS]
+    return [
+        {
+            "pair_id": f"pair-{p.prompt_id}",
+            "prompt_id": p.prompt_id,
+            "prompt": "\n\n".join(p.turns),
+            "turns": list(p.turns),
+            "earlier_answers": ["Hello!"] * (len(p.turns) - 1),
+            "chosen": CHOSEN,
+            "rejected": REJECTED,
+            "chosen_id": f"{p.prompt_id}:c1",
+            "rejected_id": f"{p.prompt_id}:c2",
+            "chosen_model": "m1",
+            "rejected_model": "m2",
+            "source": "judged",
+            "judge_id": "judge[judge]/combined10/fixed",
+        }
+        for p in PROMPTS
+    ]
 
 
-def context(tmp_path: Path, seed: int = 0, base_url: str = "http://127.0.0.1:9/v1", **variants: Any) -> BuildContext:
+def context(
+    tmp_path: Path, seed: int = 0, base_url: str = "http://127.0.0.1:9/v1", **variants: Any
+) -> BuildContext:
     spec = {"model": "openai/fake", "api_base": base_url}
-    config = parse_config({"run": {"seed": seed, "output_dir": str(tmp_path)},
-                           "models": {"generator": spec, "judge": spec, "rationale_writer": spec},
-                           "prompts": {"path": "unused.jsonl"}, "variants": variants})
+    config = parse_config(
+        {
+            "run": {"seed": seed, "output_dir": str(tmp_path)},
+            "models": {"generator": spec, "judge": spec, "rationale_writer": spec},
+            "prompts": {"path": "unused.jsonl"},
+            "variants": variants,
+        }
+    )
     return BuildContext(config=config, run=RunFolder.create(tmp_path, "t"), gateway=Gateway(config.models))
 
 
@@ -56,7 +79,10 @@ async def test_inter_and_intra_rows_carry_constraints_and_re_verify(tmp_path: Pa
     assert two_turn["earlier_answers"] == ["Hello!"]  # the shared first answer stays in the prompt
     assert all(r["earlier_answers"] == (["Hello!"] if r["prompt_id"] == "p2" else []) for r in intra)
     for row in intra:
-        assert row["chosen_turns"][-1] == row["chosen_prompt"] and row["rejected_turns"][-1] == row["rejected_prompt"]
+        assert (
+            row["chosen_turns"][-1] == row["chosen_prompt"]
+            and row["rejected_turns"][-1] == row["rejected_prompt"]
+        )
         assert all(from_dict(c).check(row["response"]) for c in row["chosen_constraints"])
         assert not all(from_dict(c).check(row["response"]) for c in row["rejected_constraints"])
 
@@ -85,7 +111,9 @@ async def test_fresh_answers_are_paired_by_the_checkers(tmp_path: Path) -> None:
     # every constraint, since they were measured from it) and with answers that break some of them.
     replies = [CHOSEN, REJECTED, "x", CHOSEN.upper()]
     with FakeLLMServer(rules=[Rule("Describe tea.", reply=replies)]) as server:
-        ctx = context(tmp_path, base_url=server.base_url, inter=False, intra=False, fresh=True, fresh_samples=4)
+        ctx = context(
+            tmp_path, base_url=server.base_url, inter=False, intra=False, fresh=True, fresh_samples=4
+        )
         rows, failures = await mapl_variants(ctx, PROMPTS[:1], pairs()[:1])
         asked = [r["messages"][0]["content"] for r in server.requests]
     assert failures == []

@@ -11,34 +11,56 @@ import polars as pl
 import pytest
 import yaml
 
+from factory._util.atomic_files import atomic_write_json
+from factory._util.errors import UserError
+from factory._util.json_columns import rows_frame
 from factory.cli import main
 from factory.config import parse_config
 from factory.dataset.writer import write_dataset
-from factory._util.errors import UserError
-from factory.run.folder import RunFolder
-from factory._util.atomic_files import atomic_write_json
-from factory._util.json_columns import rows_frame
 from factory.release.train.trainer import check_gate, train
+from factory.run.folder import RunFolder
 
 
 def pair(i: int) -> dict[str, Any]:
-    return {"pair_id": f"pair{i}", "prompt_id": f"p{i}", "prompt": f"Add {i} and {i}.", "turns": [f"Add {i} and {i}."],
-            "chosen": f"{i} + {i} = {2 * i}.", "rejected": "I am not sure.", "chosen_id": f"p{i}:c1",
-            "rejected_id": f"p{i}:c2", "chosen_model": "m1", "rejected_model": "m2", "margin": 4.0, "votes": ["A"],
-            "judge_id": "judge[judge]/combined10/fixed", "source": "judged",
-            "rationale": "It does the sum and gives the right number.", "rationale_status": "verified"}
+    return {
+        "pair_id": f"pair{i}",
+        "prompt_id": f"p{i}",
+        "prompt": f"Add {i} and {i}.",
+        "turns": [f"Add {i} and {i}."],
+        "chosen": f"{i} + {i} = {2 * i}.",
+        "rejected": "I am not sure.",
+        "chosen_id": f"p{i}:c1",
+        "rejected_id": f"p{i}:c2",
+        "chosen_model": "m1",
+        "rejected_model": "m2",
+        "margin": 4.0,
+        "votes": ["A"],
+        "judge_id": "judge[judge]/combined10/fixed",
+        "source": "judged",
+        "rationale": "It does the sum and gives the right number.",
+        "rationale_status": "verified",
+    }
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("train")
-    config = parse_config({"run": {"output_dir": str(root)}, "models": {r: {"model": "openai/x"} for r in
-                           ("generator", "judge", "rationale_writer")}, "prompts": {"path": "p.jsonl"},
-                           "dataset": {"test_fraction": 0.25}})
+    config = parse_config(
+        {
+            "run": {"output_dir": str(root)},
+            "models": {r: {"model": "openai/x"} for r in ("generator", "judge", "rationale_writer")},
+            "prompts": {"path": "p.jsonl"},
+            "dataset": {"test_fraction": 0.25},
+        }
+    )
     run = RunFolder.create(root, "smoke")
     manifest = {"gate": {"passed": True, "kappa": 0.7}}
-    counts = write_dataset(run, config, {"pairs": rows_frame([pair(i) for i in range(8)]),
-                                         "mapl_intra": pl.DataFrame()}, manifest)
+    counts = write_dataset(
+        run,
+        config,
+        {"pairs": rows_frame([pair(i) for i in range(8)]), "mapl_intra": pl.DataFrame()},
+        manifest,
+    )
     atomic_write_json(run.manifest_path, {**manifest, "counts": {"dataset": counts}})
     return run.root
 
@@ -73,8 +95,9 @@ def test_gate_refusals(tmp_path: Path) -> None:
         check_gate(tmp_path, force=False)
 
 
-def test_cli_refuses_an_unapproved_dataset(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-                                           ) -> None:
+def test_cli_refuses_an_unapproved_dataset(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     unapproved = tmp_path / "run"
     (unapproved / "dataset").mkdir(parents=True)
     atomic_write_json(unapproved / "manifest.json", {"gate": {"passed": False, "kappa": 0.1}})
@@ -87,15 +110,40 @@ def test_cli_refuses_an_unapproved_dataset(run_dir: Path, tmp_path: Path, capsys
     assert exit_info.value.code == 2
 
 
-def test_dry_run_prints_the_accelerate_launch_and_writes_nothing(run_dir: Path,
-                                                                capsys: pytest.CaptureFixture[str]) -> None:
-    main(["train", str(run_dir), "--model", "local/smollm2", "--lora", "--gpus", "4", "--strategy", "fsdp",
-          "--machines", "2", "--machine-rank", "1", "--main-ip", "10.0.0.1", "--dry-run"])
+def test_dry_run_prints_the_accelerate_launch_and_writes_nothing(
+    run_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(
+        [
+            "train",
+            str(run_dir),
+            "--model",
+            "local/smollm2",
+            "--lora",
+            "--gpus",
+            "4",
+            "--strategy",
+            "fsdp",
+            "--machines",
+            "2",
+            "--machine-rank",
+            "1",
+            "--main-ip",
+            "10.0.0.1",
+            "--dry-run",
+        ]
+    )
     out = capsys.readouterr().out
     folder = run_dir / "training" / "dpo"
     command = out.split("# would run:\n", 1)[1].strip()
-    assert command.split()[1:] == ["launch", "--config_file", str(folder / "accelerate.yaml"), "-m",
-                                   "factory.release.train.worker", str(folder / "train_spec.json")]
+    assert command.split()[1:] == [
+        "launch",
+        "--config_file",
+        str(folder / "accelerate.yaml"),
+        "-m",
+        "factory.release.train.worker",
+        str(folder / "train_spec.json"),
+    ]
     config = yaml.safe_load(out.split(":\n", 1)[1].split("# would write", 1)[0])
     assert (config["distributed_type"], config["num_processes"], config["num_machines"]) == ("FSDP", 8, 2)
     assert (config["machine_rank"], config["main_process_ip"]) == (1, "10.0.0.1")
@@ -105,14 +153,18 @@ def test_dry_run_prints_the_accelerate_launch_and_writes_nothing(run_dir: Path,
     assert not folder.exists()
 
 
-@pytest.mark.parametrize(("flags", "message"), [
-    (["--smoke", "--machines", "2"], "needs --main-ip"),
-    (["--smoke", "--strategy", "zero3"], "unknown --strategy"),
-    (["--model", "./no/such/folder"], "model folder not found"),
-    (["--model", "local/llama3"], "unknown embedded model"),
-])
-def test_cli_refuses_a_launch_that_cannot_work(run_dir: Path, flags: list[str], message: str,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--smoke", "--machines", "2"], "needs --main-ip"),
+        (["--smoke", "--strategy", "zero3"], "unknown --strategy"),
+        (["--model", "./no/such/folder"], "model folder not found"),
+        (["--model", "local/llama3"], "unknown embedded model"),
+    ],
+)
+def test_cli_refuses_a_launch_that_cannot_work(
+    run_dir: Path, flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["train", str(run_dir), *flags])
     assert exit_info.value.code == 2
@@ -152,16 +204,25 @@ def test_training_check_goes_into_the_card_once_and_the_card_still_publishes(run
 def test_preference_metrics_follow_the_implicit_reward() -> None:
     from factory.release.train.evaluate import PairScores, preference_metrics
 
-    ref = PairScores(chosen_logps=[-10.0, -10.0, -10.0], rejected_logps=[-10.0, -10.0, -10.0],
-                     chosen_tokens=[5, 5, 5], rejected_tokens=[5, 5, 5])
+    ref = PairScores(
+        chosen_logps=[-10.0, -10.0, -10.0],
+        rejected_logps=[-10.0, -10.0, -10.0],
+        chosen_tokens=[5, 5, 5],
+        rejected_tokens=[5, 5, 5],
+    )
     # pair 0: chosen up, rejected down; pair 1: the reverse; pair 2: both up by the same amount (a tie)
-    policy = PairScores(chosen_logps=[-8.0, -12.0, -9.0], rejected_logps=[-12.0, -8.0, -9.0],
-                        chosen_tokens=[5, 5, 5], rejected_tokens=[5, 5, 5])
+    policy = PairScores(
+        chosen_logps=[-8.0, -12.0, -9.0],
+        rejected_logps=[-12.0, -8.0, -9.0],
+        chosen_tokens=[5, 5, 5],
+        rejected_tokens=[5, 5, 5],
+    )
     summary = preference_metrics(ref, policy, beta=0.5)
     assert summary["before"]["reward_accuracy"] == 0.5 and summary["before"]["reward_margin"] == 0.0
     after = summary["after"]
     assert after["reward_accuracy"] == pytest.approx((1 + 0 + 0.5) / 3, abs=1e-4)
     assert after["reward_margin"] == pytest.approx((0.5 * 4 - 0.5 * 4 + 0) / 3, abs=1e-6)
     assert after["reward_chosen"] == pytest.approx(0.5 * (2 - 2 + 1) / 3, abs=1e-6)
-    assert after["dpo_loss"] == pytest.approx((math.log1p(math.exp(-2)) + math.log1p(math.exp(2)) + math.log(2)) / 3,
-                                              abs=1e-5)
+    assert after["dpo_loss"] == pytest.approx(
+        (math.log1p(math.exp(-2)) + math.log1p(math.exp(2)) + math.log(2)) / 3, abs=1e-5
+    )

@@ -56,6 +56,13 @@ def test_dpo_trainer_still_sets_what_rdpo_reads() -> None:
     from trl import DPOTrainer
 
     source = inspect.getsource(DPOTrainer)
-    for needle in ("self._tokenizer =", "self._metrics =", "self._signature_columns =", "fused_lm_head=True",
-                   ".log_probs"):
-        assert needle in source, f"trl's DPOTrainer no longer contains {needle!r}; factory/release/train/rdpo.py must be ported"
+    for needle in (
+        "self._tokenizer =",
+        "self._metrics =",
+        "self._signature_columns =",
+        "fused_lm_head=True",
+        ".log_probs",
+    ):
+        assert needle in source, (
+            f"trl's DPOTrainer no longer contains {needle!r}; factory/release/train/rdpo.py must be ported"
+        )

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from factory._util.errors import UserError
+from factory.inputs.prompt_sources import Prompt, RejectedPrompt
+from factory.run.folder import RunFolder
 from factory.run.incremental import (
     append_version,
     built_fingerprints,
@@ -17,17 +19,24 @@ from factory.run.incremental import (
     select_new_prompts,
 )
 from factory.run.recorded_inputs import write_prompts_table
-from factory.run.folder import RunFolder
-from factory.inputs.prompt_sources import Prompt, RejectedPrompt
 
 
-def _run(parent: Path, run_id: str, name: str, texts: list[str], status: str | None = "complete",
-         rejected: tuple[str, ...] = ()) -> Path:
+def _run(
+    parent: Path,
+    run_id: str,
+    name: str,
+    texts: list[str],
+    status: str | None = "complete",
+    rejected: tuple[str, ...] = (),
+) -> Path:
     root = parent / run_id
     root.mkdir(parents=True)
     (root / "config.yaml").write_text(f"run:\n  name: {name}\n")
-    write_prompts_table(RunFolder(root), [Prompt(f"p{i}", (t,), "test") for i, t in enumerate(texts)],
-                        [RejectedPrompt(f"r{i}", "too_long", t) for i, t in enumerate(rejected)])
+    write_prompts_table(
+        RunFolder(root),
+        [Prompt(f"p{i}", (t,), "test") for i, t in enumerate(texts)],
+        [RejectedPrompt(f"r{i}", "too_long", t) for i, t in enumerate(rejected)],
+    )
     if status is not None:
         (root / "manifest.json").write_text(json.dumps({"run_id": run_id, "status": status}))
     return root
@@ -40,18 +49,23 @@ def _prompts(*texts: str) -> list[Prompt]:
 def test_finished_builds_of_the_same_dataset_count_as_built(tmp_path: Path) -> None:
     home = dataset_home(tmp_path, "demo")
     _run(home, "demo-20261101-030000-aaaa", "demo", ["alpha", "beta"])
-    _run(tmp_path, "demo-20261102-120000-bbbb", "demo", ["gamma"])           # a plain `factory build`
+    _run(tmp_path, "demo-20261102-120000-bbbb", "demo", ["gamma"])  # a plain `factory build`
     _run(home, "demo-20261103-030000-cccc", "demo", ["delta"], status=None)  # killed: never finished
     _run(home, "demo-20261104-030000-dddd", "demo", ["epsilon"], status="stopped")
-    _run(tmp_path, "demo-x-20261101-030000-eeee", "demo-x", ["zeta"])       # another dataset, same prefix
+    _run(tmp_path, "demo-x-20261101-030000-eeee", "demo-x", ["zeta"])  # another dataset, same prefix
     _run(home, "demo-20261105-030000-ffff", "demo", ["eta"], rejected=("theta",))
 
-    fresh, skipped = select_new_prompts(_prompts("alpha", "gamma", "delta", "epsilon", "zeta", "eta", "theta",
-                                                 "iota"), built_fingerprints(tmp_path, "demo"))
+    fresh, skipped = select_new_prompts(
+        _prompts("alpha", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota"),
+        built_fingerprints(tmp_path, "demo"),
+    )
     assert [p.text for p in fresh] == ["delta", "epsilon", "zeta", "theta", "iota"]
     assert skipped == 3
     assert [r.name for r in earlier_runs(tmp_path, "demo")] == [
-        "demo-20261101-030000-aaaa", "demo-20261102-120000-bbbb", "demo-20261105-030000-ffff"]
+        "demo-20261101-030000-aaaa",
+        "demo-20261102-120000-bbbb",
+        "demo-20261105-030000-ffff",
+    ]
 
 
 def test_prompts_are_matched_by_content_not_by_id(tmp_path: Path) -> None:
@@ -78,11 +92,14 @@ def test_versions_are_appended_in_order_and_a_rerun_keeps_its_number(tmp_path: P
     manifest = {"status": "complete", "counts": {"pairs": 3}, "gate": {"passed": False}}
     e1 = append_version(home, first, {**manifest, "run_id": first.name}, new_prompts=1, skipped=0)
     e2 = append_version(home, second, {**manifest, "run_id": second.name}, new_prompts=1, skipped=1)
-    again = append_version(home, first, {**manifest, "run_id": first.name, "status": "complete"}, new_prompts=1,
-                           skipped=None)
+    again = append_version(
+        home, first, {**manifest, "run_id": first.name, "status": "complete"}, new_prompts=1, skipped=None
+    )
     versions = read_versions(home)
     assert [(v["version"], v["run_id"], v["path"]) for v in versions] == [
-        (1, first.name, first.name), (2, second.name, second.name)]
+        (1, first.name, first.name),
+        (2, second.name, second.name),
+    ]
     assert (e1["version"], e2["version"], again["version"]) == (1, 2, 1)
     assert again["skipped_prompts"] == 0  # unknown on a rerun: the first record stands
     assert versions[1]["gate_passed"] is False and versions[1]["counts"] == {"pairs": 3}

@@ -19,13 +19,19 @@ from factory.testing import FakeLLMServer, Fault, Rule, load_script
 from factory.testing.script import fault_from_dict
 
 
-async def chat(base_url: str, content: str = "hello", *, timeout_s: float = 10.0, **extra: Any
-               ) -> tuple[int, dict[str, str], str]:
+async def chat(
+    base_url: str, content: str = "hello", *, timeout_s: float = 10.0, **extra: Any
+) -> tuple[int, dict[str, str], str]:
     """POST one chat completion; returns (status, headers, raw body text)."""
-    body = {"model": extra.pop("model", "fake"), "messages": extra.pop("messages", None)
-            or [{"role": "user", "content": content}], **extra}
-    async with (aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as session,
-                session.post(f"{base_url}/chat/completions", json=body) as response):
+    body = {
+        "model": extra.pop("model", "fake"),
+        "messages": extra.pop("messages", None) or [{"role": "user", "content": content}],
+        **extra,
+    }
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as session,
+        session.post(f"{base_url}/chat/completions", json=body) as response,
+    ):
         return response.status, dict(response.headers), await response.text()
 
 
@@ -34,6 +40,7 @@ def content_of(raw: str) -> str:
 
 
 # --- scripted rules -------------------------------------------------------------------------------
+
 
 async def test_rules_match_substring_regex_model_and_callable_first_match_wins() -> None:
     rules = [
@@ -52,19 +59,28 @@ async def test_rules_match_substring_regex_model_and_callable_first_match_wins()
         assert content_of((await chat(server.base_url, messages=system))[2]) == "system matched"
         assert content_of((await chat(server.base_url, "echo me"))[2]) == "ECHO ME"
         # role="last_user": the system text alone does not trigger a last_user rule.
-        history = [{"role": "user", "content": "capital?"}, {"role": "assistant", "content": "Paris"},
-                   {"role": "user", "content": "thanks"}]
+        history = [
+            {"role": "user", "content": "capital?"},
+            {"role": "assistant", "content": "Paris"},
+            {"role": "user", "content": "thanks"},
+        ]
         assert content_of((await chat(server.base_url, messages=history))[2]).startswith("Answer to: thanks")
         assert [r["messages"][-1]["content"] for r in server.requests][:2] == [
-            "What is the capital of France?", "compute 2 + 2 please"]
+            "What is the capital of France?",
+            "compute 2 + 2 please",
+        ]
 
 
 async def test_reply_list_cycles_and_times_exhausts_with_500_when_strict() -> None:
-    with FakeLLMServer(rules=[Rule("cycle", reply=["one", "two"]),
-                              Rule("limited", reply=["first", "second"], times=2)]) as server:
+    with FakeLLMServer(
+        rules=[Rule("cycle", reply=["one", "two"]), Rule("limited", reply=["first", "second"], times=2)]
+    ) as server:
         got = [content_of((await chat(server.base_url, "cycle"))[2]) for _ in range(3)]
         assert got == ["one", "two", "one"]
-        assert [content_of((await chat(server.base_url, "limited"))[2]) for _ in range(2)] == ["first", "second"]
+        assert [content_of((await chat(server.base_url, "limited"))[2]) for _ in range(2)] == [
+            "first",
+            "second",
+        ]
         status, _, raw = await chat(server.base_url, "limited")
         assert status == 500
         error = json.loads(raw)["error"]
@@ -80,7 +96,10 @@ async def test_reply_list_cycles_and_times_exhausts_with_500_when_strict() -> No
 
 async def test_usage_fields_and_stats_totals() -> None:
     with FakeLLMServer(rules=[Rule("count", reply="three word reply")]) as server:
-        messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "count these four"}]
+        messages = [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "count these four"},
+        ]
         status, _, raw = await chat(server.base_url, messages=messages, model="m1")
         data = json.loads(raw)
         assert status == 200 and data["object"] == "chat.completion" and data["model"] == "m1"
@@ -117,16 +136,22 @@ async def test_bad_request_body_gets_400() -> None:
 
 async def test_streaming_returns_sse_chunks() -> None:
     with FakeLLMServer(rules=[Rule(reply="streamed text")]) as server:
-        status, headers, raw = await chat(server.base_url, stream=True, stream_options={"include_usage": True})
+        status, headers, raw = await chat(
+            server.base_url, stream=True, stream_options={"include_usage": True}
+        )
         assert status == 200 and headers["Content-Type"].startswith("text/event-stream")
         events = [line.removeprefix("data: ") for line in raw.splitlines() if line.startswith("data: ")]
         assert events[-1] == "[DONE]"
         chunks = [json.loads(e) for e in events[:-1]]
-        assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"]) == "streamed text"
+        assert (
+            "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+            == "streamed text"
+        )
         assert chunks[-1]["usage"]["completion_tokens"] == 2
 
 
 # --- faults ---------------------------------------------------------------------------------------
+
 
 async def test_429_carries_retry_after_and_500_is_server_error() -> None:
     with FakeLLMServer(faults=Fault(rate_429=1.0, retry_after_s=0.05)) as server:
@@ -178,7 +203,9 @@ async def test_malformed_and_truncated_replies() -> None:
                 continue
             assert "choices" not in data
         assert server.stats.ok == 0 and server.stats.faults == {"malformed": 6}
-    with FakeLLMServer(rules=[Rule(reply="one two three four five six")], faults=Fault(rate_truncated=1.0)) as server:
+    with FakeLLMServer(
+        rules=[Rule(reply="one two three four five six")], faults=Fault(rate_truncated=1.0)
+    ) as server:
         data = json.loads((await chat(server.base_url))[2])
         assert data["choices"][0]["message"]["content"] == "one two three"  # the first 13 of 27 characters
         assert data["choices"][0]["finish_reason"] == "length"
@@ -220,6 +247,7 @@ async def test_outage_toggles_at_runtime() -> None:
 
 # --- protocol-aware defaults ------------------------------------------------------------------------
 
+
 class Tone(str, Enum):
     warm = "warm"
     neutral = "neutral"
@@ -251,8 +279,9 @@ async def test_default_json_schema_replies_validate_and_vary() -> None:
             verdicts.append(Verdict.model_validate_json(content_of(raw)))
         assert len({v.score for v in verdicts}) > 1 and len({v.confidence for v in verdicts}) > 1
         assert len({v.winner for v in verdicts}) > 1
-        repeat = Verdict.model_validate_json(content_of((await chat(server.base_url, "judge pair 0",
-                                                                    response_format=fmt))[2]))
+        repeat = Verdict.model_validate_json(
+            content_of((await chat(server.base_url, "judge pair 0", response_format=fmt))[2])
+        )
         assert repeat == verdicts[0]  # same request, same answer
         raw = (await chat(server.base_url, "any json", response_format={"type": "json_object"}))[2]
         assert isinstance(json.loads(content_of(raw)), dict)
@@ -272,7 +301,9 @@ async def test_default_judge_replies_follow_the_protocol_asked_for() -> None:
         direct = 'Output "### Evaluation Evidence:" then "### Answer: A, B or C".'
         answers = set()
         for i in range(12):
-            found = re.search(r"### Answer: ([ABC])$", content_of((await chat(server.base_url, f"{direct} {i}"))[2]))
+            found = re.search(
+                r"### Answer: ([ABC])$", content_of((await chat(server.base_url, f"{direct} {i}"))[2])
+            )
             assert found
             answers.add(found[1])
         assert len(answers) > 1
@@ -291,11 +322,14 @@ async def test_default_judge_replies_follow_the_protocol_asked_for() -> None:
 
 async def test_default_plain_answers_differ_by_seed() -> None:
     with FakeLLMServer() as server:
-        texts = {content_of((await chat(server.base_url, "Tell me about tides", seed=s))[2]) for s in range(8)}
+        texts = {
+            content_of((await chat(server.base_url, "Tell me about tides", seed=s))[2]) for s in range(8)
+        }
         assert len(texts) > 1 and all(t.startswith("Answer to: Tell me about tides") for t in texts)
 
 
 # --- concurrency and throughput ---------------------------------------------------------------------
+
 
 async def test_peak_in_flight_under_concurrency_with_latency() -> None:
     with FakeLLMServer(latency_s=0.2) as server:
@@ -311,6 +345,7 @@ async def test_throughput_500_requests_concurrency_50() -> None:
         gate = asyncio.Semaphore(50)
         body = {"model": "fake", "messages": [{"role": "user", "content": "benchmark prompt"}]}
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=50)) as session:
+
             async def one() -> int:
                 async with gate, session.post(server.base_url + "/chat/completions", json=body) as response:
                     await response.read()
@@ -325,6 +360,7 @@ async def test_throughput_500_requests_concurrency_50() -> None:
 
 
 # --- script files and subprocess mode --------------------------------------------------------------
+
 
 def test_script_file_errors_name_the_problem(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"

@@ -17,8 +17,12 @@ from factory.testing.fake_batches import BatchPlan
 
 def _http(server: Any, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(f"http://127.0.0.1:{server.port}{path}", data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{server.port}{path}",
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         raw = response.read()
     try:
@@ -28,9 +32,19 @@ def _http(server: Any, method: str, path: str, body: dict[str, Any] | None = Non
 
 
 def _lines(n: int) -> bytes:
-    rows = [{"custom_id": f"row-{i}", "method": "POST", "url": "/v1/chat/completions",
-             "body": {"model": "fake", "max_tokens": 16, "messages": [{"role": "user", "content": f"Say {i}."}]}}
-            for i in range(n)]
+    rows = [
+        {
+            "custom_id": f"row-{i}",
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": {
+                "model": "fake",
+                "max_tokens": 16,
+                "messages": [{"role": "user", "content": f"Say {i}."}],
+            },
+        }
+        for i in range(n)
+    ]
     return ("\n".join(json.dumps(r) for r in rows) + "\n").encode()
 
 
@@ -49,15 +63,20 @@ def _jsonl(raw: bytes) -> list[dict[str, Any]]:
 
 
 def test_rows_are_answered_as_the_chat_endpoint_answers_them_on_the_batch_clock() -> None:
-    with FakeLLMServer(batch=BatchPlan(completion_delay_s=0.4, finalizing_s=0.3),
-                       default=lambda body: f"echo: {body['messages'][-1]['content']}") as server:
+    with FakeLLMServer(
+        batch=BatchPlan(completion_delay_s=0.4, finalizing_s=0.3),
+        default=lambda body: f"echo: {body['messages'][-1]['content']}",
+    ) as server:
         batch_id = _submit(server, 5)
         seen = []
         while not seen or seen[-1] not in ("completed", "expired", "failed"):
             seen.append(_http(server, "GET", f"/v1/batches/{batch_id}")["status"])
         batch = _http(server, "GET", f"/v1/batches/{batch_id}")
-        assert [s for i, s in enumerate(seen) if i == 0 or seen[i - 1] != s] == ["in_progress", "finalizing",
-                                                                                 "completed"]
+        assert [s for i, s in enumerate(seen) if i == 0 or seen[i - 1] != s] == [
+            "in_progress",
+            "finalizing",
+            "completed",
+        ]
         assert batch["request_counts"] == {"total": 5, "completed": 5, "failed": 0}
         assert batch["error_file_id"] is None
         output = _jsonl(_http(server, "GET", f"/v1/files/{batch['output_file_id']}/content"))
@@ -73,16 +92,18 @@ def test_rows_are_answered_as_the_chat_endpoint_answers_them_on_the_batch_clock(
 
 
 def test_exact_shares_of_rows_fail_and_expire_and_a_batch_can_be_cancelled() -> None:
-    with FakeLLMServer(batch=BatchPlan(completion_delay_s=0.0, finalizing_s=0.0, fail_fraction=0.1,
-                                       expire_fraction=0.05)) as server:
+    with FakeLLMServer(
+        batch=BatchPlan(completion_delay_s=0.0, finalizing_s=0.0, fail_fraction=0.1, expire_fraction=0.05)
+    ) as server:
         batch_id = _submit(server, 40)
         batch = _http(server, "GET", f"/v1/batches/{batch_id}")
         assert batch["status"] == "expired"  # some rows did not run in the window
         output = _jsonl(_http(server, "GET", f"/v1/files/{batch['output_file_id']}/content"))
         errors = _jsonl(_http(server, "GET", f"/v1/files/{batch['error_file_id']}/content"))
         assert len(output) == 34
-        assert sorted((e["error"] or {}).get("code") or e["response"]["status_code"] for e in errors
-                      if e["error"]) == ["batch_expired", "batch_expired"]
+        assert sorted(
+            (e["error"] or {}).get("code") or e["response"]["status_code"] for e in errors if e["error"]
+        ) == ["batch_expired", "batch_expired"]
         assert [e["response"]["status_code"] for e in errors if not e["error"]] == [500] * 4
         assert {line["custom_id"] for line in output + errors} == {f"row-{i}" for i in range(40)}
         assert server.stats.batch_rows_failed == 4 and server.stats.batch_rows_expired == 2

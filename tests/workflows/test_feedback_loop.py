@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from factory.config import FeedbackLoopWorkflow
-from factory.llm import Gateway, ModelSpec
 from factory.inputs.prompt_sources import Prompt
+from factory.llm import Gateway, ModelSpec
 from factory.testing import FakeLLMServer, Rule
 from factory.workflows.feedback_loop import parse_review, run_feedback_loop
 from factory.workflows.generation import generate_candidates
@@ -19,7 +19,9 @@ def review(score: str, feedback: str) -> str:
 
 
 def gateway_for(server: FakeLLMServer, *models: str) -> Gateway:
-    return Gateway({m: ModelSpec(model=f"openai/{m}", api_base=server.base_url, temperature=0.0) for m in models})
+    return Gateway(
+        {m: ModelSpec(model=f"openai/{m}", api_base=server.base_url, temperature=0.0) for m in models}
+    )
 
 
 def is_review(request: dict[str, Any]) -> bool:
@@ -31,9 +33,14 @@ def contents(request: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 async def test_loop_stops_early_when_the_score_reaches_the_threshold_and_histories_grow() -> None:
-    rules = [Rule("### Overall Score", model="reviewer", reply=[review("4/10", "Mention Rayleigh scattering."),
-                                                                review("9/10", "Good now.")]),
-             Rule(model="generator", reply=["Because of air.", "Rayleigh scattering of sunlight by air."])]
+    rules = [
+        Rule(
+            "### Overall Score",
+            model="reviewer",
+            reply=[review("4/10", "Mention Rayleigh scattering."), review("9/10", "Good now.")],
+        ),
+        Rule(model="generator", reply=["Because of air.", "Rayleigh scattering of sunlight by air."]),
+    ]
     with FakeLLMServer(rules=rules) as server:
         gateway = gateway_for(server, "generator", "reviewer")
         wf = FeedbackLoopWorkflow(n_responses=3, stop_score=8)
@@ -58,13 +65,16 @@ async def test_loop_stops_early_when_the_score_reaches_the_threshold_and_histori
     assert second_review[1][1] == review("4/10", "Mention Rayleigh scattering.")
     assert "Rayleigh scattering of sunlight by air." in second_review[2][1]
     assert rows[1]["history"] == requests[2]["messages"] + [
-        {"role": "assistant", "content": "Rayleigh scattering of sunlight by air."}]
+        {"role": "assistant", "content": "Rayleigh scattering of sunlight by air."}
+    ]
 
 
 async def test_without_a_threshold_n_responses_take_n_answers_and_n_minus_1_reviews() -> None:
     with FakeLLMServer(rules=[Rule("### Overall Score", reply=review("10/10", "Nothing to add."))]) as server:
         gateway = gateway_for(server, "generator", "reviewer")
-        rows = await run_feedback_loop(gateway, FeedbackLoopWorkflow(n_responses=3), Prompt("p", (QUESTION,), "t"))
+        rows = await run_feedback_loop(
+            gateway, FeedbackLoopWorkflow(n_responses=3), Prompt("p", (QUESTION,), "t")
+        )
         models = [r["model"] for r in server.requests]
         assert models == ["generator", "reviewer", "generator", "reviewer", "generator"]
         assert [row["reviewer_scores"] for row in rows] == [[10.0], [10.0], []]  # last one is not reviewed
@@ -80,10 +90,18 @@ async def test_without_a_threshold_n_responses_take_n_answers_and_n_minus_1_revi
 
 
 async def test_two_reviewers_review_concurrently_and_their_feedback_is_combined() -> None:
-    rules = [Rule("### Overall Score", model="rev-a", reply=[review("6/10", "Add an example."),
-                                                             review("8/10", "Fine.")]),
-             Rule("### Overall Score", model="rev-b", reply=[review("8/10", "Be shorter."),
-                                                             review("9/10", "Great.")])]
+    rules = [
+        Rule(
+            "### Overall Score",
+            model="rev-a",
+            reply=[review("6/10", "Add an example."), review("8/10", "Fine.")],
+        ),
+        Rule(
+            "### Overall Score",
+            model="rev-b",
+            reply=[review("8/10", "Be shorter."), review("9/10", "Great.")],
+        ),
+    ]
     with FakeLLMServer(rules=rules, latency_s=0.05) as server:
         gateway = gateway_for(server, "generator", "rev-a", "rev-b")
         wf = FeedbackLoopWorkflow(reviewers=("rev-a", "rev-b"), n_responses=3, stop_score=8.5)
@@ -133,6 +151,10 @@ async def test_same_model_reviewer_and_multi_turn_prompt() -> None:
 
 
 def test_parse_review_reads_the_three_sections() -> None:
-    parsed = parse_review("### Evaluation: Vague.\n### Overall Score: 6.5/10\n### Feedback: Add numbers.\nAnd units.")
+    parsed = parse_review(
+        "### Evaluation: Vague.\n### Overall Score: 6.5/10\n### Feedback: Add numbers.\nAnd units."
+    )
     assert (parsed.score, parsed.evaluation, parsed.feedback) == (6.5, "Vague.", "Add numbers.\nAnd units.")
-    assert parse_review("### Overall Score: 12/10\n### Feedback: x").score is None  # out of range: never guessed
+    assert (
+        parse_review("### Overall Score: 12/10\n### Feedback: x").score is None
+    )  # out of range: never guessed

@@ -16,20 +16,42 @@ NOTE = "Assistant A names all three fruits; Assistant B stops after one."
 
 
 def pair(i: int = 1, chosen_id: str = "c1", rejected_id: str = "c2") -> dict[str, Any]:
-    return {"pair_id": f"pair{i}", "prompt_id": "p1", "prompt": "Name three fruits.", "turns": ["Name three fruits."],
-            "chosen": "Apple, pear and plum.", "rejected": "Apple.", "chosen_id": chosen_id,
-            "rejected_id": rejected_id, "judgment_id": "j1", "source": "judged"}
+    return {
+        "pair_id": f"pair{i}",
+        "prompt_id": "p1",
+        "prompt": "Name three fruits.",
+        "turns": ["Name three fruits."],
+        "chosen": "Apple, pear and plum.",
+        "rejected": "Apple.",
+        "chosen_id": chosen_id,
+        "rejected_id": rejected_id,
+        "judgment_id": "j1",
+        "source": "judged",
+    }
 
 
-JUDGMENTS = [{"judgment_id": "j1", "prompt_id": "p1", "candidate_a": "c1", "candidate_b": "c2", "verdict": "A",
-              "raw": json.dumps([f"### Evaluation Evidence: {NOTE}\n### Score Assistant A: 8/10\n"
-                                 + "### Score Assistant B: 3/10"])}]
+JUDGMENTS = [
+    {
+        "judgment_id": "j1",
+        "prompt_id": "p1",
+        "candidate_a": "c1",
+        "candidate_b": "c2",
+        "verdict": "A",
+        "raw": json.dumps(
+            [
+                f"### Evaluation Evidence: {NOTE}\n### Score Assistant A: 8/10\n"
+                + "### Score Assistant B: 3/10"
+            ]
+        ),
+    }
+]
 
 
 def gateway(server: FakeLLMServer, **settings: Any) -> Gateway:
     spec = ModelSpec(model="openai/fake", api_base=server.base_url, api_key_env=None)
-    return Gateway({"rationale_writer": spec, "judge": spec},
-                   GatewaySettings(backoff_base_s=0.01, **settings))
+    return Gateway(
+        {"rationale_writer": spec, "judge": spec}, GatewaySettings(backoff_base_s=0.01, **settings)
+    )
 
 
 def prompts_with(server: FakeLLMServer, marker: str) -> list[str]:
@@ -37,9 +59,12 @@ def prompts_with(server: FakeLLMServer, marker: str) -> list[str]:
 
 
 async def test_writes_a_rationale_grounded_in_the_judges_notes() -> None:
-    with FakeLLMServer(rules=[Rule(WRITE, reply="It lists all three fruits the question asks for.")]) as server:
-        rows, failures = await write_rationales(gateway(server), [pair(1), pair(2, "c1", "c3")], JUDGMENTS,
-                                                RationaleSettings(), verifier=None)
+    with FakeLLMServer(
+        rules=[Rule(WRITE, reply="It lists all three fruits the question asks for.")]
+    ) as server:
+        rows, failures = await write_rationales(
+            gateway(server), [pair(1), pair(2, "c1", "c3")], JUDGMENTS, RationaleSettings(), verifier=None
+        )
         writer_prompts = prompts_with(server, WRITE)
     assert failures == []
     assert [r["rationale"] for r in rows] == ["It lists all three fruits the question asks for."] * 2
@@ -56,12 +81,24 @@ async def test_writes_a_rationale_grounded_in_the_judges_notes() -> None:
 
 
 async def test_verifier_rejects_then_the_rewrite_is_accepted() -> None:
-    rules = [Rule(WRITE, reply=["Apple alone is shorter, so it is better.", "It names all three fruits."]),
-             Rule(CHECK, reply=['{"supports_chosen": false, "reason": "it argues for the rejected answer"}',
-                                '{"supports_chosen": true, "reason": "it argues for the chosen answer"}'])]
+    rules = [
+        Rule(WRITE, reply=["Apple alone is shorter, so it is better.", "It names all three fruits."]),
+        Rule(
+            CHECK,
+            reply=[
+                '{"supports_chosen": false, "reason": "it argues for the rejected answer"}',
+                '{"supports_chosen": true, "reason": "it argues for the chosen answer"}',
+            ],
+        ),
+    ]
     with FakeLLMServer(rules=rules) as server:
-        rows, failures = await write_rationales(gateway(server), [pair()], JUDGMENTS,
-                                                RationaleSettings(verify=True, max_rewrites=1), verifier="judge")
+        rows, failures = await write_rationales(
+            gateway(server),
+            [pair()],
+            JUDGMENTS,
+            RationaleSettings(verify=True, max_rewrites=1),
+            verifier="judge",
+        )
         writer_prompts = prompts_with(server, WRITE)
     assert failures == []
     assert rows[0]["rationale"] == "It names all three fruits."
@@ -72,11 +109,18 @@ async def test_verifier_rejects_then_the_rewrite_is_accepted() -> None:
 
 
 async def test_rationale_rejected_twice_drops_the_pair_with_the_reason() -> None:
-    rules = [Rule(WRITE, reply=["Shorter is better.", "The short one wins."]),
-             Rule(CHECK, reply='{"supports_chosen": false, "reason": "it favours the rejected answer"}')]
+    rules = [
+        Rule(WRITE, reply=["Shorter is better.", "The short one wins."]),
+        Rule(CHECK, reply='{"supports_chosen": false, "reason": "it favours the rejected answer"}'),
+    ]
     with FakeLLMServer(rules=rules) as server:
-        rows, failures = await write_rationales(gateway(server), [pair()], JUDGMENTS,
-                                                RationaleSettings(verify=True, max_rewrites=1), verifier="judge")
+        rows, failures = await write_rationales(
+            gateway(server),
+            [pair()],
+            JUDGMENTS,
+            RationaleSettings(verify=True, max_rewrites=1),
+            verifier="judge",
+        )
     assert rows == []
     assert len(failures) == 1
     failure = failures[0]
@@ -89,23 +133,28 @@ async def test_rationale_rejected_twice_drops_the_pair_with_the_reason() -> None
 async def test_empty_rationale_is_asked_again_even_without_a_verifier() -> None:
     # An empty reply is a provider error: the gateway asks again before the writer ever sees it.
     with FakeLLMServer(rules=[Rule(WRITE, reply=["  ", "Complete answer."])]) as server:
-        rows, failures = await write_rationales(gateway(server), [pair()], JUDGMENTS,
-                                                RationaleSettings(max_rewrites=1), verifier=None)
+        rows, failures = await write_rationales(
+            gateway(server), [pair()], JUDGMENTS, RationaleSettings(max_rewrites=1), verifier=None
+        )
         assert server.stats.calls == 2
-    assert failures == [] and rows[0]["rationale"] == "Complete answer." and rows[0]["rationale_attempts"] == 1
+    assert (
+        failures == [] and rows[0]["rationale"] == "Complete answer." and rows[0]["rationale_attempts"] == 1
+    )
 
 
 async def test_a_failed_model_call_is_a_failure_row_not_a_crash() -> None:
     with FakeLLMServer(faults=Fault(rate_500=1.0)) as server:
-        rows, failures = await write_rationales(gateway(server, max_retries=0), [pair()], JUDGMENTS,
-                                                RationaleSettings(), verifier=None)
+        rows, failures = await write_rationales(
+            gateway(server, max_retries=0), [pair()], JUDGMENTS, RationaleSettings(), verifier=None
+        )
     assert rows == []
     assert failures[0]["stage"] == "rationales" and failures[0]["reason"].startswith("ProviderError")
 
 
 async def test_disabled_rationales_pass_pairs_through() -> None:
     with FakeLLMServer() as server:
-        rows, failures = await write_rationales(gateway(server), [pair()], JUDGMENTS,
-                                                RationaleSettings(enabled=False), verifier=None)
+        rows, failures = await write_rationales(
+            gateway(server), [pair()], JUDGMENTS, RationaleSettings(enabled=False), verifier=None
+        )
         assert server.stats.calls == 0
     assert failures == [] and rows[0]["rationale"] is None and rows[0]["rationale_status"] == "disabled"

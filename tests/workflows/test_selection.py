@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from factory.llm import Gateway, ModelSpec
 from factory.inputs.prompt_sources import Prompt
+from factory.llm import Gateway, ModelSpec
 from factory.testing import FakeLLMServer, Rule
 from factory.workflows.candidates import content_hash
 from factory.workflows.tournaments import compare_workflows, knockout, win_rate, workflow_outputs
@@ -39,7 +39,9 @@ def test_win_rate_is_strict_wins_over_n_and_ties_are_not_wins() -> None:
 
 async def test_knockout_is_r1_vs_r2_then_winner_vs_r3() -> None:
     # r2 beats r1; then r2 and r3 tie, so r2 stays champion.
-    with FakeLLMServer(rules=[Rule("### Score Assistant A", role="any", reply=[scores(3, 8), scores(7, 7)])]) as server:
+    with FakeLLMServer(
+        rules=[Rule("### Score Assistant A", role="any", reply=[scores(3, 8), scores(7, 7)])]
+    ) as server:
         gateway = Gateway({"judge": ModelSpec(model="openai/judge", api_base=server.base_url)})
         candidates = [cand("r1", "first draft"), cand("r2", "second draft"), cand("r3", "third draft")]
         result = await knockout(gateway, SETTING, Prompt("p", ("Question?",), "t"), candidates, tag="select")
@@ -47,7 +49,9 @@ async def test_knockout_is_r1_vs_r2_then_winner_vs_r3() -> None:
         usage = gateway.usage.snapshot()
     assert result.best is not None and result.best["candidate_id"] == "r2"
     assert [(j["candidate_a"], j["candidate_b"], j["verdict"]) for j in result.judgments] == [
-        ("r1", "r2", "B"), ("r2", "r3", "tie")]
+        ("r1", "r2", "B"),
+        ("r2", "r3", "tie"),
+    ]
     assert {j["best_id"] for j in result.judgments} == {"r2"}
     # The second comparison shows the winner as Assistant A and r3 as Assistant B.
     second = "\n".join(m["content"] for m in requests[1]["messages"])
@@ -59,8 +63,12 @@ async def test_knockout_skips_repeated_texts_and_handles_one_candidate() -> None
     with FakeLLMServer(rules=[Rule("### Score Assistant A", role="any", reply=scores(9, 2))]) as server:
         gateway = Gateway({"judge": ModelSpec(model="openai/judge", api_base=server.base_url)})
         prompt = Prompt("p", ("Question?",), "t")
-        result = await knockout(gateway, SETTING, prompt, [cand("r1", "same text"), cand("r2", "other"),
-                                                           cand("r3", "same  text ")])
+        result = await knockout(
+            gateway,
+            SETTING,
+            prompt,
+            [cand("r1", "same text"), cand("r2", "other"), cand("r3", "same  text ")],
+        )
         assert len(result.judgments) == 1 and result.best is not None and result.best["candidate_id"] == "r1"
         alone = await knockout(gateway, SETTING, prompt, [cand("r1", "only")])
         assert alone.judgments == [] and alone.best is not None and alone.best["candidate_id"] == "r1"
@@ -73,13 +81,21 @@ async def test_compare_workflows_reports_wins_ties_losses_missing_and_order() ->
         return scores(9, 2) if "WIN" in text else scores(5, 5) if "TIE" in text else scores(2, 9)
 
     prompts = [Prompt(f"p{i}", (f"Question {i}?",), "t") for i in range(7)]
-    outputs_a = {"p0": "WIN 0", "p1": "WIN 1", "p2": "WIN 2", "p3": "TIE 3", "p4": "LOSE 4", "p5": "WIN 5",
-                 "p6": "WIN 6"}
+    outputs_a = {
+        "p0": "WIN 0",
+        "p1": "WIN 1",
+        "p2": "WIN 2",
+        "p3": "TIE 3",
+        "p4": "LOSE 4",
+        "p5": "WIN 5",
+        "p6": "WIN 6",
+    }
     outputs_b = {f"p{i}": f"baseline {i}" for i in range(6)}  # p6 has no baseline output
     with FakeLLMServer(rules=[Rule("### Score Assistant A", role="any", reply=judge)]) as server:
         gateway = Gateway({"judge": ModelSpec(model="openai/judge", api_base=server.base_url)})
-        result = await compare_workflows(gateway, SETTING, iter(prompts), outputs_a, outputs_b,
-                                         names=("loop", "single"), concurrency=3)
+        result = await compare_workflows(
+            gateway, SETTING, iter(prompts), outputs_a, outputs_b, names=("loop", "single"), concurrency=3
+        )
         assert server.stats.calls == 6
     assert (result["wins"], result["ties"], result["losses"], result["n"]) == (4, 1, 1, 6)
     assert result["win_rate"] == pytest.approx(4 / 6)
@@ -89,7 +105,9 @@ async def test_compare_workflows_reports_wins_ties_losses_missing_and_order() ->
 
 def test_workflow_outputs_picks_the_final_or_the_first_response() -> None:
     rows = [{"workflow": "loop", "prompt_id": "p", "sample": 0, "step": s, "text": f"v{s}"} for s in range(3)]
-    rows += [{"workflow": "single", "prompt_id": "p", "sample": k, "step": 0, "text": f"s{k}"} for k in (1, 0)]
+    rows += [
+        {"workflow": "single", "prompt_id": "p", "sample": k, "step": 0, "text": f"s{k}"} for k in (1, 0)
+    ]
     assert workflow_outputs(rows, "loop") == {"p": "v2"}
     assert workflow_outputs(rows, "loop", pick="first") == {"p": "v0"}
     assert workflow_outputs(rows, "single") == {"p": "s0"}

@@ -8,18 +8,18 @@ from typing import Any
 
 import polars as pl
 
-from factory.dataset.writer import write_dataset
+from factory._util.atomic_files import atomic_write_json
+from factory.dataset.review_queue import apply_reviews, reviewed_sources
+from factory.dataset.review_queue import gate_figures as review_gate_figures
 from factory.dataset.shard_parts import DatasetSources
+from factory.dataset.writer import write_dataset
 from factory.pipeline.context import BuildContext
 from factory.pipeline.cost_report import accepted_pairs, run_cost
 from factory.pipeline.finalize.manifest import build_manifest, merge_usage, settle_outcome
 from factory.pipeline.finalize.prefetch import wait_for_prefetch
 from factory.pipeline.finalize.stage_figures import stage_figures
-from factory.dataset.review_queue import apply_reviews, reviewed_sources
-from factory.dataset.review_queue import gate_figures as review_gate_figures
 from factory.records import Failure, Manifest
 from factory.run.folder import RunFolder
-from factory._util.atomic_files import atomic_write_json
 from factory.run.tables import merge_tables
 
 # The judgments the gate measures (jury votes; both-order verdicts) and the columns it reads.
@@ -36,8 +36,12 @@ def gate_judgments(run: RunFolder) -> pl.DataFrame:
     return scan.filter(pl.any_horizontal(wanted)).select([c for c in _GATE_COLUMNS if c in names]).collect()
 
 
-def finalize(ctx: BuildContext, loading_failures: list[Failure], stopped: str | None,
-             other_usage: list[dict[str, Any]] | None = None) -> Manifest:
+def finalize(
+    ctx: BuildContext,
+    loading_failures: list[Failure],
+    stopped: str | None,
+    other_usage: list[dict[str, Any]] | None = None,
+) -> Manifest:
     """Merge shard files into the run's tables, write the dataset, decide the outcome and write the
     manifest (the only place it is written). `other_usage`: the usage of worker processes whose calls
     are not in this process's gateway (Dask workers), added to the manifest's `llm`."""
@@ -65,10 +69,16 @@ def finalize(ctx: BuildContext, loading_failures: list[Failure], stopped: str | 
     manifest["counts"]["mapl_intra"] = rows["mapl_intra"]
     if ctx.config.pairs.target_pairs is not None:
         pairs = pl.scan_parquet(run.table("pairs"))
-        judged = (pairs.filter(pl.col("source") == "judged").select(pl.len()).collect().item()
-                  if "source" in pairs.collect_schema().names() else 0)
-        manifest["target_pairs"] = {"target": ctx.config.pairs.target_pairs, "accepted": judged,
-                                    "reached": judged >= ctx.config.pairs.target_pairs}
+        judged = (
+            pairs.filter(pl.col("source") == "judged").select(pl.len()).collect().item()
+            if "source" in pairs.collect_schema().names()
+            else 0
+        )
+        manifest["target_pairs"] = {
+            "target": ctx.config.pairs.target_pairs,
+            "accepted": judged,
+            "reached": judged >= ctx.config.pairs.target_pairs,
+        }
     # The whole run's cost (every invocation, every worker), from the ledger in its cache files.
     manifest["cost"] = run_cost(run, accepted=accepted_pairs(run))
     settle_outcome(ctx, manifest, _failure_reasons(run))

@@ -39,10 +39,10 @@ from typing import Any
 
 import polars as pl
 
-from factory.config import GateSettings
 from factory._util.errors import UserError
-from factory._util.sync import run_sync
 from factory._util.json_columns import load_json
+from factory._util.sync import run_sync
+from factory.config import GateSettings
 from factory.pipeline.context import BuildContext
 from factory.records import GateCheck, GateOutcome
 
@@ -102,17 +102,27 @@ def _baseline_check(settings: GateSettings, figures: Mapping[str, Any]) -> GateC
     kappa = figures.get("kappa")
     margin = None if best is None or kappa is None else kappa - defined[best]
     listed = ", ".join(f"{name} {'—' if k is None else f'{k:.3f}'}" for name, k in kappas.items())
-    note = (f"judge kappa minus the best baseline's ({best}); baselines: {listed}" if best
-            else "not measured: no baseline has a defined kappa on these items")
-    return _check("beat_baselines", margin, settings.baseline_margin, higher_is_better=True, note=note, strict=True)
+    note = (
+        f"judge kappa minus the best baseline's ({best}); baselines: {listed}"
+        if best
+        else "not measured: no baseline has a defined kappa on these items"
+    )
+    return _check(
+        "beat_baselines", margin, settings.baseline_margin, higher_is_better=True, note=note, strict=True
+    )
 
 
 def _recall_check(settings: GateSettings, figures: Mapping[str, Any]) -> GateCheck:
     recall = {k: v for k, v in (figures.get("class_recall") or {}).items() if v is not None}
     worst = min(recall.values()) if recall else None
     note = ", ".join(f"{k} {v:.2f}" for k, v in recall.items()) or "not measured"
-    return _check("min_class_recall", worst, settings.min_class_recall or 0.0, higher_is_better=True,
-                  note=f"lowest recall over the human labels present ({note})")
+    return _check(
+        "min_class_recall",
+        worst,
+        settings.min_class_recall or 0.0,
+        higher_is_better=True,
+        note=f"lowest recall over the human labels present ({note})",
+    )
 
 
 def evaluate_checks(
@@ -136,15 +146,25 @@ def evaluate_checks(
         if settings.min_class_recall is not None:
             checks.append(_recall_check(settings, figures))
         if settings.min_human_z is not None:
-            checks.append(_check("min_human_z", figures.get("human_z"), settings.min_human_z,
-                                 higher_is_better=True, note=notes.get("human_z")))
+            checks.append(
+                _check(
+                    "min_human_z",
+                    figures.get("human_z"),
+                    settings.min_human_z,
+                    higher_is_better=True,
+                    note=notes.get("human_z"),
+                )
+            )
     # (check name, threshold or None when unset, figure it reads, higher is better)
     wanted = [
         ("min_inter_juror_kappa", settings.min_inter_juror_kappa, "inter_juror_kappa", True),
         ("max_flip_rate", settings.max_flip_rate, "flip_rate", False),
     ]
-    checks += [_check(name, figures.get(figure), threshold, higher_is_better=higher, note=notes.get(figure))
-               for name, threshold, figure, higher in wanted if threshold is not None]
+    checks += [
+        _check(name, figures.get(figure), threshold, higher_is_better=higher, note=notes.get(figure))
+        for name, threshold, figure, higher in wanted
+        if threshold is not None
+    ]
     return checks
 
 
@@ -310,7 +330,9 @@ async def run_gate_async(ctx: BuildContext, tables: Mapping[str, pl.DataFrame]) 
                     "human_band": likeness.get("band"),
                     "human_mean_kappa": likeness.get("human_mean_kappa"),
                     "length_controlled_agreement": main["length_control"]["agreement"]["length_controlled"],
-                    "sample": {k: (human.sample or {}).get(k) for k in ("method", "seed", "n", "item_ids_sha256")},
+                    "sample": {
+                        k: (human.sample or {}).get(k) for k in ("method", "seed", "n", "item_ids_sha256")
+                    },
                 }
             )
             notes["kappa"] = f"{setting.setting_id} on {main['n']} items of {human.name}"
@@ -381,7 +403,9 @@ def summary_lines(gate: Mapping[str, Any] | None, run_dir: Any = None) -> list[s
             value += f" {_interval(c)}"
             needs = f"needs 95% lower bound >= {c['threshold']}"
         else:
-            relation = "<=" if c["name"].startswith("max_") else ">" if c["name"] == "beat_baselines" else ">="
+            relation = (
+                "<=" if c["name"].startswith("max_") else ">" if c["name"] == "beat_baselines" else ">="
+            )
             needs = f"needs {relation} {c['threshold']}"
         note = f" [{c['note']}]" if c.get("note") else ""
         status = c.get("status") or ("pass" if c["passed"] else "fail")
@@ -391,7 +415,9 @@ def summary_lines(gate: Mapping[str, Any] | None, run_dir: Any = None) -> list[s
     if recall and not any(c["name"] == "min_class_recall" for c in gate.get("checks", [])):
         shown = ", ".join(f"{k} {'—' if v is None else f'{v:.2f}'}" for k, v in recall.items())
         lines.append(f"  info recall per human label: {shown}")
-    if figures.get("human_z") is not None and not any(c["name"] == "min_human_z" for c in gate.get("checks", [])):
+    if figures.get("human_z") is not None and not any(
+        c["name"] == "min_human_z" for c in gate.get("checks", [])
+    ):
         lines.append(f"  info human-likeness z {figures['human_z']:.2f} ({figures.get('human_band')})")
     if gate.get("error"):
         lines.append(f"  error: {gate['error']}")

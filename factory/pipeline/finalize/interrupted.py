@@ -13,17 +13,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 from factory import __version__
-from factory.config import BuildConfig
+from factory._util.atomic_files import atomic_write_json
 from factory._util.interrupts import EXIT_CODE, REASON, BuildInterrupted
+from factory.config import BuildConfig
 from factory.pipeline.cost_report import run_cost
 from factory.pipeline.outcome import Outcome
 from factory.pipeline.progress import BuildProgress
 from factory.run.folder import RunFolder
-from factory._util.atomic_files import atomic_write_json
 
 
-def record_interrupt(run: RunFolder, config: BuildConfig, progress: BuildProgress,
-                     usage: dict[str, Any] | None = None) -> BuildInterrupted:
+def record_interrupt(
+    run: RunFolder, config: BuildConfig, progress: BuildProgress, usage: dict[str, Any] | None = None
+) -> BuildInterrupted:
     """Write the interrupted run's manifest; return the exception that tells the caller."""
     snapshot = progress.snapshot()
     manifest = {

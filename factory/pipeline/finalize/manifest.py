@@ -15,12 +15,28 @@ from factory.pipeline.context import BuildContext
 from factory.pipeline.outcome import BuildFacts, BuildOutcome, decide_outcome, gate_failed
 from factory.records import GateOutcome, Manifest
 
-_USAGE_TOTALS = ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd", "latency_s", "retries",
-                 "errors", "batch_calls", "batch_cost_usd")
+_USAGE_TOTALS = (
+    "calls",
+    "cache_hits",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "latency_s",
+    "retries",
+    "errors",
+    "batch_calls",
+    "batch_cost_usd",
+)
 
 
-def build_manifest(ctx: BuildContext, rows: dict[str, int], stopped: str | None, *, usage: dict[str, Any],
-                   gate: GateOutcome | None = None) -> Manifest:
+def build_manifest(
+    ctx: BuildContext,
+    rows: dict[str, int],
+    stopped: str | None,
+    *,
+    usage: dict[str, Any],
+    gate: GateOutcome | None = None,
+) -> Manifest:
     """The manifest's figures before the dataset is written. `rows` holds the row counts of the run's
     tables; `usage` the gateway's usage (merged across worker processes); `gate` the quality gate's
     outcome (`factory.pipeline.finalize.gate`); `approved` is its verdict, which publishing and trainer hand-off read
@@ -52,16 +68,26 @@ def settle_outcome(ctx: BuildContext, manifest: Manifest, failure_reasons: list[
     counts, llm = manifest["counts"], manifest["llm"]
     prompts = pl.read_parquet(ctx.run.table("prompts"), columns=["rejected_reason"])
     dataset = counts.get("dataset") or {}
-    outcome = decide_outcome(BuildFacts(
-        usable_prompts=prompts["rejected_reason"].null_count(),
-        dataset_rows=sum(v for k, v in dataset.items() if k.split("_")[-1] in ("train", "test")),
-        model_calls=llm.get("calls", 0), cache_hits=llm.get("cache_hits", 0), call_errors=llm.get("errors", 0),
-        failure_reasons=tuple(failure_reasons), stopped=manifest["stopped_reason"],
-        endpoints=_endpoints(spec.api_base or spec.model for spec in ctx.config.models.values())))
+    outcome = decide_outcome(
+        BuildFacts(
+            usable_prompts=prompts["rejected_reason"].null_count(),
+            dataset_rows=sum(v for k, v in dataset.items() if k.split("_")[-1] in ("train", "test")),
+            model_calls=llm.get("calls", 0),
+            cache_hits=llm.get("cache_hits", 0),
+            call_errors=llm.get("errors", 0),
+            failure_reasons=tuple(failure_reasons),
+            stopped=manifest["stopped_reason"],
+            endpoints=_endpoints(spec.api_base or spec.model for spec in ctx.config.models.values()),
+        )
+    )
     outcome = replace(outcome, gate_failed=gate_failed(manifest.get("gate")))
     manifest["status"] = outcome.status.value
-    manifest["outcome"] = {"status": outcome.status.value, "cause": outcome.cause, "exit_code": outcome.exit_code,
-                           "gate_failed": outcome.gate_failed}
+    manifest["outcome"] = {
+        "status": outcome.status.value,
+        "cause": outcome.cause,
+        "exit_code": outcome.exit_code,
+        "gate_failed": outcome.gate_failed,
+    }
     return outcome
 
 
@@ -70,8 +96,11 @@ def _endpoints(targets: Iterable[str]) -> tuple[str, ...]:
     out: list[str] = []
     for target in targets:
         parts = urlsplit(target)
-        shown = f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}" \
-            if parts.scheme in ("http", "https") and parts.hostname else target
+        shown = (
+            f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}"
+            if parts.scheme in ("http", "https") and parts.hostname
+            else target
+        )
         if shown not in out:
             out.append(shown)
     return tuple(out)
@@ -79,6 +108,7 @@ def _endpoints(targets: Iterable[str]) -> tuple[str, ...]:
 
 def merge_usage(base: dict[str, Any], others: list[dict[str, Any]]) -> dict[str, Any]:
     """Usage snapshots (see `UsageLedger.snapshot`) added up, totals and `by_*` breakdowns alike."""
+
     def add(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         out = dict(a)
         for key in _USAGE_TOTALS:

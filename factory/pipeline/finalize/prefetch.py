@@ -19,9 +19,9 @@ def _import_finalize_modules() -> None:
     try:
         import datasets  # noqa: F401
 
-        import factory.dataset.card  # noqa: F401
+        import factory.dataset.card
         import factory.pipeline.finalize.finalize_run  # noqa: F401
-    except Exception:  # noqa: BLE001, S110 - finalize imports these itself and reports what fails
+    except Exception:
         pass
 
 

@@ -51,7 +51,9 @@ def stage_usage(by_tag: dict[str, dict[str, Any]], config: BuildConfig) -> dict[
             continue
         for key in USAGE_FIGURES:
             value = figures.get(key, 0)
-            out[stage][key] = round(out[stage][key] + value, 8) if isinstance(value, (int, float)) else out[stage][key]
+            out[stage][key] = (
+                round(out[stage][key] + value, 8) if isinstance(value, (int, float)) else out[stage][key]
+            )
     return out
 
 
@@ -70,8 +72,11 @@ def _rows(run: RunFolder, stage: str) -> int:
 def stage_figures(run: RunFolder, config: BuildConfig, usage: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The manifest's `stages` of a run whose tables are merged (`prompts.parquet`, `failures.parquet`)."""
     prompts = pl.read_parquet(run.table("prompts"), columns=["rejected_reason"])
-    failures = pl.read_parquet(run.table("failures"), columns=["item_id", "stage"]) \
-        if run.table("failures").is_file() else pl.DataFrame(schema={"item_id": pl.Utf8, "stage": pl.Utf8})
+    failures = (
+        pl.read_parquet(run.table("failures"), columns=["item_id", "stage"])
+        if run.table("failures").is_file()
+        else pl.DataFrame(schema={"item_id": pl.Utf8, "stage": pl.Utf8})
+    )
     failed_judging = set(failures.filter(pl.col("stage") == "judge")["item_id"].to_list())
     with_candidates = _prompt_ids(run, "generate")
     prompts_in = {
@@ -84,8 +89,13 @@ def stage_figures(run: RunFolder, config: BuildConfig, usage: dict[str, Any]) ->
     failed = dict(failures.group_by("stage").len().iter_rows())
     spent = stage_usage(usage.get("by_tag") or {}, config)
     out: dict[str, dict[str, Any]] = {
-        stage: {"prompts_in": prompts_in[stage], "rows_out": _rows(run, stage), "failures": failed.get(stage, 0),
-                **spent[stage]}
-        for stage in STAGE_ORDER}
+        stage: {
+            "prompts_in": prompts_in[stage],
+            "rows_out": _rows(run, stage),
+            "failures": failed.get(stage, 0),
+            **spent[stage],
+        }
+        for stage in STAGE_ORDER
+    }
     out["gate"] = spent["gate"]
     return out

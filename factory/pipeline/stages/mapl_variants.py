@@ -21,6 +21,8 @@ import json
 from typing import TYPE_CHECKING, Any, cast
 
 from factory._util.concurrency import map_bounded
+from factory._util.json_columns import load_json
+from factory.inputs.prompt_sources import Prompt
 from factory.llm import LLMError
 from factory.mapl import (
     augment_prompt,
@@ -31,8 +33,6 @@ from factory.mapl import (
     reverify,
     satisfied_by,
 )
-from factory._util.json_columns import load_json
-from factory.inputs.prompt_sources import Prompt
 from factory.records import Failure, MaplIntraRow, Pair, stop_of
 
 if TYPE_CHECKING:
@@ -49,39 +49,76 @@ def _row_id(*parts: object) -> str:
 def checker_rationale(row: MaplRow) -> str:
     """The rationale of a MAPL pair, written from its checker results (no LLM: the checkers are the evidence)."""
     constraints = [from_dict(c) for c in load_json(row["constraints"])]
-    failed = [c.instruction() for c, ok in zip(constraints, load_json(row["checks"])["rejected"], strict=True)
-              if not ok]
-    return ("The prompt adds verifiable instructions. The chosen answer follows all "
-            f"{len(constraints)} of them; the rejected answer breaks {len(failed)}: " + " ".join(failed))
+    failed = [
+        c.instruction()
+        for c, ok in zip(constraints, load_json(row["checks"])["rejected"], strict=True)
+        if not ok
+    ]
+    return (
+        "The prompt adds verifiable instructions. The chosen answer follows all "
+        f"{len(constraints)} of them; the rejected answer breaks {len(failed)}: " + " ".join(failed)
+    )
 
 
 def _inter(ctx: BuildContext, pair: Pair, earlier: list[str], last: str) -> Pair | None:
     rng = ctx.rng("mapl_inter", pair["pair_id"])
-    row = inter_sample_pair(pair["prompt_id"], last, pair["chosen"], pair["rejected"], rng,
-                            k=ctx.config.variants.constraints)
+    row = inter_sample_pair(
+        pair["prompt_id"], last, pair["chosen"], pair["rejected"], rng, k=ctx.config.variants.constraints
+    )
     if row is None:
         return None  # no measured constraint separates the two answers
     turns = [*earlier, row["prompt"]]
-    return cast(Pair, {**row, "pair_id": _row_id("mapl_inter", pair["pair_id"], row["prompt"]), "prompt": "\n\n".join(turns),
-            "turns": turns, "earlier_answers": pair.get("earlier_answers") or [], "chosen_id": pair["chosen_id"],
+    return cast(
+        Pair,
+        {
+            **row,
+            "pair_id": _row_id("mapl_inter", pair["pair_id"], row["prompt"]),
+            "prompt": "\n\n".join(turns),
+            "turns": turns,
+            "earlier_answers": pair.get("earlier_answers") or [],
+            "chosen_id": pair["chosen_id"],
             "rejected_id": pair["rejected_id"],
-            "chosen_model": pair.get("chosen_model"), "rejected_model": pair.get("rejected_model"),
-            "margin": None, "votes": [], "judge_id": pair.get("judge_id"), "source": "mapl_inter",
-            "rationale": checker_rationale(row), "rationale_status": "checker",
-            "provenance": {"from_pair": pair["pair_id"], "method": row["method"]}})
+            "chosen_model": pair.get("chosen_model"),
+            "rejected_model": pair.get("rejected_model"),
+            "margin": None,
+            "votes": [],
+            "judge_id": pair.get("judge_id"),
+            "source": "mapl_inter",
+            "rationale": checker_rationale(row),
+            "rationale_status": "checker",
+            "provenance": {"from_pair": pair["pair_id"], "method": row["method"]},
+        },
+    )
 
 
-def _intra(ctx: BuildContext, pair: Pair, earlier: list[str], last: str, response_id: str, response: str,
-           model: str | None) -> list[MaplIntraRow]:
+def _intra(
+    ctx: BuildContext,
+    pair: Pair,
+    earlier: list[str],
+    last: str,
+    response_id: str,
+    response: str,
+    model: str | None,
+) -> list[MaplIntraRow]:
     prompt_id = pair["prompt_id"]
     rng = ctx.rng("mapl_intra", prompt_id, response_id)
     out: list[MaplIntraRow] = []
     for row in intra_sample_rows(prompt_id, last, response, rng, k=ctx.config.variants.constraints):
-        out.append(cast(MaplIntraRow, {**row, "row_id": _row_id("mapl_intra", prompt_id, response_id, row["chosen_prompt"]),
-                    "source": "mapl_intra", "response_id": response_id, "model": model,
+        out.append(
+            cast(
+                MaplIntraRow,
+                {
+                    **row,
+                    "row_id": _row_id("mapl_intra", prompt_id, response_id, row["chosen_prompt"]),
+                    "source": "mapl_intra",
+                    "response_id": response_id,
+                    "model": model,
                     "chosen_turns": [*earlier, row["chosen_prompt"]],
                     "rejected_turns": [*earlier, row["rejected_prompt"]],
-                    "earlier_answers": pair.get("earlier_answers") or []}))
+                    "earlier_answers": pair.get("earlier_answers") or [],
+                },
+            )
+        )
     return out
 
 
@@ -96,29 +133,54 @@ async def _fresh(ctx: BuildContext, prompt: Prompt, best: str) -> tuple[list[Pai
     models: dict[str, str] = {}
     try:
         for sample in range(settings.fresh_samples):
-            reply = await ctx.gateway.complete(settings.fresh_role, [{"role": "user", "content": text}],
-                                               sample=sample, tag="mapl_fresh")
+            reply = await ctx.gateway.complete(
+                settings.fresh_role, [{"role": "user", "content": text}], sample=sample, tag="mapl_fresh"
+            )
             answers.append(reply.text)
             models[reply.text] = reply.model
     except LLMError as exc:
-        failure: Failure = {"item_id": prompt.prompt_id, "stage": "variants", "reason": f"{exc.reason}: {exc}",
-                            "raw": (exc.raw or "")[:4000]}
+        failure: Failure = {
+            "item_id": prompt.prompt_id,
+            "stage": "variants",
+            "reason": f"{exc.reason}: {exc}",
+            "raw": (exc.raw or "")[:4000],
+        }
         if (stop := stop_of(exc)) is not None:
             failure["stop"] = stop
         return [], [failure]
     rows: list[Pair] = []
     for row in pairs_from_checked(prompt.prompt_id, text, picked, answers):
-        ids = [f"{prompt.prompt_id}:mapl_fresh:s{answers.index(row[side])}" for side in ("chosen", "rejected")]
-        rows.append(cast(Pair, {**row, "pair_id": _row_id("mapl_fresh", *ids, text), "turns": [text], "earlier_answers": [],
-                     "chosen_id": ids[0], "rejected_id": ids[1], "chosen_model": models[row["chosen"]],
-                     "rejected_model": models[row["rejected"]], "margin": None, "votes": [], "judge_id": None,
-                     "source": "mapl_inter", "rationale": checker_rationale(row), "rationale_status": "checker",
-                     "provenance": {"from_pair": None, "method": row["method"]}}))
+        ids = [
+            f"{prompt.prompt_id}:mapl_fresh:s{answers.index(row[side])}" for side in ("chosen", "rejected")
+        ]
+        rows.append(
+            cast(
+                Pair,
+                {
+                    **row,
+                    "pair_id": _row_id("mapl_fresh", *ids, text),
+                    "turns": [text],
+                    "earlier_answers": [],
+                    "chosen_id": ids[0],
+                    "rejected_id": ids[1],
+                    "chosen_model": models[row["chosen"]],
+                    "rejected_model": models[row["rejected"]],
+                    "margin": None,
+                    "votes": [],
+                    "judge_id": None,
+                    "source": "mapl_inter",
+                    "rationale": checker_rationale(row),
+                    "rationale_status": "checker",
+                    "provenance": {"from_pair": None, "method": row["method"]},
+                },
+            )
+        )
     return rows, []
 
 
-async def mapl_variants(ctx: BuildContext, prompts: list[Prompt], pairs: list[Pair]
-                        ) -> tuple[list[Pair | MaplIntraRow], list[Failure]]:
+async def mapl_variants(
+    ctx: BuildContext, prompts: list[Prompt], pairs: list[Pair]
+) -> tuple[list[Pair | MaplIntraRow], list[Failure]]:
     """MAPL rows for a shard's judged pairs: (rows of both kinds, failures).
 
     A row whose recorded checks do not re-verify never leaves the stage (it becomes a failure)."""
@@ -134,8 +196,10 @@ async def mapl_variants(ctx: BuildContext, prompts: list[Prompt], pairs: list[Pa
         if settings.inter and (row := _inter(ctx, pair, earlier, last)) is not None:
             rows.append(row)
         if settings.intra:
-            sides = ((pair["chosen_id"], pair["chosen"], pair.get("chosen_model")),
-                     (pair["rejected_id"], pair["rejected"], pair.get("rejected_model")))
+            sides = (
+                (pair["chosen_id"], pair["chosen"], pair.get("chosen_model")),
+                (pair["rejected_id"], pair["rejected"], pair.get("rejected_model")),
+            )
             for response_id, response, model in sides:
                 if response_id not in seen_responses:
                     seen_responses.add(response_id)
@@ -146,8 +210,9 @@ async def mapl_variants(ctx: BuildContext, prompts: list[Prompt], pairs: list[Pa
         for pair in judged:
             best.setdefault(pair["prompt_id"], pair["chosen"])
         todo = [p for p in prompts if p.prompt_id in best]
-        for fresh_rows, fresh_failures in await map_bounded(todo, lambda p: _fresh(ctx, p, best[p.prompt_id]),
-                                                            ctx.config.run.concurrency):
+        for fresh_rows, fresh_failures in await map_bounded(
+            todo, lambda p: _fresh(ctx, p, best[p.prompt_id]), ctx.config.run.concurrency
+        ):
             rows += fresh_rows
             failures += fresh_failures
     kept: list[Pair | MaplIntraRow] = []
@@ -156,6 +221,12 @@ async def mapl_variants(ctx: BuildContext, prompts: list[Prompt], pairs: list[Pa
             kept.append(made)
         else:  # cannot happen unless a checker is not deterministic; kept visible rather than silent
             item = made.get("pair_id") or made.get("row_id")
-            failures.append({"item_id": str(item), "stage": "variants", "reason": "mapl_label_does_not_reverify",
-                             "raw": json.dumps(made, default=str)[:4000]})
+            failures.append(
+                {
+                    "item_id": str(item),
+                    "stage": "variants",
+                    "reason": "mapl_label_does_not_reverify",
+                    "raw": json.dumps(made, default=str)[:4000],
+                }
+            )
     return kept, failures

@@ -45,12 +45,12 @@ smallest margins first, are dropped as `length_balance`.
 from __future__ import annotations
 
 import hashlib
-from factory._util.json_columns import load_json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from factory._util.json_columns import load_json
 from factory.config import PairSettings, RankingSettings
 from factory.inputs.conversation import earlier_answers
 from factory.records import Candidate, Judgment, Pair
@@ -126,9 +126,14 @@ def _evidence(judgments: Sequence[Judgment], chosen_id: str, rejected_id: str) -
     if direct:
         j = direct[-1]
         return _Evidence(j, _relation(j, chosen_id), _margin(j, chosen_id), True)
-    knocked_out = [j for j in judgments if rejected_id in (j["candidate_a"], j["candidate_b"])
-                   and (j.get("verdict") == "tie" or j.get("verdict") == ("B" if j["candidate_a"] == rejected_id
-                                                                           else "A"))]
+    knocked_out = [
+        j
+        for j in judgments
+        if rejected_id in (j["candidate_a"], j["candidate_b"])
+        and (
+            j.get("verdict") == "tie" or j.get("verdict") == ("B" if j["candidate_a"] == rejected_id else "A")
+        )
+    ]
     if not knocked_out:
         return _Evidence(None, None, None, False)
     j = knocked_out[0]
@@ -151,8 +156,9 @@ def _margin(j: Judgment, chosen_id: str) -> float | None:
     return a - b if j["candidate_a"] == chosen_id else b - a
 
 
-def _rank(candidates: Sequence[Candidate], judgments: Sequence[Judgment], means: dict[str, float | None]
-          ) -> list[Candidate]:
+def _rank(
+    candidates: Sequence[Candidate], judgments: Sequence[Judgment], means: dict[str, float | None]
+) -> list[Candidate]:
     """Candidates from strongest to weakest: mean score when there are scores, else net wins."""
     net: Counter[str] = Counter()
     for j in judgments:
@@ -162,8 +168,14 @@ def _rank(candidates: Sequence[Candidate], judgments: Sequence[Judgment], means:
             net[winner] += 1
             net[loser] -= 1
     order = {c["candidate_id"]: i for i, c in enumerate(candidates)}
-    return sorted(candidates, key=lambda c: (-(means.get(c["candidate_id"]) or 0.0), -net[c["candidate_id"]],
-                                             order[c["candidate_id"]]))
+    return sorted(
+        candidates,
+        key=lambda c: (
+            -(means.get(c["candidate_id"]) or 0.0),
+            -net[c["candidate_id"]],
+            order[c["candidate_id"]],
+        ),
+    )
 
 
 def _standings(judgments: Sequence[Judgment]) -> list[StandingRow] | None:
@@ -172,17 +184,28 @@ def _standings(judgments: Sequence[Judgment]) -> list[StandingRow] | None:
     return table if isinstance(table, list) else None
 
 
-def _round_robin_provenance(standings: list[StandingRow], judgments: Sequence[Judgment], chosen_id: str,
-                            rejected_id: str) -> dict[str, Any]:
+def _round_robin_provenance(
+    standings: list[StandingRow], judgments: Sequence[Judgment], chosen_id: str, rejected_id: str
+) -> dict[str, Any]:
     wins = {s["candidate_id"]: s["wins"] for s in standings}
     scored = sum(1 for j in judgments if j.get("verdict") is not None)
-    return {"select": "round_robin", "chosen_wins": wins[chosen_id], "rejected_wins": wins[rejected_id],
-            "win_margin": wins[chosen_id] - wins[rejected_id], "standings": standings,
-            "comparisons": scored, "unscored_comparisons": len(judgments) - scored}
+    return {
+        "select": "round_robin",
+        "chosen_wins": wins[chosen_id],
+        "rejected_wins": wins[rejected_id],
+        "win_margin": wins[chosen_id] - wins[rejected_id],
+        "standings": standings,
+        "comparisons": scored,
+        "unscored_comparisons": len(judgments) - scored,
+    }
 
 
-def _weakest(candidates: Sequence[Candidate], judgments: Sequence[Judgment], means: dict[str, float | None],
-             standings: list[StandingRow] | None) -> Candidate:
+def _weakest(
+    candidates: Sequence[Candidate],
+    judgments: Sequence[Judgment],
+    means: dict[str, float | None],
+    standings: list[StandingRow] | None,
+) -> Candidate:
     """The weakest of `candidates`: the fewest round-robin wins, else the last by `_rank`."""
     if standings is None:
         return _rank(candidates, judgments, means)[-1]
@@ -190,8 +213,14 @@ def _weakest(candidates: Sequence[Candidate], judgments: Sequence[Judgment], mea
     return max(candidates, key=lambda c: place[c["candidate_id"]])
 
 
-def select_pairs(prompt_id: str, turns: Sequence[str], candidates: Sequence[Candidate], judgments: Sequence[Judgment],
-                 settings: PairSettings, ranking: RankingSettings | None = None) -> tuple[list[Pair], str | None]:
+def select_pairs(
+    prompt_id: str,
+    turns: Sequence[str],
+    candidates: Sequence[Candidate],
+    judgments: Sequence[Judgment],
+    settings: PairSettings,
+    ranking: RankingSettings | None = None,
+) -> tuple[list[Pair], str | None]:
     """The pairs of one prompt under `settings`, and when there are none, the reason why.
 
     `candidates` are the prompt's distinct candidates; `judgments` its judgment rows (with
@@ -199,11 +228,16 @@ def select_pairs(prompt_id: str, turns: Sequence[str], candidates: Sequence[Cand
     with Bradley-Terry `strengths` (N-way judging) are cut by strength gap under `ranking`
     (`factory.pipeline.stages.strength_pairs`).
     """
-    from factory.pipeline.stages.strength_pairs import strength_pairs, strengths_of  # it builds on this module's rows
+    from factory.pipeline.stages.strength_pairs import (  # it builds on this module's rows
+        strength_pairs,
+        strengths_of,
+    )
 
     table = strengths_of(judgments)
     if table is not None:
-        return strength_pairs(prompt_id, turns, candidates, judgments, table, settings, ranking or RankingSettings())
+        return strength_pairs(
+            prompt_id, turns, candidates, judgments, table, settings, ranking or RankingSettings()
+        )
     by_id = {c["candidate_id"]: c for c in candidates}
     scored = [j for j in judgments if j.get("verdict") is not None]
     if not scored:
@@ -234,8 +268,11 @@ def select_pairs(prompt_id: str, turns: Sequence[str], candidates: Sequence[Cand
         else:
             pair = _pair_row(prompt_id, turns, chosen, rejected, ev, margin, settings.rule)
             if standings is not None:
-                pair["provenance"].update(_round_robin_provenance(standings, judgments, chosen["candidate_id"],
-                                                                  rejected["candidate_id"]))
+                pair["provenance"].update(
+                    _round_robin_provenance(
+                        standings, judgments, chosen["candidate_id"], rejected["candidate_id"]
+                    )
+                )
             pairs.append(pair)
 
     best = by_id[best_id]
@@ -251,15 +288,18 @@ def select_pairs(prompt_id: str, turns: Sequence[str], candidates: Sequence[Cand
             return [], "no_scores: rule all_pairs needs a scored protocol (combined or independent)"
         ranked = [c for c in _rank(candidates, judgments, means) if means.get(c["candidate_id"]) is not None]
         for i, hi in enumerate(ranked):
-            for lo in ranked[i + 1:]:
+            for lo in ranked[i + 1 :]:
                 gap = means[hi["candidate_id"]] - means[lo["candidate_id"]]  # type: ignore[operator]
                 if gap <= 0:
                     dropped["equal_scores"] += 1
                     continue
                 ev = _evidence(judgments, hi["candidate_id"], lo["candidate_id"])
                 # Scores decide; a direct comparison of the two may still veto (contradiction, tie).
-                ev = _Evidence(ev.judgment, ev.relation, gap, True) if ev.direct else _Evidence(None, "chosen", gap,
-                                                                                                 False)
+                ev = (
+                    _Evidence(ev.judgment, ev.relation, gap, True)
+                    if ev.direct
+                    else _Evidence(None, "chosen", gap, False)
+                )
                 consider(hi, lo, ev, gap)
     if settings.max_longer_chosen_share is not None:
         pairs, n_dropped = balance_lengths(pairs, settings.max_longer_chosen_share)
@@ -289,8 +329,15 @@ def balance_lengths(pairs: list[Pair], max_share: float) -> tuple[list[Pair], in
     return [p for p in pairs if id(p) not in drop], len(drop)
 
 
-def _pair_row(prompt_id: str, turns: Sequence[str], chosen: Candidate, rejected: Candidate, ev: _Evidence,
-              margin: float | None, rule: str) -> Pair:
+def _pair_row(
+    prompt_id: str,
+    turns: Sequence[str],
+    chosen: Candidate,
+    rejected: Candidate,
+    ev: _Evidence,
+    margin: float | None,
+    rule: str,
+) -> Pair:
     j = ev.judgment
     return {
         "pair_id": pair_id(prompt_id, chosen["candidate_id"], rejected["candidate_id"]),

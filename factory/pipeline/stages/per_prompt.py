@@ -13,12 +13,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 from factory._util.concurrency import map_bounded
-from factory.llm import LLMError
-from factory.records import Candidate, Failure, Judgment, MaplIntraRow, Pair, Stop, stop_of
-from factory.pipeline.stages.pairs import select_pairs
-from factory.pipeline.context import BuildContext
 from factory.inputs.prompt_sources import Prompt
+from factory.llm import LLMError
+from factory.pipeline.context import BuildContext
 from factory.pipeline.stages.mapl_variants import mapl_variants
+from factory.pipeline.stages.pairs import select_pairs
+from factory.records import Candidate, Failure, Judgment, MaplIntraRow, Pair, Stop, stop_of
 from factory.workflows.generation import generate_candidates
 from factory.workflows.ranking import bradley_terry, listwise
 from factory.workflows.rationale import write_rationales
@@ -41,8 +41,11 @@ async def generate_stage(ctx: BuildContext, prompts: list[Prompt]) -> tuple[list
         try:
             rows = await generate_candidates(ctx.gateway, ctx.config.generation.workflows, prompt)
         except LLMError as exc:
-            return [], [failure(prompt.prompt_id, "generate", f"{exc.reason}: {exc}", exc.raw or "",
-                                stop=stop_of(exc))]
+            return [], [
+                failure(
+                    prompt.prompt_id, "generate", f"{exc.reason}: {exc}", exc.raw or "", stop=stop_of(exc)
+                )
+            ]
         if len({r["content_hash"] for r in rows}) < 2:
             return rows, [failure(prompt.prompt_id, "generate", "fewer_than_two_distinct_candidates")]
         return rows, []
@@ -50,8 +53,9 @@ async def generate_stage(ctx: BuildContext, prompts: list[Prompt]) -> tuple[list
     return _merge(await map_bounded(prompts, one, ctx.config.run.concurrency))
 
 
-async def judge_stage(ctx: BuildContext, prompts: list[Prompt], candidates: list[Candidate]
-                      ) -> tuple[list[Judgment], list[Failure]]:
+async def judge_stage(
+    ctx: BuildContext, prompts: list[Prompt], candidates: list[Candidate]
+) -> tuple[list[Judgment], list[Failure]]:
     """Each prompt's distinct candidates judged as `judging.select` says: a knockout (r1 vs r2, the
     winner vs r3, ...), a round robin (every two once, ties in wins settled by the run's seed), or
     N-way (listwise rankings, or the round robin's comparisons, fitted by Bradley-Terry)."""
@@ -76,15 +80,23 @@ async def judge_stage(ctx: BuildContext, prompts: list[Prompt], candidates: list
             judgments = (await knockout(ctx.gateway, setting, prompt, cands)).judgments
         if not any(_scored(j) for j in judgments):
             last = judgments[-1]
-            return judgments, [failure(prompt.prompt_id, "judge", f"unscored: {last['unscored_reason']}",
-                                       last["raw"], stop=last.get("stop"))]
+            return judgments, [
+                failure(
+                    prompt.prompt_id,
+                    "judge",
+                    f"unscored: {last['unscored_reason']}",
+                    last["raw"],
+                    stop=last.get("stop"),
+                )
+            ]
         return judgments, []
 
     return _merge(await map_bounded(prompts, one, ctx.config.run.concurrency))
 
 
-def pairs_stage(ctx: BuildContext, prompts: list[Prompt], candidates: list[Candidate], judgments: list[Judgment]
-                ) -> tuple[list[Pair], list[Failure]]:
+def pairs_stage(
+    ctx: BuildContext, prompts: list[Prompt], candidates: list[Candidate], judgments: list[Judgment]
+) -> tuple[list[Pair], list[Failure]]:
     """Cut each prompt's pairs from its judgments (`pairs.rule`); a prompt without one leaves a failure."""
     cands_by_prompt = _group(candidates, "prompt_id")
     judg_by_prompt = _group(judgments, "prompt_id")
@@ -94,25 +106,34 @@ def pairs_stage(ctx: BuildContext, prompts: list[Prompt], candidates: list[Candi
         judged = judg_by_prompt.get(prompt.prompt_id, [])
         if not judged or not any(_scored(j) for j in judged):
             continue  # recorded upstream
-        pairs, why = select_pairs(prompt.prompt_id, prompt.turns, _distinct(cands_by_prompt[prompt.prompt_id]),
-                                  judged, ctx.config.pairs, ctx.config.judging.ranking)
+        pairs, why = select_pairs(
+            prompt.prompt_id,
+            prompt.turns,
+            _distinct(cands_by_prompt[prompt.prompt_id]),
+            judged,
+            ctx.config.pairs,
+            ctx.config.judging.ranking,
+        )
         if why is not None:
             fails.append(failure(prompt.prompt_id, "pairs", why))
         rows += pairs
     return rows, fails
 
 
-async def rationales_stage(ctx: BuildContext, prompts: list[Prompt], pairs: list[Pair], judgments: list[Judgment]
-                           ) -> tuple[list[Pair], list[Failure]]:
+async def rationales_stage(
+    ctx: BuildContext, prompts: list[Prompt], pairs: list[Pair], judgments: list[Judgment]
+) -> tuple[list[Pair], list[Failure]]:
     """A rationale on every judged pair (see factory/workflows/rationale.py); a pair without one is a failure."""
     settings = ctx.config.rationales
     verifier = settings.verifier_role or ctx.config.judging.setting.models[0]
-    return await write_rationales(ctx.gateway, pairs, judgments, settings, verifier=verifier,
-                                  concurrency=ctx.config.run.concurrency)
+    return await write_rationales(
+        ctx.gateway, pairs, judgments, settings, verifier=verifier, concurrency=ctx.config.run.concurrency
+    )
 
 
-async def variants_stage(ctx: BuildContext, prompts: list[Prompt], pairs: list[Pair]
-                         ) -> tuple[list[Pair | MaplIntraRow], list[Failure]]:
+async def variants_stage(
+    ctx: BuildContext, prompts: list[Prompt], pairs: list[Pair]
+) -> tuple[list[Pair | MaplIntraRow], list[Failure]]:
     """MAPL rows with code-verified labels (see factory/pipeline/stages/mapl_variants.py)."""
     return await mapl_variants(ctx, prompts, pairs)
 

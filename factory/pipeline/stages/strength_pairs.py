@@ -20,9 +20,9 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import cast
 
+from factory._util.json_columns import load_json
 from factory.config import PairSettings, RankingSettings
 from factory.pipeline.stages.pairs import _Evidence, _evidence, _pair_row, is_inconsistent
-from factory._util.json_columns import load_json
 from factory.records import Candidate, Judgment, Pair, Strength
 from judges.protocols import injection_markers
 
@@ -41,7 +41,7 @@ def _eligible(rule: str, ids: list[str]) -> list[tuple[str, str]]:
         return [(ids[0], other) for other in ids[1:]]
     if rule == "best_vs_worst":
         return [(ids[0], ids[-1])] if len(ids) > 1 else []
-    return [(hi, lo) for k, hi in enumerate(ids) for lo in ids[k + 1:]]
+    return [(hi, lo) for k, hi in enumerate(ids) for lo in ids[k + 1 :]]
 
 
 def _listwise_votes(judgments: Sequence[Judgment], chosen: str, rejected: str) -> list[str]:
@@ -53,9 +53,15 @@ def _listwise_votes(judgments: Sequence[Judgment], chosen: str, rejected: str) -
     return votes
 
 
-def strength_pairs(prompt_id: str, turns: Sequence[str], candidates: Sequence[Candidate], judgments: Sequence[Judgment],
-                   table: list[Strength], settings: PairSettings, ranking: RankingSettings
-                   ) -> tuple[list[Pair], str | None]:
+def strength_pairs(
+    prompt_id: str,
+    turns: Sequence[str],
+    candidates: Sequence[Candidate],
+    judgments: Sequence[Judgment],
+    table: list[Strength],
+    settings: PairSettings,
+    ranking: RankingSettings,
+) -> tuple[list[Pair], str | None]:
     """The pairs of one N-way-judged prompt, and when there are none, the reason why."""
     by_id = {c["candidate_id"]: c for c in candidates}
     strength = {s["candidate_id"]: float(s["strength"]) for s in table if s["candidate_id"] in by_id}
@@ -76,9 +82,14 @@ def strength_pairs(prompt_id: str, turns: Sequence[str], candidates: Sequence[Ca
             continue
         if listwise:
             votes = _listwise_votes(judgments, hi, lo)
-            row = _pair_row(prompt_id, turns, chosen, rejected, _Evidence(None, "chosen", gap, False), gap,
-                            settings.rule)
-            row["votes"], row["flipped"], row["judge_id"] = votes, len(set(votes)) > 1, judgments[0].get("judge_id")
+            row = _pair_row(
+                prompt_id, turns, chosen, rejected, _Evidence(None, "chosen", gap, False), gap, settings.rule
+            )
+            row["votes"], row["flipped"], row["judge_id"] = (
+                votes,
+                len(set(votes)) > 1,
+                judgments[0].get("judge_id"),
+            )
             row["provenance"].update(protocol="listwise", margin_unit="bt_log_strength")
         else:
             ev = _evidence(judgments, hi, lo)
@@ -96,14 +107,18 @@ def strength_pairs(prompt_id: str, turns: Sequence[str], candidates: Sequence[Ca
                 continue
             row = _pair_row(prompt_id, turns, chosen, rejected, ev, ev.margin, settings.rule)
         row["provenance"].update(
-            select="listwise" if listwise else "bradley_terry", strengths=table, chosen_strength=strength[hi],
-            rejected_strength=strength[lo], strength_gap=round(gap, 6),
-            comparisons=sum(1 for j in judgments if j.get("verdict") is not None or j.get("ranking")))
+            select="listwise" if listwise else "bradley_terry",
+            strengths=table,
+            chosen_strength=strength[hi],
+            rejected_strength=strength[lo],
+            strength_gap=round(gap, 6),
+            comparisons=sum(1 for j in judgments if j.get("verdict") is not None or j.get("ranking")),
+        )
         kept.append((gap, row))
     kept.sort(key=lambda t: -t[0])
     if len(kept) > ranking.max_pairs:
         dropped["over_max_pairs"] += len(kept) - ranking.max_pairs
-    pairs = [row for _, row in kept[:ranking.max_pairs]]
+    pairs = [row for _, row in kept[: ranking.max_pairs]]
     if pairs:
         return pairs, None
     detail = ", ".join(f"{n} {why}" for why, n in sorted(dropped.items())) or "one distinct response"

@@ -45,8 +45,9 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 
 
 def _ids(tokenizer: Any, messages: list[dict[str, Any]], generation_prompt: bool) -> list[int]:
-    out = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
-                                        add_generation_prompt=generation_prompt)
+    out = tokenizer.apply_chat_template(
+        messages, tokenize=True, return_dict=True, add_generation_prompt=generation_prompt
+    )
     return list(out["input_ids"])
 
 
@@ -60,7 +61,9 @@ def tokenize_pair(tokenizer: Any, row: dict[str, Any]) -> tuple[list[int], list[
     return prompt_ids[:cut], chosen_full[cut:], rejected_full[cut:]
 
 
-def _sequence_logps(model: Any, sequences: list[tuple[list[int], int]], pad_id: int) -> list[tuple[float, int]]:
+def _sequence_logps(
+    model: Any, sequences: list[tuple[list[int], int]], pad_id: int
+) -> list[tuple[float, int]]:
     """Summed log-prob and count of the completion tokens of each (ids, prompt length) in one padded batch."""
     import torch
 
@@ -70,9 +73,9 @@ def _sequence_logps(model: Any, sequences: list[tuple[list[int], int]], pad_id: 
     attention = torch.zeros((len(sequences), width), dtype=torch.long)
     completion = torch.zeros((len(sequences), width), dtype=torch.bool)
     for i, (ids, prompt_len) in enumerate(sequences):
-        input_ids[i, :len(ids)] = torch.tensor(ids)
-        attention[i, :len(ids)] = 1
-        completion[i, prompt_len:len(ids)] = True
+        input_ids[i, : len(ids)] = torch.tensor(ids)
+        attention[i, : len(ids)] = 1
+        completion[i, prompt_len : len(ids)] = True
     input_ids, attention, completion = input_ids.to(device), attention.to(device), completion.to(device)
     with torch.no_grad():
         logits = model(input_ids=input_ids, attention_mask=attention, use_cache=False).logits[:, :-1].float()
@@ -82,8 +85,9 @@ def _sequence_logps(model: Any, sequences: list[tuple[list[int], int]], pad_id: 
     return [(float(s), int(n)) for s, n in zip(sums.tolist(), mask.sum(dim=1).tolist(), strict=True)]
 
 
-def score_pairs(model: Any, tokenizer: Any, rows: list[dict[str, Any]], *, max_length: int | None,
-                batch_size: int = 4) -> PairScores:
+def score_pairs(
+    model: Any, tokenizer: Any, rows: list[dict[str, Any]], *, max_length: int | None, batch_size: int = 4
+) -> PairScores:
     """Score `rows` (TRL conversational preference rows) with `model`.
 
     Under `accelerate launch` every process scores an equal share (padded with repeats, so sharded
@@ -109,7 +113,7 @@ def score_pairs(model: Any, tokenizer: Any, rows: list[dict[str, Any]], *, max_l
     scored: list[tuple[int, float, float, int, int]] = []
     with state.split_between_processes(indexed, apply_padding=True) as share:
         for start in range(0, len(share), batch_size):
-            batch = share[start:start + batch_size]
+            batch = share[start : start + batch_size]
             sequences = []
             for _, (prompt, chosen, rejected) in batch:
                 for answer in (chosen, rejected):
@@ -123,9 +127,13 @@ def score_pairs(model: Any, tokenizer: Any, rows: list[dict[str, Any]], *, max_l
         model.train()
     merged = {entry[0]: entry for entry in gather_object(scored)}  # padding repeats collapse by index
     ordered = [merged[i] for i in range(len(kept))]
-    return PairScores(chosen_logps=[e[1] for e in ordered], rejected_logps=[e[2] for e in ordered],
-                      chosen_tokens=[e[3] for e in ordered], rejected_tokens=[e[4] for e in ordered],
-                      dropped=dropped)
+    return PairScores(
+        chosen_logps=[e[1] for e in ordered],
+        rejected_logps=[e[2] for e in ordered],
+        chosen_tokens=[e[3] for e in ordered],
+        rejected_tokens=[e[4] for e in ordered],
+        dropped=dropped,
+    )
 
 
 def _share(flags: list[float]) -> float | None:
@@ -140,9 +148,16 @@ def _side(policy: PairScores, ref: PairScores, beta: float) -> dict[str, Any]:
     chosen = [beta * (p - r) for p, r in zip(policy.chosen_logps, ref.chosen_logps, strict=True)]
     rejected = [beta * (p - r) for p, r in zip(policy.rejected_logps, ref.rejected_logps, strict=True)]
     margins = [c - r for c, r in zip(chosen, rejected, strict=True)]
-    per_token = [c / max(nc, 1) - r / max(nr, 1) for c, r, nc, nr in
-                 zip(policy.chosen_logps, policy.rejected_logps, policy.chosen_tokens, policy.rejected_tokens,
-                     strict=True)]
+    per_token = [
+        c / max(nc, 1) - r / max(nr, 1)
+        for c, r, nc, nr in zip(
+            policy.chosen_logps,
+            policy.rejected_logps,
+            policy.chosen_tokens,
+            policy.rejected_tokens,
+            strict=True,
+        )
+    ]
     n = len(margins)
 
     def mean(values: list[float]) -> float | None:
@@ -150,13 +165,24 @@ def _side(policy: PairScores, ref: PairScores, beta: float) -> dict[str, Any]:
 
     # -log sigmoid(m), computed stably: log(1 + exp(-m))
     losses = [math.log1p(math.exp(-m)) if m > -30 else -m for m in margins]
-    return {"reward_accuracy": _share([_sign(m) for m in margins]), "reward_margin": mean(margins),
-            "reward_chosen": mean(chosen), "reward_rejected": mean(rejected), "dpo_loss": mean(losses),
-            "logp_accuracy": _share([_sign(d) for d in per_token]),
-            "logp_chosen": mean(policy.chosen_logps), "logp_rejected": mean(policy.rejected_logps)}
+    return {
+        "reward_accuracy": _share([_sign(m) for m in margins]),
+        "reward_margin": mean(margins),
+        "reward_chosen": mean(chosen),
+        "reward_rejected": mean(rejected),
+        "dpo_loss": mean(losses),
+        "logp_accuracy": _share([_sign(d) for d in per_token]),
+        "logp_chosen": mean(policy.chosen_logps),
+        "logp_rejected": mean(policy.rejected_logps),
+    }
 
 
 def preference_metrics(before: PairScores, after: PairScores, beta: float) -> dict[str, Any]:
     """Before/after figures on the test pairs; the `before` scores are the reference."""
-    return {"pairs": len(before.chosen_logps), "dropped_pairs": before.dropped, "beta": beta,
-            "before": _side(before, before, beta), "after": _side(after, before, beta)}
+    return {
+        "pairs": len(before.chosen_logps),
+        "dropped_pairs": before.dropped,
+        "beta": beta,
+        "before": _side(before, before, beta),
+        "after": _side(after, before, beta),
+    }

@@ -50,7 +50,9 @@ def check_launch(launch: Launch, *, gpus_here: int, dry_run: bool) -> int:
     if launch.strategy not in STRATEGIES:
         raise UserError(f"unknown --strategy {launch.strategy!r}: choose one of {', '.join(STRATEGIES)}")
     if launch.machines < 1 or not 0 <= launch.machine_rank < launch.machines:
-        raise UserError(f"--machine-rank must be in 0..{launch.machines - 1} for --machines {launch.machines}")
+        raise UserError(
+            f"--machine-rank must be in 0..{launch.machines - 1} for --machines {launch.machines}"
+        )
     if launch.machines > 1 and not launch.main_ip:
         raise UserError("--machines > 1 needs --main-ip (the address of the machine with --machine-rank 0)")
     if launch.gpus is not None and launch.gpus < 1:
@@ -60,7 +62,9 @@ def check_launch(launch: Launch, *, gpus_here: int, dry_run: bool) -> int:
         if launch.gpus and launch.gpus > gpus_here:
             raise UserError(f"--gpus {launch.gpus} but this machine has {gpus_here} visible GPU(s)")
         if launch.strategy != "ddp" and gpus_here == 0:
-            raise UserError(f"--strategy {launch.strategy} shards the model across GPUs; this machine has none")
+            raise UserError(
+                f"--strategy {launch.strategy} shards the model across GPUs; this machine has none"
+            )
         if launch.strategy == "deepspeed" and importlib.util.find_spec("deepspeed") is None:
             raise UserError("--strategy deepspeed needs the deepspeed package: pip install deepspeed")
     return per_machine
@@ -73,12 +77,21 @@ def accelerate_config(launch: Launch, per_machine: int, *, cpu: bool, bf16: bool
         distributed = "MULTI_CPU" if total > 1 else "NO"
     else:
         distributed = {"ddp": "MULTI_GPU" if total > 1 else "NO", "fsdp": "FSDP", "deepspeed": "DEEPSPEED"}[
-            launch.strategy]
+            launch.strategy
+        ]
     config: dict[str, Any] = {
-        "compute_environment": "LOCAL_MACHINE", "debug": False, "distributed_type": distributed,
-        "downcast_bf16": "no", "machine_rank": launch.machine_rank, "main_training_function": "main",
-        "mixed_precision": "bf16" if bf16 and not cpu else "no", "num_machines": launch.machines,
-        "num_processes": total, "rdzv_backend": "static", "same_network": True, "use_cpu": cpu,
+        "compute_environment": "LOCAL_MACHINE",
+        "debug": False,
+        "distributed_type": distributed,
+        "downcast_bf16": "no",
+        "machine_rank": launch.machine_rank,
+        "main_training_function": "main",
+        "mixed_precision": "bf16" if bf16 and not cpu else "no",
+        "num_machines": launch.machines,
+        "num_processes": total,
+        "rdzv_backend": "static",
+        "same_network": True,
+        "use_cpu": cpu,
     }
     if not cpu:
         config["gpu_ids"] = "all"
@@ -86,17 +99,24 @@ def accelerate_config(launch: Launch, per_machine: int, *, cpu: bool, bf16: bool
         config.update(main_process_ip=launch.main_ip, main_process_port=launch.main_port)
     if distributed == "FSDP":
         config["fsdp_config"] = {
-            "fsdp_version": 2, "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP", "fsdp_offload_params": False,
-            "fsdp_reshard_after_forward": True, "fsdp_state_dict_type": "FULL_STATE_DICT",
+            "fsdp_version": 2,
+            "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+            "fsdp_offload_params": False,
+            "fsdp_reshard_after_forward": True,
+            "fsdp_state_dict_type": "FULL_STATE_DICT",
             "fsdp_activation_checkpointing": False,
             # Every rank loads the full weights: the factory loads the model itself (GGUF included) and
             # scores the test split before sharding, which meta-device loading on ranks > 0 would not allow.
             "fsdp_cpu_ram_efficient_loading": False,
         }
     if distributed == "DEEPSPEED":
-        config["deepspeed_config"] = {"zero_stage": 2, "offload_optimizer_device": "none",
-                                      "offload_param_device": "none", "zero3_init_flag": False,
-                                      "deepspeed_multinode_launcher": "standard"}
+        config["deepspeed_config"] = {
+            "zero_stage": 2,
+            "offload_optimizer_device": "none",
+            "offload_param_device": "none",
+            "zero3_init_flag": False,
+            "deepspeed_multinode_launcher": "standard",
+        }
     return config
 
 
@@ -107,8 +127,15 @@ def accelerate_executable() -> str:
 
 
 def launch_command(config_path: Path, spec_path: Path) -> list[str]:
-    return [accelerate_executable(), "launch", "--config_file", str(config_path), "-m", "factory.release.train.worker",
-            str(spec_path)]
+    return [
+        accelerate_executable(),
+        "launch",
+        "--config_file",
+        str(config_path),
+        "-m",
+        "factory.release.train.worker",
+        str(spec_path),
+    ]
 
 
 def write_config(path: Path, config: dict[str, Any]) -> str:
@@ -148,10 +175,18 @@ def plan_launch(spec: Any, launch: Launch, *, dry_run: bool) -> LaunchPlan:
     out = output_dir_for(spec)
     config = accelerate_config(launch, per_machine, cpu=cpu, bf16=bf16)
     config_path, spec_path = out / "accelerate.yaml", out / "train_spec.json"
-    spec_data = {**asdict(spec), "run_dir": str(Path(spec.run_dir).resolve()), "output_dir": str(out.resolve())}
-    return LaunchPlan(config_path=config_path, config_text=yaml.safe_dump(config, sort_keys=False),
-                      spec_path=spec_path, spec_text=json.dumps(spec_data, indent=2) + "\n",
-                      command=launch_command(config_path, spec_path))
+    spec_data = {
+        **asdict(spec),
+        "run_dir": str(Path(spec.run_dir).resolve()),
+        "output_dir": str(out.resolve()),
+    }
+    return LaunchPlan(
+        config_path=config_path,
+        config_text=yaml.safe_dump(config, sort_keys=False),
+        spec_path=spec_path,
+        spec_text=json.dumps(spec_data, indent=2) + "\n",
+        command=launch_command(config_path, spec_path),
+    )
 
 
 def _bf16_here() -> bool:
@@ -184,6 +219,8 @@ def launch_training(spec: Any, launch: Launch) -> Any:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     done = subprocess.run(plan.command, env=env, check=False)
     if done.returncode != 0 or not result_path.is_file():
-        raise RuntimeError(f"training failed (accelerate launch exited {done.returncode}); see its output above")
+        raise RuntimeError(
+            f"training failed (accelerate launch exited {done.returncode}); see its output above"
+        )
     data = json.loads(result_path.read_text(encoding="utf-8"))
     return TrainResult(**data)

@@ -66,7 +66,9 @@ def resolve_model(name: str) -> ModelSource:
 
 def _need_gguf(source: ModelSource) -> None:
     if source.gguf_file and importlib.util.find_spec("gguf") is None:
-        raise UserError("loading a GGUF model needs the gguf package: pip install 'preference-factory[train]'")
+        raise UserError(
+            "loading a GGUF model needs the gguf package: pip install 'preference-factory[train]'"
+        )
 
 
 def load_tokenizer(source: ModelSource) -> Any:
@@ -81,7 +83,9 @@ def load_tokenizer(source: ModelSource) -> Any:
     if not getattr(tokenizer, "chat_template", None):
         # The dataset is conversational (lists of messages): without the model's template TRL would have to
         # invent a format the model never saw.
-        raise UserError(f"{source.name} has no chat template; train a chat (instruct) model or add a template")
+        raise UserError(
+            f"{source.name} has no chat template; train a chat (instruct) model or add a template"
+        )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer

@@ -26,20 +26,28 @@ _KEYS = ("rationale_prompt_ids", "rationale_ids")
 
 def comparison_messages(prompt: Any, chosen: Any, rejected: Any) -> list[dict[str, str]]:
     """The comparison prompt as one user message (conversational or plain-text rows)."""
+
     def text(value: Any) -> str:
         if isinstance(value, list):
             return "\n\n".join(str(m.get("content", "")) for m in value)
         return str(value)
 
-    return [{"role": "user", "content": (
-        f"{text(prompt)}\n\n[Response A]\n{text(chosen)}\n\n[Response B]\n{text(rejected)}\n\n"
-        "Response A was preferred over Response B. Explain why Response A is better.")}]
+    return [
+        {
+            "role": "user",
+            "content": (
+                f"{text(prompt)}\n\n[Response A]\n{text(chosen)}\n\n[Response B]\n{text(rejected)}\n\n"
+                "Response A was preferred over Response B. Explain why Response A is better."
+            ),
+        }
+    ]
 
 
 def _ids(processing_class: Any, messages: list[dict[str, str]], generation_prompt: bool) -> list[int]:
     if getattr(processing_class, "chat_template", None):
-        out = processing_class.apply_chat_template(messages, tokenize=True, return_dict=True,
-                                                   add_generation_prompt=generation_prompt)
+        out = processing_class.apply_chat_template(
+            messages, tokenize=True, return_dict=True, add_generation_prompt=generation_prompt
+        )
         return list(out["input_ids"])
     joined = "\n\n".join(m["content"] for m in messages)
     return list(processing_class(text=joined)["input_ids"])
@@ -60,12 +68,16 @@ class _RationaleCollator:
             ids = list(ex["rationale_prompt_ids"]) + list(ex["rationale_ids"])
             mask = [0] * len(ex["rationale_prompt_ids"]) + [1] * len(ex["rationale_ids"])
             if self.max_length is not None:  # keep the end: the rationale is what is scored
-                ids, mask = ids[-self.max_length:], mask[-self.max_length:]
+                ids, mask = ids[-self.max_length :], mask[-self.max_length :]
             seqs.append(ids)
             masks.append(mask)
         width = max(len(s) for s in seqs)
-        batch["rationale_input_ids"] = torch.tensor([s + [self.pad_token_id] * (width - len(s)) for s in seqs])
-        batch["rationale_attention_mask"] = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs])
+        batch["rationale_input_ids"] = torch.tensor(
+            [s + [self.pad_token_id] * (width - len(s)) for s in seqs]
+        )
+        batch["rationale_attention_mask"] = torch.tensor(
+            [[1] * len(s) + [0] * (width - len(s)) for s in seqs]
+        )
         batch["rationale_mask"] = torch.tensor([m + [0] * (width - len(m)) for m in masks])
         return batch
 
@@ -76,13 +88,16 @@ class RDPOTrainer(DPOTrainer):
     def __init__(self, *args: Any, rationale_gamma: float = 0.1, **kwargs: Any) -> None:
         self.rationale_gamma = rationale_gamma
         super().__init__(*args, **kwargs)
-        self.data_collator = _RationaleCollator(self.data_collator, self._tokenizer.pad_token_id,
-                                                getattr(self.args, "max_length", None))
+        self.data_collator = _RationaleCollator(
+            self.data_collator, self._tokenizer.pad_token_id, getattr(self.args, "max_length", None)
+        )
 
     def _prepare_dataset(self, dataset: Any, processing_class: Any, args: Any, dataset_name: str) -> Any:
         if "rationale" not in dataset.column_names:
-            raise ValueError(f"RDPO needs a 'rationale' column in the {dataset_name} dataset; "
-                             f"got columns {dataset.column_names}")
+            raise ValueError(
+                f"RDPO needs a 'rationale' column in the {dataset_name} dataset; "
+                f"got columns {dataset.column_names}"
+            )
         dataset = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
         if "rationale_ids" in dataset.column_names:
             return dataset
@@ -112,7 +127,9 @@ class RDPOTrainer(DPOTrainer):
                 self._signature_columns.append(key)
 
     def _compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool) -> Any:
-        extra = {k: inputs.pop(k) for k in ("rationale_input_ids", "rationale_attention_mask", "rationale_mask")}
+        extra = {
+            k: inputs.pop(k) for k in ("rationale_input_ids", "rationale_attention_mask", "rationale_mask")
+        }
         result = super()._compute_loss(model, inputs, return_outputs)
         loss = result[0] if return_outputs else result
         mask = extra["rationale_mask"]
@@ -121,8 +138,13 @@ class RDPOTrainer(DPOTrainer):
             return result
         ids = extra["rationale_input_ids"]
         labels = ids.masked_fill(mask == 0, -100)
-        out = model(input_ids=ids, attention_mask=extra["rationale_attention_mask"], labels=labels,
-                    use_cache=False, fused_lm_head=True)
+        out = model(
+            input_ids=ids,
+            attention_mask=extra["rationale_attention_mask"],
+            labels=labels,
+            use_cache=False,
+            fused_lm_head=True,
+        )
         logps = out.log_probs.sum(dim=1)[has]  # positions whose label is -100 contribute 0
         term = -F.logsigmoid(self.rationale_gamma * logps).mean()
         mode = "train" if model.training else "eval"

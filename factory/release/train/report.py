@@ -31,13 +31,15 @@ def summary_sentence(result: dict[str, Any], evaluation: dict[str, Any]) -> str:
     """One paragraph: "a 135M model trained N steps on this data reaches reward accuracy X on its test split"."""
     before, after = evaluation["before"], evaluation["after"]
     how = f"{result['loss'].upper()}{' with LoRA' if result.get('lora') else ''}"
-    return (f"{_params(result.get('parameters'))}-parameter model (`{result['model']}`) trained "
-            f"{result['steps']} {how} steps on this data's train split reaches DPO reward accuracy "
-            f"**{after['reward_accuracy']}** on its test split ({evaluation['pairs']} pairs; mean reward margin "
-            f"{after['reward_margin']:.4f}, beta {evaluation['beta']}). Before training the model is its own "
-            f"reference, so reward accuracy is {before['reward_accuracy']} by construction. The chosen answer has "
-            f"the higher per-token log-probability on {after['logp_accuracy']} of the test pairs after training "
-            f"and {before['logp_accuracy']} before. Figures from `{result['output_dir_name']}/eval.json`.")
+    return (
+        f"{_params(result.get('parameters'))}-parameter model (`{result['model']}`) trained "
+        f"{result['steps']} {how} steps on this data's train split reaches DPO reward accuracy "
+        f"**{after['reward_accuracy']}** on its test split ({evaluation['pairs']} pairs; mean reward margin "
+        f"{after['reward_margin']:.4f}, beta {evaluation['beta']}). Before training the model is its own "
+        f"reference, so reward accuracy is {before['reward_accuracy']} by construction. The chosen answer has "
+        f"the higher per-token log-probability on {after['logp_accuracy']} of the test pairs after training "
+        f"and {before['logp_accuracy']} before. Figures from `{result['output_dir_name']}/eval.json`."
+    )
 
 
 def _upsert(text: str, block: str, before_heading: str | None) -> str:
@@ -56,7 +58,9 @@ def record_training_check(run_dir: Path, sentence: str) -> list[Path]:
         for name, heading in (("README.md", "## Use"), ("report.md", None)):
             path = folder / name
             if path.is_file() and not (name == "README.md" and folder == run_dir):
-                path.write_text(_upsert(path.read_text(encoding="utf-8"), markdown, heading), encoding="utf-8")
+                path.write_text(
+                    _upsert(path.read_text(encoding="utf-8"), markdown, heading), encoding="utf-8"
+                )
                 changed.append(path)
         page = folder / "report.html"
         if page.is_file():
@@ -64,8 +68,11 @@ def record_training_check(run_dir: Path, sentence: str) -> list[Path]:
             body = html.escape(sentence.replace("**", "").replace("`", ""))
             block = f'{BEGIN}<section id="training-check"><h2>Training check</h2><p>{body}</p></section>{END}'
             text = page.read_text(encoding="utf-8")
-            text = _BLOCK.sub(lambda _, b=block: b, text, count=1) if BEGIN in text else (
-                text.replace("</body>", block + "\n</body>", 1) if "</body>" in text else text + block)
+            text = (
+                _BLOCK.sub(lambda _, b=block: b, text, count=1)
+                if BEGIN in text
+                else (text.replace("</body>", block + "\n</body>", 1) if "</body>" in text else text + block)
+            )
             page.write_text(text, encoding="utf-8")
             changed.append(page)
     return changed

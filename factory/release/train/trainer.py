@@ -34,12 +34,21 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from factory._util.errors import UserError
 from factory._util.atomic_files import atomic_write_json
+from factory._util.errors import UserError
 from factory.release.train.tiny import build_tiny_model
 
-__all__ = ["LOSSES", "TrainResult", "TrainSpec", "build_tiny_model", "check_gate", "output_dir_for", "prepare",
-           "run_training", "train"]
+__all__ = [
+    "LOSSES",
+    "TrainResult",
+    "TrainSpec",
+    "build_tiny_model",
+    "check_gate",
+    "output_dir_for",
+    "prepare",
+    "run_training",
+    "train",
+]
 
 Loss = Literal["dpo", "kto", "rdpo"]
 LOSSES: tuple[str, ...] = ("dpo", "kto", "rdpo")
@@ -116,8 +125,11 @@ def check_gate(run_dir: Path, force: bool) -> str:
     gate = manifest.get("gate")
     if isinstance(gate, dict) and gate.get("passed") is True:
         return "passed"
-    problem = ("the quality gate did not pass" if isinstance(gate, dict)
-               else "no quality gate result in manifest.json (gate disabled or not run), so the data is not approved")
+    problem = (
+        "the quality gate did not pass"
+        if isinstance(gate, dict)
+        else "no quality gate result in manifest.json (gate disabled or not run), so the data is not approved"
+    )
     if force:
         return f"forced: {problem}"
     raise UserError(f"{problem}: {run_dir}; pass --force to train anyway")
@@ -128,7 +140,9 @@ def _data_files(run_dir: Path, config_name: str) -> dict[str, list[str]]:
     files = {split: sorted(str(p) for p in folder.glob(f"{split}-*.parquet")) for split in ("train", "test")}
     files = {split: paths for split, paths in files.items() if paths}
     if "train" not in files:
-        raise UserError(f"no {config_name} training data at {folder} (build the dataset first: factory build)")
+        raise UserError(
+            f"no {config_name} training data at {folder} (build the dataset first: factory build)"
+        )
     return files
 
 
@@ -147,7 +161,9 @@ def prepare(spec: TrainSpec) -> tuple[str, dict[str, list[str]]]:
     if not (run_dir / "dataset").is_dir():
         raise UserError(f"not a built run folder (no dataset/): {run_dir}")
     if not spec.smoke and not spec.model:
-        raise UserError("give --model (local/smollm2, a Hub id, a checkpoint folder or a .gguf file), or --smoke")
+        raise UserError(
+            "give --model (local/smollm2, a Hub id, a checkpoint folder or a .gguf file), or --smoke"
+        )
     for name, value in (("max-steps", spec.max_steps), ("batch-size", spec.batch_size)):
         if value is not None and value < 1:
             raise UserError(f"--{name} must be at least 1")
@@ -176,8 +192,13 @@ def _peft_config(spec: TrainSpec) -> Any:
         from peft import LoraConfig
     except ImportError:
         raise UserError("--lora needs the peft package: pip install 'preference-factory[train]'") from None
-    return LoraConfig(r=spec.lora_r, lora_alpha=spec.lora_alpha, lora_dropout=spec.lora_dropout,
-                      target_modules="all-linear", task_type="CAUSAL_LM")
+    return LoraConfig(
+        r=spec.lora_r,
+        lora_alpha=spec.lora_alpha,
+        lora_dropout=spec.lora_dropout,
+        target_modules="all-linear",
+        task_type="CAUSAL_LM",
+    )
 
 
 def _trainer(spec: TrainSpec, model: Any, tokenizer: Any, train_rows: Any, args_kw: dict[str, Any]) -> Any:
@@ -195,8 +216,13 @@ def _trainer(spec: TrainSpec, model: Any, tokenizer: Any, train_rows: Any, args_
     partial_epoch = args_kw["max_steps"] > 0 and args_kw["max_steps"] * per_step < len(train_rows)
     precompute = not spec.lora and not partial_epoch
     ref_model = copy.deepcopy(model) if not spec.lora and not precompute else None
-    common = {"model": model, "ref_model": ref_model, "train_dataset": train_rows, "processing_class": tokenizer,
-              "peft_config": _peft_config(spec)}
+    common = {
+        "model": model,
+        "ref_model": ref_model,
+        "train_dataset": train_rows,
+        "processing_class": tokenizer,
+        "peft_config": _peft_config(spec),
+    }
     args_kw = {**args_kw, "precompute_ref_log_probs": precompute}
     if spec.loss == "kto":
         return KTOTrainer(args=KTOConfig(beta=spec.beta, **args_kw), **common)
@@ -222,7 +248,13 @@ def run_training(spec: TrainSpec) -> TrainResult:
     from accelerate import PartialState
 
     from factory.release.train.evaluate import preference_metrics, score_pairs
-    from factory.release.train.model import ModelSource, as_checkpoint, load_model, load_tokenizer, resolve_model
+    from factory.release.train.model import (
+        ModelSource,
+        as_checkpoint,
+        load_model,
+        load_tokenizer,
+        resolve_model,
+    )
 
     state = PartialState()
     cuda = torch.cuda.is_available()
@@ -260,17 +292,28 @@ def run_training(spec: TrainSpec) -> TrainResult:
         timings["eval_before"] = time.perf_counter() - started
 
     args_kw: dict[str, Any] = {
-        "output_dir": str(out / "checkpoints"), "report_to": [], "logging_steps": 1, "seed": spec.seed,
-        "save_strategy": "no", "disable_tqdm": spec.smoke, "max_length": spec.max_length,
-        "per_device_train_batch_size": batch, "per_device_eval_batch_size": batch,
-        "gradient_accumulation_steps": spec.grad_accum, "gradient_checkpointing": spec.gradient_checkpointing,
-        "bf16": bf16, "use_cpu": not cuda,
-        "max_steps": SMOKE_STEPS if spec.smoke else (spec.max_steps or -1), "num_train_epochs": spec.epochs,
+        "output_dir": str(out / "checkpoints"),
+        "report_to": [],
+        "logging_steps": 1,
+        "seed": spec.seed,
+        "save_strategy": "no",
+        "disable_tqdm": spec.smoke,
+        "max_length": spec.max_length,
+        "per_device_train_batch_size": batch,
+        "per_device_eval_batch_size": batch,
+        "gradient_accumulation_steps": spec.grad_accum,
+        "gradient_checkpointing": spec.gradient_checkpointing,
+        "bf16": bf16,
+        "use_cpu": not cuda,
+        "max_steps": SMOKE_STEPS if spec.smoke else (spec.max_steps or -1),
+        "num_train_epochs": spec.epochs,
         "learning_rate": spec.learning_rate or (5e-5 if spec.lora else 1e-6),
     }
     started = time.perf_counter()
     trainer = _trainer(spec, model, tokenizer, data["train"], args_kw)
-    timings["prepare"] = time.perf_counter() - started  # tokenizing (and reference log-probs, when precomputed)
+    timings["prepare"] = (
+        time.perf_counter() - started
+    )  # tokenizing (and reference log-probs, when precomputed)
     if spec.smoke:  # no per-step log dicts on stdout: the result line says what happened
         from transformers.trainer_callback import PrinterCallback
 
@@ -282,7 +325,9 @@ def run_training(spec: TrainSpec) -> TrainResult:
     timings["train"] = time.perf_counter() - started
     metrics = {k: float(v) for k, v in outcome.metrics.items() if isinstance(v, (int, float))}
     for entry in reversed(trainer.state.log_history):  # the last logged value of each per-step metric
-        metrics.update({k: float(v) for k, v in entry.items() if isinstance(v, (int, float)) and k not in metrics})
+        metrics.update(
+            {k: float(v) for k, v in entry.items() if isinstance(v, (int, float)) and k not in metrics}
+        )
     if metrics.get("num_tokens") and timings["train"] > 0:
         metrics["train_tokens_per_second"] = metrics["num_tokens"] / timings["train"]
     if cuda:
@@ -291,23 +336,36 @@ def run_training(spec: TrainSpec) -> TrainResult:
     evaluation = None
     if scores_before is not None:
         started = time.perf_counter()
-        scores_after = score_pairs(trainer.model, tokenizer, eval_rows, max_length=spec.max_length, batch_size=batch)
+        scores_after = score_pairs(
+            trainer.model, tokenizer, eval_rows, max_length=spec.max_length, batch_size=batch
+        )
         timings["eval_after"] = time.perf_counter() - started
         evaluation = preference_metrics(scores_before, scores_after, beta=spec.beta)
     if spec.save_model and not spec.smoke:
         trainer.save_model(str(out / "model"))  # a LoRA run saves the adapter; every rank takes part
     unwrapped = trainer.accelerator.unwrap_model(trainer.model)
     result = TrainResult(
-        loss=spec.loss, smoke=spec.smoke, device="cuda" if cuda else "cpu", model=source.name,
-        steps=int(trainer.state.global_step), train_rows=len(data["train"]),
-        test_rows=len(data["test"]) if "test" in data else 0, train_loss=_finite(metrics.get("train_loss")),
-        output_dir=str(out), gate=gate, lora=spec.lora, processes=state.num_processes,
-        parameters=sum(p.numel() for p in unwrapped.parameters()) if not spec.lora else
-        sum(p.numel() for n, p in unwrapped.named_parameters() if "lora_" not in n),
+        loss=spec.loss,
+        smoke=spec.smoke,
+        device="cuda" if cuda else "cpu",
+        model=source.name,
+        steps=int(trainer.state.global_step),
+        train_rows=len(data["train"]),
+        test_rows=len(data["test"]) if "test" in data else 0,
+        train_loss=_finite(metrics.get("train_loss")),
+        output_dir=str(out),
+        gate=gate,
+        lora=spec.lora,
+        processes=state.num_processes,
+        parameters=sum(p.numel() for p in unwrapped.parameters())
+        if not spec.lora
+        else sum(p.numel() for n, p in unwrapped.named_parameters() if "lora_" not in n),
         trainable_parameters=sum(p.numel() for p in unwrapped.parameters() if p.requires_grad),
         timings_s={k: round(v, 2) for k, v in timings.items()},
         step_losses=[float(e["loss"]) for e in trainer.state.log_history if "loss" in e],
-        metrics=metrics, evaluation=evaluation)
+        metrics=metrics,
+        evaluation=evaluation,
+    )
     if state.is_main_process:
         _write_outputs(spec, result)
     state.wait_for_everyone()
@@ -320,15 +378,25 @@ def _write_outputs(spec: TrainSpec, result: TrainResult) -> None:
     atomic_write_json(out / "train_result.json", asdict(result))
     if result.evaluation is None:
         return
-    atomic_write_json(out / "eval.json", {"loss": result.loss, "model": result.model, "steps": result.steps,
-                                          "lora": result.lora, "split": "dpo/test", **result.evaluation})
+    atomic_write_json(
+        out / "eval.json",
+        {
+            "loss": result.loss,
+            "model": result.model,
+            "steps": result.steps,
+            "lora": result.lora,
+            "split": "dpo/test",
+            **result.evaluation,
+        },
+    )
     if not result.smoke and result.evaluation["pairs"]:  # a tiny random model says nothing about the data
         from factory.release.train.report import record_training_check, summary_sentence
 
         run_dir = Path(spec.run_dir)
         name = out.relative_to(run_dir).as_posix() if out.is_relative_to(run_dir) else str(out)
-        record_training_check(run_dir, summary_sentence({**asdict(result), "output_dir_name": name},
-                                                        result.evaluation))
+        record_training_check(
+            run_dir, summary_sentence({**asdict(result), "output_dir_name": name}, result.evaluation)
+        )
 
 
 def train(run_dir: str | Path, *, loss: Loss = "dpo", **options: Any) -> TrainResult:

@@ -20,8 +20,8 @@ from factory.testing import FakeLLMServer, Rule
 from judges.calibration.calibrate import calibrate
 from judges.calibration.config import CalibrationConfig
 from judges.calibration.sweep import expand_settings
-from judges.metrics.scoring import read_judgments, score_judgments
 from judges.humans.human_sets import load_human_set
+from judges.metrics.scoring import read_judgments, score_judgments
 
 N_ITEMS = 30
 LABELS = ("A", "B", "tie")

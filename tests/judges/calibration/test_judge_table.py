@@ -12,29 +12,39 @@ import pytest
 from factory._util.errors import UserError
 from factory.llm import Gateway, GatewaySettings, ModelSpec
 from factory.testing import FakeLLMServer, Rule
-from judges.humans.human_sets import ColumnMapping, load_human_set
-from judges.engine.settings import JudgeSetting
 from judges.calibration.table import judge_table, judge_table_sync, load_pairs
+from judges.engine.settings import JudgeSetting
+from judges.humans.human_sets import ColumnMapping, load_human_set
 
 MARK = "GOLDEN"
 
 
 def prefers_marker(body: dict[str, Any]) -> str:
     user = body["messages"][-1]["content"]
-    block_a = user.split("[The Start of Assistant A's Answer]")[1].split("[The End of Assistant A's Answer]")[0]
+    block_a = user.split("[The Start of Assistant A's Answer]")[1].split("[The End of Assistant A's Answer]")[
+        0
+    ]
     a, b = (9, 3) if MARK in block_a else (3, 9)
     return f"### Score Assistant A: {a}/10\n### Score Assistant B: {b}/10"
 
 
 def gateway(server: FakeLLMServer) -> Gateway:
-    return Gateway({"judge": ModelSpec(model="openai/judge", api_base=server.base_url)}, GatewaySettings(max_retries=0))
+    return Gateway(
+        {"judge": ModelSpec(model="openai/judge", api_base=server.base_url)}, GatewaySettings(max_retries=0)
+    )
 
 
 @pytest.fixture
 def foreign_jsonl(tmp_path: Path) -> Path:
     """Pairs in someone else's column names, with numeric winner codes."""
     rows = [
-        {"qid": "q1", "question": "Capital of France?", "first": f"Paris {MARK}", "second": "Lyon", "winner": 1},
+        {
+            "qid": "q1",
+            "question": "Capital of France?",
+            "first": f"Paris {MARK}",
+            "second": "Lyon",
+            "winner": 1,
+        },
         {"qid": "q2", "question": "2 + 2?", "first": "5", "second": f"4 {MARK}", "winner": 2},
         {"qid": "q3", "question": "Best colour?", "first": "Blue", "second": "Green", "winner": 0},
     ]
@@ -43,8 +53,14 @@ def foreign_jsonl(tmp_path: Path) -> Path:
     return path
 
 
-MAPPING = ColumnMapping(id="qid", prompt="question", response_a="first", response_b="second", label="winner",
-                        label_values={"1": "A", "2": "B", "0": "tie"})
+MAPPING = ColumnMapping(
+    id="qid",
+    prompt="question",
+    response_a="first",
+    response_b="second",
+    label="winner",
+    label_values={"1": "A", "2": "B", "0": "tie"},
+)
 
 
 async def test_judge_table_over_a_jsonl_with_a_column_mapping(foreign_jsonl: Path) -> None:
@@ -63,8 +79,14 @@ async def test_judge_table_over_a_jsonl_with_a_column_mapping(foreign_jsonl: Pat
 
 def test_unlabelled_csv_and_the_sync_wrapper(tmp_path: Path) -> None:
     path = tmp_path / "pairs.csv"
-    pl.DataFrame({"id": ["x", "y"], "prompt": ["P1", "P2"], "response_a": ["a1", f"a2 {MARK}"],
-                  "response_b": [f"b1 {MARK}", "b2"]}).write_csv(path)
+    pl.DataFrame(
+        {
+            "id": ["x", "y"],
+            "prompt": ["P1", "P2"],
+            "response_a": ["a1", f"a2 {MARK}"],
+            "response_b": [f"b1 {MARK}", "b2"],
+        }
+    ).write_csv(path)
     pairs = load_pairs(path)
     assert "label" not in pairs.columns
     with FakeLLMServer(rules=[Rule(reply=prefers_marker)]) as server:
@@ -75,8 +97,14 @@ def test_unlabelled_csv_and_the_sync_wrapper(tmp_path: Path) -> None:
 
 
 async def test_concurrency_is_bounded(tmp_path: Path) -> None:
-    pairs = pl.DataFrame({"id": [f"i{n}" for n in range(8)], "prompt": [f"Q{n}" for n in range(8)],
-                          "response_a": ["a"] * 8, "response_b": ["b"] * 8})
+    pairs = pl.DataFrame(
+        {
+            "id": [f"i{n}" for n in range(8)],
+            "prompt": [f"Q{n}" for n in range(8)],
+            "response_a": ["a"] * 8,
+            "response_b": ["b"] * 8,
+        }
+    )
     with FakeLLMServer(latency_s=0.1) as server:
         frame = await judge_table(gateway(server), JudgeSetting(), pairs, concurrency=2)
         assert server.stats.peak_in_flight == 2
@@ -97,7 +125,8 @@ def test_bad_tables_are_user_errors(tmp_path: Path) -> None:
     path.write_text(json.dumps({"question": "Q", "first": "a"}) + "\n")
     with pytest.raises(UserError, match="lacks column"):
         load_pairs(path, ColumnMapping(prompt="question", response_a="first", response_b="second"))
-    duplicated = pl.DataFrame({"id": ["x", "x"], "prompt": ["P", "P"], "response_a": ["a", "a"],
-                               "response_b": ["b", "b"]})
+    duplicated = pl.DataFrame(
+        {"id": ["x", "x"], "prompt": ["P", "P"], "response_a": ["a", "a"], "response_b": ["b", "b"]}
+    )
     with pytest.raises(UserError, match="duplicate ids"):
         judge_table_sync(Gateway({}), JudgeSetting(), duplicated)

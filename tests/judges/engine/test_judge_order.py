@@ -10,13 +10,15 @@ import pytest
 
 from factory.llm import Gateway, GatewaySettings, ModelSpec
 from factory.testing import FakeLLMServer, Rule
-from judges.engine.pairwise import judge_pair
 from judges.engine.order import combine_orders, seeded_flip, to_item, views
 from judges.engine.outcome import Outcome
+from judges.engine.pairwise import judge_pair
 from judges.engine.settings import JudgeSetting
 
 MARK = "GOLDEN"
-_BLOCK = re.compile(r"\[The Start of Assistant (A|B)'s Answer\]\n(.*?)\n\[The End of Assistant \1's Answer\]", re.DOTALL)
+_BLOCK = re.compile(
+    r"\[The Start of Assistant (A|B)'s Answer\]\n(.*?)\n\[The End of Assistant \1's Answer\]", re.DOTALL
+)
 
 
 def shown_blocks(body: dict[str, Any]) -> dict[str, str]:
@@ -38,7 +40,9 @@ FIRST_SHOWN = "### Evaluation Evidence:\nThe first.\n### Score Assistant A: 8/10
 
 
 def gateway(server: FakeLLMServer) -> Gateway:
-    return Gateway({"judge": ModelSpec(model="openai/judge", api_base=server.base_url)}, GatewaySettings(max_retries=0))
+    return Gateway(
+        {"judge": ModelSpec(model="openai/judge", api_base=server.base_url)}, GatewaySettings(max_retries=0)
+    )
 
 
 def item(i: int) -> tuple[str, str, str, str]:
@@ -69,16 +73,19 @@ def test_to_item_and_combine_orders() -> None:
     assert (agreed.score_a, agreed.score_b) == (7.5, 5.5)
     one_unscored = combine_orders("both", [ab, Outcome(reason="no_score_marker")])
     assert (one_unscored.verdict, one_unscored.reason) == (None, "no_score_marker")
-    stopped = combine_orders("both", [Outcome(reason="no_score_marker"),
-                                      Outcome(reason="BudgetExceededError: x", stop="budget")])
+    stopped = combine_orders(
+        "both", [Outcome(reason="no_score_marker"), Outcome(reason="BudgetExceededError: x", stop="budget")]
+    )
     assert stopped.reason == "BudgetExceededError: x" and stopped.stop == "budget"
 
 
 @pytest.mark.parametrize("protocol", ["combined", "direct"])
 async def test_both_orders_make_two_calls_and_agreeing_verdicts_stand(protocol: str) -> None:
     with FakeLLMServer(rules=[Rule(reply=prefers_marker)]) as server:
-        rows = [await judge_pair(gateway(server), JudgeSetting(order="both", protocol=protocol), i, q, a, b)
-                for i, q, a, b in map(item, range(4))]
+        rows = [
+            await judge_pair(gateway(server), JudgeSetting(order="both", protocol=protocol), i, q, a, b)
+            for i, q, a, b in map(item, range(4))
+        ]
         assert server.stats.calls == 8
         requests = server.requests
     for n, row in enumerate(rows):
@@ -92,8 +99,10 @@ async def test_both_orders_make_two_calls_and_agreeing_verdicts_stand(protocol: 
 
 async def test_both_orders_turn_a_position_biased_judge_into_recorded_ties() -> None:
     with FakeLLMServer(rules=[Rule(reply=FIRST_SHOWN)]) as server:
-        rows = [await judge_pair(gateway(server), JudgeSetting(order="both"), i, q, a, b)
-                for i, q, a, b in map(item, range(3))]
+        rows = [
+            await judge_pair(gateway(server), JudgeSetting(order="both"), i, q, a, b)
+            for i, q, a, b in map(item, range(3))
+        ]
         assert server.stats.calls == 6
     for row in rows:
         assert (row["verdict"], row["flipped"]) == ("tie", True)
@@ -116,7 +125,9 @@ async def test_random_order_is_seeded_recorded_and_mapped_back_to_the_item() -> 
         assert shown_blocks(request)["B" if flipped else "A"] == items[n][2]
         # Whatever was shown, the verdict names the marked answer in the item's own orientation.
         assert row["verdict"] == ("A" if n % 2 == 0 else "B")
-        marked_score, plain_score = (row["score_a"], row["score_b"]) if n % 2 == 0 else (row["score_b"], row["score_a"])
+        marked_score, plain_score = (
+            (row["score_a"], row["score_b"]) if n % 2 == 0 else (row["score_b"], row["score_a"])
+        )
         assert (marked_score, plain_score) == (9.0, 4.0)
     with FakeLLMServer(rules=[Rule(reply=prefers_marker)]) as server:
         again = [await judge_pair(gateway(server), setting, *it) for it in items]

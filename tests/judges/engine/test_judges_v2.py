@@ -16,18 +16,18 @@ from typing import Any
 import polars as pl
 import pytest
 
-from factory.config import GateSettings, PairSettings
 from factory._util.errors import UserError
+from factory.config import GateSettings, PairSettings
 from factory.pipeline.finalize.gate import evaluate_checks, gate_verdict, summary_lines
 from factory.pipeline.stages.pairs import select_pairs
 from factory.release.publish import check_gate
-from judges.metrics.baselines import baseline_entries, list_lines
 from judges.calibration.agreement import build_agreement
 from judges.calibration.decision import kappa_decision
 from judges.humans.human_sets import HumanSet, load_human_set
+from judges.metrics.baselines import baseline_entries, list_lines
 from judges.metrics.length_control import length_control
-from judges.report import render_report
 from judges.metrics.scoring import score_judgments
+from judges.report import render_report
 
 LABELS = ("A", "B", "tie")
 
@@ -49,7 +49,9 @@ def skewed_set(path: Path) -> Path:
     for i in range(90):
         label = "A" if i < 45 else "B" if i < 78 else "tie"  # 45 / 33 / 12
         prompt = f"prompt {i // 10}" if i < 30 else f"prompt {3 + i % 6}"
-        rows.append({"id": f"s{i}", "prompt": prompt, "response_a": f"a{i}", "response_b": f"b{i}", "label": label})
+        rows.append(
+            {"id": f"s{i}", "prompt": prompt, "response_a": f"a{i}", "response_b": f"b{i}", "label": label}
+        )
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
@@ -139,7 +141,9 @@ def test_baselines_give_their_exact_figures_on_a_hand_built_set() -> None:
     assert figures["longer"]["kappa"] == pytest.approx(kappa_by_hand(labels, LONGER))
     assert figures["longer"]["kappa"] == pytest.approx(17 / 41)  # (5/8 - 23/64) / (1 - 23/64)
     assert figures["longer"]["accuracy"] == pytest.approx(5 / 8)
-    assert figures["first"]["kappa"] == pytest.approx(0.0) and figures["first"]["accuracy"] == pytest.approx(3 / 8)
+    assert figures["first"]["kappa"] == pytest.approx(0.0) and figures["first"]["accuracy"] == pytest.approx(
+        3 / 8
+    )
     assert figures["list"]["kappa"] == pytest.approx(kappa_by_hand(labels, LISTS))
     assert figures["list"]["kappa"] == pytest.approx(5 / 11)  # (5/8 - 20/64) / (1 - 20/64)
     assert figures["list"]["label_counts"]["judge"] == {"A": 2, "B": 2, "tie": 4, "unscored": 0}
@@ -155,10 +159,21 @@ def judgments(verdicts: list[str | None]) -> pl.DataFrame:
 def test_class_recall_and_human_likeness_z_from_three_annotators() -> None:
     # Three annotators; the judge copies annotator1 on every item but never says tie.
     annotators = [
-        ["A", "A", "A"], ["A", "A", "B"], ["B", "B", "B"], ["B", "tie", "B"], ["tie", "tie", "tie"],
-        ["tie", "A", "tie"], ["A", "A", "A"], ["B", "B", "A"], ["tie", "tie", "B"], ["A", "B", "A"],
+        ["A", "A", "A"],
+        ["A", "A", "B"],
+        ["B", "B", "B"],
+        ["B", "tie", "B"],
+        ["tie", "tie", "tie"],
+        ["tie", "A", "tie"],
+        ["A", "A", "A"],
+        ["B", "B", "A"],
+        ["tie", "tie", "B"],
+        ["A", "B", "A"],
     ]
-    items = [(Counter(row).most_common(1)[0][0], f"answer a{i}", f"answer b{i}") for i, row in enumerate(annotators)]
+    items = [
+        (Counter(row).most_common(1)[0][0], f"answer a{i}", f"answer b{i}")
+        for i, row in enumerate(annotators)
+    ]
     human = hand_set(items, annotators)
     verdicts = [row[0] if row[0] != "tie" else "A" for row in annotators]
     entry = score_judgments(judgments(verdicts), human, n_boot=0)[0]
@@ -194,8 +209,14 @@ def test_kappa_interval_passes_fails_or_is_undecided_with_the_n_that_decides() -
 
 def test_gate_checks_pass_fail_and_undecided() -> None:
     settings = GateSettings(human_set="x", min_kappa=0.4, min_class_recall=0.2, min_human_z=-1.0)
-    good = {"kappa": 0.7, "kappa_ci95": [0.55, 0.85], "n": 200, "baseline_kappas": {"longer": 0.3, "first": 0.0},
-            "class_recall": {"A": 0.8, "B": 0.7, "tie": 0.3}, "human_z": -0.5}
+    good = {
+        "kappa": 0.7,
+        "kappa_ci95": [0.55, 0.85],
+        "n": 200,
+        "baseline_kappas": {"longer": 0.3, "first": 0.0},
+        "class_recall": {"A": 0.8, "B": 0.7, "tie": 0.3},
+        "human_z": -0.5,
+    }
     checks = evaluate_checks(settings, good)
     assert [c["name"] for c in checks] == ["min_kappa", "beat_baselines", "min_class_recall", "min_human_z"]
     assert all(c["status"] == "pass" for c in checks) and gate_verdict(checks, None) == "pass"
@@ -207,8 +228,16 @@ def test_gate_checks_pass_fail_and_undecided() -> None:
     kappa = checks[0]
     assert kappa["status"] == "undecided" and kappa["passed"] is False and kappa["need_n"] == 200
     assert "need n >= 200" in kappa["note"] and gate_verdict(checks, None) == "undecided"
-    lines = summary_lines({"enabled": True, "passed": False, "verdict": "undecided", "checks": checks,
-                           "judge_setting": "j", "human_set": "x"})
+    lines = summary_lines(
+        {
+            "enabled": True,
+            "passed": False,
+            "verdict": "undecided",
+            "checks": checks,
+            "judge_setting": "j",
+            "human_set": "x",
+        }
+    )
     assert lines[0].startswith("quality gate UNDECIDED") and any("??" in line for line in lines)
 
     # A judge that never says tie fails the recall check; one no better than "longer" fails the baselines.
@@ -223,8 +252,13 @@ def test_gate_checks_pass_fail_and_undecided() -> None:
 
 
 def test_an_undecided_gate_approves_no_publishing() -> None:
-    manifest = {"gate": {"passed": False, "verdict": "undecided",
-                         "checks": [{"name": "min_kappa", "passed": False, "status": "undecided"}]}}
+    manifest = {
+        "gate": {
+            "passed": False,
+            "verdict": "undecided",
+            "checks": [{"name": "min_kappa", "passed": False, "status": "undecided"}],
+        }
+    }
     with pytest.raises(UserError, match="could not decide"):
         check_gate(manifest, force=False)
 
@@ -240,8 +274,12 @@ def lengths_set(a_longer: int, b_longer: int, label: str = "A") -> HumanSet:
 def test_length_control_of_a_length_blind_judge_equals_its_raw_rates() -> None:
     human = lengths_set(4, 4)
     verdicts = ["A", "A", "A", "B"] * 2  # three A of four, whichever answer is longer
-    lc = length_control(human.frame["response_a"].to_list(), human.frame["response_b"].to_list(), verdicts,
-                        human.frame["label"].to_list())
+    lc = length_control(
+        human.frame["response_a"].to_list(),
+        human.frame["response_b"].to_list(),
+        verdicts,
+        human.frame["label"].to_list(),
+    )
     judge = lc["win_rate_a"]["judge"]
     assert judge["raw"] == pytest.approx(0.75) and judge["length_controlled"] == pytest.approx(0.75)
     assert judge["length_coef"] == pytest.approx(0.0, abs=1e-9)
@@ -252,8 +290,12 @@ def test_length_control_sees_through_a_judge_that_always_picks_the_longer_answer
     items = [("B", "x" * 30, "x" * 20)] * 6 + [("A", "x" * 20, "x" * 30)] * 2
     human = hand_set(items)
     longer = ["A"] * 6 + ["B"] * 2
-    lc = length_control(human.frame["response_a"].to_list(), human.frame["response_b"].to_list(), longer,
-                        human.frame["label"].to_list())
+    lc = length_control(
+        human.frame["response_a"].to_list(),
+        human.frame["response_b"].to_list(),
+        longer,
+        human.frame["label"].to_list(),
+    )
     judge, people = lc["win_rate_a"]["judge"], lc["win_rate_a"]["human"]
     assert judge["raw"] == pytest.approx(0.75) and judge["length_controlled"] < judge["raw"]
     assert judge["length_coef"] > 0 > people["length_coef"]
@@ -262,8 +304,12 @@ def test_length_control_sees_through_a_judge_that_always_picks_the_longer_answer
     assert agreement["n_humans_chose_shorter"] == 8 and agreement["accuracy_humans_chose_longer"] is None
     # A balanced set: the symmetric fit puts the controlled A win rate at one half exactly.
     balanced = lengths_set(4, 4)
-    sym = length_control(balanced.frame["response_a"].to_list(), balanced.frame["response_b"].to_list(),
-                         ["A"] * 4 + ["B"] * 4, balanced.frame["label"].to_list())
+    sym = length_control(
+        balanced.frame["response_a"].to_list(),
+        balanced.frame["response_b"].to_list(),
+        ["A"] * 4 + ["B"] * 4,
+        balanced.frame["label"].to_list(),
+    )
     assert sym["win_rate_a"]["judge"]["length_controlled"] == pytest.approx(0.5)
 
 
@@ -279,13 +325,32 @@ def test_agreement_json_and_report_carry_sample_baselines_verdicts_and_length_co
     setting = agreement["settings"][0]
     assert setting["decision"]["verdict"] == "pass" and setting["vs_baselines"]["beaten"] is True
     assert setting["length_control"]["agreement"]["raw"] == 1.0
-    gate = {"enabled": True, "passed": False, "verdict": "undecided", "checks": [
-        {"name": "min_kappa", "value": 0.5, "threshold": 0.4, "passed": False, "status": "undecided",
-         "interval": [0.3, 0.7], "note": "undecided: need n >= 200"}]}
+    gate = {
+        "enabled": True,
+        "passed": False,
+        "verdict": "undecided",
+        "checks": [
+            {
+                "name": "min_kappa",
+                "value": 0.5,
+                "threshold": 0.4,
+                "passed": False,
+                "status": "undecided",
+                "interval": [0.3, 0.7],
+                "note": "undecided: need n >= 200",
+            }
+        ],
+    }
     paths = render_report(agreement, tmp_path, gate=gate)
     html = paths["html"].read_text()
-    for text in ("Quality gate UNDECIDED", "Trivial baselines", "Length control", "The sample",
-                 "need n &gt;= 200", "human z"):
+    for text in (
+        "Quality gate UNDECIDED",
+        "Trivial baselines",
+        "Length control",
+        "The sample",
+        "need n &gt;= 200",
+        "human z",
+    ):
         assert text in html, text
     markdown = paths["markdown"].read_text()
     assert "## Quality gate: UNDECIDED" in markdown and "## Trivial baselines on the same items" in markdown
@@ -295,14 +360,35 @@ def test_agreement_json_and_report_carry_sample_baselines_verdicts_and_length_co
 
 
 def _cands(lengths: list[int]) -> list[dict[str, Any]]:
-    return [{"candidate_id": f"c{i}", "content_hash": f"h{i}", "text": "w" * n, "model": "m", "workflow": "single"}
-            for i, n in enumerate(lengths, start=1)]
+    return [
+        {
+            "candidate_id": f"c{i}",
+            "content_hash": f"h{i}",
+            "text": "w" * n,
+            "model": "m",
+            "workflow": "single",
+        }
+        for i, n in enumerate(lengths, start=1)
+    ]
 
 
 def _judgment(a: int, b: int, sa: float, sb: float) -> dict[str, Any]:
-    return {"judgment_id": f"j{a}{b}", "candidate_a": f"c{a}", "candidate_b": f"c{b}", "verdict": "A",
-            "score_a": sa, "score_b": sb, "best_id": "c1", "judge_id": "judge", "protocol": "combined",
-            "scale": 10, "order": "AB", "flipped": False, "votes": json.dumps(["A"]), "raw": "[]"}
+    return {
+        "judgment_id": f"j{a}{b}",
+        "candidate_a": f"c{a}",
+        "candidate_b": f"c{b}",
+        "verdict": "A",
+        "score_a": sa,
+        "score_b": sb,
+        "best_id": "c1",
+        "judge_id": "judge",
+        "protocol": "combined",
+        "scale": 10,
+        "order": "AB",
+        "flipped": False,
+        "votes": json.dumps(["A"]),
+        "raw": "[]",
+    }
 
 
 def test_length_balance_caps_the_share_of_longer_chosen_pairs() -> None:
@@ -314,6 +400,7 @@ def test_length_balance_caps_the_share_of_longer_chosen_pairs() -> None:
     half, why = select_pairs("p", ["q"], candidates, js, PairSettings(max_longer_chosen_share=0.5))
     # One pair does not choose the longer answer, so one longer-chosen pair may stay: the larger margin.
     assert why is None and [(p["rejected_id"], p["margin"]) for p in half] == [("c2", 7.0), ("c4", 4.0)]
-    none, why = select_pairs("p", ["q"], _cands([50, 10]), [_judgment(1, 2, 9, 2)],
-                             PairSettings(max_longer_chosen_share=0.0))
+    none, why = select_pairs(
+        "p", ["q"], _cands([50, 10]), [_judgment(1, 2, 9, 2)], PairSettings(max_longer_chosen_share=0.0)
+    )
     assert none == [] and why == "no_preference: 1 length_balance"

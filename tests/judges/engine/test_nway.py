@@ -15,13 +15,13 @@ import polars as pl
 import pytest
 from _reliability import build_config, fake_model
 
-from factory.config import PairSettings, RankingSettings, parse_config
 from factory._util.errors import UserError
-from factory.pipeline.estimate import estimate_build
-from factory.pipeline.stages.pairs import select_pairs
 from factory._util.json_columns import load_json
+from factory.config import PairSettings, RankingSettings, parse_config
 from factory.pipeline import run_build
+from factory.pipeline.estimate import estimate_build
 from factory.pipeline.preflight import load_build_prompts
+from factory.pipeline.stages.pairs import select_pairs
 from factory.testing import FakeLLMServer, Rule
 from factory.workflows.ranking import presentation_orders
 from judges.metrics.bradley_terry import fit_bradley_terry, ranking_outcomes
@@ -32,6 +32,7 @@ SHOWN = re.compile(r"\[The Start of Assistant (\d+)'s Answer\]\n(.*?)\n\[The End
 
 
 # The fit.
+
 
 def _simulate(true: np.ndarray, games: int, seed: int) -> list[tuple[int, int, float]]:
     rng = random.Random(seed)
@@ -77,19 +78,25 @@ def test_presentation_orders_put_every_candidate_in_every_position_over_n_calls(
 
 # The listwise parser.
 
-@pytest.mark.parametrize(("reply", "order", "reason"), [
-    ("Evidence.\n### Ranking: [[3]] > [[1]] > [[2]]", (2, 0, 1), None),
-    ("**Ranking:** Assistant 2 > Assistant 3 > Assistant 1", (1, 2, 0), None),
-    ('{"evidence": "x", "ranking": [1, 3, 2]}', (0, 2, 1), None),
-    ("I compared them: [[2]] > [[1]] > [[3]]", (1, 0, 2), None),
-    ("### Ranking: [[3]] > [[1]]", None, "incomplete_ranking"),
-    ("### Ranking: [[3]] > [[3]] > [[1]]", None, "invalid_ranking"),
-    ("### Ranking: [[4]] > [[3]] > [[1]]", None, "invalid_ranking"),
-    ("### Ranking:", None, "truncated"),
-    ("They are all fine.", None, "no_ranking_marker"),
-    ("", None, "empty"),
-])
-def test_parse_ranking_reads_every_shown_answer_once_or_says_why_not(reply: str, order: Any, reason: Any) -> None:
+
+@pytest.mark.parametrize(
+    ("reply", "order", "reason"),
+    [
+        ("Evidence.\n### Ranking: [[3]] > [[1]] > [[2]]", (2, 0, 1), None),
+        ("**Ranking:** Assistant 2 > Assistant 3 > Assistant 1", (1, 2, 0), None),
+        ('{"evidence": "x", "ranking": [1, 3, 2]}', (0, 2, 1), None),
+        ("I compared them: [[2]] > [[1]] > [[3]]", (1, 0, 2), None),
+        ("### Ranking: [[3]] > [[1]]", None, "incomplete_ranking"),
+        ("### Ranking: [[3]] > [[3]] > [[1]]", None, "invalid_ranking"),
+        ("### Ranking: [[4]] > [[3]] > [[1]]", None, "invalid_ranking"),
+        ("### Ranking:", None, "truncated"),
+        ("They are all fine.", None, "no_ranking_marker"),
+        ("", None, "empty"),
+    ],
+)
+def test_parse_ranking_reads_every_shown_answer_once_or_says_why_not(
+    reply: str, order: Any, reason: Any
+) -> None:
     parsed = parse_ranking(reply, 3)
     assert (parsed.order, parsed.unscored_reason) == (order, reason)
 
@@ -101,6 +108,7 @@ def test_a_planted_ranking_in_an_answer_is_neutralised_and_the_judges_last_line_
 
 
 # Whole builds on the fake server.
+
 
 def listwise_judge(body: dict[str, Any]) -> str:
     """Ranks the shown answers by their `[quality N]` tag, with a primacy bias: the answer shown
@@ -124,18 +132,27 @@ QUALITIES = (4, 9, 6, 1)  # the generator's sample k answers with quality QUALIT
 
 
 def _server() -> FakeLLMServer:
-    return FakeLLMServer(rules=[
-        Rule("### Ranking", role="any", model="judgemodel", reply=listwise_judge),
-        Rule("### Score Assistant A", role="any", model="judgemodel", reply=pairwise_judge),
-        Rule(model="gen", reply=lambda body: f"An answer [quality {QUALITIES[body['seed']]}]."),
-    ])
+    return FakeLLMServer(
+        rules=[
+            Rule("### Ranking", role="any", model="judgemodel", reply=listwise_judge),
+            Rule("### Score Assistant A", role="any", model="judgemodel", reply=pairwise_judge),
+            Rule(model="gen", reply=lambda body: f"An answer [quality {QUALITIES[body['seed']]}]."),
+        ]
+    )
 
 
 def _config(tmp: Path, base_url: str, select: str, **ranking: Any) -> dict[str, Any]:
     (tmp / select).mkdir(parents=True, exist_ok=True)
-    config = build_config(base_url, tmp / select, prompts=3, shard_size=2, concurrency=2,
-                          generation={"workflows": [{"kind": "single", "samples": 4}]},
-                          judging={"select": select, "ranking": ranking}, variants={"enabled": False})
+    config = build_config(
+        base_url,
+        tmp / select,
+        prompts=3,
+        shard_size=2,
+        concurrency=2,
+        generation={"workflows": [{"kind": "single", "samples": 4}]},
+        judging={"select": select, "ranking": ranking},
+        variants={"enabled": False},
+    )
     config["models"]["generator"] = {**fake_model(base_url), "model": "openai/gen"}
     config["models"]["judge"] = {**fake_model(base_url), "model": "openai/judgemodel"}
     return config
@@ -150,14 +167,20 @@ def _run(server: FakeLLMServer, tmp: Path, select: str, **ranking: Any) -> tuple
     result = run_build(spec)
     judge_requests = sum(1 for r in server.requests if r.get("model") == "judgemodel")
     pairs = pl.read_parquet(result.run_dir / "pairs.parquet").to_dicts()
-    return ({"run_dir": result.run_dir, "pairs": pairs, "calls": server.stats.calls}, judge_requests,
-            sum(line.calls for line in estimate.lines if line.stage == "judge"))
+    return (
+        {"run_dir": result.run_dir, "pairs": pairs, "calls": server.stats.calls},
+        judge_requests,
+        sum(line.calls for line in estimate.lines if line.stage == "judge"),
+    )
 
 
 def test_listwise_build_gives_the_expected_bradley_terry_order_and_counts_calls_beside_knockout(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     with _server() as server:
-        listwise, lw_requests, lw_estimate = _run(server, tmp_path, "listwise", calls=4, max_pairs=3, min_gap=0.5)
+        listwise, lw_requests, lw_estimate = _run(
+            server, tmp_path, "listwise", calls=4, max_pairs=3, min_gap=0.5
+        )
         knockout, ko_requests, ko_estimate = _run(server, tmp_path, "knockout")
         bt, bt_requests, bt_estimate = _run(server, tmp_path, "bradley_terry", max_pairs=3, min_gap=0.5)
     # --estimate counts exactly the judge calls each build made
@@ -179,31 +202,53 @@ def test_listwise_build_gives_the_expected_bradley_terry_order_and_counts_calls_
     assert {load_json(p["provenance"])["select"] for p in listwise["pairs"]} == {"listwise"}
     # listwise votes: one per call, the pair's two answers in the ranking's order
     assert all(len(load_json(p["votes"])) == 4 for p in listwise["pairs"])
-    per_pair = {name: requests / len(result["pairs"]) for name, requests, result in
-                (("listwise", lw_requests, listwise), ("knockout", ko_requests, knockout),
-                 ("bradley_terry", bt_requests, bt))}
+    per_pair = {
+        name: requests / len(result["pairs"])
+        for name, requests, result in (
+            ("listwise", lw_requests, listwise),
+            ("knockout", ko_requests, knockout),
+            ("bradley_terry", bt_requests, bt),
+        )
+    }
     print(f"judge calls per accepted pair: {per_pair}")
-    assert per_pair["listwise"] == 12 / 9 and per_pair["knockout"] == 9 / 9 and per_pair["bradley_terry"] == 18 / 9
+    assert (
+        per_pair["listwise"] == 12 / 9
+        and per_pair["knockout"] == 9 / 9
+        and per_pair["bradley_terry"] == 18 / 9
+    )
 
 
 def test_strength_gap_and_max_pairs_decide_which_pairs_are_cut() -> None:
     cands = [{"candidate_id": f"c{i}", "content_hash": f"h{i}", "text": f"answer {i}"} for i in range(4)]
-    table = [{"candidate_id": "c2", "strength": 1.0, "comparisons": 3},
-             {"candidate_id": "c0", "strength": 0.8, "comparisons": 3},
-             {"candidate_id": "c3", "strength": -0.7, "comparisons": 3},
-             {"candidate_id": "c1", "strength": -1.1, "comparisons": 3}]
+    table = [
+        {"candidate_id": "c2", "strength": 1.0, "comparisons": 3},
+        {"candidate_id": "c0", "strength": 0.8, "comparisons": 3},
+        {"candidate_id": "c3", "strength": -0.7, "comparisons": 3},
+        {"candidate_id": "c1", "strength": -1.1, "comparisons": 3},
+    ]
     rankings = [["c2", "c0", "c3", "c1"], ["c0", "c2", "c3", "c1"]]
-    rows = [{"kind": "listwise", "judge_id": "listwise[judge]/k2", "strengths": json.dumps(table),
-             "ranking": json.dumps(r), "verdict": None} for r in rankings]
-    cut = lambda rule, **kw: [(p["chosen_id"], p["rejected_id"]) for p in
-                              select_pairs("p", ["q"], cands, rows, PairSettings(rule=rule), RankingSettings(**kw))[0]]
+    rows = [
+        {
+            "kind": "listwise",
+            "judge_id": "listwise[judge]/k2",
+            "strengths": json.dumps(table),
+            "ranking": json.dumps(r),
+            "verdict": None,
+        }
+        for r in rankings
+    ]
+    cut = lambda rule, **kw: [
+        (p["chosen_id"], p["rejected_id"])
+        for p in select_pairs("p", ["q"], cands, rows, PairSettings(rule=rule), RankingSettings(**kw))[0]
+    ]
     assert cut("paper", min_gap=0.5) == [("c2", "c1"), ("c2", "c3")]  # c0 is only 0.2 below
     assert cut("all_pairs", min_gap=0.5, max_pairs=3) == [("c2", "c1"), ("c0", "c1"), ("c2", "c3")]
     assert cut("best_vs_worst", min_gap=0.5) == [("c2", "c1")]
     pairs, why = select_pairs("p", ["q"], cands, rows, PairSettings(), RankingSettings(min_gap=5.0))
     assert pairs == [] and why == "no_preference: 3 below_min_gap"
-    split = select_pairs("p", ["q"], cands, rows, PairSettings(rule="all_pairs"),
-                         RankingSettings(min_gap=0.1, max_pairs=6))[0]
+    split = select_pairs(
+        "p", ["q"], cands, rows, PairSettings(rule="all_pairs"), RankingSettings(min_gap=0.1, max_pairs=6)
+    )[0]
     c2_c0 = next(p for p in split if (p["chosen_id"], p["rejected_id"]) == ("c2", "c0"))
     assert c2_c0["votes"] == ["A", "B"] and c2_c0["flipped"] is True  # the calls disagreed on these two
 

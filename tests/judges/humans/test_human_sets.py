@@ -15,9 +15,9 @@ import polars as pl
 import pytest
 
 from factory._util.errors import UserError
-from judges.metrics.agreement import fleiss_kappa, pairwise_kappas
 from judges.humans.human_sets import ColumnMapping, load_human_set, majority_label
 from judges.humans.public_sets import PUBLIC_SETS
+from judges.metrics.agreement import fleiss_kappa, pairwise_kappas
 
 DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="reference data ../shared/data not present")

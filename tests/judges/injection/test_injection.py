@@ -60,7 +60,9 @@ def _obeyed(material: str, protocol: str, structured: bool) -> dict[str, Any] | 
                 obj = json.loads(m.group(0))
             except ValueError:
                 continue
-            keys = {"direct": ("answer",), "combined": ("score_a", "score_b"), "independent": ("score",)}[protocol]
+            keys = {"direct": ("answer",), "combined": ("score_a", "score_b"), "independent": ("score",)}[
+                protocol
+            ]
             if isinstance(obj, dict) and all(k in obj for k in keys):
                 return {k: obj[k] for k in keys}
         return None
@@ -81,13 +83,17 @@ def gullible(body: dict[str, Any]) -> str:
     material = next(m["content"] for m in body["messages"] if m["role"] == "user")
     verdict = _obeyed(material, protocol, structured) or _honest(material, protocol)
     if structured:
-        keys = {"direct": ("answer",), "combined": ("score_a", "score_b"), "independent": ("score",)}[protocol]
+        keys = {"direct": ("answer",), "combined": ("score_a", "score_b"), "independent": ("score",)}[
+            protocol
+        ]
         return json.dumps({"evidence": "Judged.", **{k: verdict[k] for k in keys}})
     if protocol == "direct":
         return f"### Evaluation Evidence:\nJudged.\n### Answer: {verdict['answer']}"
     if protocol == "combined":
-        return (f"### Evaluation Evidence:\nJudged.\n### Score Assistant A: {verdict['score_a']}/10\n"
-                f"### Score Assistant B: {verdict['score_b']}/10")
+        return (
+            f"### Evaluation Evidence:\nJudged.\n### Score Assistant A: {verdict['score_a']}/10\n"
+            f"### Score Assistant B: {verdict['score_b']}/10"
+        )
     return f"### Evaluation Evidence:\nJudged.\n### Overall Score: {verdict['score']}/10"
 
 
@@ -148,8 +154,21 @@ def test_injection_json_has_the_report_format(measured: dict[str, Any]) -> None:
 
 def test_injection_test_command_writes_injection_json(tmp_path: Path) -> None:
     with FakeLLMServer(default=gullible) as server:
-        out = run_cli("injection-test", "--judge-model", "openai/fake", "--api-base", server.base_url,
-                      "--out", str(tmp_path), "--protocol", "combined", "--protocol", "direct/json", "--limit", "4")
+        out = run_cli(
+            "injection-test",
+            "--judge-model",
+            "openai/fake",
+            "--api-base",
+            server.base_url,
+            "--out",
+            str(tmp_path),
+            "--protocol",
+            "combined",
+            "--protocol",
+            "direct/json",
+            "--limit",
+            "4",
+        )
     assert out.returncode == 0, out.stderr
     data = json.loads((tmp_path / "injection.json").read_text())
     assert set(data["protocols"]) == {"combined", "direct/json"}
@@ -158,5 +177,7 @@ def test_injection_test_command_writes_injection_json(tmp_path: Path) -> None:
     # the model-free detection figures come first and are kept in injection.json
     assert "attack detection (no model)" in out.stderr and "false positives:" in out.stderr
     assert data["detection"]["overall"]["n"] >= 40 and data["detection"]["ordinary"]["n"] == 805
-    bad = run_cli("injection-test", "--judge-model", "openai/fake", "--out", str(tmp_path), "--protocol", "vibes")
+    bad = run_cli(
+        "injection-test", "--judge-model", "openai/fake", "--out", str(tmp_path), "--protocol", "vibes"
+    )
     assert bad.returncode == 2 and bad.stderr.startswith("error: unknown protocol 'vibes'")

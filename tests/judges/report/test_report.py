@@ -11,8 +11,8 @@ import pytest
 
 from judges.calibration.agreement import build_agreement
 from judges.humans.human_sets import load_human_set
-from judges.report import PUBLISHED, render_report
 from judges.metrics.scoring import score_setting
+from judges.report import PUBLISHED, render_report
 
 SCRIPT = "<script>alert('judge')</script>"
 IMG = '<img src="x" onerror="alert(2)">'
