@@ -23,7 +23,6 @@ from factory._util.errors import UserError
 from factory.llm import Gateway, GatewaySettings, ModelSpec
 from factory.llm.gateway import parse_json_reply
 from judges.calibration.table import judge_table
-from judges.engine.outcome import stop_reason
 from judges.engine.settings import JudgeSetting
 from judges.engine.votes import scored_plurality
 from judges.humans.human_sets import load_human_set
@@ -119,7 +118,7 @@ async def test_embedded_jury_of_three_over_thirty_pandalm_items(shared_data: Pat
                 reply = parse_json_reply(raw, schema_for(juror.protocol, juror.scale), "local/smollm2")
                 assert verdict_from_structured(juror.protocol, reply, juror.scale).verdict == vote, (row, raw)
             read_back += 1
-        if stop_reason(row["unscored_reason"]):
+        if row.get("stop"):  # a budget or circuit stop (typed on the row, `factory.records.stop_of`)
             assert row["verdict"] is None, row
         else:
             assert row["verdict"] == scored_plurality(votes), row
