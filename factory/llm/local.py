@@ -9,6 +9,7 @@ is enforced by llama.cpp's grammar sampler, which is what makes a 135M model's v
 from __future__ import annotations
 
 import asyncio
+import atexit
 import math
 import os
 import threading
@@ -55,7 +56,17 @@ class LocalLlama:
                     verbose=False,
                     seed=0,
                 )
+                # Freed while the interpreter still works: llama.cpp's own __del__ at teardown finds
+                # its module globals gone and prints a TypeError traceback after every run.
+                atexit.register(self.close)
             return self._llama
+
+    def close(self) -> None:
+        """Free the model (a later call loads it again)."""
+        with self._load_lock:
+            llama, self._llama = self._llama, None
+        if llama is not None:
+            llama.close()
 
     def generate(self, messages: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
         """Blocking chat completion; returns llama.cpp's OpenAI-shaped dict."""
