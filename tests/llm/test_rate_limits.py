@@ -201,7 +201,9 @@ async def test_the_servers_remaining_and_reset_headers_are_followed(follow: bool
         )
         # Rejected requests count against the provider's window too, so a client that does not follow
         # the headers can lose several retries in a row on a busy machine: give it room to finish.
-        gateway = Gateway({"g": spec}, GatewaySettings(max_retries=20, backoff_base_s=0.05, backoff_max_s=2.5))
+        gateway = Gateway(
+            {"g": spec}, GatewaySettings(max_retries=20, backoff_base_s=0.05, backoff_max_s=2.5)
+        )
         # One call first: its headers are what turn the limiter on.
         await gateway.complete("g", ask(0))
         await asyncio.gather(*(gateway.complete("g", ask(i)) for i in range(1, 13)))
