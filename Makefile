@@ -40,12 +40,13 @@ test-embedded: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not embedded and not browser and not prefect"
 
-# Style and imports: what CI checks before the tests (`make format` rewrites, `lint` only reads).
+# Style, imports and types: what CI checks before the tests (`make format` rewrites, `lint` only reads).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check factory judges flows tests benchmarks
 	$(VENV)/bin/ruff format --check factory judges flows tests benchmarks
+	$(VENV)/bin/mypy
 
-# Types (pydantic plugin; [tool.mypy] in pyproject.toml). Not yet clean, so not yet in CI (see docs/architecture.md).
+# Types alone (pydantic plugin; [tool.mypy] in pyproject.toml).
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 

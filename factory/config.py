@@ -568,7 +568,9 @@ def _resolve_human_set_path(data: Any, folder: Path) -> None:
     (as prompt paths are), so the run folder's saved config finds it from anywhere."""
     gate = data.get("gate") if isinstance(data, dict) else None
     value = gate.get("human_set") if isinstance(gate, dict) else None
-    if not isinstance(value, str) or value.startswith("hf://") or Path(value).is_absolute():
+    if not isinstance(gate, dict) or not isinstance(value, str):
+        return
+    if value.startswith("hf://") or Path(value).is_absolute():
         return
     from judges.humans.public_sets import known_set_names
 

@@ -328,3 +328,4 @@ class Manifest(TypedDict):
     outcome: NotRequired[OutcomeRecord]
     target_pairs: NotRequired[dict[str, Any]]
     interrupted: NotRequired[bool]
+    cost: NotRequired[dict[str, Any]]  # the ledger's cost summary (factory.pipeline.cost_report.run_cost)

@@ -65,7 +65,7 @@ def run_build_flow(
         with (
             temporary_settings(updates={"flows.heartbeat_frequency": None}),
             caller_progress(progress, progress_every_s),
-        ):  # type: ignore[dict-item]
+        ):
             return flow(
                 config=config.model_dump(mode="json") if config is not None else None,
                 resume_dir=str(resume_dir) if resume_dir is not None else None,

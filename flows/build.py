@@ -349,7 +349,7 @@ def _run_shards(plan: BuildPlan, indices: list[int]) -> list[dict[str, Any]]:
     progress = _progress(plan.token)
     for index, future in futures:
         if interrupts.requested():
-            future.wrapped_future.cancel()  # not started yet: it never will (running ones stop themselves)
+            future.wrapped_future.cancel()  # type: ignore[attr-defined]  # (every runner's future has one) not started yet: it never will (running ones stop themselves)
         try:
             outcome = future.result()
         except interrupts.CANCELLED:

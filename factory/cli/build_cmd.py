@@ -126,14 +126,14 @@ def build(
         with handle_interrupts(raise_when_idle=engine == "local", resume_hint=lambda: progress.run_dir):
             if resume is not None and (max_calls, max_tokens, max_cost) != (None, None, None):
                 save_resume_config(resume, spec)
-            if resume is not None:
-                spec = None  # the build reads the run folder's config (just saved with any raised caps)
+            # A resumed build reads the run folder's config (just saved with any raised caps).
+            build_spec: BuildConfig | None = spec if resume is None else None
             if engine == "prefect":
                 from flows import run_build_flow
 
                 # The same pipeline as a Prefect flow: Prefect's log shows the progress lines.
                 outcome = run_build_flow(
-                    spec,
+                    build_spec,
                     resume_dir=resume,
                     runner=runner or "threads",
                     address=address,
@@ -144,7 +144,7 @@ def build(
                 )
                 run_dir, manifest = Path(outcome["run_dir"]), outcome["manifest"]
             else:
-                result = _run_local(spec, resume, quiet, progress)
+                result = _run_local(build_spec, resume, quiet, progress)
                 run_dir, manifest = result.run_dir, result.manifest
     except (BuildInterrupted, KeyboardInterrupt) as exc:
         stop = exc
@@ -174,8 +174,9 @@ def _run_local(
 ) -> BuildResult:
     from factory.pipeline import run_build
     from factory.pipeline.progress import ProgressReporter
+    from factory.run.folder import RunFolder
 
-    def on_start(run, n_prompts: int) -> None:  # type: ignore[no-untyped-def]
+    def on_start(run: RunFolder, n_prompts: int) -> None:
         console.print(f"run folder: {run.root}")
 
     if quiet:
@@ -190,7 +191,7 @@ def _run_local(
             return run_build(spec, resume_dir=resume, progress=progress, on_start=on_start)
     with _StageBars(progress) as bars:
 
-        def start_bars(run, n_prompts: int) -> None:  # type: ignore[no-untyped-def]
+        def start_bars(run: RunFolder, n_prompts: int) -> None:
             on_start(run, n_prompts)
             bars.add_stages()
 

@@ -18,7 +18,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -274,7 +274,7 @@ def calibrate(
     if output == "json":
         return
     # Piped output gets a wide table: setting ids are long and a cut id is useless.
-    print_table(cast(dict[str, Any], result.agreement), Console() if err.is_terminal else Console(width=180))
+    print_table(result.agreement, Console() if err.is_terminal else Console(width=180))
     print(f"report: {result.run_dir / 'report.html'}")
     print(result.run_dir)
 

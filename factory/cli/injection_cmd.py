@@ -11,7 +11,7 @@ before and after our defences, written to DIR/injection.json (the calibration re
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -70,11 +70,12 @@ def injection_test(
     from factory.llm import ModelSpec
     from judges.injection.detection import format_detection, load_attacks, load_ordinary, measure_detection
 
-    known = {
-        f"{p}{'/json' if s else ''}": (p, s)
-        for p in ("direct", "combined", "independent")
-        for s in (False, True)
-    }
+    protocols: tuple[Literal["direct", "combined", "independent"], ...] = (
+        "direct",
+        "combined",
+        "independent",
+    )
+    known = {f"{p}{'/json' if s else ''}": (p, s) for p in protocols for s in (False, True)}
     wanted = protocol or list(known)
     unknown = [p for p in wanted if p not in known]
     if unknown:

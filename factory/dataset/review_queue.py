@@ -48,6 +48,13 @@ QUEUE_FILE = "review_queue.parquet"
 LABELS_FILE = "human_labels.jsonl"
 CALIBRATION_FILE = "human_calibration.jsonl"
 _SWAP = {"A": "B", "B": "A"}
+
+
+def _swapped(verdict: Any) -> Any:
+    """A vote's verdict as seen from the other answer ('tie' and unscored votes stay as they are)."""
+    return _SWAP.get(verdict, verdict) if isinstance(verdict, str) else verdict
+
+
 # Columns the overlay reads or rewrites, loaded whatever a caller asked for.
 _OVERLAY_COLUMNS = (
     "pair_id",
@@ -203,9 +210,7 @@ def overlay(frame: pl.DataFrame, by_pair: Mapping[str, Decision]) -> pl.DataFram
             if "votes" in row:
                 votes = load_json(row["votes"]) or []
                 turned = [
-                    {**v, "verdict": _SWAP.get(v.get("verdict"), v.get("verdict"))}
-                    if isinstance(v, dict)
-                    else _SWAP.get(v, v)
+                    {**v, "verdict": _swapped(v.get("verdict"))} if isinstance(v, dict) else _swapped(v)
                     for v in votes
                 ]
                 row["votes"] = dumps(turned)
@@ -218,7 +223,8 @@ def overlay(frame: pl.DataFrame, by_pair: Mapping[str, Decision]) -> pl.DataFram
             row["provenance"] = dumps({**provenance, "human": human})
         row["decided_by"] = "human"
         out.append(row)
-    schema = {**frame.schema, "decided_by": pl.Utf8}
+    schema = pl.Schema(frame.schema)
+    schema["decided_by"] = pl.String()
     return pl.DataFrame(out, schema=schema)
 
 

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-import pyarrow.parquet as pq  # type: ignore[import-untyped]
+import pyarrow.parquet as pq
 
 from factory._util.atomic_files import atomic_write_text
 from factory.config import BuildConfig
@@ -133,8 +133,8 @@ def _swap_in(tmp: Path, final: Path) -> None:
 
 def _save_dataset_dict(files: dict[str, Path], target: Path, scratch: Path) -> None:
     """`DatasetDict.save_to_disk` of parquet files, read as memory-mapped Arrow (built in `scratch`)."""
-    from datasets import Dataset, DatasetDict  # type: ignore[import-untyped]
-    from datasets.utils import logging as hf_logging  # type: ignore[import-untyped]
+    from datasets import Dataset, DatasetDict
+    from datasets.utils import logging as hf_logging
 
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # "Generating train split" would be noise in a build's output

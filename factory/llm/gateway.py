@@ -33,7 +33,7 @@ from factory.llm.batch import BatchCalls
 from factory.llm.breaker import CircuitBreaker, endpoint_label
 from factory.llm.budget_guard import BudgetGuard, Spend
 from factory.llm.cache import RequestCache, request_key
-from factory.llm.cost_ledger import CostLedger
+from factory.llm.cost_ledger import CostLedger, EntryKind
 from factory.llm.errors import (
     BudgetExceededError,
     CircuitOpenError,
@@ -314,10 +314,10 @@ class Gateway:
         request = self._request(spec, messages, schema, sample)
         key = request_key(request)
         record = self.cache.get(key)
-        answered_by = "replay" if record is not None else None
+        answered_by: EntryKind = "replay"  # this build's own cache, or another build's shared one
         if record is None and self.shared is not None:
             record = self.shared.get(key)
-            answered_by = "saved" if record is not None else None
+            answered_by = "saved"
         cached = record is not None
         if record is not None:
             self.usage.record_cache_hit(role=role_name, model=spec.model, tag=tag)

@@ -127,8 +127,8 @@ def parse_reply(raw: bytes, spec: ModelSpec, latency_s: float) -> dict[str, Any]
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         raise no_choices(model)
     choice = choices[0]
-    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
-    usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else {}
+    message: dict[str, Any] = choice["message"] if isinstance(choice.get("message"), dict) else {}
+    usage: dict[str, Any] = payload["usage"] if isinstance(payload.get("usage"), dict) else {}
     prompt = int(usage.get("prompt_tokens") or 0)
     completion = int(usage.get("completion_tokens") or 0)
     details = usage.get("prompt_tokens_details")

@@ -134,9 +134,10 @@ def _to_model_response(
     response = model_response if model_response is not None else ModelResponse()
     response.model = model
     response.created = int(time.time())
-    response.choices[0].message.content = choice["message"].get("content") or ""  # type: ignore[union-attr]
+    response.choices[0].message.content = choice["message"].get("content") or ""
     response.choices[0].finish_reason = choice.get("finish_reason") or "stop"
-    response.usage = litellm.Usage(
+    # (`usage` is set dynamically by litellm, so its stubs do not declare it)
+    response.usage = litellm.Usage(  # type: ignore[attr-defined]
         prompt_tokens=int(usage.get("prompt_tokens", 0)),
         completion_tokens=int(usage.get("completion_tokens", 0)),
         total_tokens=int(usage.get("total_tokens", 0)),

@@ -109,7 +109,7 @@ class DaskLimits:
         # Bound to this worker explicitly: calls come from the gateway's own thread, where Dask
         # cannot tell which worker it is in.
         self._actor = distributed.Actor(LimiterActor, found._address, found.key, worker=worker)
-        self._loop: asyncio.AbstractEventLoop = worker.loop.asyncio_loop
+        self._loop: asyncio.AbstractEventLoop = worker.loop.asyncio_loop  # type: ignore[attr-defined]
         self._requests = itertools.count()
         self._prefix = f"{worker.address}-{os.getpid()}-{id(self)}"
 

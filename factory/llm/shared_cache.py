@@ -160,7 +160,8 @@ class SharedCache:
         if older_than_s is None and model is None and max_bytes is None:
             raise UserError("give what to prune: --older-than, --model and/or --max-size")
         now = time.time() if now is None else now
-        clauses, params = [], []
+        clauses: list[str] = []
+        params: list[float | str] = []
         if older_than_s is not None:
             clauses.append("created_at < ?")
             params.append(now - older_than_s)

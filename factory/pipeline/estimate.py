@@ -245,7 +245,9 @@ def estimate_build(
     >>> est.calls, est.max_calls, est.cost_usd  # doctest: +SKIP
     """
     if price is None:
-        from factory.llm.pricing import estimate_cost as price
+        from factory.llm.pricing import estimate_cost  # imports litellm: only when pricing is asked for
+
+        price = estimate_cost
 
     tally = _Tally(config)
     setting = config.judging.setting

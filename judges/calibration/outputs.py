@@ -7,6 +7,7 @@ The quality gate writes agreement.json and the report into a build's run folder 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ def write_judgments(run_dir: Path, rows: list[dict[str, Any]]) -> Path:
 
 
 def write_outputs(
-    run_dir: Path, agreement: dict[str, Any], *, gate: dict[str, Any] | None = None
+    run_dir: Path, agreement: dict[str, Any], *, gate: Mapping[str, Any] | None = None
 ) -> dict[str, Path]:
     """agreement.json plus the report (HTML + markdown) in `run_dir`; returns their paths."""
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -146,8 +146,8 @@ def _jury_order_verdicts(
     per_juror = [order_verdicts(rows[_juror_setting(jury, m).setting_id]) for m in jury.models]
     if any(p is None for p in per_juror):
         return None
-    ab = [scored_plurality(col) for col in zip(*(p[0] for p in per_juror), strict=True)]  # type: ignore[index]
-    ba = [scored_plurality(col) for col in zip(*(p[1] for p in per_juror), strict=True)]  # type: ignore[index]
+    ab: list[str | None] = [scored_plurality(c) for c in zip(*(p[0] for p in per_juror), strict=True)]  # type: ignore[index]
+    ba: list[str | None] = [scored_plurality(c) for c in zip(*(p[1] for p in per_juror), strict=True)]  # type: ignore[index]
     return ab, ba
 
 

@@ -24,6 +24,7 @@ from factory._util.concurrency import map_bounded
 from factory._util.errors import UserError
 from factory._util.sync import run_sync
 from factory.llm import Gateway
+from factory.records import Judgment
 from judges.engine.pairwise import JUDGMENT_SCHEMA, judge_pair
 from judges.engine.settings import JudgeSetting
 from judges.humans.human_sets import ColumnMapping, HumanSet, load_human_set
@@ -131,7 +132,7 @@ async def judge_table(
         raise UserError(f"pairs table has duplicate ids, e.g. {duplicated[0]!r}: judgment rows would collide")
     records = frame.select(PAIR_COLUMNS).to_dicts()
 
-    async def one(record: dict[str, Any]) -> dict[str, Any]:
+    async def one(record: dict[str, Any]) -> Judgment:
         row = await judge_pair(
             gateway,
             setting,

@@ -28,7 +28,7 @@ from factory.records import Stop, stop_of
 from judges.engine.ask import Asked, JudgeContext, ask, resolve_model
 from judges.engine.outcome import Outcome, Usage, error_reason, unique
 from judges.engine.settings import JudgeSetting
-from judges.protocols import Question, neutralize, render_pairwise, verdict_from_scores
+from judges.protocols import Answer, Question, neutralize, render_pairwise, verdict_from_scores
 
 _PROMPTS = Path(__file__).parent / "debate_prompts"
 SCALE = 10  # ChatEval and the paper score out of 10
@@ -60,11 +60,19 @@ class DebateState(TypedDict, total=False):
     result: Outcome
 
 
+class ScoreTask(TypedDict):
+    """What the `score` node gets for one role (sent to it, not read from the state)."""
+
+    material: str
+    turns: list[Turn]
+    role_index: int
+
+
 def _render(name: str, **context: Any) -> str:
     return render_template(_PROMPTS, name, **context)
 
 
-def debate_material(question: Question, shown_a: str | list[str], shown_b: str | list[str]) -> str:
+def debate_material(question: Question, shown_a: Answer, shown_b: Answer) -> str:
     """The question and both answers between our delimiters, neutralised (the protocols' layout)."""
     return render_pairwise("combined", question, shown_a, shown_b, SCALE)[1]["content"]
 
@@ -119,7 +127,7 @@ def build_debate_graph(setting: JudgeSetting) -> CompiledStateGraph[Any, Any, An
             for i in range(len(roles))
         ]
 
-    async def score(payload: dict[str, Any], runtime: Runtime[JudgeContext]) -> dict[str, Any]:
+    async def score(payload: ScoreTask, runtime: Runtime[JudgeContext]) -> dict[str, Any]:
         target = resolve_model(runtime.context.gateway, setting.models[0], setting.api_base)
         messages = debate_messages(
             setting, payload["role_index"], payload["material"], payload["turns"], scoring=True
@@ -148,7 +156,8 @@ def build_debate_graph(setting: JudgeSetting) -> CompiledStateGraph[Any, Any, An
 
     graph = StateGraph(DebateState, context_schema=JudgeContext)
     graph.add_node("speak", speak)
-    graph.add_node("score", score)
+    # langgraph's stubs type a node's input as the graph's state; `score` gets a `Send` payload instead.
+    graph.add_node("score", score)  # type: ignore[call-overload]
     graph.add_node("decide", decide)
     graph.add_edge(START, "speak")
     graph.add_conditional_edges("speak", after_speech, ["speak", "score", "decide"])

@@ -12,7 +12,6 @@ Kept free of heavy imports so that the human sets (which need no model gateway) 
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from judges.verdicts import Verdict
@@ -44,10 +43,10 @@ def weighted_vote(verdicts: Sequence[Verdict], weights: Sequence[float]) -> Verd
     """
     if not verdicts:
         return None
-    totals: Counter[str] = Counter()
+    totals: dict[str, float] = {}
     for verdict, weight in zip(verdicts, weights, strict=True):
-        totals[verdict] += max(weight, 0.0)
-    ranked = totals.most_common()
+        totals[verdict] = totals.get(verdict, 0.0) + max(weight, 0.0)
+    ranked = sorted(totals.items(), key=lambda item: -item[1])
     if len(ranked) > 1 and abs(ranked[0][1] - ranked[1][1]) <= 1e-12:
         return "tie"
     return ranked[0][0]  # type: ignore[return-value]

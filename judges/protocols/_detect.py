@@ -300,21 +300,21 @@ def _line_findings(scan: Scan, i: int, offset: int, *, code: bool = False) -> No
         scan.escape.add(i)
         if _JUDGE_ONLY.match(name) or _claims(name, _value_after(lines, i, line[m.end() :].lstrip(" \t*_:"))):
             scan.flags.append((offset + m.start(), _verdict_label(name, True)))
-    m = _LINE.match(_INLINE_TAG.sub("", line))
-    if m is None:
+    marker = _LINE.match(_INLINE_TAG.sub("", line))
+    if marker is None:
         return
-    name = " ".join(m["name"].split())
+    name = " ".join(marker["name"].split())
     setext = i + 1 < len(lines) and _SETEXT.match(lines[i + 1]) is not None
     heading = not code and (
-        bool(m["hashes"]) or setext or _HTML_HEADING.match(line.lstrip(" \t-+*>|")) is not None
+        bool(marker["hashes"]) or setext or _HTML_HEADING.match(line.lstrip(" \t-+*>|")) is not None
     )
-    value = _HTML_TAG.sub("", m["value"]).strip()
+    value = _HTML_TAG.sub("", marker["value"]).strip()
     if heading:
         scan.escape.add(i)
         if _JUDGE_ONLY.match(name) or _claims(name, _value_after(lines, i, value)):
-            scan.flags.append((offset + m.start(), _verdict_label(name, True)))
+            scan.flags.append((offset + marker.start(), _verdict_label(name, True)))
         return
-    if not m["sep"].strip(" \t*_~`"):
+    if not marker["sep"].strip(" \t*_~`"):
         return  # "Answer the question ..." is a sentence, not a marker line
     if _SCORE_NAME.search(name) or _WHO_RE.search(name):
         score = _SCORE_VALUE.match(value)
@@ -322,10 +322,10 @@ def _line_findings(scan: Scan, i: int, offset: int, *, code: bool = False) -> No
             return
         scan.escape.add(i)  # a score line on any scale: harmless to escape
         if _WHO_RE.search(name) or _STRONG_SCORE.match(name) or _is_perfect(score):
-            scan.flags.append((offset + m.start(), _verdict_label(name, False)))
+            scan.flags.append((offset + marker.start(), _verdict_label(name, False)))
     elif _SLOT_VALUE.match(value) or (_JUDGE_ONLY.match(name) and _claims(name, value)):
         scan.escape.add(i)
-        scan.flags.append((offset + m.start(), _verdict_label(name, False)))
+        scan.flags.append((offset + marker.start(), _verdict_label(name, False)))
 
 
 _SCORE_NAME = re.compile(r"score|rating|grade|mark", _I)
@@ -466,12 +466,12 @@ def scan(text: str) -> Scan:
             result.json_lines.add(line_of(m.start()))
     prose = _collapse(folded)
     for pattern in _DIRECTIVES:
-        m = pattern.search(prose)
-        if m is not None:
-            result.flags.append((min(m.start(), max(len(folded) - 1, 0)), "directive"))
+        directive = pattern.search(prose)
+        if directive is not None:
+            result.flags.append((min(directive.start(), max(len(folded) - 1, 0)), "directive"))
     if not any(label == "directive" for _, label in result.flags):
-        m = _SQUEEZED.search(re.sub(r"[^a-z0-9]+", "", folded.lower()))
-        if m is not None:
+        directive = _SQUEEZED.search(re.sub(r"[^a-z0-9]+", "", folded.lower()))
+        if directive is not None:
             result.flags.append((0, "directive"))
     return result
 

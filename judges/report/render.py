@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +122,7 @@ def _tie_share(entry: dict[str, Any]) -> float | None:
     return counts.get("tie", 0) / scored if scored else None
 
 
-def gate_verdict(gate: dict[str, Any]) -> str:
+def gate_verdict(gate: Mapping[str, Any]) -> str:
     """pass / fail / undecided (a gate written before the verdict existed: from `passed`)."""
     return str(gate.get("verdict") or ("pass" if gate.get("passed") else "fail"))
 
@@ -164,7 +165,7 @@ def lead(agreement: dict[str, Any]) -> dict[str, Any]:
     return next((e for e in entries if e["setting_id"] == focus), entries[0])
 
 
-def _findings(agreement: dict[str, Any], gate: dict[str, Any] | None) -> list[str]:
+def _findings(agreement: dict[str, Any], gate: Mapping[str, Any] | None) -> list[str]:
     """Plain sentences a reader needs before the tables."""
     entries = agreement["settings"]
     out: list[str] = []
@@ -260,7 +261,7 @@ def _rate(value: Any) -> float | None:
 
 
 def context(
-    agreement: dict[str, Any], gate: dict[str, Any] | None = None, injection: dict[str, Any] | None = None
+    agreement: dict[str, Any], gate: Mapping[str, Any] | None = None, injection: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Everything the HTML template and the markdown need, with the charts drawn."""
     entries = agreement["settings"]
@@ -343,7 +344,7 @@ def context(
 
 
 def render_html(
-    agreement: dict[str, Any], gate: dict[str, Any] | None = None, injection: dict[str, Any] | None = None
+    agreement: dict[str, Any], gate: Mapping[str, Any] | None = None, injection: dict[str, Any] | None = None
 ) -> str:
     """The report as one self-contained HTML document."""
     template = template_env(Path(__file__).parent, html=True).get_template("template.html.j2")
@@ -363,7 +364,7 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
 
 
 def render_markdown(
-    agreement: dict[str, Any], gate: dict[str, Any] | None = None, injection: dict[str, Any] | None = None
+    agreement: dict[str, Any], gate: Mapping[str, Any] | None = None, injection: dict[str, Any] | None = None
 ) -> str:
     """The same figures as the HTML report, as markdown tables."""
     ctx = context(agreement, gate, injection)
@@ -605,7 +606,7 @@ def _length_row(entry: dict[str, Any]) -> list[Any]:
 
 
 def render_report(
-    agreement: dict[str, Any], folder: str | Path, *, gate: dict[str, Any] | None = None
+    agreement: dict[str, Any], folder: str | Path, *, gate: Mapping[str, Any] | None = None
 ) -> dict[str, Path]:
     """Write `report.html` and `report.md` into `folder` (reading `injection.json` there if present)."""
     folder = Path(folder)

@@ -98,9 +98,11 @@ def _kappa_check(settings: GateSettings, figures: Mapping[str, Any], note: str |
 def _baseline_check(settings: GateSettings, figures: Mapping[str, Any]) -> GateCheck:
     kappas = {name: (figures.get("baseline_kappas") or {}).get(name) for name in settings.baselines}
     defined = {name: k for name, k in kappas.items() if k is not None}
-    best = max(defined, key=lambda name: defined[name]) if defined else None
+    best = max(defined.items(), key=lambda item: item[1])[0] if defined else None
     kappa = figures.get("kappa")
-    margin = None if best is None or kappa is None else kappa - defined[best]
+    margin = None
+    if best is not None and kappa is not None:
+        margin = kappa - defined[best]
     listed = ", ".join(f"{name} {'—' if k is None else f'{k:.3f}'}" for name, k in kappas.items())
     note = (
         f"judge kappa minus the best baseline's ({best}); baselines: {listed}"

@@ -50,6 +50,12 @@ def _upsert(text: str, block: str, before_heading: str | None) -> str:
     return text.rstrip("\n") + "\n\n" + block + "\n"
 
 
+def _upsert_html(page: str, block: str) -> str:
+    if BEGIN in page:
+        return _BLOCK.sub(lambda _: block, page, count=1)
+    return page.replace("</body>", block + "\n</body>", 1) if "</body>" in page else page + block
+
+
 def record_training_check(run_dir: Path, sentence: str) -> list[Path]:
     """Put the section into the card and the reports that exist; returns the files changed."""
     markdown = f"{BEGIN}\n## Training check\n\n{sentence}\n{END}"
@@ -67,12 +73,6 @@ def record_training_check(run_dir: Path, sentence: str) -> list[Path]:
             # Markdown emphasis is not HTML: the page gets the sentence as plain escaped text.
             body = html.escape(sentence.replace("**", "").replace("`", ""))
             block = f'{BEGIN}<section id="training-check"><h2>Training check</h2><p>{body}</p></section>{END}'
-            text = page.read_text(encoding="utf-8")
-            text = (
-                _BLOCK.sub(lambda _, b=block: b, text, count=1)
-                if BEGIN in text
-                else (text.replace("</body>", block + "\n</body>", 1) if "</body>" in text else text + block)
-            )
-            page.write_text(text, encoding="utf-8")
+            page.write_text(_upsert_html(page.read_text(encoding="utf-8"), block), encoding="utf-8")
             changed.append(page)
     return changed

@@ -179,7 +179,7 @@ def prepare(spec: TrainSpec) -> tuple[str, dict[str, list[str]]]:
 
 
 def _load_split(files: dict[str, list[str]]) -> Any:
-    from datasets import load_dataset  # type: ignore[import-untyped]
+    from datasets import load_dataset
 
     with tempfile.TemporaryDirectory() as cache:
         return load_dataset("parquet", data_files=files, cache_dir=cache, keep_in_memory=True)
