@@ -39,6 +39,18 @@ from factory.llm.errors import BudgetExceededError, CircuitOpenError
 Stop = Literal["budget", "circuit"]
 """Why the build must stop: a budget cap was reached, or a circuit is open (an endpoint is down)."""
 
+BuildStopKind = Literal["budget", "circuit", "interrupted"]
+"""What ended a build early: a call's `Stop`, or the user (Ctrl-C / a cancelled flow run)."""
+
+
+class BuildStop(TypedDict):
+    """Why a build stopped early: its kind, and the first stopping call's message (or "interrupted").
+    A plain dict, so a Prefect task can return it."""
+
+    kind: BuildStopKind
+    reason: str
+
+
 Verdict = Literal["A", "B", "tie"]
 
 
@@ -306,6 +318,7 @@ class OutcomeRecord(TypedDict):
     cause: str | None
     exit_code: int
     gate_failed: bool
+    stop: NotRequired[BuildStopKind | None]
 
 
 class Manifest(TypedDict):
@@ -316,6 +329,7 @@ class Manifest(TypedDict):
     finished_at: str
     status: str | None  # the outcome's status, once settled
     stopped_reason: str | None
+    stop: NotRequired[BuildStopKind | None]  # what stopped it (None: it ran to the end)
     counts: Counts
     # the gateway's usage: calls, cache_hits, prompt_tokens, ..., by_role, by_model, by_tag
     llm: dict[str, Any]

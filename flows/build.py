@@ -66,7 +66,7 @@ from factory.pipeline.runner import (
     salvage_delays,
     shards_to_salvage,
 )
-from factory.records import Failure, Manifest
+from factory.records import BuildStop, Failure, Manifest
 from factory.run.folder import RunFolder
 from factory.run.incremental import append_version
 from factory.run.output_location import url_protocol
@@ -290,16 +290,16 @@ def run_shard(run_dir: str, index: int, prompts: list[Prompt], token: str, flow_
     gateway = _gateway(config, run, token, flow_host)
     progress = _progress(token)
     ctx = BuildContext(config=config, run=run, gateway=gateway, progress=progress)
-    stopped: str | None = None
+    stopped: BuildStop | None = None
     try:
         _run_on_shard_loop(interrupts.stoppable(process_shard(ctx, index, prompts)))
     except BuildStopped as exc:
         # Not a failure to retry: the run stops cleanly and `--resume` finishes it later.
-        stopped = str(exc)
+        stopped = exc.stop
     except interrupts.CANCELLED:
         if not interrupts.requested():
             raise
-        stopped = interrupts.REASON  # not a failure either: the user stopped the build
+        stopped = {"kind": "interrupted", "reason": interrupts.REASON}  # the user stopped the build
     return {
         "stopped": stopped,
         "worker": _worker_id(),
@@ -310,7 +310,11 @@ def run_shard(run_dir: str, index: int, prompts: list[Prompt], token: str, flow_
 
 @task(name="finalize", retries=2, cache_policy=NO_CACHE)
 def finalize_build(
-    run_dir: str, failures: list[Failure], stopped: str | None, token: str, other_usage: list[dict[str, Any]]
+    run_dir: str,
+    failures: list[Failure],
+    stopped: BuildStop | None,
+    token: str,
+    other_usage: list[dict[str, Any]],
 ) -> Manifest | None:
     """Tables, dataset, gate, outcome and manifest of the run (the library's `finalize`)."""
     run = RunFolder.open(run_dir)
@@ -371,9 +375,9 @@ def _run_shards(plan: BuildPlan, indices: list[int]) -> list[dict[str, Any]]:
     return outcomes
 
 
-def _run_with_salvage(plan: BuildPlan, config: BuildConfig) -> tuple[list[dict[str, Any]], str | None]:
+def _run_with_salvage(plan: BuildPlan, config: BuildConfig) -> tuple[list[dict[str, Any]], BuildStop | None]:
     """Every shard, then the salvage rounds (`factory.pipeline.runner`): shards that recorded a
-    transient failure run again after a backoff. Returns every shard outcome and the stop reason."""
+    transient failure run again after a backoff. Returns every shard outcome and what stopped the build."""
     run = RunFolder(Path(plan.run_dir))
     outcomes = _run_shards(plan, list(range(len(plan.shards))))
     stopped = next((o["stopped"] for o in outcomes if o["stopped"]), None)

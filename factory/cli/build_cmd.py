@@ -258,8 +258,10 @@ def _summary(run_dir: Path, m: dict[str, Any]) -> None:
         )
         console.print(f"[{style}]{escape(line)}[/{style}]" if style else escape(line))
     status = Outcome(m["status"])
-    cause = (m.get("outcome") or {}).get("cause")
-    outcome = BuildOutcome(status, cause, gate_failed=gate_failed(m.get("gate")))
+    recorded = m.get("outcome") or {}
+    outcome = BuildOutcome(
+        status, recorded.get("cause"), gate_failed=gate_failed(m.get("gate")), stop=recorded.get("stop")
+    )
     line = outcome.line(run_dir)
     style = "bold red" if outcome.exit_code else "bold green"
     style = "bold yellow" if status is Outcome.PARTIAL else style

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from factory.llm.errors import BudgetExceededError, CircuitOpenError, LLMError
+from factory.records import BuildStopKind
 
 
 class Outcome(StrEnum):
@@ -71,6 +72,7 @@ class BuildOutcome:
     status: Outcome
     cause: str | None = None
     gate_failed: bool = False  # the quality gate ran and failed (see `gate_failed`)
+    stop: BuildStopKind | None = None  # what stopped the build early, when something did
 
     @property
     def exit_code(self) -> int:
@@ -91,9 +93,7 @@ class BuildOutcome:
             return f"partial: {self.cause}; retry them with: {resume}"
         if self.status is Outcome.STOPPED:
             hint = (
-                " (raise the cap with --max-calls/--max-tokens/--max-cost)"
-                if "Budget" in (self.cause or "")
-                else ""
+                " (raise the cap with --max-calls/--max-tokens/--max-cost)" if self.stop == "budget" else ""
             )
             return f"stopped: {self.cause}; finished shards are kept; finish with: {resume}{hint}"
         return f"failed: {self.cause}"
@@ -115,7 +115,8 @@ class BuildFacts:
     cache_hits: int
     call_errors: int
     failure_reasons: tuple[str, ...]
-    stopped: str | None
+    stopped: str | None  # the stopping call's message (or "interrupted")
+    stop: BuildStopKind | None = None  # what stopped the build
     endpoints: tuple[str, ...] = ()
 
 
@@ -125,7 +126,7 @@ def decide_outcome(facts: BuildFacts) -> BuildOutcome:
     A budget stop is `stopped` even with no row yet (raising the cap is the way on). Otherwise a build
     in which no model call succeeded is `failed` whatever stopped it: an open circuit there means the
     endpoint never answered, and resuming against it would fail again."""
-    budget_stop = facts.stopped is not None and BudgetExceededError.__name__ in facts.stopped
+    budget_stop = facts.stop == "budget"
     nothing_answered = facts.model_calls == 0 and facts.cache_hits == 0 and facts.call_errors > 0
     if nothing_answered and not budget_stop:
         return BuildOutcome(
@@ -133,8 +134,8 @@ def decide_outcome(facts: BuildFacts) -> BuildOutcome:
             f"every model call failed ({facts.call_errors} errors){_at(facts)}; "
             f"last error: {_last_error(facts)}",
         )
-    if facts.stopped is not None:
-        return BuildOutcome(Outcome.STOPPED, facts.stopped)
+    if facts.stop is not None:
+        return BuildOutcome(Outcome.STOPPED, facts.stopped, stop=facts.stop)
     if facts.usable_prompts > 0 and facts.dataset_rows == 0:
         return BuildOutcome(
             Outcome.FAILED,

@@ -38,7 +38,7 @@ from factory.pipeline.outcome import STOPPING_REASONS, transient_reasons
 from factory.pipeline.progress import BuildProgress
 from factory.pipeline.shard import BuildStopped, run_shard
 from factory.pipeline.stages import per_prompt as stages
-from factory.records import Failure, Manifest
+from factory.records import BuildStop, Failure, Manifest
 from factory.run.folder import RunFolder
 from factory.run.incremental import built_fingerprints, dataset_home, select_new_prompts
 from factory.run.lock import RunLock
@@ -150,7 +150,7 @@ def plan_build(
 def finalize(
     ctx: BuildContext,
     loading_failures: list[Failure],
-    stopped: str | None,
+    stopped: BuildStop | None,
     other_usage: list[dict[str, Any]] | None = None,
 ) -> Manifest:
     """The run's tables, dataset, gate and manifest (`finalize/finalize_run.py`).
@@ -186,9 +186,9 @@ async def process_shard(
 
 async def run_shards(
     ctx: BuildContext, shards: list[tuple[int, list[Prompt]]], parallel_shards: int = 2
-) -> str | None:
+) -> BuildStop | None:
     """Process `(index, prompts)` shards in order, up to `parallel_shards` at once, their prompts sharing
-    `parallel_shards * run.concurrency` prompt slots. Returns the reason the build stopped early, or None.
+    `parallel_shards * run.concurrency` prompt slots. Returns what stopped the build early, or None.
 
     The slots are shared and handed out first come, first served, so the next shard's prompts take
     over the slots as the current shard's last prompts finish: the gateway sees a steady stream of
@@ -200,7 +200,7 @@ async def run_shards(
     up to `parallel_shards - 1` shards. A budget still stops the build first if it runs out."""
     open_shards = asyncio.Semaphore(parallel_shards)
     slots = asyncio.Semaphore(parallel_shards * ctx.config.run.concurrency)
-    stopped: list[str] = []
+    stopped: list[BuildStop] = []
     target = ctx.config.pairs.target_pairs
     accepted = 0
 
@@ -212,13 +212,13 @@ async def run_shards(
             try:
                 accepted += await process_shard(ctx, index, prompts, slots)
             except BuildStopped as exc:
-                stopped.append(str(exc))
+                stopped.append(exc.stop)
 
     await asyncio.gather(*(guarded(i, p) for i, p in shards))
     return stopped[0] if stopped else None
 
 
-async def _run_with_salvage(ctx: BuildContext, plan: BuildPlan) -> str | None:
+async def _run_with_salvage(ctx: BuildContext, plan: BuildPlan) -> BuildStop | None:
     # Once the first calls are out, the wait on them hides finalize's imports (prefetch.py).
     asyncio.get_running_loop().call_later(0.5, prefetch_finalize_imports)
     stopped = await run_shards(ctx, list(enumerate(plan.shards)))

@@ -10,7 +10,7 @@ Files and resume are as before: a stage's shard file is written (atomically, fai
 every prompt of the shard is through that stage, in stage order, so a shard file that exists is
 finished. Stages whose file already exists are not run again: their rows are read back and handed
 to the later stages. A budget or an open circuit (a failure or judgment whose typed `stop` is set, see
-`stop_reason`) ends the chains of the shard;
+`first_stop`) ends the chains of the shard;
 only the stages that every prompt finished before the stop are written, and `BuildStopped` is raised.
 """
 
@@ -28,7 +28,7 @@ from factory._util.json_columns import decode_columns
 from factory.inputs.prompt_sources import Prompt
 from factory.pipeline.context import BuildContext
 from factory.pipeline.stages import per_prompt as stages
-from factory.records import Failure
+from factory.records import BuildStop, Failure
 
 # A stage's rows, whichever record the stage makes (candidates, judgments, pairs, MAPL rows).
 Rows = list[dict[str, Any]]
@@ -43,17 +43,23 @@ _JSON_COLUMNS = ("answers", "history", "reviewer_scores", "reviews", "models", "
 class BuildStopped(Exception):
     """A budget or an open circuit stopped the build; finished shards are kept."""
 
+    def __init__(self, stop: BuildStop) -> None:
+        super().__init__(stop["reason"])
+        self.stop = stop
 
-def stop_reason(rows: Sequence[Mapping[str, Any]], failures: Sequence[Failure]) -> str | None:
-    """What the first budget or circuit stop in a stage's output says (`"BudgetExceededError: ..."`),
-    or None. A stop is a failure whose `stop` is set or, for a judge that ran out of budget mid-item,
-    a judgment whose `stop` is set (its unscored reason then says why)."""
+
+def first_stop(rows: Sequence[Mapping[str, Any]], failures: Sequence[Failure]) -> BuildStop | None:
+    """The first budget or circuit stop in a stage's output, with what it says
+    (`"BudgetExceededError: ..."`), or None. A stop is a failure whose `stop` is set or, for a judge
+    that ran out of budget mid-item, a judgment whose `stop` is set (its unscored reason says why)."""
     for failure in failures:
-        if failure.get("stop"):
-            return failure["reason"].removeprefix("unscored: ")
+        kind = failure.get("stop")
+        if kind:
+            return {"kind": kind, "reason": failure["reason"].removeprefix("unscored: ")}
     for row in rows:
-        if row.get("stop"):
-            return str(row.get("unscored_reason"))
+        kind = row.get("stop")
+        if kind:
+            return {"kind": kind, "reason": str(row.get("unscored_reason"))}
     return None
 
 
@@ -76,8 +82,8 @@ class ShardRun:
                 ctx.progress.resumed(name, (p.prompt_id for p in prompts))
         # This run's output: stage -> prompt position -> (rows, failures).
         self._out: dict[str, dict[int, StageOutput]] = {name: {} for name in STAGES}
-        # (stage position, prompt position, reason) of every chain that ended early.
-        self._stops: list[tuple[int, int, str]] = []
+        # (stage index, prompt position, the stop it met; None: it ended because another chain stopped)
+        self._stops: list[tuple[int, int, BuildStop | None]] = []
 
     @property
     def complete(self) -> bool:
@@ -118,15 +124,15 @@ class ShardRun:
             return cast(list[R], self._finished[name].get(self.prompts[position].prompt_id, []))
         stage_at = STAGES.index(name)
         if self._stops:
-            self._stops.append((stage_at, position, ""))
+            self._stops.append((stage_at, position, None))
             return None
         result = step()
         if inspect.isawaitable(result):  # every stage but pairs, which is plain code
             result = await result
         rows, failures = result
-        reason = stop_reason(rows, failures)
-        if reason:
-            self._stops.append((stage_at, position, reason))
+        stop = first_stop(rows, failures)
+        if stop is not None:
+            self._stops.append((stage_at, position, stop))
             return None
         self._out[name][position] = (rows, failures)
         self.ctx.progress.advance(name, self.prompts[position].prompt_id, failed=len(failures))
@@ -148,7 +154,8 @@ class ShardRun:
             self.ctx.run.write_shard(name, self.index, rows, failures)
         if self._stops:
             # The first real stop in stage, then prompt order: what the stage-by-stage build reported.
-            raise BuildStopped(min((at, pos, why) for at, pos, why in self._stops if why)[2])
+            seen = [(at, pos, stop) for at, pos, stop in self._stops if stop is not None]
+            raise BuildStopped(min(seen, key=lambda seen_at: seen_at[:2])[2])
         return sum(len(self._rows("rationales", position)) for position in range(len(self.prompts)))
 
     def _rows(self, name: str, position: int) -> Sequence[Mapping[str, Any]]:

@@ -55,6 +55,7 @@ def test_max_calls_stops_the_cli_build_which_resumes_with_a_raised_cap(
         run_dir = Path(stopped.stdout.strip().splitlines()[-1])
         m = manifest(run_dir)
         assert m["status"] == "stopped" and "max_calls=10" in m["stopped_reason"]
+        assert m["stop"] == "budget" and m["outcome"]["stop"] == "budget"  # typed, not read from the text
         # What finished is kept: each kept pair comes from a shard whose every stage is done.
         pairs = pl.read_parquet(run_dir / "pairs.parquet")
         assert pairs.height > 0

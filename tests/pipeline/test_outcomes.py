@@ -71,13 +71,19 @@ def test_outcome_rules() -> None:
     partial = decide_outcome(_facts(failure_reasons=("RateLimitError: 429", "unscored: LLMTimeoutError: t")))
     assert partial.status is Outcome.PARTIAL and "2 prompts" in partial.cause
     assert (
-        decide_outcome(_facts(stopped="BudgetExceededError: budget reached: max_calls=3")).status
+        decide_outcome(_facts(stopped="BudgetExceededError: budget reached: max_calls=3", stop="budget")).status
         is Outcome.STOPPED
     )
     # A budget stop before any answer is still "raise the cap", not "failed".
     assert (
         decide_outcome(
-            _facts(model_calls=0, call_errors=0, dataset_rows=0, stopped="BudgetExceededError: max_calls=0")
+            _facts(
+                model_calls=0,
+                call_errors=0,
+                dataset_rows=0,
+                stopped="BudgetExceededError: max_calls=0",
+                stop="budget",
+            )
         ).status
         is Outcome.STOPPED
     )
@@ -89,6 +95,7 @@ def test_outcome_rules() -> None:
             endpoints=("http://h:1/v1",),
             failure_reasons=("AuthError: 401 bad key",),
             stopped="CircuitOpenError: circuit open",
+            stop="circuit",
         )
     )
     assert failed.status is Outcome.FAILED and "http://h:1/v1" in failed.cause and "AuthError" in failed.cause
@@ -96,6 +103,18 @@ def test_outcome_rules() -> None:
     assert nothing.status is Outcome.FAILED and "no dataset rows" in nothing.cause
     assert len(set(EXIT_CODES.values())) == 4 and EXIT_CODES[Outcome.COMPLETE] == 0
     assert not set(EXIT_CODES.values()) & {1, 2, 130}  # crash, usage error, interrupt keep their codes
+
+
+def test_the_stop_kind_decides_the_outcome_and_the_hint_not_the_message_text() -> None:
+    # A message that names no budget still gets the "raise the cap" hint when a budget stopped it ...
+    budget = decide_outcome(_facts(stopped="max_calls=3 reached", stop="budget"))
+    assert budget.status is Outcome.STOPPED and budget.stop == "budget"
+    assert "--max-calls" in budget.line("/r")
+    # ... and an open circuit whose provider message mentions a "Budget" does not.
+    circuit = decide_outcome(_facts(stopped="CircuitOpenError: 5 errors (Budget API down)", stop="circuit"))
+    assert circuit.status is Outcome.STOPPED and "--max-calls" not in circuit.line("/r")
+    # A message without a stop kind is not a stop: the build ran to the end.
+    assert decide_outcome(_facts(stopped="BudgetExceededError: x")).status is Outcome.COMPLETE
 
 
 def test_every_retryable_error_class_counts_as_transient() -> None:

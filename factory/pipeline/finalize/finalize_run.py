@@ -18,7 +18,7 @@ from factory.pipeline.cost_report import accepted_pairs, run_cost
 from factory.pipeline.finalize.manifest import build_manifest, merge_usage, settle_outcome
 from factory.pipeline.finalize.prefetch import wait_for_prefetch
 from factory.pipeline.finalize.stage_figures import stage_figures
-from factory.records import Failure, Manifest
+from factory.records import BuildStop, Failure, Manifest
 from factory.run.folder import RunFolder
 from factory.run.tables import merge_tables
 
@@ -39,7 +39,7 @@ def gate_judgments(run: RunFolder) -> pl.DataFrame:
 def finalize(
     ctx: BuildContext,
     loading_failures: list[Failure],
-    stopped: str | None,
+    stopped: BuildStop | None,
     other_usage: list[dict[str, Any]] | None = None,
 ) -> Manifest:
     """Merge shard files into the run's tables, write the dataset, decide the outcome and write the

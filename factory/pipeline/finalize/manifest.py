@@ -13,7 +13,7 @@ import polars as pl
 from factory import __version__
 from factory.pipeline.context import BuildContext
 from factory.pipeline.outcome import BuildFacts, BuildOutcome, decide_outcome, gate_failed
-from factory.records import GateOutcome, Manifest
+from factory.records import BuildStop, GateOutcome, Manifest
 
 _USAGE_TOTALS = (
     "calls",
@@ -32,7 +32,7 @@ _USAGE_TOTALS = (
 def build_manifest(
     ctx: BuildContext,
     rows: dict[str, int],
-    stopped: str | None,
+    stopped: BuildStop | None,
     *,
     usage: dict[str, Any],
     gate: GateOutcome | None = None,
@@ -47,7 +47,8 @@ def build_manifest(
         "factory_version": __version__,
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "status": None,  # set by `settle_outcome` once the dataset is written
-        "stopped_reason": stopped,
+        "stopped_reason": stopped["reason"] if stopped else None,
+        "stop": stopped["kind"] if stopped else None,
         "counts": {
             "prompts": prompts.height,
             "candidates": rows["candidates"],
@@ -77,6 +78,7 @@ def settle_outcome(ctx: BuildContext, manifest: Manifest, failure_reasons: list[
             call_errors=llm.get("errors", 0),
             failure_reasons=tuple(failure_reasons),
             stopped=manifest["stopped_reason"],
+            stop=manifest.get("stop"),
             endpoints=_endpoints(spec.api_base or spec.model for spec in ctx.config.models.values()),
         )
     )
@@ -87,6 +89,7 @@ def settle_outcome(ctx: BuildContext, manifest: Manifest, failure_reasons: list[
         "cause": outcome.cause,
         "exit_code": outcome.exit_code,
         "gate_failed": outcome.gate_failed,
+        "stop": outcome.stop,
     }
     return outcome
 
