@@ -24,6 +24,9 @@ def template_env(folder: Path, *, html: bool = False) -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=False,
+        # The templates ship with the package: checking each file's mtime on every render (one stat
+        # per template per call) buys nothing.
+        auto_reload=False,
     )
 
 

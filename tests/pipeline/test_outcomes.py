@@ -71,7 +71,9 @@ def test_outcome_rules() -> None:
     partial = decide_outcome(_facts(failure_reasons=("RateLimitError: 429", "unscored: LLMTimeoutError: t")))
     assert partial.status is Outcome.PARTIAL and "2 prompts" in partial.cause
     assert (
-        decide_outcome(_facts(stopped="BudgetExceededError: budget reached: max_calls=3", stop="budget")).status
+        decide_outcome(
+            _facts(stopped="BudgetExceededError: budget reached: max_calls=3", stop="budget")
+        ).status
         is Outcome.STOPPED
     )
     # A budget stop before any answer is still "raise the cap", not "failed".
