@@ -33,7 +33,10 @@ COMPONENTS = (
     ("litellm", re.compile(r"litellm/")),
     ("HTTP client (aiohttp, httpx, openai SDK)", re.compile(r"aiohttp/|httpx/|httpcore|openai/")),
     ("LangGraph / langchain_core", re.compile(r"langgraph/|langchain_core/")),
-    ("finalize (tables, HF dataset, card)", re.compile(r"factory/pipeline/finalize\.py")),
+    (
+        "finalize (tables, HF dataset, card)",
+        re.compile(r"factory/pipeline/finalize/|factory/dataset/|factory/run/tables"),
+    ),
     ("gateway (limits, retries, budget, usage)", re.compile(r"factory/llm/")),
     ("stages, workflows, judges", re.compile(r"factory/|judges/")),
     ("asyncio event loop", re.compile(r"asyncio/")),

@@ -233,6 +233,73 @@ _DIRECTIVES: tuple[re.Pattern[str], ...] = tuple(re.compile(p, _I) for p in (
      r"|\bignor(?:iere|ieren)[ \t]+(?:alle[ \t]+)?(?:vorherigen|bisherigen)[ \t]+anweisungen"),
 ))  # fmt: skip
 
+
+def _literal_starts(pattern: re.Pattern[str]) -> frozenset[str] | None:
+    """Letters every match of `pattern` starts with, as the set of their possible spellings
+    ({"ignore", "disregard", ...} for `\\b(?:ignore|disregard)...`), lowercased; None when no such
+    prefix can be read from the pattern (it starts with a class, a repeat, ...).
+
+    A text that contains none of them cannot match, so the pattern need not be run over it: most
+    answers mention none of a directive's leading words, and the directives were a tenth of a build's
+    CPU (`docs/benchmarks.md`). Read from the parsed pattern, so a pattern edited later keeps a
+    correct gate (or none)."""
+    from re import _constants as sre  # type: ignore[attr-defined]
+    from re import _parser  # type: ignore[attr-defined]
+
+    def starts(items: list[tuple[object, object]]) -> set[str] | None:
+        out = {""}
+        for op, arg in items:
+            if op in (sre.ASSERT_NOT, sre.ASSERT) and arg[0] == -1:  # type: ignore[index]
+                continue  # a lookbehind consumes nothing
+            if op == sre.AT and arg == sre.AT_BOUNDARY:
+                continue
+            if op == sre.LITERAL and chr(arg).isalpha():  # type: ignore[arg-type]
+                out = {prefix + chr(arg).lower() for prefix in out}  # type: ignore[arg-type]
+                continue
+            if op == sre.SUBPATTERN:
+                inner = starts(list(arg[-1]))  # type: ignore[index]
+                return {prefix + s for prefix in out for s in inner} if inner else _some(out)
+            if op == sre.BRANCH:
+                spellings: set[str] = set()
+                for alternative in arg[1]:  # type: ignore[index]
+                    found = starts(list(alternative))
+                    if not found:
+                        return _some(out)
+                    spellings |= found
+                return {prefix + s for prefix in out for s in spellings}
+            return _some(out)
+        return _some(out)
+
+    def _some(prefixes: set[str]) -> set[str] | None:
+        kept = {p for p in prefixes if p}
+        return kept if len(kept) == len(prefixes) else None
+
+    try:
+        found = starts(list(_parser.parse(pattern.pattern, pattern.flags)))
+    except Exception:  # a private module: if its shape changes, every pattern simply runs
+        return None
+    return frozenset(found) if found else None
+
+
+# (pattern, its literal starts): the pattern runs only over a text that holds one of them.
+_GATED_DIRECTIVES = tuple((pattern, _literal_starts(pattern)) for pattern in _DIRECTIVES)
+# Besides the case pairs str.lower() knows, IGNORECASE matches dotless i to i and long s to s.
+_IGNORECASE_EXTRAS = str.maketrans({"\u0131": "i", "\u017f": "s"})
+
+
+def _directive_matches(prose: str) -> list[re.Match[str]]:
+    """The first match of each directive in `prose`, skipping those whose leading words are absent."""
+    lowered = prose.lower().translate(_IGNORECASE_EXTRAS)
+    found = []
+    for pattern, gate in _GATED_DIRECTIVES:
+        if gate is not None and not any(word in lowered for word in gate):
+            continue
+        match = pattern.search(prose)
+        if match is not None:
+            found.append(match)
+    return found
+
+
 # Letter-spaced or dotted words ("i g n o r e", "D.i.s.r.e.g.a.r.d") read as words to a model: the same
 # few phrases are looked for once more in the text squeezed to letters and digits.
 _SQUEEZED = re.compile(
@@ -465,14 +532,11 @@ def scan(text: str) -> Scan:
             result.escape.add(line_of(m.start()))
             result.json_lines.add(line_of(m.start()))
     prose = _collapse(folded)
-    for pattern in _DIRECTIVES:
-        directive = pattern.search(prose)
-        if directive is not None:
-            result.flags.append((min(directive.start(), max(len(folded) - 1, 0)), "directive"))
-    if not any(label == "directive" for _, label in result.flags):
-        directive = _SQUEEZED.search(re.sub(r"[^a-z0-9]+", "", folded.lower()))
-        if directive is not None:
-            result.flags.append((0, "directive"))
+    for directive in _directive_matches(prose):
+        result.flags.append((min(directive.start(), max(len(folded) - 1, 0)), "directive"))
+    directed = any(label == "directive" for _, label in result.flags)
+    if not directed and _SQUEEZED.search(re.sub(r"[^a-z0-9]+", "", folded.lower())) is not None:
+        result.flags.append((0, "directive"))
     return result
 
 

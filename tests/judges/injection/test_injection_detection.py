@@ -221,3 +221,32 @@ def test_injection_test_reads_other_attack_and_answer_files(tmp_path: Path) -> N
     assert missing.returncode == 2 and missing.stderr.startswith("error: file not found")
     no_out = run_cli("injection-test", "--judge-model", "openai/fake")
     assert no_out.returncode == 2 and "--out" in no_out.stderr and "Traceback" not in no_out.stderr
+
+
+def _texts_with_directives() -> list[str]:
+    """Attack texts, their case-twisted spellings, and the 805 ordinary answers: every directive
+    pattern that matches any of them must have let that text through its gate."""
+    texts = [case.text for case in ATTACKS]
+    texts += [t.upper() for t in texts] + [t.replace("i", "\u0131").replace("s", "\u017f") for t in texts]
+    return texts + load_ordinary()
+
+
+def test_a_directives_literal_gate_never_skips_a_text_the_pattern_matches() -> None:
+    from judges.protocols import _detect
+
+    gated = [(p, g) for p, g in _detect._GATED_DIRECTIVES if g is not None]
+    assert len(gated) >= 20  # most directives start with words (the gate is what makes them cheap)
+    matched = 0
+    for text in _texts_with_directives():
+        prose = _detect._collapse("\n".join(_detect._detection_view(line) for line in text.split("\n")))
+        lowered = prose.lower().translate(_detect._IGNORECASE_EXTRAS)
+        for pattern, gate in gated:
+            if pattern.search(prose) is not None:
+                matched += 1
+                assert any(word in lowered for word in gate), (pattern.pattern[:60], text[:80])
+    assert matched >= 40  # the check saw real matches, not only misses
+    # And what the scan reports is what running every pattern reports.
+    for text in _texts_with_directives()[:400]:
+        prose = _detect._collapse("\n".join(_detect._detection_view(line) for line in text.split("\n")))
+        every = [m.start() for m in (p.search(prose) for p in _detect._DIRECTIVES) if m is not None]
+        assert [m.start() for m in _detect._directive_matches(prose)] == every
