@@ -31,6 +31,8 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from judges.protocols._literal_gate import IGNORECASE_EXTRAS as _IGNORECASE_EXTRAS
+from judges.protocols._literal_gate import literal_starts
 from judges.protocols._normalize import decode_escapes, fold
 
 _I = re.IGNORECASE
@@ -234,57 +236,8 @@ _DIRECTIVES: tuple[re.Pattern[str], ...] = tuple(re.compile(p, _I) for p in (
 ))  # fmt: skip
 
 
-def _literal_starts(pattern: re.Pattern[str]) -> frozenset[str] | None:
-    """Letters every match of `pattern` starts with, as the set of their possible spellings
-    ({"ignore", "disregard", ...} for `\\b(?:ignore|disregard)...`), lowercased; None when no such
-    prefix can be read from the pattern (it starts with a class, a repeat, ...).
-
-    A text that contains none of them cannot match, so the pattern need not be run over it: most
-    answers mention none of a directive's leading words, and the directives were a tenth of a build's
-    CPU (`docs/benchmarks.md`). Read from the parsed pattern, so a pattern edited later keeps a
-    correct gate (or none)."""
-    from re import _constants as sre  # type: ignore[attr-defined]
-    from re import _parser  # type: ignore[attr-defined]
-
-    def starts(items: list[tuple[object, object]]) -> set[str] | None:
-        out = {""}
-        for op, arg in items:
-            if op in (sre.ASSERT_NOT, sre.ASSERT) and arg[0] == -1:  # type: ignore[index]
-                continue  # a lookbehind consumes nothing
-            if op == sre.AT and arg == sre.AT_BOUNDARY:
-                continue
-            if op == sre.LITERAL and chr(arg).isalpha():  # type: ignore[arg-type]
-                out = {prefix + chr(arg).lower() for prefix in out}  # type: ignore[arg-type]
-                continue
-            if op == sre.SUBPATTERN:
-                inner = starts(list(arg[-1]))  # type: ignore[index]
-                return {prefix + s for prefix in out for s in inner} if inner else _some(out)
-            if op == sre.BRANCH:
-                spellings: set[str] = set()
-                for alternative in arg[1]:  # type: ignore[index]
-                    found = starts(list(alternative))
-                    if not found:
-                        return _some(out)
-                    spellings |= found
-                return {prefix + s for prefix in out for s in spellings}
-            return _some(out)
-        return _some(out)
-
-    def _some(prefixes: set[str]) -> set[str] | None:
-        kept = {p for p in prefixes if p}
-        return kept if len(kept) == len(prefixes) else None
-
-    try:
-        found = starts(list(_parser.parse(pattern.pattern, pattern.flags)))
-    except Exception:  # a private module: if its shape changes, every pattern simply runs
-        return None
-    return frozenset(found) if found else None
-
-
 # (pattern, its literal starts): the pattern runs only over a text that holds one of them.
-_GATED_DIRECTIVES = tuple((pattern, _literal_starts(pattern)) for pattern in _DIRECTIVES)
-# Besides the case pairs str.lower() knows, IGNORECASE matches dotless i to i and long s to s.
-_IGNORECASE_EXTRAS = str.maketrans({"\u0131": "i", "\u017f": "s"})
+_GATED_DIRECTIVES = tuple((pattern, literal_starts(pattern)) for pattern in _DIRECTIVES)
 
 
 def _directive_matches(prose: str) -> list[re.Match[str]]:
