@@ -7,9 +7,10 @@ does not contain. The text is compared lowercased, with `IGNORECASE_EXTRAS` appl
 from __future__ import annotations
 
 import re
-# Private modules of `re`: if their shape changes, `literal_starts` gives None and every pattern runs.
 from re import _constants as sre  # type: ignore[attr-defined]
 from re import _parser  # type: ignore[attr-defined]
+
+# `re`'s parser is private: if its shape changes, `literal_starts` gives None and every pattern runs.
 
 # Besides the case pairs str.lower() knows, IGNORECASE matches dotless i to i and long s to s.
 IGNORECASE_EXTRAS = str.maketrans({"\u0131": "i", "\u017f": "s"})
