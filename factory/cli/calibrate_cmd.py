@@ -96,7 +96,7 @@ def print_table(agreement: dict[str, Any], console: Console) -> None:
 
 def verdict_lines(agreement: dict[str, Any]) -> list[str]:
     """The sample, the baselines and, per setting, the verdict against min_kappa, recall and length control."""
-    from judges.report.render import decision_text, length_cells
+    from judges.report.figures import decision_text, length_cells
 
     lines = []
     sample = agreement.get("sample")

@@ -7,19 +7,9 @@
 True
 """
 
-from factory.mapl.constraints import (
-    KINDS,
-    Constraint,
-    ConstraintError,
-    Relation,
-    candidates,
-    from_dict,
-    from_ifeval,
-    from_ifeval_row,
-    satisfied_by,
-    verify,
-    violated_by,
-)
+from factory.mapl.constraints import KINDS, Constraint, ConstraintError, Relation
+from factory.mapl.loading import from_dict, from_ifeval, from_ifeval_row, verify
+from factory.mapl.proposals import candidates, satisfied_by, violated_by
 from factory.mapl.variants import (
     augment_prompt,
     inter_sample_pair,

@@ -1,14 +1,13 @@
-"""Verifiable constraints (IFEval style): instruction text, a code checker and measured generators.
+"""Verifiable constraints (IFEval style): each kind's instruction text, code checker and proposer.
 
 Every constraint is a frozen pydantic model whose field names are IFEval's kwargs names, so
-`describe()` round-trips through `from_dict` and IFEval rows map onto it through `from_ifeval`.
-Generators measure a response (count its words, find its keywords, ...) and propose candidate
-constraints on both sides of the measurement; the checker then decides which side each one is on,
-so a generated constraint is never returned on the generator's word alone.
+`describe()` round-trips through `factory.mapl.loading.from_dict` and IFEval rows map onto it through
+`from_ifeval`. A kind's `propose` measures a response (counts its words, finds its keywords, ...) and
+returns candidates on both sides of the measurement; `factory.mapl.proposals` lets the checker decide
+which side each one is on, so a proposed constraint is never kept on the proposer's word alone.
 
-    >>> rng = random.Random(0)
-    >>> [c.check("a short reply.") for c in satisfied_by("a short reply.", rng, k=2)]
-    [True, True]
+    >>> NumberWords(relation="at most", num_words=5).check("a short reply.")
+    True
 """
 
 from __future__ import annotations
@@ -16,10 +15,10 @@ from __future__ import annotations
 import json
 import random
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from factory.mapl._text import (
     END_PHRASES,
@@ -543,102 +542,11 @@ KINDS: dict[str, type[Constraint]] = {
 """Every constraint kind by its IFEval instruction id."""
 
 
-# --- plain data in and out ----------------------------------------------------------------------
-
-
-def _build(kind: str, params: Mapping[str, Any]) -> Constraint:
-    cls = KINDS.get(kind)
-    if cls is None:
-        raise ConstraintError(f"unknown constraint kind {kind!r}; known kinds: {', '.join(sorted(KINDS))}")
-    try:
-        return cls.model_validate(dict(params))
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ConstraintError(f"bad parameters for {kind}: {problems}") from None
-
-
-def from_dict(data: Mapping[str, Any]) -> Constraint:
-    """Rebuild a constraint from `describe()` output, e.g. `{"kind": "punctuation:no_comma"}`."""
-    if "kind" not in data:
-        raise ConstraintError(f"constraint dict has no 'kind': {dict(data)!r}")
-    return _build(str(data["kind"]), {k: v for k, v in data.items() if k != "kind"})
-
-
-def verify(constraint: Mapping[str, Any] | Constraint, response: str) -> bool:
-    """Re-run a recorded constraint's checker on `response`."""
-    built = constraint if isinstance(constraint, Constraint) else from_dict(constraint)
-    return built.check(response)
-
-
-def from_ifeval(instruction_id: str, kwargs: Mapping[str, Any] | None) -> Constraint:
-    """Build the constraint for one IFEval instruction id and its kwargs (None values are dropped).
-
-    >>> from_ifeval("length_constraints:number_words", {"relation": "at least", "num_words": 300}).num_words
-    300
-    """
-    if instruction_id not in KINDS:
-        raise ConstraintError(
-            f"IFEval instruction {instruction_id!r} has no checker here; "
-            f"mapped ids: {', '.join(sorted(KINDS))}"
-        )
-    return _build(instruction_id, {k: v for k, v in (kwargs or {}).items() if v is not None})
-
-
-def from_ifeval_row(row: Mapping[str, Any]) -> list[Constraint]:
-    """All constraints of one IFEval row (`instruction_id_list` + `kwargs`); raises on unmapped ids."""
-    ids, kwargs = row["instruction_id_list"], row.get("kwargs") or [{}] * len(row["instruction_id_list"])
-    return [from_ifeval(i, k) for i, k in zip(ids, kwargs, strict=True)]
-
-
-# --- generators ---------------------------------------------------------------------------------
-
-
-def _pick(response: str, rng: random.Random, k: int, want: bool) -> list[Constraint]:
-    by_kind: list[tuple[str, list[Constraint]]] = []
-    for kind, cls in KINDS.items():  # dict order is fixed, so the rng is drawn in a fixed order
-        # The checker, not the generator, decides which side of the response a candidate is on.
-        fitting = [c for c in cls.propose(response, rng) if c.check(response) is want]
-        if fitting:
-            by_kind.append((kind, fitting))
-    rng.shuffle(by_kind)
-    chosen: list[Constraint] = []
-    groups: set[str] = set()
-    for kind, fitting in by_kind:
-        group = KINDS[kind].group or kind
-        if len(chosen) == k or group in groups:
-            continue
-        groups.add(group)
-        chosen.append(rng.choice(fitting))
-    return chosen
-
-
-def satisfied_by(response: str, rng: random.Random, k: int) -> list[Constraint]:
-    """Up to `k` constraints of distinct kinds (and non-conflicting groups) that `response` satisfies."""
-    return _pick(response, rng, k, want=True)
-
-
-def violated_by(response: str, rng: random.Random, k: int) -> list[Constraint]:
-    """Up to `k` constraints of distinct kinds (and non-conflicting groups) that `response` violates."""
-    return _pick(response, rng, k, want=False)
-
-
-def candidates(response: str, rng: random.Random) -> list[Constraint]:
-    """Every candidate measured from `response`, on both sides of it (not yet checked)."""
-    return [c for cls in KINDS.values() for c in cls.propose(response, rng)]
-
-
 __all__ = [
     "KINDS",
     "Constraint",
     "ConstraintError",
     "Relation",
-    "candidates",
     "count_sentences",
     "count_words",
-    "from_dict",
-    "from_ifeval",
-    "from_ifeval_row",
-    "satisfied_by",
-    "verify",
-    "violated_by",
 ]

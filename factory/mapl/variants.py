@@ -17,14 +17,9 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from factory.mapl.constraints import (
-    Constraint,
-    ConstraintError,
-    candidates,
-    from_dict,
-    satisfied_by,
-    violated_by,
-)
+from factory.mapl.constraints import Constraint, ConstraintError
+from factory.mapl.loading import from_dict
+from factory.mapl.proposals import candidates, satisfied_by, violated_by
 
 ConstraintLike = Constraint | Mapping[str, Any]
 

@@ -17,9 +17,10 @@ from factory.testing.default_replies import default_reply, schema_instance
 from factory.testing.script import Fault, Rule, Script, ScriptExhausted, ServerScript, load_script
 
 if TYPE_CHECKING:
-    from factory.testing.fake_server import FakeLLMApp, FakeLLMServer, serve_forever
+    from factory.testing.fake_app import FakeLLMApp
+    from factory.testing.fake_server import FakeLLMServer, serve_forever
 
-_SERVER_NAMES = {"FakeLLMApp", "FakeLLMServer", "serve_forever"}
+_SERVER_NAMES = {"FakeLLMServer", "serve_forever"}
 
 
 def __getattr__(name: str) -> Any:
@@ -29,6 +30,10 @@ def __getattr__(name: str) -> Any:
         from factory.testing import fake_server
 
         return getattr(fake_server, name)
+    if name == "FakeLLMApp":
+        from factory.testing.fake_app import FakeLLMApp
+
+        return FakeLLMApp
     raise AttributeError(f"module 'factory.testing' has no attribute {name!r}")
 
 
