@@ -27,6 +27,7 @@ from typing import Any
 
 from factory._util import interrupts
 from factory._util.atomic_files import atomic_write_text
+from factory._util.gc_settings import long_lived_heap
 from factory.config import BuildConfig, dump_config, load_config
 from factory.inputs.prompt_sources import Prompt, RejectedPrompt
 from factory.pipeline.build_gateway import build_gateway, with_shared_cache_dir
@@ -259,8 +260,9 @@ def run_build(
             on_start(run, plan.new_prompts)
         ctx = BuildContext(config=config, run=run, gateway=gateway, progress=progress)
         try:
-            stopped = asyncio.run(interrupts.stoppable(_run_with_salvage(ctx, plan)))
-            manifest = finalize(ctx, plan.loading_failures, stopped)
+            with long_lived_heap():
+                stopped = asyncio.run(interrupts.stoppable(_run_with_salvage(ctx, plan)))
+                manifest = finalize(ctx, plan.loading_failures, stopped)
         except (*interrupts.CANCELLED, KeyboardInterrupt):
             if not interrupts.requested():
                 raise
