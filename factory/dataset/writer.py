@@ -53,6 +53,7 @@ _OWNED = {
     *CONFIGS,
 }  # what we write into dataset/; other files there (agreement.json ...) are kept
 _BATCH_ROWS = 5_000  # rows buffered per file before a row group is written
+_ARROW_BATCH_ROWS = 5_000  # rows per record batch when a split is copied into Arrow for `dataset_dict/`
 
 
 class SplitFiles:
@@ -132,14 +133,29 @@ def _swap_in(tmp: Path, final: Path) -> None:
 
 
 def _save_dataset_dict(files: dict[str, Path], target: Path, scratch: Path) -> None:
-    """`DatasetDict.save_to_disk` of parquet files, read as memory-mapped Arrow (built in `scratch`)."""
+    """`DatasetDict.save_to_disk` of parquet files, each read as memory-mapped Arrow.
+
+    Each parquet file is copied batch by batch into an Arrow stream file in `scratch`, which
+    `Dataset.from_file` maps without loading it. `Dataset.from_parquet` would give the same dataset
+    (same features and rows) but goes through a dataset builder, whose set-up alone took about a
+    third of a second of every build's finalize."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
     from datasets import Dataset, DatasetDict
     from datasets.utils import logging as hf_logging
 
+    scratch.mkdir(parents=True, exist_ok=True)
+    splits = {}
+    for split, path in files.items():
+        arrow = scratch / f"{split}.arrow"
+        parquet = pq.ParquetFile(path)
+        with pa.OSFile(str(arrow), "wb") as sink, pa.ipc.new_stream(sink, parquet.schema_arrow) as stream:
+            for batch in parquet.iter_batches(batch_size=_ARROW_BATCH_ROWS):
+                stream.write_batch(batch)
+        splits[split] = Dataset.from_file(str(arrow))
     bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # "Generating train split" would be noise in a build's output
+    hf_logging.disable_progress_bar()  # "Saving the dataset" would be noise in a build's output
     try:
-        splits = {s: Dataset.from_parquet(str(p), cache_dir=str(scratch)) for s, p in files.items()}
         DatasetDict(splits).save_to_disk(str(target))
     finally:
         if bars:
