@@ -1,3 +1,3 @@
-from factory.cli import main
+from factory.cli import console_entry
 
-main()
+console_entry()

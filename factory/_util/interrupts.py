@@ -155,16 +155,11 @@ def handle_interrupts(
 def exit_process(code: int = EXIT_CODE) -> NoReturn:
     """End the process now that an interrupted build has said where it stopped: output flushed and
     exit handlers run (Prefect's log flush and its temporary API's stop), but not the interpreter's
-    teardown of every module, which after a large build takes seconds of a user's wait for nothing."""
-    import atexit
+    teardown of every module, which after a large build takes seconds of a user's wait for nothing.
+    Threads still running are not waited for."""
+    from factory._util.process_exit import exit_now
 
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    atexit._run_exitfuncs()
-    os._exit(code)
+    exit_now(code, wait_for_threads=False)
 
 
 def _terminal_state() -> list[Any] | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import NoReturn
 
 from factory._util.errors import UserError
 from factory.cli.app import app
@@ -84,4 +85,17 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
 
 
-__all__ = ["app", "main"]
+def console_entry() -> NoReturn:
+    """The `factory` console script and `python -m factory`: `main()`, then the process ends without
+    the interpreter's teardown (`factory._util.process_exit`), which after a large build is a
+    noticeable wait with nothing left to do. Tests and library callers call `main()` instead."""
+    from factory._util.process_exit import exit_code, exit_now
+
+    try:
+        main()
+    except SystemExit as exc:
+        exit_now(exit_code(exc.code))
+    exit_now(0)
+
+
+__all__ = ["app", "console_entry", "main"]
