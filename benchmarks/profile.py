@@ -108,6 +108,23 @@ def _profile(spy: str, server: LatencyServer, work: Path, transport: str, n: int
     return {"transport": transport, "prompts": n, "concurrency": c, **shares(out.read_text())}
 
 
+def _collector(server: LatencyServer, work: Path, settings: str, n: int, c: int) -> dict[str, Any]:
+    """The garbage collections of one whole build, on the build's collector settings or CPython's
+    defaults (`_gc_probe.py`); the last stderr line is the probe's JSON."""
+    config_path = _factory_config(server, work, n, c)
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("_gc_probe.py")), "build", str(config_path)]
+        + ["--engine", "local", "--quiet"],
+        env={**child_env(), "OPENAI_API_KEY": "x", "FACTORY_BENCH_GC": settings},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=1800,
+    )
+    return {"settings": settings, "prompts": n, "concurrency": c, **json.loads(done.stderr.splitlines()[-1])}
+
+
 def run(opts: Options) -> dict[str, Any]:
     spy = py_spy()
     if spy is None:
@@ -118,4 +135,14 @@ def run(opts: Options) -> dict[str, Any]:
     with LatencyServer(LATENCY_MS) as server:
         load = load_average()
         profiles = [_profile(spy, server, work, t, n, c) for t in ("lean", "litellm")]
-    return {"rate_hz": RATE_HZ, "latency_ms": LATENCY_MS, "load_average": load, "profiles": profiles}
+        # The collector's own time is invisible to py-spy's Python frames: timed separately, at the
+        # side-by-side's C=64 size, on the build's settings and on CPython's defaults.
+        gc_n, gc_c = (48, 8) if opts.quick else (1500, 64)
+        collector = [_collector(server, work, s, gc_n, gc_c) for s in ("build", "default")]
+    return {
+        "rate_hz": RATE_HZ,
+        "latency_ms": LATENCY_MS,
+        "load_average": load,
+        "profiles": profiles,
+        "collector": collector,
+    }

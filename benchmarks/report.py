@@ -477,6 +477,23 @@ def _throughput_findings(records: dict[str, dict[str, Any]]) -> list[str]:
             "call (WAL, synchronous=NORMAL): batching commits would save at most its share and break the promise "
             "that a killed build repeats no finished call, so it stays."
         )
+        gc_runs = {g["settings"]: g for g in prof.get("collector") or []}
+        if {"build", "default"} <= gc_runs.keys():
+            mine, stock = gc_runs["build"], gc_runs["default"]
+
+            def counts(g: dict[str, Any]) -> str:
+                return " / ".join(str(g["collections"][k]) for k in ("0", "1", "2"))
+
+            out.append(
+                f"The cycle collector, timed with `gc.callbacks` over a whole {mine['prompts']}-prompt build at "
+                f"C={mine['concurrency']} (py-spy's Python frames cannot see it): on CPython's default thresholds "
+                f"{counts(stock)} young / middle / full collections took {_fmt(stock['total_s'])} s; with the "
+                f"heap that lives for the whole build frozen and higher thresholds (`factory/_util/gc_settings.py`), "
+                f"{counts(mine)} took {_fmt(mine['total_s'])} s. After the last call, finalize copies each split "
+                "into Arrow for `dataset_dict/` instead of going through a `datasets` builder, and the `factory` "
+                "process ends without the interpreter's teardown, a last full collection over the whole heap "
+                "(`factory/_util/process_exit.py`)."
+            )
     return out
 
 
