@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-import webbrowser
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from factory._util.errors import UserError
-from factory.annotate.server import AnnotationServer, open_session
 
 
 def register(app: typer.Typer) -> None:
@@ -72,6 +69,13 @@ def register(app: typer.Typer) -> None:
             return
         if annotator is None:
             raise UserError("--annotator NAME is required to label (your name is stored with every label)")
+        # Here, not at the top: every command module is imported when the CLI starts, and the page's
+        # server (http.server, ssl) would add its import time to every `factory build`.
+        import threading
+        import webbrowser
+
+        from factory.annotate.server import AnnotationServer, open_session
+
         session = open_session(source, annotator, out=out, budget=budget, seed=seed)
         server = AnnotationServer(session, host=host, port=port)
         name = session.default_annotator or annotator
