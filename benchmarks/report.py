@@ -195,9 +195,11 @@ def _side_by_side(r: dict[str, Any]) -> tuple[str, list[list[Any]]]:
                 cu["pairs_per_s"],
                 d["pairs_per_s"],
                 s["factory_over_curator"],
+                s.get("bound_over_curator"),
                 s["factory_over_distilabel"],
                 f["first_call_s"],
                 f["calling_calls_per_s"],
+                s.get("wire_calls_per_s"),
                 s["limit_calls_per_s"],
                 s["load_average"],
             ]
@@ -211,13 +213,21 @@ def _side_by_side(r: dict[str, Any]) -> tuple[str, list[list[Any]]]:
             "Curator pairs/s",
             "distilabel pairs/s",
             "factory / Curator",
+            "best possible / Curator",
             "factory / distilabel",
             "factory first call s",
             "factory calling calls/s",
+            "raw aiohttp calls/s",
             "limit calls/s",
             "load average",
         ],
         rows,
+    )
+    text += (
+        "\n\n'best possible / Curator' is Curator's wall time over the time the prompts' 3n calls take at raw "
+        "aiohttp's rate at that concurrency (measured in the same run, 'raw aiohttp calls/s'): the ratio a "
+        "client with no start-up, no per-call work and no finalize would reach. A target above it cannot be "
+        "met against this Curator run."
     )
     t = r["targets"]
     checks = [

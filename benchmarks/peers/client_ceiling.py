@@ -2,7 +2,8 @@
 """Client-side ceilings at one concurrency against the fixed-latency fake server, one process each:
 raw aiohttp, the openai SDK (httpx), litellm.acompletion. Prints calls/s and CPU ms per call.
 
-Usage: client_ceiling.py PORT CALLS CONCURRENCY   (server: fake_latency_server.py PORT LATENCY_MS)
+Usage: client_ceiling.py PORT CALLS CONCURRENCY [CLIENTS]   (server: fake_latency_server.py PORT LATENCY_MS)
+CLIENTS: a comma-separated subset of aiohttp,openai-sdk,litellm (default all three).
 Needs a venv with aiohttp, openai and litellm (e.g. Curator's).
 """
 
@@ -13,6 +14,7 @@ import time
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 port, n, c = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+clients = set(sys.argv[4].split(",")) if len(sys.argv) > 4 else {"aiohttp", "openai-sdk", "litellm"}
 base = f"http://127.0.0.1:{port}/v1"
 msgs = [{"role": "user", "content": "Question: explain item 1."}]
 
@@ -40,7 +42,10 @@ async def main():
             ) as r:
                 (await r.json())["choices"][0]["message"]["content"]
 
-        yield "aiohttp", await bounded(raw)
+        if "aiohttp" in clients:
+            yield "aiohttp", await bounded(raw)
+    if not clients & {"openai-sdk", "litellm"}:
+        return
     from openai import AsyncOpenAI
 
     client = AsyncOpenAI(base_url=base, api_key="x", max_retries=0)
@@ -52,7 +57,10 @@ async def main():
             .message.content
         )
 
-    yield "openai-sdk", await bounded(sdk)
+    if "openai-sdk" in clients:
+        yield "openai-sdk", await bounded(sdk)
+    if "litellm" not in clients:
+        return
     import litellm
 
     async def ll(i):
