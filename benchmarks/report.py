@@ -77,7 +77,7 @@ def _throughput(r: dict[str, Any]) -> tuple[str, list[list[Any]]]:
         for x in r["builds"]
     ]
     text = (
-        f"Fake server in its own process, fixed latency {r['latency_s'] * 1000:g} ms. Bare "
+        f"The side-by-side's endpoint (`benchmarks/peers/fake_latency_server.py`) in its own process, fixed latency {r['latency_s'] * 1000:g} ms. Bare "
         f"`litellm.acompletion` at concurrency {b['concurrency']}: **{_fmt(b['calls_per_s'])} calls/s**, "
         f"{_fmt(b['cpu_ms_per_call'])} ms CPU per call (peak in flight {b['peak_in_flight']})."
     )
@@ -545,6 +545,15 @@ def _closed_loop(r: dict[str, Any]) -> tuple[str, list[list[Any]]]:
     return text, []
 
 
+def _wire_at_8(records: dict[str, dict[str, Any]]) -> str:
+    sizes = (records.get("side_by_side", {}).get("results") or {}).get("sizes") or []
+    at8 = next((s for s in sizes if s["concurrency"] == 8 and s.get("wire_calls_per_s")), None)
+    if at8 is None:
+        return ""
+    share = _fmt(round(at8["wire_calls_per_s"] / at8["limit_calls_per_s"], 3))
+    return f"; raw aiohttp, with no work of its own, reaches {share} of C/L at C = 8 in the side-by-side run"
+
+
 def findings(records: dict[str, dict[str, Any]]) -> list[str]:
     """Where the time and memory go, from the figures plus what profiling showed (2026-11-27)."""
     out = []
@@ -553,14 +562,13 @@ def findings(records: dict[str, dict[str, Any]]) -> list[str]:
     b8 = tp.get("baseline_bare_litellm_c8") if tp else None
     if at8 and b8 and at8.get("active_calls_per_s"):
         out.append(
-            f"C = 8 is bound by litellm's time per call, not by the build: bare `litellm.acompletion` reaches "
-            f"{_fmt(b8['ratio_to_limit'])} of C/L here and the build {_fmt(ratio_active(at8))} "
-            f"({_fmt(round(at8['active_calls_per_s'] / b8['calls_per_s'], 3))} of bare litellm at the same C). "
-            "Each call holds its slot for the server's 100 ms plus litellm's client-side work (6-11 ms CPU) and "
-            "event-loop lag on 2 cores, measured at 135-180 ms per slot. The build used to drain its slots at "
-            "every stage boundary of a shard; each prompt now streams through all stages on its own "
-            "(`factory/pipeline/shard.py`). Reaching 0.95 would need the slot to cover only the HTTP exchange "
-            "(a gated transport handed to litellm), which is not done."
+            f"C = 8 is bound by the wire, not by the build: bare `litellm.acompletion` reaches "
+            f"{_fmt(b8['ratio_to_limit'])} of C/L here and the build, on the lean transport, {_fmt(ratio_active(at8))} "
+            f"({_fmt(round(at8['active_calls_per_s'] / b8['calls_per_s'], 3))} of bare litellm at the same C)"
+            + _wire_at_8(records)
+            + ". Each prompt streams through all stages on its own (`factory/pipeline/shard.py`), so the "
+            "build's slots do not drain at stage boundaries; what a slot loses beyond the server's 100 ms is "
+            "the HTTP exchange and the client's turn on a busy event loop."
         )
     if tp and tp.get("gateway_only"):
         bare, gw = tp["baseline_bare_litellm"]["cpu_ms_per_call"], tp["gateway_only"]["cpu_ms_per_call"]
@@ -573,8 +581,8 @@ def findings(records: dict[str, dict[str, Any]]) -> list[str]:
         out.append(
             f"CPU per call: bare litellm {_fmt(bare)} ms, `Gateway.complete` alone {_fmt(gw)} ms, full build "
             f"{_fmt(build)} ms (C >= 64, shard phase), as measured by the throughput benchmark on "
-            f"{tp.get('measured_on', 'its date above')}, through litellm against the factory's own fake server "
-            "(before the lean transport; see the side-by-side and profile sections for the current split)."
+            f"{tp.get('measured_on', 'its date above')} against the side-by-side's endpoint (the build and "
+            "`Gateway.complete` on the lean transport; see the profile section for where the build's share goes)."
         )
     out += _throughput_findings(records)
     mem = records.get("memory", {}).get("results")

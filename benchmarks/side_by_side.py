@@ -26,6 +26,7 @@ import threading
 import time
 import urllib.request
 import venv
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
@@ -41,6 +42,13 @@ CEILING_CALLS, CEILING_C = 3000, 64
 ROUNDS = 3  # alternating; medians reported
 
 
+@dataclass(frozen=True)
+class LatencyStats:
+    calls: int  # requests arrived
+    ok: int  # requests answered
+    peak_in_flight: int
+
+
 class LatencyServer:
     """`peers/fake_latency_server.py` in its own process; `requests()` counts what arrived."""
 
@@ -53,8 +61,18 @@ class LatencyServer:
         self._process: subprocess.Popen[bytes] | None = None
 
     def requests(self) -> int:
+        return self.stats().calls
+
+    def stats(self) -> LatencyStats:
+        """What arrived since the start or the last `reset()` (the shape `ServerWatch` reads)."""
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/stats", timeout=10) as reply:
-            return int(json.loads(reply.read())["requests"])
+            raw = json.loads(reply.read())
+        return LatencyStats(int(raw["requests"]), int(raw["answered"]), int(raw["peak_in_flight"]))
+
+    def reset(self) -> None:
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/reset", method="POST")
+        with urllib.request.urlopen(request, timeout=10):
+            pass
 
     def __enter__(self) -> Self:
         self._process = subprocess.Popen(

@@ -1,7 +1,8 @@
 """Efficiency against the physical limit: a full build against a 100 ms endpoint at concurrency C.
 
-The fake server runs in its own process with a fixed latency L, so a client with C requests in
-flight can reach at most C / L calls per second. Each build (2 generations + judge + rationale per
+The endpoint is the side-by-side's (`peers/fake_latency_server.py`, in its own process): a fixed
+latency L at about 0.1 ms of its own CPU per request, so a client with C requests in flight can reach
+at most C / L calls per second and the server costs the client nothing. Each build (2 generations + judge + rationale per
 prompt) runs in a child process sized to last `target_s`; we report calls/s, the limit C / L, their
 ratio, the requests in flight seen by the server, and the factory's CPU seconds per call. Bare
 `litellm.acompletion` at concurrency 64 against the same server, in the same run, is the ceiling
@@ -43,13 +44,13 @@ def _bare_litellm(server: Any, opts: Options, calls: int, concurrency: int) -> d
 
 
 def run(opts: Options) -> dict[str, Any]:
-    from factory.testing import FakeLLMServer
+    from benchmarks.side_by_side import LatencyServer
 
     work = opts.work_dir / NAME
     target_s = 3.0 if opts.quick else 22.0
     concurrencies = (8,) if opts.quick else CONCURRENCIES
     rows: list[dict[str, Any]] = []
-    with FakeLLMServer.spawn(latency_s=LATENCY_S) as server:
+    with LatencyServer(round(LATENCY_S * 1000)) as server:
         baseline_calls = 64 if opts.quick else 2500
         baseline = _bare_litellm(server, opts, baseline_calls, 64)
         ceiling = baseline["calls_per_s"]

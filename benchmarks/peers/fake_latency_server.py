@@ -5,7 +5,8 @@ Usage: fake_latency_server.py PORT LATENCY_MS [empty]
 Answers every chat completion after LATENCY_MS with text in whichever format the request asks for:
 UltraFeedback-style ratings when the prompt lists "Text 1"/"Text 2"; the Fellowship combined-score
 format when it mentions "Score Assistant A"; a short answer otherwise. Counts requests and the
-peak number in flight (GET /stats). Needs aiohttp.
+peak number in flight (GET /stats: requests, answered, in_flight, peak_in_flight; POST /reset zeroes
+them). Needs aiohttp.
 """
 
 import asyncio
@@ -15,7 +16,7 @@ from aiohttp import web
 
 port, latency = int(sys.argv[1]), float(sys.argv[2]) / 1000
 empty_mode = len(sys.argv) > 3 and sys.argv[3] == "empty"  # every 4th plain answer is "" (HTTP 200)
-stats = {"requests": 0, "in_flight": 0, "peak_in_flight": 0}
+stats = {"requests": 0, "answered": 0, "in_flight": 0, "peak_in_flight": 0}
 
 ULTRA = "#### Output for Text 1\nRating: 4\nRationale: clear and correct.\n\n#### Output for Text 2\nRating: 2\nRationale: vague.\n"
 COMBINED = "### Evaluation Evidence:\nA is more complete.\n\n### Score Assistant A:\n8/10\n\n### Score Assistant B:\n6/10"
@@ -41,6 +42,7 @@ async def chat(request):
     )
     if empty_mode and content.startswith(ANSWER) and serial % 4 == 0:
         content = ""
+    stats["answered"] += 1
     return web.json_response(
         {
             "id": "x",
@@ -63,7 +65,13 @@ async def get_stats(request):
     return web.json_response(stats)
 
 
+async def reset(request):
+    stats.update(requests=0, answered=0, peak_in_flight=stats["in_flight"])
+    return web.json_response(stats)
+
+
 app = web.Application(client_max_size=64 * 1024 * 1024)
 app.router.add_post("/v1/chat/completions", chat)
 app.router.add_get("/stats", get_stats)
+app.router.add_post("/reset", reset)
 web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, backlog=4096)
