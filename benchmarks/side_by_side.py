@@ -242,21 +242,29 @@ def _printed_judged(done: subprocess.CompletedProcess[str]) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def _ceilings(server: LatencyServer, calls: int, c: int, opts: Options) -> dict[str, Any]:
-    opts.log(f"{NAME}: client ceilings, {calls} calls at C={c}")
+def _client_ceilings(server: LatencyServer, calls: int, c: int, clients: str | None = None) -> dict[str, Any]:
+    """`peers/client_ceiling.py` at `c` in flight: client name -> calls/s and CPU ms per call
+    (`clients`: a comma-separated subset, default all)."""
     done = subprocess.run(
-        [sys.executable, str(PEERS / "client_ceiling.py"), str(server.port), str(calls), str(c)],
+        [sys.executable, str(PEERS / "client_ceiling.py"), str(server.port), str(calls), str(c)]
+        + ([clients] if clients else []),
         env=child_env(),
         capture_output=True,
         text=True,
         check=True,
         timeout=1800,
     )
-    out: dict[str, Any] = {}
-    for name, rate, cpu in re.findall(
-        r"^(\S+)\s+C=\d+:\s+([\d.]+) calls/s,\s+([\d.]+) ms CPU/call", done.stdout, re.MULTILINE
-    ):
-        out[name] = {"calls_per_s": float(rate), "cpu_ms_per_call": float(cpu)}
+    return {
+        name: {"calls_per_s": float(rate), "cpu_ms_per_call": float(cpu)}
+        for name, rate, cpu in re.findall(
+            r"^(\S+)\s+C=\d+:\s+([\d.]+) calls/s,\s+([\d.]+) ms CPU/call", done.stdout, re.MULTILINE
+        )
+    }
+
+
+def _ceilings(server: LatencyServer, calls: int, c: int, opts: Options) -> dict[str, Any]:
+    opts.log(f"{NAME}: client ceilings, {calls} calls at C={c}")
+    out = _client_ceilings(server, calls, c)
     gateway = run_child(
         [
             "gateway",
@@ -280,16 +288,7 @@ def _ceilings(server: LatencyServer, calls: int, c: int, opts: Options) -> dict[
 def _wire_rate(server: LatencyServer, calls: int, c: int) -> float | None:
     """Raw aiohttp's calls/s at `c` in flight over `calls` calls: what the wire and this server allow
     a client with no work of its own at a size's concurrency."""
-    done = subprocess.run(
-        [sys.executable, str(PEERS / "client_ceiling.py"), str(server.port), str(calls), str(c), "aiohttp"],
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=1800,
-    )
-    found = re.search(r"^aiohttp\s+C=\d+:\s+([\d.]+) calls/s", done.stdout, re.MULTILINE)
-    return float(found.group(1)) if found else None
+    return _client_ceilings(server, calls, c, "aiohttp").get("aiohttp", {}).get("calls_per_s")
 
 
 def _median(rows: list[dict[str, Any]], key: str) -> float | None:

@@ -1,9 +1,9 @@
 """Efficiency against the physical limit: a full build against a 100 ms endpoint at concurrency C.
 
 The endpoint is the side-by-side's (`peers/fake_latency_server.py`, in its own process): a fixed
-latency L at about 0.1 ms of its own CPU per request, so a client with C requests in flight can reach
-at most C / L calls per second and the server costs the client nothing. Each build (2 generations + judge + rationale per
-prompt) runs in a child process sized to last `target_s`; we report calls/s, the limit C / L, their
+latency L at about 0.1 ms of its own CPU per request, so a client with C requests in flight can
+reach at most C / L calls per second and the server costs the client nothing. Each build
+(2 generations + judge + rationale per prompt) runs in a child process sized to last `target_s`; we report calls/s, the limit C / L, their
 ratio, the requests in flight seen by the server, and the factory's CPU seconds per call. Bare
 `litellm.acompletion` at concurrency 64 against the same server, in the same run, is the ceiling
 that litellm's own CPU cost sets on this machine (the target is >= 0.9 of it at C = 64);

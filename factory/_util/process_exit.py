@@ -41,17 +41,10 @@ def exit_now(code: int, *, wait_for_threads: bool = True) -> NoReturn:
     """Join the non-daemon threads (unless told not to: an interrupted build exits at once), flush,
     run the exit handlers, and end the process with `code`."""
     if wait_for_threads:
-        # What the interpreter's own exit does first: threading's exit callbacks (they tell idle
-        # thread-pool workers to stop) and then a join of every non-daemon thread. It is private
-        # API, so a plain join is the fallback.
-        shutdown = getattr(threading, "_shutdown", None)
-        if callable(shutdown):
-            shutdown()
-        else:
-            current = threading.current_thread()
-            for thread in threading.enumerate():
-                if thread is not current and not thread.daemon and thread.is_alive():
-                    thread.join()
+        # What the interpreter's own exit does first (private, but what CPython itself calls):
+        # threading's exit callbacks, which tell idle thread-pool workers to stop, then a join of
+        # every non-daemon thread. A plain join of the threads would wait on those idle workers.
+        threading._shutdown()  # type: ignore[attr-defined]
     _flush()
     atexit._run_exitfuncs()
     _flush()
